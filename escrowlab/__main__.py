@@ -1,0 +1,3 @@
+from escrowlab.cli import main
+
+main()

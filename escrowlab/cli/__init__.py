@@ -1,0 +1,52 @@
+"""The one `escrowlab` command. Each subsystem adds its own sub-app here."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import typer
+
+from regtest_cluster.cluster import ClusterError
+from regtest_cluster.daemon import DaemonError
+from regtest_cluster.env import ConfigError
+from regtest_cluster.nodes import LndError, RpcError
+from regtest_cluster.provision import ProvisionError
+from regtest_cluster.topology import TopologyError
+from regtest_cluster.waiting import WaitTimeout
+
+from . import bench, cluster, demo, nodes
+from .common import UserError, console
+
+app = typer.Typer(
+    name="escrowlab",
+    help="Prove Bitcoin and Lightning marketplace escrow correct and fast, on real regtest nodes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(cluster.app, name="cluster")
+app.add_typer(bench.app, name="bench")
+app.command(name="demo")(demo.demo)
+
+# Errors a user can act on: one clear message, no traceback, exit code 2.
+KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,
+                WaitTimeout, LndError, RpcError)
+
+
+def _terminate(signum, frame):  # noqa: ARG001
+    # Turn SIGTERM into an exception so every `finally` runs and no node is left behind.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app()
+    except KNOWN_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)

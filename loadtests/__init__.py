@@ -1,0 +1,1 @@
+"""Locust users and load shapes; the only package that imports locust. Arrives with issue 8."""

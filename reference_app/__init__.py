@@ -1,0 +1,1 @@
+"""The reference marketplace (FastAPI): api/ -> services/ -> store/. Arrives with issue 3."""

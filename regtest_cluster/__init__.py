@@ -1,0 +1,7 @@
+"""Real regtest clusters: bitcoind plus several LND nodes, from one topology file.
+
+Layers, bottom up: ``env`` (settings from the environment), ``provision``
+(binaries), ``daemon`` (one process or container), ``nodes`` (bitcoind and LND
+with typed RPC clients), ``topology`` (the declared network), ``cluster``
+(bring-up and tear-down), ``state`` (a detached cluster's state file).
+"""

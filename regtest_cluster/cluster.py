@@ -1,0 +1,304 @@
+"""A running regtest network built from a topology: bring-up, helpers, tear-down.
+
+Bring-up order, chosen for speed on two cores: bitcoind first (lnd needs its
+RPC and ZMQ), then every LND at once while the miner wallet matures coinbase;
+one ``sendmany`` funds every node, one batch transaction per opener opens its
+channels, and one 6-block step confirms and announces them all.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .daemon import DaemonError
+from .nodes.bitcoind import BitcoinD, BitcoinDPorts
+from .nodes.lnd import LndNode, LndPorts
+from .ports import PortAllocator
+from .provision import Binaries
+from .topology import Topology
+from .waiting import wait_for
+
+Progress = Callable[[str], None]
+_PORT_CLASH = re.compile(r"address already in use|unable to bind|bind.*failed", re.I)
+MINE_STEP = 6  # blocks per step; nodes sync between steps (hundreds at once can force-close channels)
+
+
+class ClusterError(RuntimeError):
+    """Raised when a cluster cannot start or a cluster operation fails; names the run folder."""
+
+    def __init__(self, message: str, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir
+        super().__init__(message + (f"\nrun folder kept: {run_dir}" if run_dir else ""))
+
+
+@dataclass
+class Timings:
+    bitcoind_start_s: float = 0.0
+    lnd_start_s: float = 0.0
+    funding_s: float = 0.0
+    channels_s: float = 0.0
+    bringup_s: float = 0.0
+    graph_sync_s: float = 0.0
+    marks: dict[str, float] = field(default_factory=dict)
+
+
+def parallel(fn: Callable, items: Iterable) -> list:
+    """Run ``fn`` over ``items`` in threads; re-raise the first failure."""
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+class Cluster:
+    def __init__(self, topology: Topology, binaries: Binaries, run_dir: Path,
+                 ports: PortAllocator | None = None) -> None:
+        self.topology = topology
+        self.binaries = binaries
+        self.run_dir = run_dir
+        self._ports = ports or PortAllocator(topology.base_port)
+        self.bitcoind = BitcoinD(binaries.bitcoind, run_dir / "bitcoind", self._bitcoind_ports())
+        self.nodes: dict[str, LndNode] = {
+            spec.name: LndNode(spec.name, spec.role, binaries.lnd, run_dir / f"lnd-{spec.name}",
+                               self._lnd_ports(), self.bitcoind)
+            for spec in topology.nodes
+        }
+        self.timings = Timings()
+        self.owned = True  # False for a cluster attached from a state file
+
+    # --- ports
+    def _bitcoind_ports(self) -> BitcoinDPorts:
+        t = self._ports.take
+        return BitcoinDPorts(rpc=t(), p2p=t(), zmq_block=t(), zmq_tx=t())
+
+    def _lnd_ports(self) -> LndPorts:
+        t = self._ports.take
+        return LndPorts(rpc=t(), rest=t(), p2p=t())
+
+    def _start_with_port_retry(self, name: str, start: Callable[[], None], repick: Callable[[], None]) -> None:
+        for attempt in range(3):
+            try:
+                start()
+                return
+            except DaemonError as exc:
+                if attempt == 2 or not _PORT_CLASH.search(exc.tail):
+                    raise
+                repick()
+
+    # --- lifecycle
+    def start(self, progress: Progress = lambda _m: None) -> Timings:
+        t0 = time.monotonic()
+        self.timings.marks["start"] = t0
+        try:
+            self._start(progress, t0)
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise ClusterError(f"cluster {self.topology.name} failed to start: {exc}", self.run_dir) from exc
+        return self.timings
+
+    def _start(self, progress: Progress, t0: float) -> None:
+        tm = self.timings
+        progress("starting bitcoind")
+
+        def repick_bitcoind() -> None:
+            self.bitcoind.ports = self._bitcoind_ports()
+            self.bitcoind.daemon.argv = self.bitcoind.argv()
+            for node in self.nodes.values():
+                node.daemon.argv = node.argv()
+
+        self._start_with_port_retry("bitcoind", self.bitcoind.start, repick_bitcoind)
+        tm.bitcoind_start_s = time.monotonic() - t0
+
+        progress(f"starting {len(self.nodes)} LND nodes")
+        t_lnd = time.monotonic()
+        for node in self.nodes.values():
+            node.lnddir.mkdir(parents=True, exist_ok=True)
+            node.daemon.start()
+        self.bitcoind.ensure_miner_wallet()
+        self.bitcoind.mine(101)  # no channels yet, so one step is safe
+
+        def ready(node: LndNode) -> None:
+            def repick() -> None:
+                node.ports = self._lnd_ports()
+                node.daemon.argv = node.argv()
+
+            try:
+                node.wait_ready()
+            except DaemonError as exc:
+                if not _PORT_CLASH.search(exc.tail):
+                    raise
+                repick()
+                self._start_with_port_retry(node.name, node.start, repick)
+
+        parallel(ready, self.nodes.values())
+        tm.lnd_start_s = time.monotonic() - t_lnd
+
+        progress("funding nodes on-chain")
+        t_fund = time.monotonic()
+        self._fund_all()
+        tm.funding_s = time.monotonic() - t_fund
+
+        if self.topology.channels:
+            progress(f"opening {len(self.topology.channels)} channels")
+            t_ch = time.monotonic()
+            self._open_channels()
+            tm.channels_s = time.monotonic() - t_ch
+        tm.bringup_s = time.monotonic() - t0
+        if self.topology.channels:
+            progress("waiting for the channel graph to reach every node")
+            t_g = time.monotonic()
+            self.wait_graph_synced()
+            tm.graph_sync_s = time.monotonic() - t_g
+
+    def _fund_all(self) -> None:
+        specs = [s for s in self.topology.nodes if s.funding_sats > 0]
+        if not specs:
+            return
+
+        def addresses(spec) -> dict[str, int]:
+            node = self.nodes[spec.name]
+            share, rest = divmod(spec.funding_sats, spec.utxos)
+            return {node.rest.newaddress(): share + (rest if i == 0 else 0) for i in range(spec.utxos)}
+
+        outputs: dict[str, int] = {}
+        for part in parallel(addresses, specs):
+            outputs.update(part)
+        self.bitcoind.miner().sendmany(outputs)
+        self.mine(1)
+
+        def funded(spec) -> None:
+            node = self.nodes[spec.name]
+            wait_for(lambda: int(node.rest.walletbalance().get("confirmed_balance", 0)) >= spec.funding_sats,
+                     timeout=60, what=f"{spec.name} confirmed balance >= {spec.funding_sats}")
+
+        parallel(funded, specs)
+
+    def _open_channels(self) -> None:
+        by_opener: dict[str, list] = {}
+        for ch in self.topology.channels:
+            by_opener.setdefault(ch.from_, []).append(ch)
+
+        def open_for(opener: str) -> None:
+            node = self.nodes[opener]
+            for ch in by_opener[opener]:
+                peer = self.nodes[ch.to]
+                node.rest.connect(peer.pubkey, peer.p2p_host)
+            node.rest.batch_open_channels([
+                {"pubkey": self.nodes[ch.to].pubkey, "capacity_sats": ch.capacity_sats,
+                 "push_sats": ch.push_sats, "private": ch.private}
+                for ch in by_opener[opener]
+            ])
+
+        parallel(open_for, by_opener)
+        wait_for(lambda: len(self.bitcoind.rpc.getrawmempool()) >= len(by_opener),
+                 timeout=30, what="channel funding transactions in the mempool")
+        self.mine(MINE_STEP)  # 1 conf opens them; 6 lets them be announced
+        self.wait_channels_active()
+
+    def expected_channels(self) -> dict[str, int]:
+        """How many channels each node should have, from the topology."""
+        count = {n: 0 for n in self.nodes}
+        for ch in self.topology.channels:
+            count[ch.from_] += 1
+            count[ch.to] += 1
+        return count
+
+    def wait_channels_active(self, timeout: float = 60.0) -> None:
+        expected = self.expected_channels()
+
+        def active(name: str) -> None:
+            node = self.nodes[name]
+            wait_for(lambda: len(node.rest.listchannels(active_only=True)) >= expected[name],
+                     timeout=timeout, what=f"{name}: {expected[name]} active channels")
+
+        parallel(active, [n for n, c in expected.items() if c])
+
+    def wait_graph_synced(self, timeout: float = 60.0) -> None:
+        public = sum(1 for ch in self.topology.channels if not ch.private)
+
+        def synced(node: LndNode) -> None:
+            def edges_with_policies() -> bool:
+                edges = node.rest.describegraph().get("edges", [])
+                full = [e for e in edges if e.get("node1_policy") and e.get("node2_policy")]
+                return len(full) >= public
+
+            wait_for(edges_with_policies, timeout=timeout, what=f"{node.name} sees {public} channels in its graph")
+
+        parallel(synced, self.nodes.values())
+
+    def stop(self) -> None:
+        """Stop every node; LND first so it does not log a lost chain backend."""
+        parallel(lambda n: n.stop(), self.nodes.values())
+        self.bitcoind.stop()
+
+    def remove_run_dir(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # --- helpers for tests, scenarios and the CLI
+    def node(self, name: str) -> LndNode:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise ClusterError(f"no node named {name!r} (nodes: {', '.join(self.nodes)})") from None
+
+    def wait_synced(self, height: int | None = None, timeout: float = 60.0) -> int:
+        height = height if height is not None else self.bitcoind.rpc.getblockcount()
+
+        def synced(node: LndNode) -> None:
+            if not node.daemon.is_running():
+                return  # a node stopped on purpose does not hold the others back
+
+            def at_height() -> bool:
+                info = node.rest.getinfo()
+                return int(info["block_height"]) >= height and bool(info.get("synced_to_chain"))
+
+            wait_for(at_height, timeout=timeout, what=f"{node.name} synced to height {height}")
+
+        parallel(synced, self.nodes.values())
+        return height
+
+    def mine(self, n: int, step: int = MINE_STEP) -> int:
+        """Mine ``n`` blocks in steps, letting every running LND sync between steps."""
+        if n < 0:
+            raise ClusterError(f"cannot mine a negative number of blocks ({n})")
+        height = self.bitcoind.rpc.getblockcount()
+        while n > 0:
+            k = min(step, n)
+            self.bitcoind.mine(k)
+            height += k
+            n -= k
+            self.wait_synced(height)
+        return height
+
+    def fund(self, name: str, amount_sats: int) -> str:
+        """Send ``amount_sats`` on-chain to a node, confirm it, and return the txid."""
+        if amount_sats <= 0:
+            raise ClusterError(f"amount must be positive, got {amount_sats}")
+        node = self.node(name)
+        before = int(node.rest.walletbalance().get("confirmed_balance", 0))
+        txid = self.bitcoind.miner().sendtoaddress(node.rest.newaddress(), amount_sats)
+        self.mine(1)
+        wait_for(lambda: int(node.rest.walletbalance().get("confirmed_balance", 0)) >= before + amount_sats,
+                 timeout=30, what=f"{name} confirmed balance grows by {amount_sats}")
+        return txid
+
+    def pay(self, src: str, dst: str, amount_sats: int, fee_limit_sats: int = 1000) -> dict:
+        """``dst`` issues an invoice and ``src`` pays it; return the final payment."""
+        if amount_sats <= 0:
+            raise ClusterError(f"amount must be positive, got {amount_sats}")
+        sender, receiver = self.node(src), self.node(dst)
+        invoice = receiver.rest.addinvoice(amount_sats, memo=f"{src}->{dst}")
+        payment = sender.rest.send_payment(invoice["payment_request"], fee_limit_sats=fee_limit_sats)
+        if payment.get("status") != "SUCCEEDED":
+            raise ClusterError(f"payment {src} -> {dst} of {amount_sats} sats failed: "
+                               f"{payment.get('failure_reason', payment.get('status'))}")
+        return payment

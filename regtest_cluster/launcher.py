@@ -1,0 +1,86 @@
+"""Start and end whole clusters: what the CLI, the fixtures and the benchmarks share."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import waiting
+from .cluster import Cluster, ClusterError, Timings
+from .env import ClusterEnv
+from .provision import resolve
+from .rundir import new_run_dir
+from .state import attach, read_state, state_path, write_state
+from .topology import Topology
+
+Progress = Callable[[str], None]
+
+
+def launch(topology: Topology, env: ClusterEnv, progress: Progress = lambda _m: None,
+           run_dir: Path | None = None) -> Cluster:
+    """Start ``topology`` in a new numbered run folder; on failure nothing is left running."""
+    waiting.set_timeout_factor(env.timeout_factor)
+    binaries = resolve(env)
+    run_dir = run_dir or new_run_dir(env.runs_dir, topology.name)
+    progress(f"run folder {run_dir}")
+    cluster = Cluster(topology, binaries, run_dir)
+    cluster.start(progress)
+    return cluster
+
+
+def state_dir(env: ClusterEnv) -> Path:
+    return env.cache_dir / "clusters"
+
+
+def check_name_free(env: ClusterEnv, name: str = "default") -> None:
+    """Refuse, before starting anything, a detached cluster whose name is taken."""
+    path = state_path(state_dir(env), name)
+    if path.exists():
+        existing = read_state(path)
+        raise ClusterError(f"a detached cluster named {name!r} is already recorded in {path} "
+                           f"(run folder {existing['run_dir']}); run `escrowlab cluster down"
+                           f"{'' if name == 'default' else ' --name ' + name}` first")
+
+
+def detach(cluster: Cluster, env: ClusterEnv, name: str = "default") -> Path:
+    """Leave ``cluster`` running and record it for later commands."""
+    check_name_free(env, name)
+    path = state_path(state_dir(env), name)
+    write_state(path, cluster)
+    return path
+
+
+def attached(env: ClusterEnv, name: str = "default") -> Cluster:
+    waiting.set_timeout_factor(env.timeout_factor)
+    return attach(read_state(state_path(state_dir(env), name)))
+
+
+def down(env: ClusterEnv, name: str = "default", keep: bool = False) -> dict:
+    """Stop a detached cluster, forget it, and remove its run folder unless ``keep``."""
+    path = state_path(state_dir(env), name)
+    cluster = attach(read_state(path))
+    t0 = time.monotonic()
+    cluster.stop()
+    left = [d.name for d in [cluster.bitcoind.daemon, *(n.daemon for n in cluster.nodes.values())]
+            if d.is_running()]
+    if left:
+        raise ClusterError(f"still running after stop: {', '.join(left)}", cluster.run_dir)
+    path.unlink()
+    if not keep:
+        cluster.remove_run_dir()
+    return {"stopped": True, "run_dir": str(cluster.run_dir), "kept": keep,
+            "stop_s": round(time.monotonic() - t0, 3)}
+
+
+def timings_json(cluster: Cluster, timings: Timings) -> dict:
+    return {
+        "nodes": len(cluster.nodes),
+        "channels": len(cluster.topology.channels),
+        "bitcoind_start_s": round(timings.bitcoind_start_s, 3),
+        "lnd_start_s": round(timings.lnd_start_s, 3),
+        "funding_s": round(timings.funding_s, 3),
+        "channels_s": round(timings.channels_s, 3),
+        "bringup_s": round(timings.bringup_s, 3),
+        "graph_sync_s": round(timings.graph_sync_s, 3),
+    }

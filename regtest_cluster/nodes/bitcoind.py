@@ -1,0 +1,213 @@
+"""bitcoind on regtest: its command line, its readiness, and a typed RPC client."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..daemon import Daemon, ProcessDaemon
+from ..waiting import wait_for
+
+SATS_PER_BTC = 100_000_000
+
+
+def btc(sats: int) -> Decimal:
+    return (Decimal(sats) / SATS_PER_BTC).quantize(Decimal("0.00000001"))
+
+
+def sats(amount_btc: float | Decimal | str) -> int:
+    return int((Decimal(str(amount_btc)) * SATS_PER_BTC).to_integral_value())
+
+
+class RpcError(RuntimeError):
+    """Raised when bitcoind answers a call with an error, or cannot be reached."""
+
+    def __init__(self, method: str, code: int, message: str) -> None:
+        self.method, self.code, self.message = method, code, message
+        super().__init__(f"bitcoind {method}: {message} (code {code})")
+
+
+class BitcoinRpc:
+    """JSON-RPC over one kept-alive HTTP connection pool. Thread-safe."""
+
+    def __init__(self, url: str, user: str, password: str, wallet: str | None = None,
+                 timeout: float = 60.0) -> None:
+        self.url, self.user, self.password, self.wallet = url, user, password, wallet
+        self._http = httpx.Client(auth=(user, password), timeout=timeout)
+        self._ids = itertools.count()
+
+    def for_wallet(self, wallet: str) -> "BitcoinRpc":
+        return BitcoinRpc(self.url, self.user, self.password, wallet)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, method: str, *params: Any) -> Any:
+        url = self.url + (f"/wallet/{self.wallet}" if self.wallet else "")
+        try:
+            # Amounts go as decimal strings (bitcoind accepts them): exact, unlike floats.
+            body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method,
+                               "params": list(params)}, default=str)
+            resp = self._http.post(url, content=body, headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise RpcError(method, -1, f"cannot reach {self.url}: {exc}") from exc
+        try:
+            body = resp.json(parse_float=Decimal)
+        except ValueError:
+            raise RpcError(method, resp.status_code, resp.text.strip() or f"HTTP {resp.status_code}") from None
+        if body.get("error"):
+            err = body["error"]
+            raise RpcError(method, err.get("code", 0), err.get("message", str(err)))
+        return body["result"]
+
+    # typed calls used by the harness
+    def getblockchaininfo(self) -> dict:
+        return self.call("getblockchaininfo")
+
+    def getblockcount(self) -> int:
+        return self.call("getblockcount")
+
+    def getbestblockhash(self) -> str:
+        return self.call("getbestblockhash")
+
+    def getblockhash(self, height: int) -> str:
+        return self.call("getblockhash", height)
+
+    def createwallet(self, name: str, disable_private_keys: bool = False, blank: bool = False) -> dict:
+        return self.call("createwallet", name, disable_private_keys, blank)
+
+    def loadwallet(self, name: str) -> dict:
+        return self.call("loadwallet", name)
+
+    def listwallets(self) -> list[str]:
+        return self.call("listwallets")
+
+    def getnewaddress(self, label: str = "", address_type: str = "bech32") -> str:
+        return self.call("getnewaddress", label, address_type)
+
+    def generatetoaddress(self, n: int, address: str) -> list[str]:
+        return self.call("generatetoaddress", n, address)
+
+    def sendmany(self, amounts_sats: dict[str, int]) -> str:
+        return self.call("sendmany", "", {a: btc(s) for a, s in amounts_sats.items()})
+
+    def sendtoaddress(self, address: str, amount_sats: int) -> str:
+        return self.call("sendtoaddress", address, btc(amount_sats))
+
+    def getbalance(self) -> Decimal:
+        return self.call("getbalance")
+
+    def getrawmempool(self) -> list[str]:
+        return self.call("getrawmempool")
+
+    def invalidateblock(self, block_hash: str) -> None:
+        self.call("invalidateblock", block_hash)
+
+    def stop(self) -> str:
+        return self.call("stop")
+
+
+@dataclass
+class BitcoinDPorts:
+    rpc: int
+    p2p: int
+    zmq_block: int
+    zmq_tx: int
+
+
+class BitcoinD:
+    """A regtest bitcoind with ZMQ feeds (lnd will not start without them)."""
+
+    MINER_WALLET = "miner"
+
+    def __init__(self, binary: Path, datadir: Path, ports: BitcoinDPorts,
+                 daemon_factory=None, rpc_host: str = "127.0.0.1",
+                 rpc_password: str | None = None) -> None:
+        self.binary = binary
+        self.datadir = datadir
+        self.ports = ports
+        self.rpc_user = "escrowlab"
+        self.rpc_password = rpc_password or secrets.token_hex(16)
+        self.rpc_host = rpc_host
+        factory = daemon_factory or ProcessDaemon
+        self.daemon: Daemon = factory("bitcoind", self.argv(), datadir / "bitcoind.log", datadir)
+        self._rpc: BitcoinRpc | None = None
+
+    def argv(self) -> list[str]:
+        p = self.ports
+        return [
+            str(self.binary), "-regtest", f"-datadir={self.datadir}", "-server", "-printtoconsole",
+            f"-rpcuser={self.rpc_user}", f"-rpcpassword={self.rpc_password}",
+            f"-rpcport={p.rpc}", f"-port={p.p2p}", "-bind=127.0.0.1", "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1", "-listen=1", "-listenonion=0", "-dnsseed=0", "-discover=0",
+            f"-zmqpubrawblock=tcp://127.0.0.1:{p.zmq_block}", f"-zmqpubrawtx=tcp://127.0.0.1:{p.zmq_tx}",
+            "-fallbackfee=0.00001", "-txindex=1", "-rpcthreads=16", "-rpcworkqueue=512",
+            "-debug=0", "-shrinkdebugfile=0",
+        ]
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.rpc_host}:{self.ports.rpc}"
+
+    @property
+    def rpc(self) -> BitcoinRpc:
+        if self._rpc is None:
+            self._rpc = BitcoinRpc(self.rpc_url, self.rpc_user, self.rpc_password)
+        return self._rpc
+
+    def wallet(self, name: str) -> BitcoinRpc:
+        return self.rpc.for_wallet(name)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.daemon.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            self.daemon.check_alive()
+            try:
+                self.rpc.getblockchaininfo()
+                return True
+            except RpcError as exc:
+                if exc.code in (-1, -28, 401):  # not listening yet, or warming up
+                    return False
+                raise
+
+        wait_for(ready, timeout=timeout, what="bitcoind RPC")
+
+    def stop(self) -> None:
+        if self.daemon.is_running():
+            try:
+                self.rpc.stop()
+            except RpcError:
+                pass
+        self.daemon.stop()
+        if self._rpc:
+            self._rpc.close()
+            self._rpc = None
+
+    # mining helpers
+    def miner(self) -> BitcoinRpc:
+        return self.wallet(self.MINER_WALLET)
+
+    def ensure_miner_wallet(self) -> None:
+        if self.MINER_WALLET not in self.rpc.listwallets():
+            try:
+                self.rpc.createwallet(self.MINER_WALLET)
+            except RpcError as exc:
+                if "already exists" not in exc.message:
+                    raise
+                self.rpc.loadwallet(self.MINER_WALLET)
+
+    def mine(self, n: int) -> list[str]:
+        """Mine ``n`` blocks to the miner wallet, in one call (callers step it)."""
+        address = self.miner().getnewaddress()
+        return self.rpc.generatetoaddress(n, address)

@@ -1,0 +1,310 @@
+"""LND on regtest against our bitcoind: command line, readiness, typed REST client.
+
+REST conventions (lnd's grpc-gateway): the macaroon goes in the
+``Grpc-Metadata-macaroon`` header as hex; bytes are base64 in JSON bodies and
+base64url in paths and queries; int64 values arrive as strings; streams are
+newline-delimited ``{"result": ...}`` objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+from ..daemon import Daemon, ProcessDaemon
+from ..waiting import wait_for
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+class LndError(RuntimeError):
+    """Raised when an LND call fails or LND cannot be reached; carries lnd's message."""
+
+    def __init__(self, node: str, call: str, status: int, message: str) -> None:
+        self.node, self.call, self.status, self.message = node, call, status, message
+        super().__init__(f"lnd {node} {call}: {message} (HTTP {status})")
+
+
+class LndRest:
+    """Typed REST client for one LND node. Thread-safe (one httpx pool)."""
+
+    def __init__(self, name: str, base_url: str, macaroon_hex: str, tls_cert: Path,
+                 timeout: float = 60.0) -> None:
+        self.name = name
+        self.base_url = base_url
+        self._http = httpx.Client(
+            base_url=base_url, verify=ssl.create_default_context(cafile=str(tls_cert)), timeout=timeout,
+            headers={"Grpc-Metadata-macaroon": macaroon_hex},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, body: dict | None = None,
+                 params: dict | None = None) -> dict:
+        try:
+            resp = self._http.request(method, path, json=body, params=params)
+        except httpx.HTTPError as exc:
+            raise LndError(self.name, path, 0, f"cannot reach {self.base_url}: {exc}") from exc
+        return self._decode(path, resp.status_code, resp.text)
+
+    def _decode(self, path: str, status: int, text: str) -> dict:
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            raise LndError(self.name, path, status, text.strip()[:300]) from None
+        if status >= 400 or (isinstance(data, dict) and "error" in data and "result" not in data):
+            err = data.get("error", data) if isinstance(data, dict) else data
+            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            raise LndError(self.name, path, status, message)
+        return data
+
+    def _stream(self, path: str, body: dict | None = None, method: str = "POST",
+                timeout: float | None = None) -> Iterator[dict]:
+        try:
+            with self._http.stream(method, path, json=body, timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(path, resp.status_code, resp.text)
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if "error" in item:
+                        err = item["error"]
+                        raise LndError(self.name, path, resp.status_code, err.get("message", str(err)))
+                    yield item.get("result", item)
+        except httpx.HTTPError as exc:
+            raise LndError(self.name, path, 0, f"stream broke: {exc}") from exc
+
+    # --- node and wallet
+    def state(self) -> str:
+        """lnd's server state; safe to poll while lnd starts (GetInfo logs errors then)."""
+        return self._request("GET", "/v1/state").get("state", "")
+
+    def getinfo(self) -> dict:
+        return self._request("GET", "/v1/getinfo")
+
+    def newaddress(self) -> str:
+        return self._request("GET", "/v1/newaddress", params={"type": "WITNESS_PUBKEY_HASH"})["address"]
+
+    def walletbalance(self) -> dict:
+        return self._request("GET", "/v1/balance/blockchain")
+
+    def channelbalance(self) -> dict:
+        return self._request("GET", "/v1/balance/channels")
+
+    # --- peers and channels
+    def connect(self, pubkey: str, host: str) -> None:
+        try:
+            self._request("POST", "/v1/peers", {"addr": {"pubkey": pubkey, "host": host}, "perm": False})
+        except LndError as exc:
+            if "already connected" not in exc.message:
+                raise
+
+    def listpeers(self) -> list[dict]:
+        return self._request("GET", "/v1/peers").get("peers", [])
+
+    def disconnect(self, pubkey: str) -> None:
+        self._request("DELETE", f"/v1/peers/{pubkey}")
+
+    def batch_open_channels(self, channels: list[dict], sat_per_vbyte: int = 2) -> dict:
+        """Open several channels in one funding transaction.
+
+        Each item: ``{"pubkey", "capacity_sats", "push_sats", "private"}``.
+        """
+        body = {
+            "channels": [
+                {"node_pubkey": b64(bytes.fromhex(c["pubkey"])),
+                 "local_funding_amount": str(c["capacity_sats"]),
+                 "push_sat": str(c.get("push_sats", 0)),
+                 "private": bool(c.get("private", False))}
+                for c in channels
+            ],
+            "sat_per_vbyte": str(sat_per_vbyte),
+            "min_confs": 1,
+        }
+        return self._request("POST", "/v1/channels/batch", body)
+
+    def listchannels(self, active_only: bool = False) -> list[dict]:
+        params = {"active_only": "true"} if active_only else None
+        return self._request("GET", "/v1/channels", params=params).get("channels", [])
+
+    def pendingchannels(self) -> dict:
+        return self._request("GET", "/v1/channels/pending")
+
+    def describegraph(self) -> dict:
+        return self._request("GET", "/v1/graph")
+
+    def close_channel(self, channel_point: str, force: bool = False) -> None:
+        txid, index = channel_point.split(":")
+        # The close stream runs until the channel closes; we only need it started.
+        stream = self._stream(f"/v1/channels/{txid}/{index}?force={'true' if force else 'false'}",
+                              method="DELETE")
+        next(stream)
+
+    # --- invoices and payments
+    def addinvoice(self, value_sats: int, memo: str = "", expiry_s: int = 3600) -> dict:
+        return self._request("POST", "/v1/invoices",
+                             {"value": str(value_sats), "memo": memo, "expiry": str(expiry_s)})
+
+    def lookup_invoice(self, payment_hash: bytes) -> dict:
+        return self._request("GET", "/v2/invoices/lookup",
+                             params={"payment_hash": b64url(payment_hash)})
+
+    def add_hold_invoice(self, payment_hash: bytes, value_sats: int, cltv_expiry: int,
+                         expiry_s: int = 3600, memo: str = "") -> dict:
+        return self._request("POST", "/v2/invoices/hodl", {
+            "hash": b64(payment_hash), "value": str(value_sats), "cltv_expiry": str(cltv_expiry),
+            "expiry": str(expiry_s), "memo": memo,
+        })
+
+    def settle_invoice(self, preimage: bytes) -> None:
+        self._request("POST", "/v2/invoices/settle", {"preimage": b64(preimage)})
+
+    def cancel_invoice(self, payment_hash: bytes) -> None:
+        self._request("POST", "/v2/invoices/cancel", {"payment_hash": b64(payment_hash)})
+
+    def subscribe_single_invoice(self, payment_hash: bytes, timeout: float | None = None) -> Iterator[dict]:
+        return self._stream(f"/v2/invoices/subscribe/{b64url(payment_hash)}", method="GET", timeout=timeout)
+
+    def decodepayreq(self, payment_request: str) -> dict:
+        return self._request("GET", f"/v1/payreq/{payment_request}")
+
+    def send_payment(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000,
+                     wait: bool = True) -> dict:
+        """Pay an invoice through routerrpc's SendPaymentV2; return the final payment update.
+
+        With ``wait=False`` return the first update (IN_FLIGHT for a hold invoice).
+        """
+        body = {"payment_request": payment_request, "timeout_seconds": timeout_s,
+                "fee_limit_sat": str(fee_limit_sats), "no_inflight_updates": wait}
+        last: dict = {}
+        for update in self._stream("/v2/router/send", body):
+            last = update
+            if not wait or update.get("status") in ("SUCCEEDED", "FAILED"):
+                return update
+        return last
+
+    def track_payment(self, payment_hash: bytes) -> dict:
+        """The current status of a payment (first update of TrackPaymentV2)."""
+        stream = self._stream(f"/v2/router/track/{b64url(payment_hash)}?no_inflight_updates=false",
+                              method="GET")
+        return next(stream)
+
+    def listpayments(self) -> list[dict]:
+        return self._request("GET", "/v1/payments", params={"include_incomplete": "true"}).get("payments", [])
+
+
+@dataclass
+class LndPorts:
+    rpc: int
+    rest: int
+    p2p: int
+
+
+class LndNode:
+    """One LND process: its folder, flags, readiness and REST client."""
+
+    def __init__(self, name: str, role: str, binary: Path, lnddir: Path, ports: LndPorts,
+                 bitcoind, daemon_factory=None, extra_args: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.role = role
+        self.binary = binary
+        self.lnddir = lnddir
+        self.ports = ports
+        self.bitcoind = bitcoind
+        self.extra_args = extra_args
+        factory = daemon_factory or ProcessDaemon
+        self.daemon: Daemon = factory(f"lnd-{name}", self.argv(), lnddir / "lnd.log", lnddir)
+        self._rest: LndRest | None = None
+        self.pubkey: str | None = None
+
+    def argv(self) -> list[str]:
+        b, p = self.bitcoind, self.ports
+        return [
+            str(self.binary), f"--lnddir={self.lnddir}", f"--alias={self.name}",
+            "--bitcoin.regtest", "--bitcoin.node=bitcoind",
+            f"--bitcoind.rpchost=127.0.0.1:{b.ports.rpc}", f"--bitcoind.rpcuser={b.rpc_user}",
+            f"--bitcoind.rpcpass={b.rpc_password}",
+            f"--bitcoind.zmqpubrawblock=tcp://127.0.0.1:{b.ports.zmq_block}",
+            f"--bitcoind.zmqpubrawtx=tcp://127.0.0.1:{b.ports.zmq_tx}",
+            f"--rpclisten=127.0.0.1:{p.rpc}", f"--restlisten=127.0.0.1:{p.rest}",
+            f"--listen=127.0.0.1:{p.p2p}", f"--externalip=127.0.0.1:{p.p2p}",
+            "--noseedbackup", "--debuglevel=info", "--nobootstrap",
+            # lnd's own test harness speed settings
+            "--bitcoin.defaultchanconfs=1", "--trickledelay=50", "--db.batch-commit-interval=10ms",
+            "--gossip.sub-batch-delay=5ms",
+            "--maxpendingchannels=32", "--protocol.wumbo-channels", "--accept-keysend",
+            "--maxlogfiles=1", "--maxlogfilesize=50",
+            *self.extra_args,
+        ]
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.lnddir / "tls.cert"
+
+    @property
+    def macaroon_path(self) -> Path:
+        return self.lnddir / "data/chain/bitcoin/regtest/admin.macaroon"
+
+    @property
+    def rest_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.rest}"
+
+    @property
+    def p2p_host(self) -> str:
+        return f"127.0.0.1:{self.ports.p2p}"
+
+    @property
+    def rest(self) -> LndRest:
+        if self._rest is None:
+            self._rest = LndRest(self.name, self.rest_url, self.macaroon_path.read_bytes().hex(), self.tls_cert)
+        return self._rest
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.lnddir.mkdir(parents=True, exist_ok=True)
+        self.daemon.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready() -> bool:
+            self.daemon.check_alive()
+            if not (self.macaroon_path.is_file() and self.tls_cert.is_file()):
+                return False
+            try:
+                if self.rest.state() != "SERVER_ACTIVE":
+                    return False
+                info = self.rest.getinfo()
+            except LndError:
+                return False
+            self.pubkey = info["identity_pubkey"]
+            return bool(info.get("synced_to_chain"))
+
+        wait_for(ready, timeout=timeout, what=f"lnd {self.name} synced to chain")
+
+    def stop(self) -> None:
+        if self._rest:
+            self._rest.close()
+            self._rest = None
+        self.daemon.stop()
+
+    def block_height(self) -> int:
+        return int(self.rest.getinfo()["block_height"])

@@ -1,0 +1,9 @@
+"""Getting node binaries: provisioned into the cache, or brought by the user.
+
+``resolve`` is what the rest of the cluster calls; ``install`` is what
+``escrowlab nodes install`` calls; ``doctor`` reports what is where.
+"""
+
+from .binaries import Binaries, MissingBinaries, ProvisionError, doctor, install, resolve
+
+__all__ = ["Binaries", "MissingBinaries", "ProvisionError", "doctor", "install", "resolve"]

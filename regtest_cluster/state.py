@@ -1,0 +1,168 @@
+"""A detached cluster's state file: how later commands and the app find it.
+
+The file records ports, credentials, pids and paths. ``attach`` rebuilds a
+``Cluster`` around the running processes without owning their start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .cluster import Cluster, ClusterError, Timings, parallel
+from .daemon import ProcessDaemon
+from .nodes.bitcoind import BitcoinD, BitcoinDPorts, sats
+from .nodes.lnd import LndError, LndNode, LndPorts
+from .provision import Binaries
+from .topology import parse
+
+STATE_VERSION = 1
+
+
+def state_path(state_dir: Path, name: str = "default") -> Path:
+    return state_dir / f"{name}.json"
+
+
+def to_state(cluster: Cluster, backend: str = "process") -> dict:
+    b = cluster.bitcoind
+    return {
+        "version": STATE_VERSION,
+        "backend": backend,
+        "run_dir": str(cluster.run_dir),
+        "topology": cluster.topology.model_dump(by_alias=True, mode="json"),
+        "binaries": {k: str(v) for k, v in asdict(cluster.binaries).items()},
+        "bitcoind": {
+            "pid": b.daemon.pid, "datadir": str(b.datadir), "ports": asdict(b.ports),
+            "rpc_url": b.rpc_url, "rpc_user": b.rpc_user, "rpc_password": b.rpc_password,
+        },
+        "nodes": {
+            name: {
+                "role": n.role, "pid": n.daemon.pid, "pubkey": n.pubkey, "lnddir": str(n.lnddir),
+                "ports": asdict(n.ports), "rest_url": n.rest_url, "grpc_host": f"127.0.0.1:{n.ports.rpc}",
+                "p2p_host": n.p2p_host, "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path),
+            }
+            for name, n in cluster.nodes.items()
+        },
+    }
+
+
+def write_state(path: Path, cluster: Cluster, backend: str = "process") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(to_state(cluster, backend), indent=2))
+    os.chmod(tmp, 0o600)  # it holds RPC credentials
+    tmp.replace(path)
+
+
+def read_state(path: Path) -> dict:
+    if not path.is_file():
+        raise ClusterError(f"no detached cluster: {path} does not exist "
+                           "(start one with `escrowlab cluster up --detach`)")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ClusterError(f"cluster state file {path} is not valid JSON: {exc}") from None
+    if data.get("version") != STATE_VERSION:
+        raise ClusterError(f"cluster state file {path} has version {data.get('version')}, expected {STATE_VERSION}")
+    return data
+
+
+def attach(data: dict) -> Cluster:
+    """A Cluster object over processes that an earlier command started."""
+    topology = parse(data["topology"], "state file topology")
+    binaries = Binaries(**{k: Path(v) for k, v in data["binaries"].items()})
+    run_dir = Path(data["run_dir"])
+    cluster = Cluster.__new__(Cluster)
+    cluster.topology, cluster.binaries, cluster.run_dir = topology, binaries, run_dir
+    cluster.owned = False
+    bd = data["bitcoind"]
+    datadir = Path(bd["datadir"])
+
+    def adopt(pid: int | None):
+        def factory(name, argv, log, cwd):
+            # A pid is only ours if the process still runs from this run folder.
+            return ProcessDaemon.adopt(name, pid if _runs_from(pid, run_dir) else None, log, cwd)
+        return factory
+
+    cluster.bitcoind = BitcoinD(binaries.bitcoind, datadir, BitcoinDPorts(**bd["ports"]),
+                                daemon_factory=adopt(bd["pid"]), rpc_password=bd["rpc_password"])
+    cluster.nodes = {}
+    for name, nd in data["nodes"].items():
+        node = LndNode(name, nd["role"], binaries.lnd, Path(nd["lnddir"]), LndPorts(**nd["ports"]),
+                       cluster.bitcoind, daemon_factory=adopt(nd["pid"]))
+        node.pubkey = nd["pubkey"]
+        cluster.nodes[name] = node
+    cluster.timings = Timings()
+    return cluster
+
+
+def status(cluster: Cluster) -> dict:
+    """Each node's endpoints, credentials, balances and channels, read from the nodes."""
+    b = cluster.bitcoind
+    pubkey_to_name = {n.pubkey: name for name, n in cluster.nodes.items()}
+    expected = cluster.expected_channels()
+    try:
+        chain = b.rpc.getblockchaininfo()
+        btc_info = {"running": True, "height": chain["blocks"], "best_block": chain["bestblockhash"],
+                    "miner_balance_sats": sats(b.miner().getbalance())}
+    except Exception as exc:  # report a dead node rather than fail the whole status
+        btc_info = {"running": False, "error": str(exc)}
+    btc_info.update({
+        "rpc_url": b.rpc_url, "rpc_user": b.rpc_user, "rpc_password": b.rpc_password,
+        "datadir": str(b.datadir), "zmq_block": f"tcp://127.0.0.1:{b.ports.zmq_block}",
+        "zmq_tx": f"tcp://127.0.0.1:{b.ports.zmq_tx}",
+        "cli": f"{cluster.binaries.bitcoin_cli} -regtest -rpcport={b.ports.rpc} "
+               f"-rpcuser={b.rpc_user} -rpcpassword={b.rpc_password}",
+    })
+
+    def node_status(item: tuple[str, LndNode]) -> dict:
+        name, n = item
+        out = {
+            "name": name, "role": n.role, "pubkey": n.pubkey, "rest_url": n.rest_url,
+            "grpc_host": f"127.0.0.1:{n.ports.rpc}", "p2p_host": n.p2p_host,
+            "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path), "lnddir": str(n.lnddir),
+            "cli": f"{cluster.binaries.lncli} --network=regtest --lnddir={n.lnddir} "
+                   f"--rpcserver=127.0.0.1:{n.ports.rpc}",
+            "expected_channels": expected[name],
+        }
+        try:
+            info = n.rest.getinfo()
+            wallet = n.rest.walletbalance()
+            chans = n.rest.listchannels()
+        except (LndError, OSError) as exc:
+            out.update(running=False, error=str(exc))
+            return out
+        out.update(
+            running=True, block_height=int(info["block_height"]), synced_to_chain=info.get("synced_to_chain", False),
+            onchain_confirmed_sats=int(wallet.get("confirmed_balance", 0)),
+            onchain_unconfirmed_sats=int(wallet.get("unconfirmed_balance", 0)),
+            channels=[{
+                "peer": pubkey_to_name.get(c["remote_pubkey"], c["remote_pubkey"]),
+                "channel_point": c["channel_point"], "capacity_sats": int(c["capacity"]),
+                "local_sats": int(c.get("local_balance", 0)), "remote_sats": int(c.get("remote_balance", 0)),
+                "active": bool(c.get("active")), "private": bool(c.get("private")),
+            } for c in chans],
+        )
+        out["active_channels"] = sum(1 for c in out["channels"] if c["active"])
+        return out
+
+    nodes = parallel(node_status, cluster.nodes.items())
+    declared = len(cluster.topology.channels)
+    all_active = all(n.get("active_channels", 0) >= n["expected_channels"] for n in nodes)
+    return {
+        "topology": cluster.topology.name, "run_dir": str(cluster.run_dir),
+        "declared_channels": declared, "all_channels_active": all_active,
+        "bitcoind": btc_info, "nodes": nodes,
+    }
+
+
+def _runs_from(pid: int | None, run_dir: Path) -> bool:
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return str(run_dir) in cmdline

@@ -1,0 +1,1 @@
+"""Escrow scenarios, actors and the invariant oracle. Arrives with issue 5."""

@@ -1,0 +1,99 @@
+"""Pure helpers: wait_for, ports, run folders, env, Debian source parsing."""
+
+import socket
+import threading
+
+import pytest
+
+from regtest_cluster import waiting
+from regtest_cluster.env import ClusterEnv, ConfigError
+from regtest_cluster.ports import PortAllocator, port_is_free
+from regtest_cluster.provision.bitcoind import debian_source
+from regtest_cluster.provision.errors import ProvisionError
+from regtest_cluster.rundir import new_run_dir
+
+
+def test_wait_for_returns_first_truthy_value():
+    calls = iter([0, None, "", 7])
+    assert waiting.wait_for(lambda: next(calls), timeout=5, interval=0.001) == 7
+
+
+def test_wait_for_timeout_names_condition_and_last_value():
+    values = iter(range(100))
+    with pytest.raises(waiting.WaitTimeout, match=r"waiting for the answer; last saw: \[\]"):
+        waiting.wait_for(lambda: [] if next(values) > 1 else 0, timeout=0.05, what="the answer")
+
+
+def test_wait_for_ignored_exception_is_reported():
+    def boom():
+        raise ConnectionRefusedError("nobody home")
+
+    with pytest.raises(waiting.WaitTimeout, match="nobody home"):
+        waiting.wait_for(boom, timeout=0.05, ignore=(ConnectionRefusedError,))
+
+
+def test_wait_for_timeout_factor_stretches_deadline(monkeypatch):
+    monkeypatch.setattr(waiting, "TIMEOUT_FACTOR", 3.0)
+    with pytest.raises(waiting.WaitTimeout, match=r"after 0\.3s"):
+        waiting.wait_for(lambda: False, timeout=0.1)
+
+
+def test_port_allocator_skips_busy_base_port():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        base = busy.getsockname()[1]
+        alloc = PortAllocator(base)
+        port = alloc.take()
+        assert port != base and port > base and port_is_free(port)
+
+
+def test_port_allocator_never_repeats():
+    alloc = PortAllocator()
+    ports = [alloc.take() for _ in range(50)]
+    assert len(set(ports)) == 50
+
+
+def test_new_run_dir_numbers_are_unique_under_threads(tmp_path):
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(new_run_dir(tmp_path, "x"))) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({p.name for p in made}) == 10
+    assert sorted(p.name for p in made)[0] == "0001-x"
+
+
+def test_env_rejects_bad_timeout_factor():
+    with pytest.raises(ConfigError, match="ESCROWLAB_TIMEOUT_FACTOR"):
+        ClusterEnv.from_environ({"ESCROWLAB_TIMEOUT_FACTOR": "fast"})
+
+
+def test_env_rejects_binary_that_is_not_executable(tmp_path):
+    f = tmp_path / "lnd"
+    f.write_text("")
+    with pytest.raises(ConfigError, match=r"LND=.*is not an executable file"):
+        ClusterEnv.from_environ({"LND": str(f)})
+
+
+def test_debian_source_reads_deb822_and_skips_security(tmp_path):
+    d = tmp_path / "sources.list.d"
+    d.mkdir()
+    (d / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/k.gpg\n")
+    assert debian_source((tmp_path / "none.list", d)) == ("http://mirror.example/debian", "/usr/share/keyrings/k.gpg")
+
+
+def test_debian_source_reads_one_line_format(tmp_path):
+    f = tmp_path / "sources.list"
+    f.write_text("# c\ndeb [arch=amd64 signed-by=/k.gpg] http://m.example/debian/ trixie main\n")
+    assert debian_source((f,)) == ("http://m.example/debian", "/k.gpg")
+
+
+def test_debian_source_none_configured_says_what_to_do(tmp_path):
+    with pytest.raises(ProvisionError, match="set BITCOIND and BITCOIN_CLI"):
+        debian_source((tmp_path / "missing.list",))
