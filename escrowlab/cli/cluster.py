@@ -71,8 +71,8 @@ def up(
             return
         console.print("cluster running; press Ctrl-C to stop it")
         signal.pause()
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a foreground cluster is meant to end
+    except (KeyboardInterrupt, SystemExit):
+        pass  # Ctrl-C or SIGTERM is how a foreground cluster is meant to end
     except BaseException:
         if not detached:
             cluster.stop()

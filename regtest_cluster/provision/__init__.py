@@ -4,6 +4,7 @@
 ``escrowlab nodes install`` calls; ``doctor`` reports what is where.
 """
 
+from . import bitcoind, lnd
 from .binaries import Binaries, MissingBinaries, ProvisionError, doctor, install, resolve
 
 __all__ = ["Binaries", "MissingBinaries", "ProvisionError", "doctor", "install", "resolve"]

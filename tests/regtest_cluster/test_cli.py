@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -105,3 +105,26 @@ def test_cluster_up_twice_with_one_name_is_refused_before_starting_anything():
     finally:
         run("cluster", "down", "--name", name)
     assert processes_under(first["run_dir"]) == []
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cluster_up_foreground_signal_stops_every_node(sig):
+    proc = subprocess.Popen([*ESCROWLAB, "cluster", "up", "-t", "line"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_dir, lines = None, []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "run folder" in line and run_dir is None:
+                run_dir = line.split("run folder", 1)[1].split()[0]
+            if "press Ctrl-C" in line:
+                break
+        assert run_dir and processes_under(run_dir), "".join(lines)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert processes_under(run_dir) == []
+    assert not Path(run_dir).exists()
