@@ -235,6 +235,18 @@ class Cluster:
 
         parallel(synced, self.nodes.values())
 
+    def stop_node(self, name: str) -> None:
+        """Stop one LND node (gracefully); its channels go inactive."""
+        self.node(name).stop()
+
+    def start_node(self, name: str) -> None:
+        """Start a stopped LND node again and wait until its declared channels are active."""
+        node = self.node(name)
+        node.start()
+        expected = self.expected_channels()[name]
+        wait_for(lambda: len(node.rest.listchannels(active_only=True)) >= expected, timeout=60,
+                 what=f"{name}: {expected} channels active after restart")
+
     def stop(self) -> None:
         """Stop every node; LND first so it does not log a lost chain backend."""
         parallel(lambda n: n.stop(), self.nodes.values())

@@ -44,12 +44,17 @@ class LndError(RuntimeError):
 class LndRest:
     """Typed REST client for one LND node. Thread-safe (one httpx pool)."""
 
-    def __init__(self, name: str, base_url: str, macaroon_hex: str, tls_cert: Path,
+    def __init__(self, name: str, base_url: str, macaroon_hex: str, tls_cert: Path | str,
                  timeout: float = 60.0) -> None:
+        """``tls_cert`` is the path of lnd's tls.cert, or its PEM text."""
         self.name = name
         self.base_url = base_url
+        if isinstance(tls_cert, str) and tls_cert.lstrip().startswith("-----BEGIN"):
+            tls = ssl.create_default_context(cadata=tls_cert)
+        else:
+            tls = ssl.create_default_context(cafile=str(tls_cert))
         self._http = httpx.Client(
-            base_url=base_url, verify=ssl.create_default_context(cafile=str(tls_cert)), timeout=timeout,
+            base_url=base_url, verify=tls, timeout=timeout,
             headers={"Grpc-Metadata-macaroon": macaroon_hex},
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )

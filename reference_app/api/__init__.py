@@ -1,0 +1,1 @@
+"""HTTP only: routes parse requests, call services, and shape responses."""

@@ -1,0 +1,61 @@
+"""Dependencies: the session, the current user, and the one permission check."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from ..context import AppContext
+from ..services import policy, tokens
+from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
+from ..store.models import Order, User
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_ctx(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> Iterator[Session]:
+    """The request's one session: a reader for safe methods, a writer otherwise."""
+    with ctx.db.session(write=request.method not in SAFE_METHODS) as s:
+        yield s
+
+
+def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> User:
+    if creds is None:
+        raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
+    claims = tokens.verify(ctx.settings.secret_key, creds.credentials, "access")
+    user = session.get(User, int(claims["sub"]))
+    if user is None or claims.get("ver", 0) != user.token_version:
+        raise NotAuthenticated("token no longer valid")
+    if user.blocked:
+        raise PermissionDenied("this account is blocked")
+    return user
+
+
+def require_role(role: str):
+    def dep(user: User = Depends(current_user)) -> User:
+        if not user.has_role(role):
+            raise PermissionDenied(f"this needs the {role} role")
+        return user
+    return dep
+
+
+def authorized_order(action: str):
+    """Load the order in the path and check, once, that the user may do ``action`` to it."""
+    def dep(order_id: int, user: User = Depends(current_user), session: Session = Depends(get_session)) -> Order:
+        order = session.get(Order, order_id)
+        if order is None:
+            raise NotFound(f"order {order_id} does not exist")
+        policy.check_order(user, order, action)
+        return order
+    return dep

@@ -1,0 +1,61 @@
+"""Registration, login, token refresh and revocation, and two-factor enrolment."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import accounts
+from ...store.models import User
+from ..deps import current_user, get_ctx, get_session
+from ..schemas.accounts import LoginIn, RefreshIn, RegisterIn, TokensOut, TotpCodeIn, TotpEnrolOut, UserOut
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED)
+def register(body: RegisterIn, ctx: AppContext = Depends(get_ctx),
+             session: Session = Depends(get_session)) -> UserOut:
+    """Create an account as buyer, seller and/or courier (arbiter and admin come from an admin)."""
+    user = accounts.register(session, ctx, body.email, body.password, body.display_name, body.roles)
+    return UserOut.of(user)
+
+
+@router.post("/login")
+def login(body: LoginIn, ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> TokensOut:
+    """Password (plus ``totp_code`` when two-factor is on) for an access and a refresh token."""
+    pair = accounts.login(session, ctx, body.email, body.password, body.totp_code)
+    return TokensOut.of(pair, ctx.settings.access_token_ttl_s)
+
+
+@router.post("/refresh")
+def refresh(body: RefreshIn, ctx: AppContext = Depends(get_ctx),
+            session: Session = Depends(get_session)) -> TokensOut:
+    pair = accounts.refresh(session, ctx, body.refresh_token)
+    return TokensOut.of(pair, ctx.settings.access_token_ttl_s)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+def logout_all(user: User = Depends(current_user)) -> None:
+    """Revoke every token of this account, on every device."""
+    accounts.logout_all(user)
+
+
+@router.post("/totp/enrol")
+def totp_enrol(user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx)) -> TotpEnrolOut:
+    """A new TOTP seed; two-factor stays off until ``/auth/totp/verify`` accepts a code."""
+    enrolment = accounts.totp_enrol(ctx, user)
+    return TotpEnrolOut(secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri)
+
+
+@router.post("/totp/verify", status_code=status.HTTP_204_NO_CONTENT)
+def totp_verify(body: TotpCodeIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                session: Session = Depends(get_session)) -> None:
+    accounts.totp_verify(session, ctx, user, body.code)
+
+
+@router.post("/totp/disable", status_code=status.HTTP_204_NO_CONTENT)
+def totp_disable(body: TotpCodeIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                 session: Session = Depends(get_session)) -> None:
+    accounts.totp_disable(session, ctx, user, body.code)

@@ -1,0 +1,65 @@
+"""Disputes: opened by a party, argued with messages, decided by an arbiter."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import orders
+from ...services.errors import NotFound
+from ...store.models import Dispute, DisputeMessage, Order, User
+from ..deps import authorized_order, current_user, get_ctx, get_session, require_role
+from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
+from .orders import _height, order_out
+
+router = APIRouter(tags=["disputes"])
+
+
+def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
+    messages = session.scalars(select(DisputeMessage).where(DisputeMessage.dispute_id == dispute.id)
+                               .order_by(DisputeMessage.id))
+    return DisputeOut(order_id=dispute.order_id, opened_by=dispute.opened_by, reason=dispute.reason,
+                      ruling=dispute.ruling, buyer_share_ppm=dispute.buyer_share_ppm, arbiter_id=dispute.arbiter_id,
+                      opened_at=dispute.opened_at, ruled_at=dispute.ruled_at,
+                      messages=[MessageOut(author_id=m.author_id, body=m.body, at=m.at) for m in messages])
+
+
+@router.post("/orders/{order_id}/dispute", status_code=status.HTTP_201_CREATED, response_model=DisputeOut)
+def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispute")),
+                 user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                 session: Session = Depends(get_session)) -> DisputeOut:
+    """Either party opens a dispute; automatic release and refund stop (I12)."""
+    return dispute_out(session, orders.open_dispute(ctx, session, order, user, body.reason, _height(ctx)))
+
+
+@router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
+def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = Depends(get_session)) -> DisputeOut:
+    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    if dispute is None:
+        raise NotFound(f"order {order.id} has no dispute")
+    return dispute_out(session, dispute)
+
+
+@router.post("/orders/{order_id}/dispute/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
+def add_message(body: MessageIn, order: Order = Depends(authorized_order("message")),
+                user: User = Depends(current_user), session: Session = Depends(get_session)) -> MessageOut:
+    m = orders.add_message(session, order, user, body.body)
+    return MessageOut(author_id=m.author_id, body=m.body, at=m.at)
+
+
+@router.post("/orders/{order_id}/dispute/ruling", response_model=OrderOut)
+def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user: User = Depends(current_user),
+         ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+    """An arbiter (who is not a party) rules: release, refund, or split with the buyer's share."""
+    orders.rule(ctx, session, order, user, body.ruling, body.buyer_share_pct, _height(ctx))
+    return order_out(session, order)
+
+
+@router.get("/disputes", response_model=list[DisputeOut])
+def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
+                  session: Session = Depends(get_session)) -> list[DisputeOut]:
+    """Disputes waiting for a ruling (arbiters only)."""
+    rows = session.scalars(select(Dispute).where(Dispute.ruling.is_(None)).order_by(Dispute.id))
+    return [dispute_out(session, d) for d in rows]

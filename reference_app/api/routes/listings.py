@@ -1,0 +1,69 @@
+"""Listings over HTTP: browsing is public, selling needs the seller role,
+changing a listing needs to be allowed by ``services.listings.authorize``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import listings
+from ...store.models import Listing, User
+from ..deps import current_user, get_ctx, get_session, require_role
+from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
+
+router = APIRouter(prefix="/listings", tags=["listings"])
+
+
+def authorized_listing(action: str) -> Callable[..., Listing]:
+    """Load the listing in the path and check, once, that the user may do ``action`` to it."""
+    def dep(listing_id: int, user: User = Depends(current_user),
+            session: Session = Depends(get_session)) -> Listing:
+        listing = listings.get(session, listing_id)
+        listings.authorize(user, listing, action)
+        return listing
+    return dep
+
+
+@router.get("", response_model=ListingPage)
+def search_listings(
+    q: str | None = Query(None, max_length=listings.QUERY_MAX_CHARS,
+                          description="words that must all appear in the title or description"),
+    category: Category | None = None,
+    min_price: int | None = Query(None, ge=0, le=listings.SATS_MAX, description="in sats, inclusive"),
+    max_price: int | None = Query(None, ge=0, le=listings.SATS_MAX, description="in sats, inclusive"),
+    seller_id: int | None = Query(None, ge=1, le=listings.ID_MAX),
+    limit: int = Query(20, ge=1, le=listings.PAGE_MAX),
+    offset: int = Query(0, ge=0, le=listings.SATS_MAX),
+    sort: listings.Sort = "relevance",
+    session: Session = Depends(get_session),
+) -> ListingPage:
+    items, total = listings.search(session, q=q, category=category, min_price=min_price, max_price=max_price,
+                                   seller_id=seller_id, limit=limit, offset=offset, sort=sort)
+    return ListingPage(items=[ListingOut.model_validate(i) for i in items], total=total, limit=limit,
+                       offset=offset)
+
+
+@router.get("/{listing_id}", response_model=ListingOut)
+def read_listing(listing_id: int, session: Session = Depends(get_session)) -> Listing:
+    return listings.get(session, listing_id)
+
+
+@router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
+def create_listing(body: ListingCreate, seller: User = Depends(require_role("seller")),
+                   ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> Listing:
+    return listings.create(session, ctx.settings, seller, **body.model_dump())
+
+
+@router.patch("/{listing_id}", response_model=ListingOut)
+def update_listing(body: ListingUpdate, listing: Listing = Depends(authorized_listing("update")),
+                   ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> Listing:
+    return listings.update(session, ctx.settings, listing, body.model_dump(exclude_unset=True))
+
+
+@router.delete("/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_listing(listing: Listing = Depends(authorized_listing("delete")),
+                   session: Session = Depends(get_session)) -> None:
+    listings.delete(session, listing)

@@ -1,0 +1,94 @@
+"""Orders with ln_hold escrow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, status
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import orders, payouts
+from ...services.lifecycle import allowed_events
+from ...store.models import Order, OrderEvent, Payout, User
+from ..deps import authorized_order, current_user, get_ctx, get_session
+from ..schemas.orders import EventOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn, ShipIn
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+def order_out(session: Session, order: Order) -> OrderOut:
+    hold = order.hold
+    rows = session.scalars(select(Payout).where(Payout.order_id == order.id).order_by(Payout.id))
+    return OrderOut(
+        **{k: getattr(order, k) for k in OrderOut.model_fields if k not in ("allowed_events", "hold", "payouts")},
+        allowed_events=[e.value for e in allowed_events(order.state)],
+        hold=None if hold is None else dict(
+            payment_request=hold.payment_request, payment_hash=hold.payment_hash, amount_sats=hold.amount_sats,
+            cltv_expiry=hold.cltv_expiry, lnd_state=hold.lnd_state, htlc_expiry_height=hold.htlc_expiry_height),
+        payouts=[dict(beneficiary=p.beneficiary, amount_sats=p.amount_sats, status=p.status, attempts=p.attempts,
+                      fee_sats=p.fee_sats, payment_hash=p.payment_hash, last_error=p.last_error) for p in rows],
+    )
+
+
+def _height(ctx: AppContext) -> int | None:
+    return ctx.tip()
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                 session: Session = Depends(get_session)) -> OrderOut:
+    """Order a listing; the response carries the hold invoice the buyer's node must pay."""
+    order = orders.create(ctx, session, user, body.listing_id, body.quantity)
+    return order_out(session, order)
+
+
+@router.get("", response_model=OrderPage)
+def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
+                user: User = Depends(current_user), session: Session = Depends(get_session)) -> OrderPage:
+    """Your orders as buyer or seller; arbiters and admins see every order."""
+    query = select(Order)
+    if not (user.has_role("admin") or user.has_role("arbiter")):
+        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id))
+    if state:
+        query = query.where(Order.state == state)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Order.id.desc()).limit(limit).offset(offset))
+    return OrderPage(items=[order_out(session, o) for o in rows], total=total)
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+def get_order(order: Order = Depends(authorized_order("view")), session: Session = Depends(get_session)) -> OrderOut:
+    return order_out(session, order)
+
+
+@router.get("/{order_id}/events", response_model=list[EventOut])
+def order_events(order: Order = Depends(authorized_order("view")),
+                 session: Session = Depends(get_session)) -> list[EventOut]:
+    """The order's timeline: every transition, who caused it, and the chain height."""
+    rows = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))
+    return [EventOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/{order_id}/ship", response_model=OrderOut)
+def ship(body: ShipIn, order: Order = Depends(authorized_order("ship")), user: User = Depends(current_user),
+         ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+    orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
+    return order_out(session, order)
+
+
+@router.post("/{order_id}/confirm", response_model=OrderOut)
+def confirm(order: Order = Depends(authorized_order("confirm")), user: User = Depends(current_user),
+            ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+    """The buyer confirms receipt: the payment is released to the seller."""
+    orders.confirm(ctx, session, order, user, _height(ctx))
+    return order_out(session, order)
+
+
+@router.post("/{order_id}/payout-invoice", response_model=OrderOut)
+def payout_invoice(body: PayoutInvoiceIn, order: Order = Depends(authorized_order("payout_invoice")),
+                   user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                   session: Session = Depends(get_session)) -> OrderOut:
+    """Hand in the invoice your payout should pay (instead of a bound node)."""
+    beneficiary = "seller" if order.seller_id == user.id else "buyer"
+    payouts.submit_invoice(ctx, session, order, user, beneficiary, body.payment_request)
+    return order_out(session, order)

@@ -1,0 +1,28 @@
+"""Courier webhooks: the only way delivery evidence enters the system."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import webhooks
+from ..deps import get_ctx, get_session
+from ..schemas.orders import WebhookResult
+from .orders import _height
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()  # the signature covers the raw bytes
+
+
+@router.post("/courier/{courier}", response_model=WebhookResult)
+def courier_event(courier: str, body: bytes = Depends(raw_body),
+                  x_escrowlab_timestamp: str | None = Header(default=None),
+                  x_escrowlab_signature: str | None = Header(default=None),
+                  ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> WebhookResult:
+    """A signed tracking event. Delivered to the buyer's address moves a shipped order to DELIVERED."""
+    event = webhooks.verify(ctx, courier, x_escrowlab_timestamp, x_escrowlab_signature, body)
+    return WebhookResult(**webhooks.handle(ctx, session, courier, event, _height(ctx)))

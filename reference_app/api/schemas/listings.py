@@ -1,0 +1,83 @@
+"""The listing schema family: what clients send to create and update, and what they get back.
+
+Shape limits come from ``services.listings`` so the OpenAPI document and the
+service's own checks cannot drift apart; the price range is a setting, so only
+the service checks it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from ...services.listings import (CATEGORIES, DESCRIPTION_MAX_CHARS, ESCROW_MODES, STOCK_MAX,
+                                  TITLE_MAX_CHARS, TITLE_MIN_CHARS)
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=TITLE_MIN_CHARS,
+                                         max_length=TITLE_MAX_CHARS)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_CHARS)]
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+EscrowMode = Literal[ESCROW_MODES]  # type: ignore[valid-type]
+Stock = Annotated[int, Field(ge=0, le=STOCK_MAX)]
+
+
+class ListingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    description: Description = ""
+    category: Category
+    price_sats: int = Field(description="within the marketplace's min_price_sats..max_price_sats")
+    stock: Stock
+    escrow_mode: EscrowMode = "ln_hold"
+
+
+class ListingUpdate(BaseModel):
+    """Only the fields sent change; none of them may be null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    description: Description | None = None
+    category: Category | None = None
+    price_sats: int | None = None
+    stock: Stock | None = None
+    escrow_mode: EscrowMode | None = None
+
+    # Validators skip defaults, so this rejects only an explicit null.
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
+
+
+class ListingOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    seller_id: int
+    title: str
+    description: str
+    category: str
+    price_sats: int
+    stock: int
+    escrow_mode: str
+    created_at: datetime
+    updated_at: datetime
+
+    # SQLite hands datetimes back without their zone; every stored time is UTC.
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class ListingPage(BaseModel):
+    items: list[ListingOut]
+    total: int = Field(description="listings matching the filters, over all pages")
+    limit: int
+    offset: int

@@ -1,0 +1,121 @@
+"""The app's one Settings object: read from the environment, validated, and
+built in ``create_app(settings)``, never at import time."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRETS_FILE = "app-secrets.json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESCROWLAB_", extra="ignore", frozen=True,
+                                      populate_by_name=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("runs/app")
+    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    auto_migrate: bool = True
+
+    # secrets: generated and kept in data_dir in development, required in production
+    secret_key: str = ""                      # signs JWTs
+    encryption_keys: list[str] = []           # Fernet keys; the first encrypts, all decrypt (rotation)
+    courier_secrets: dict[str, str] = {}      # courier name -> webhook HMAC secret
+    bootstrap_admin_email: str = ""
+    bootstrap_admin_password: str = ""
+
+    # where the hub LND is: a detached cluster's state file, or explicit paths
+    cluster_state_file: Path | None = None
+    hub_node: str = "hub"
+    lnd_rest_url: str = ""
+    lnd_macaroon_path: Path | None = None
+    lnd_tls_cert_path: Path | None = None
+
+    # money
+    fee_ppm: int = Field(default=10_000, ge=0, le=200_000)         # marketplace commission, 1 %
+    payout_fee_limit_sats: int = Field(default=50, ge=0)            # routing budget, paid from the fee
+    payout_max_final_cltv: int = 432
+    payout_min_expiry_s: int = 600
+    min_price_sats: int = 1_000
+    max_price_sats: int = 10_000_000
+
+    # trade windows: wall-clock seconds and blocks (both apply, whichever comes first)
+    funding_timeout_s: int = 900
+    funding_timeout_blocks: int = 12
+    ship_window_s: int = 3 * 86_400
+    ship_window_blocks: int = 36
+    delivery_window_s: int = 14 * 86_400
+    delivery_window_blocks: int = 72
+    dispute_window_s: int = 2 * 86_400
+    dispute_window_blocks: int = 24
+    ruling_window_s: int = 14 * 86_400
+    ruling_window_blocks: int = 2_016
+    speedup_factor: float = 1.7               # blocks may come faster than 10 minutes (I8)
+    guardian_margin_blocks: int = 24
+    hold_expiry_delta_blocks: int = 18        # lnd >= 0.21 invoices.holdexpirydelta
+
+    # auth
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 14 * 86_400
+    totp_max_failures: int = 5
+    lockout_s: int = 900
+    webhook_tolerance_s: int = 300
+
+    # worker
+    run_worker_inprocess: bool = True
+    worker_interval_s: float = 0.2
+    payout_max_attempts: int = 5
+    payout_timeout_s: int = 60
+    payout_retry_base_s: float = 1.0
+
+    # fault injection for the scenario suite: named crash points (see services/faults.py)
+    fault_points: list[str] = []
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> "Settings":
+        if self.environment == "production":
+            missing = [n for n in ("secret_key", "encryption_keys", "courier_secrets", "database_url")
+                       if not getattr(self, n)]
+            if missing:
+                raise ValueError(f"production needs {', '.join(missing)} set explicitly")
+            if len(self.secret_key) < 32:
+                raise ValueError("secret_key must be at least 32 characters in production")
+            if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
+                raise ValueError("an in-memory database loses every escrow on restart")
+        if self.hold_expiry_delta_blocks < 1 or self.guardian_margin_blocks < 1:
+            raise ValueError("guardian_margin_blocks and hold_expiry_delta_blocks must be positive")
+        return self
+
+    def with_dev_defaults(self) -> "Settings":
+        """Fill unset secrets and the database URL for development and tests.
+
+        Secrets persist in ``data_dir`` so a restarted worker can still decrypt
+        preimages it stored earlier.
+        """
+        if self.environment == "production":
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / DEV_SECRETS_FILE
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        if not stored:
+            from cryptography.fernet import Fernet
+
+            stored = {"secret_key": secrets.token_urlsafe(48),
+                      "encryption_keys": [Fernet.generate_key().decode()],
+                      "courier_secrets": {"fastship": secrets.token_hex(32), "slowpost": secrets.token_hex(32)}}
+            path.write_text(json.dumps(stored, indent=2))
+            path.chmod(0o600)
+        updates = {k: v for k, v in stored.items() if not getattr(self, k)}
+        if not self.database_url:
+            updates["database_url"] = f"sqlite:///{(self.data_dir / 'app.db').resolve()}"
+        return self.model_copy(update=updates)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,46 @@
+"""What a running app holds: settings, database, encryption box, the hub node."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from regtest_cluster.nodes.lnd import LndRest
+
+from .config import Settings
+from .services.crypto import Box
+from .store.db import Database
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    box: Box
+    hub: LndRest | None = None
+    # The worker (or a test) subscribes here to hear about new orders at once.
+    on_order_created: list[Callable[[int], None]] = field(default_factory=list)
+    _tip: tuple[float, int] | None = None
+    _tip_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    TIP_MAX_AGE_S = 1.0
+
+    def tip(self) -> int | None:
+        """The chain height as the hub sees it, cached for a second: requests
+        record it on events without a node round-trip inside their transaction."""
+        if self.hub is None:
+            return None
+        with self._tip_lock:
+            if self._tip and time.monotonic() - self._tip[0] < self.TIP_MAX_AGE_S:
+                return self._tip[1]
+        from .services.holds import block_height
+
+        height = block_height(self.hub)
+        self.note_tip(height)
+        return height
+
+    def note_tip(self, height: int) -> None:
+        with self._tip_lock:
+            self._tip = (time.monotonic(), height)

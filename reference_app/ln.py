@@ -1,0 +1,42 @@
+"""The hub's Lightning node, as the app sees it: found through the cluster's
+state file (or explicit settings), reached over LND's REST API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from regtest_cluster.nodes.lnd import LndError, LndRest
+
+from .config import Settings
+
+__all__ = ["LndError", "LndRest", "hub_client", "user_node_client", "NodeConfigError"]
+
+
+class NodeConfigError(RuntimeError):
+    """Raised at start-up when the hub node cannot be located; says how to fix it."""
+
+
+def hub_client(settings: Settings) -> LndRest:
+    if settings.cluster_state_file:
+        path = Path(settings.cluster_state_file)
+        if not path.is_file():
+            raise NodeConfigError(f"no cluster state file at {path}: start one with "
+                                  "`escrowlab cluster up --detach`")
+        state = json.loads(path.read_text())
+        node = state["nodes"].get(settings.hub_node)
+        if node is None:
+            raise NodeConfigError(f"the cluster in {path} has no node named {settings.hub_node!r} "
+                                  f"(nodes: {', '.join(state['nodes'])})")
+        macaroon = Path(node["macaroon"]).read_bytes().hex()
+        return LndRest(settings.hub_node, node["rest_url"], macaroon, Path(node["tls_cert"]))
+    if settings.lnd_rest_url and settings.lnd_macaroon_path and settings.lnd_tls_cert_path:
+        return LndRest("hub", settings.lnd_rest_url, Path(settings.lnd_macaroon_path).read_bytes().hex(),
+                       Path(settings.lnd_tls_cert_path))
+    raise NodeConfigError("the hub node is not configured: set ESCROWLAB_CLUSTER_STATE_FILE, or "
+                          "ESCROWLAB_LND_REST_URL, ESCROWLAB_LND_MACAROON_PATH and ESCROWLAB_LND_TLS_CERT_PATH")
+
+
+def user_node_client(name: str, rest_url: str, macaroon_hex: str, tls_cert_pem: str) -> LndRest:
+    """A client for a user's own node, with the credentials they bound (an invoice macaroon)."""
+    return LndRest(name, rest_url, macaroon_hex, tls_cert_pem, timeout=20)

@@ -1,0 +1,57 @@
+"""The app factory: ``create_app(settings)`` builds everything; importing builds nothing."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .config import Settings
+from .context import AppContext
+from .ln import hub_client
+from .services.crypto import Box
+from .store import migrate
+from .store.db import Database
+
+
+def build_context(settings: Settings, with_node: bool = True) -> AppContext:
+    settings = settings.with_dev_defaults()
+    db = Database(settings.database_url)
+    if settings.auto_migrate:
+        migrate.upgrade(db)
+    hub = hub_client(settings) if with_node else None
+    return AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub)
+
+
+def create_app(settings: Settings | None = None, *, ctx: AppContext | None = None,
+               with_node: bool = True) -> FastAPI:
+    """Build the app. ``with_node=False`` serves without a hub (accounts and listings only)."""
+    ctx = ctx or build_context(settings or Settings(), with_node=with_node)
+    from .services import accounts
+    from .worker import Worker
+
+    worker = Worker(ctx) if (ctx.hub is not None and ctx.settings.run_worker_inprocess) else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        accounts.bootstrap_admin(ctx)
+        if worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker:
+                worker.stop()
+
+    app = FastAPI(title="escrowlab reference marketplace", version="0.1.0", lifespan=lifespan,
+                  description="A Bitcoin/Lightning marketplace with hold-invoice escrow, "
+                              "modelled on the seeds in shared/seeds.")
+    app.state.ctx = ctx
+    app.state.worker = worker
+    from .api import errors
+    from .api.routes import ROUTERS
+
+    errors.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,36 @@
+"""Serve the app from a background thread (for scenarios, demos and load tests)."""
+
+from __future__ import annotations
+
+import threading
+
+import uvicorn
+from fastapi import FastAPI
+
+from regtest_cluster.ports import PortAllocator
+from regtest_cluster.waiting import wait_for
+
+
+class ServedApp:
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.app = app
+        self.host = host
+        self.port = port or PortAllocator().take()
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self._thread = threading.Thread(target=self.server.run, name="served-app", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "ServedApp":
+        self._thread.start()
+        wait_for(lambda: self.server.started or not self._thread.is_alive(), timeout=30, what="app server started")
+        if not self.server.started:
+            raise RuntimeError(f"the app server failed to start on {self.url}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)

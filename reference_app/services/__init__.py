@@ -1,0 +1,1 @@
+"""Rules: escrow state machines, accounts, listings. No HTTP here; no SQL outside store models."""

@@ -1,0 +1,323 @@
+"""Account rules: registration, login with lockout and 2FA, tokens, profile,
+payout-node binding and the admin's role and block switches.
+
+Secrets (address, TOTP seed, payout macaroon and certificate) are sealed with
+``ctx.box`` before they reach the database. Nothing here speaks HTTP.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable, NamedTuple
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..context import AppContext
+from ..store.models import User
+from . import lockout, node_credentials, tokens
+from .crypto import address_hash
+from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, TwoFactorRequired, ValidationFailed
+from .totp import check_code
+# Re-exported: routes see one accounts API, while the TOTP rules keep their own module.
+from .totp import totp_disable, totp_enrol, totp_verify  # noqa: F401
+
+ROLES = ("buyer", "seller", "courier", "arbiter", "admin")
+SELF_SERVICE_ROLES = frozenset({"buyer", "seller", "courier"})
+MIN_PASSWORD_LEN = 10
+# argon2 cost grows with input length; this stops one request from burning a core.
+MAX_PASSWORD_LEN = 1024
+MAX_DISPLAY_NAME_LEN = 80
+MAX_ADDRESS_LEN = 500
+
+_hasher = PasswordHasher()
+
+
+class TokenPair(NamedTuple):
+    access: str
+    refresh: str
+
+
+class PayoutNode(NamedTuple):
+    rest_url: str
+    macaroon_hex: str
+    tls_cert_pem: str
+    node_pubkey: str
+
+
+# --- registration and login ------------------------------------------------------------------
+
+def register(session: Session, ctx: AppContext, email: str, password: str, display_name: str,
+             roles: Iterable[str]) -> User:
+    """Self-registration: only buyer, seller and courier; arbiter and admin come from an admin."""
+    chosen = _clean_roles(roles)
+    privileged = sorted(set(chosen) - SELF_SERVICE_ROLES)
+    if privileged:
+        noun = "roles are" if len(privileged) > 1 else "role is"
+        raise PermissionDenied(f"the {' and '.join(privileged)} {noun} granted by an admin, "
+                               "not chosen at registration", field="roles")
+    return _create_user(session, email, password, display_name, chosen)
+
+
+def login(session: Session, ctx: AppContext, email: str, password: str,
+          totp_code: str | None = None) -> TokenPair:
+    """Check the password (and the TOTP code when 2FA is on) and issue a token pair."""
+    user = session.scalars(select(User).where(User.email == _clean_email(email)).with_for_update()).first()
+    if user is None:
+        _burn_hash_time(password)
+        raise lockout.wrong_credentials()
+    lockout.ensure_not_locked(user)
+    if not _password_matches(user, password):
+        lockout.record_failure(session, ctx, user, lockout.wrong_credentials())
+    # Only now: a blocked account is not revealed to someone without its password.
+    if user.blocked:
+        raise PermissionDenied("this account is blocked")
+    if user.totp_enabled:
+        if not totp_code:
+            raise TwoFactorRequired("this account uses two-factor authentication: send totp_code",
+                                    field="totp_code")
+        check_code(session, ctx, user, totp_code,
+                   NotAuthenticated("wrong two-factor code", field="totp_code"))
+    lockout.clear_failures(user)
+    _upgrade_hash(user, password)
+    return _issue_pair(ctx, user)
+
+
+def refresh(session: Session, ctx: AppContext, refresh_token: str) -> TokenPair:
+    """Trade a refresh token for a fresh pair; ``logout_all`` invalidates every earlier one."""
+    claims = tokens.verify(ctx.settings.secret_key, refresh_token, "refresh")
+    user = session.get(User, int(claims["sub"]))
+    if user is None or claims.get("ver", 0) != user.token_version:
+        raise NotAuthenticated("refresh token no longer valid: log in again")
+    if user.blocked:
+        raise PermissionDenied("this account is blocked")
+    return _issue_pair(ctx, user)
+
+
+def logout_all(user: User) -> None:
+    """Revoke every access and refresh token issued so far (all devices)."""
+    user.token_version += 1
+
+
+# --- profile -------------------------------------------------------------------------------
+
+def set_display_name(user: User, display_name: str) -> None:
+    user.display_name = _clean_display_name(display_name)
+
+
+def set_address(ctx: AppContext, user: User, address: str) -> str:
+    """Store the shipping address sealed, plus the hash a courier reports on delivery.
+    Returns the address as stored (whitespace collapsed)."""
+    cleaned = " ".join(address.split())
+    if not cleaned:
+        raise ValidationFailed("the shipping address is empty", field="address")
+    if len(cleaned) > MAX_ADDRESS_LEN:
+        raise ValidationFailed(f"the shipping address is longer than {MAX_ADDRESS_LEN} characters",
+                               field="address")
+    user.address_enc = ctx.box.seal(cleaned.encode())
+    user.address_hash = address_hash(cleaned)
+    return cleaned
+
+
+def get_address(ctx: AppContext, user: User) -> str:
+    if user.address_enc is None:
+        raise NotFound("no shipping address set: PUT /me/address first")
+    return ctx.box.open(user.address_enc).decode()
+
+
+# --- payout node ---------------------------------------------------------------------------
+
+def bind_payout_node(ctx: AppContext, user: User, node_pubkey: str, rest_url: str, macaroon_hex: str,
+                     tls_cert_pem: str) -> None:
+    """Record where payouts go. Checks shape only: the node is first contacted at payout time."""
+    pubkey = node_credentials.clean_pubkey(node_pubkey)
+    url = node_credentials.clean_rest_url(rest_url)
+    macaroon = node_credentials.clean_macaroon(macaroon_hex)
+    cert = node_credentials.clean_cert(tls_cert_pem)
+    user.node_pubkey = pubkey
+    user.payout_rest_url = url
+    user.payout_macaroon_enc = ctx.box.seal(macaroon.encode())
+    user.payout_tls_cert_enc = ctx.box.seal(cert.encode())
+
+
+def unbind_payout_node(user: User) -> None:
+    user.node_pubkey = None
+    user.payout_rest_url = None
+    user.payout_macaroon_enc = None
+    user.payout_tls_cert_enc = None
+
+
+def payout_node(ctx: AppContext, user: User) -> PayoutNode | None:
+    """The decrypted payout binding, or None when the user has not bound a node."""
+    if user.payout_rest_url is None or user.payout_macaroon_enc is None or user.payout_tls_cert_enc is None:
+        return None
+    return PayoutNode(rest_url=user.payout_rest_url,
+                      macaroon_hex=ctx.box.open(user.payout_macaroon_enc).decode(),
+                      tls_cert_pem=ctx.box.open(user.payout_tls_cert_enc).decode(),
+                      node_pubkey=user.node_pubkey or "")
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+def list_users(session: Session, limit: int, offset: int) -> tuple[list[User], int]:
+    total = session.scalar(select(func.count()).select_from(User)) or 0
+    users = session.scalars(select(User).order_by(User.id).limit(limit).offset(offset)).all()
+    return list(users), total
+
+
+def grant_role(session: Session, user_id: int, role: str) -> User:
+    role = _clean_role(role)
+    user = _get_user(session, user_id)
+    roles = set(_roles_of(user)) | {role}
+    user.roles = _join_roles(roles)
+    return user
+
+
+def revoke_role(session: Session, admin: User, user_id: int, role: str) -> User:
+    """Remove a role; an admin cannot drop their own admin role and leave nobody in charge."""
+    role = _clean_role(role)
+    user = _get_user(session, user_id)
+    if user.id == admin.id and role == "admin":
+        raise PermissionDenied("you cannot revoke your own admin role")
+    user.roles = _join_roles(set(_roles_of(user)) - {role})
+    return user
+
+
+def set_blocked(session: Session, admin: User, user_id: int, blocked: bool) -> User:
+    """Block or unblock. Blocking also revokes tokens, so unblocking does not revive stolen ones."""
+    user = _get_user(session, user_id)
+    if user.id == admin.id and blocked:
+        raise PermissionDenied("you cannot block your own account")
+    if blocked and not user.blocked:
+        user.token_version += 1
+    user.blocked = blocked
+    return user
+
+
+def bootstrap_admin(ctx: AppContext) -> None:
+    """At start-up: create the configured admin once. Later starts leave that account alone."""
+    email, password = ctx.settings.bootstrap_admin_email, ctx.settings.bootstrap_admin_password
+    if not (email and password):
+        return
+    try:
+        with ctx.db.session() as session:
+            if session.scalars(select(User.id).where(User.email == _clean_email(email))).first() is None:
+                _create_user(session, email, password, "admin", ["admin"])
+    except Conflict:
+        pass  # another process started at the same moment and created it
+    except ValidationFailed as exc:
+        raise ValueError(f"bootstrap_admin_{exc.extra.get('field')}: {exc.message}") from None
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _create_user(session: Session, email: str, password: str, display_name: str, roles: list[str]) -> User:
+    _check_password(password)
+    email, display_name = _clean_email(email), _clean_display_name(display_name)
+    if session.scalars(select(User.id).where(User.email == email)).first() is not None:
+        raise _duplicate(email)
+    user = User(email=email, display_name=display_name, password_hash=_hasher.hash(password),
+                roles=_join_roles(roles))
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _duplicate(user.email) from None  # lost a race with a concurrent registration
+    return user
+
+
+def _duplicate(email: str) -> Conflict:
+    return Conflict(f"an account with email {email} already exists", field="email")
+
+
+def _issue_pair(ctx: AppContext, user: User) -> TokenPair:
+    s = ctx.settings
+    return TokenPair(access=tokens.issue(s.secret_key, user.id, "access", s.access_token_ttl_s, user.token_version),
+                     refresh=tokens.issue(s.secret_key, user.id, "refresh", s.refresh_token_ttl_s,
+                                          user.token_version))
+
+
+def _password_matches(user: User, password: str) -> bool:
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return True
+
+
+def _upgrade_hash(user: User, password: str) -> None:
+    # Stronger argon2 parameters reach old accounts the next time their owners log in.
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher.hash("not a password of anyone")
+
+
+def _burn_hash_time(password: str) -> None:
+    # An unknown email must cost as much as a wrong password, or timing reveals which emails exist.
+    try:
+        _hasher.verify(_dummy_hash(), password[:MAX_PASSWORD_LEN])
+    except VerificationError:
+        pass
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LEN:
+        raise ValidationFailed(f"the password needs at least {MIN_PASSWORD_LEN} characters", field="password")
+    if len(password) > MAX_PASSWORD_LEN:
+        raise ValidationFailed(f"the password is longer than {MAX_PASSWORD_LEN} characters", field="password")
+
+
+def _clean_email(email: str) -> str:
+    # Emails compare case-insensitively, so Alice@x and alice@x cannot be two accounts.
+    return email.strip().lower()
+
+
+def _clean_display_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise ValidationFailed("the display name is empty", field="display_name")
+    if len(cleaned) > MAX_DISPLAY_NAME_LEN:
+        raise ValidationFailed(f"the display name is longer than {MAX_DISPLAY_NAME_LEN} characters",
+                               field="display_name")
+    return cleaned
+
+
+def _clean_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValidationFailed(f"unknown role {role!r}: choose from {', '.join(ROLES)}", field="role")
+    return role
+
+
+def _clean_roles(roles: Iterable[str]) -> list[str]:
+    chosen = set(roles)
+    if not chosen:
+        raise ValidationFailed("choose at least one role", field="roles")
+    unknown = sorted(chosen - set(ROLES))
+    if unknown:
+        raise ValidationFailed(f"unknown role {', '.join(unknown)}: choose from {', '.join(ROLES)}",
+                               field="roles")
+    return [r for r in ROLES if r in chosen]
+
+
+def _roles_of(user: User) -> list[str]:
+    return [r for r in user.roles.split(",") if r]
+
+
+def _join_roles(roles: Iterable[str]) -> str:
+    # Canonical order keeps the column stable whatever order roles were granted in.
+    chosen = set(roles)
+    return ",".join(r for r in ROLES if r in chosen)
+
+
+def _get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
+    return user

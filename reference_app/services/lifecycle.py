@@ -1,0 +1,126 @@
+"""The order lifecycle as data: one table of ``(state, event) -> state``.
+
+The service applies it with compare-and-swap, the API turns its refusals into
+409s, and the scenario oracle checks recorded timelines against it.
+
+Every irreversible node action (settle, cancel, pay) happens in a ``*_PENDING``
+state, after the claim of that state has committed. Terminal states absorb.
+Every non-terminal state has a wall-clock and a block-height deadline whose
+event moves it on, so time alone always reaches a terminal state (I15).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class S(StrEnum):
+    CREATED = "CREATED"
+    AWAITING_FUNDS = "AWAITING_FUNDS"
+    FUNDED = "FUNDED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    DISPUTED = "DISPUTED"
+    HELD_IN_CUSTODY = "HELD_IN_CUSTODY"
+    RELEASE_PENDING = "RELEASE_PENDING"
+    REFUND_PENDING = "REFUND_PENDING"
+    SPLIT_PENDING = "SPLIT_PENDING"
+    RELEASED = "RELEASED"
+    REFUNDED = "REFUNDED"
+    SPLIT = "SPLIT"
+    EXPIRED = "EXPIRED"
+
+
+class E(StrEnum):
+    INVOICE_ISSUED = "invoice_issued"
+    FUNDED = "funded"                    # ACCEPTED for the full amount (or k confirmations)
+    FUNDING_TIMEOUT = "funding_timeout"
+    SHIP = "ship"
+    SHIP_TIMEOUT = "ship_timeout"
+    DELIVERED = "delivered"              # courier webhook matching the buyer's address
+    DELIVERY_TIMEOUT = "delivery_timeout"
+    BUYER_CONFIRM = "buyer_confirm"
+    DISPUTE_WINDOW_END = "dispute_window_end"
+    OPEN_DISPUTE = "open_dispute"
+    RULE_RELEASE = "rule_release"
+    RULE_REFUND = "rule_refund"
+    RULE_SPLIT = "rule_split"
+    RULING_TIMEOUT_RELEASE = "ruling_timeout_release"
+    RULING_TIMEOUT_REFUND = "ruling_timeout_refund"
+    GUARDIAN_CANCEL = "guardian_cancel"
+    GUARDIAN_CUSTODY = "guardian_custody"
+    LOCK_LOST = "lock_lost"              # the node cancelled the hold behind our back
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    SPLIT_DONE = "split_done"
+
+
+TERMINAL = frozenset({S.RELEASED, S.REFUNDED, S.SPLIT, S.EXPIRED})
+PENDING = frozenset({S.RELEASE_PENDING, S.REFUND_PENDING, S.SPLIT_PENDING})
+# Where the buyer's funds are provably locked (I9: nothing ships or is disputed before this).
+FUNDED_STATES = frozenset({S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED, S.HELD_IN_CUSTODY})
+
+TRANSITIONS: dict[tuple[S, E], S] = {
+    (S.CREATED, E.INVOICE_ISSUED): S.AWAITING_FUNDS,
+    (S.CREATED, E.FUNDING_TIMEOUT): S.EXPIRED,
+    (S.AWAITING_FUNDS, E.FUNDED): S.FUNDED,
+    (S.AWAITING_FUNDS, E.FUNDING_TIMEOUT): S.EXPIRED,
+    (S.FUNDED, E.SHIP): S.SHIPPED,
+    (S.FUNDED, E.SHIP_TIMEOUT): S.REFUND_PENDING,
+    (S.FUNDED, E.GUARDIAN_CANCEL): S.REFUND_PENDING,
+    (S.FUNDED, E.OPEN_DISPUTE): S.DISPUTED,
+    (S.SHIPPED, E.DELIVERED): S.DELIVERED,
+    (S.SHIPPED, E.BUYER_CONFIRM): S.RELEASE_PENDING,
+    (S.SHIPPED, E.OPEN_DISPUTE): S.DISPUTED,
+    (S.SHIPPED, E.DELIVERY_TIMEOUT): S.DISPUTED,       # never a silent refund after shipment
+    (S.SHIPPED, E.GUARDIAN_CUSTODY): S.HELD_IN_CUSTODY,
+    (S.DELIVERED, E.BUYER_CONFIRM): S.RELEASE_PENDING,
+    (S.DELIVERED, E.DISPUTE_WINDOW_END): S.RELEASE_PENDING,
+    (S.DELIVERED, E.OPEN_DISPUTE): S.DISPUTED,
+    (S.DELIVERED, E.GUARDIAN_CUSTODY): S.HELD_IN_CUSTODY,
+    (S.DISPUTED, E.RULE_RELEASE): S.RELEASE_PENDING,
+    (S.DISPUTED, E.RULE_REFUND): S.REFUND_PENDING,
+    (S.DISPUTED, E.RULE_SPLIT): S.SPLIT_PENDING,
+    (S.DISPUTED, E.GUARDIAN_CUSTODY): S.HELD_IN_CUSTODY,  # a dispute has no timeout of its own (I12)
+    # Custody: the hold is settled, the case goes on; funds leave only by a ruling
+    # or the buyer's confirmation, and the ruling deadline gives a default ruling.
+    (S.HELD_IN_CUSTODY, E.DELIVERED): S.HELD_IN_CUSTODY,
+    (S.HELD_IN_CUSTODY, E.OPEN_DISPUTE): S.HELD_IN_CUSTODY,
+    (S.HELD_IN_CUSTODY, E.BUYER_CONFIRM): S.RELEASE_PENDING,
+    (S.HELD_IN_CUSTODY, E.RULE_RELEASE): S.RELEASE_PENDING,
+    (S.HELD_IN_CUSTODY, E.RULE_REFUND): S.REFUND_PENDING,
+    (S.HELD_IN_CUSTODY, E.RULE_SPLIT): S.SPLIT_PENDING,
+    (S.HELD_IN_CUSTODY, E.RULING_TIMEOUT_RELEASE): S.RELEASE_PENDING,
+    (S.HELD_IN_CUSTODY, E.RULING_TIMEOUT_REFUND): S.REFUND_PENDING,
+    (S.RELEASE_PENDING, E.RELEASED): S.RELEASED,
+    (S.REFUND_PENDING, E.REFUNDED): S.REFUNDED,
+    (S.SPLIT_PENDING, E.SPLIT_DONE): S.SPLIT,
+    # The node cancelled the hold (expiry we failed to prevent, or a node operator):
+    # the buyer has the funds back; record it and tell both parties (I11, I18).
+    # From a pending release or split too: settling failed because the hold was gone.
+    **{(s, E.LOCK_LOST): S.REFUNDED
+       for s in (S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED, S.RELEASE_PENDING, S.SPLIT_PENDING)},
+}
+
+# Which events a user may cause, by their relation to the order (I4). Everything
+# else is caused by the worker, the guardian, or a courier webhook.
+ACTOR_EVENTS: dict[E, frozenset[str]] = {
+    E.SHIP: frozenset({"seller"}),
+    E.BUYER_CONFIRM: frozenset({"buyer"}),
+    E.OPEN_DISPUTE: frozenset({"buyer", "seller"}),
+    E.RULE_RELEASE: frozenset({"arbiter"}),
+    E.RULE_REFUND: frozenset({"arbiter"}),
+    E.RULE_SPLIT: frozenset({"arbiter"}),
+}
+
+
+def next_state(state: str, event: str) -> S | None:
+    return TRANSITIONS.get((S(state), E(event)))
+
+
+def allowed_events(state: str) -> list[E]:
+    return [e for (s, e) in TRANSITIONS if s == S(state)]
+
+
+def sources(event: E) -> frozenset[S]:
+    return frozenset(s for (s, e) in TRANSITIONS if e == event)

@@ -1,0 +1,220 @@
+"""Listings: the rules for what a seller may offer, and search over what is on offer.
+
+A deleted listing stays in the table (orders point at it) with ``active=False``;
+from then on it is gone for everyone: ``get`` says 404 and search skips it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+from sqlalchemy import ColumnElement, Select, column, func, literal_column, select, table
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..store import search_ddl
+from ..store.models import Listing, User, utcnow
+from .errors import NotFound, PermissionDenied, ValidationFailed
+
+CATEGORIES = ("electronics", "books", "clothing", "home", "collectibles", "other")
+ESCROW_MODES = ("ln_hold", "onchain_multisig", "custodial")
+# The model accepts every mode; a listing in a mode nobody can pay for would only strand buyers.
+IMPLEMENTED_ESCROW_MODES = ("ln_hold",)
+TITLE_MIN_CHARS, TITLE_MAX_CHARS = 3, 200
+DESCRIPTION_MAX_CHARS = 5_000
+QUERY_MAX_CHARS = 200
+PAGE_MAX = 100
+# Column limits (INTEGER ids and stock, BIGINT sats): beyond them PostgreSQL
+# raises instead of answering, so such input is refused or cannot match.
+ID_MAX = STOCK_MAX = 2**31 - 1
+SATS_MAX = 2**63 - 1
+Sort = Literal["relevance", "newest", "price_asc", "price_desc"]
+SORTS: tuple[str, ...] = get_args(Sort)
+EDITABLE = frozenset({"title", "description", "category", "price_sats", "stock", "escrow_mode"})
+
+# Who may do what to a listing, checked in ``authorize`` and nowhere else.
+LISTING_ACTIONS: dict[str, frozenset[str]] = {
+    "update": frozenset({"owner"}),
+    "delete": frozenset({"owner", "admin"}),
+}
+
+# Letters and digits only: what survives can be quoted as an FTS5 string and
+# never read as an operator, a column filter or a bracket.
+_WORD = re.compile(r"[^\W_]+")
+
+
+def create(session: Session, settings: Settings, seller: User, *, title: str, price_sats: int, stock: int,
+           category: str, description: str = "", escrow_mode: str = "ln_hold") -> Listing:
+    """Put a new listing on offer. The caller has checked that ``seller`` has the seller role."""
+    fields = _validated(settings, {"title": title, "description": description, "category": category,
+                                   "price_sats": price_sats, "stock": stock, "escrow_mode": escrow_mode})
+    listing = Listing(seller_id=seller.id, active=True, **fields)
+    session.add(listing)
+    session.flush()
+    return listing
+
+
+def get(session: Session, listing_id: int) -> Listing:
+    """The listing if it is on offer; a deleted one is as absent as one that never existed."""
+    listing = session.get(Listing, listing_id) if 1 <= listing_id <= ID_MAX else None
+    if listing is None or not listing.active:
+        raise NotFound(f"listing {listing_id} does not exist")
+    return listing
+
+
+def relations(user: User, listing: Listing) -> set[str]:
+    rel = set()
+    if listing.seller_id == user.id:
+        rel.add("owner")
+    if user.has_role("admin"):
+        rel.add("admin")
+    return rel
+
+
+def authorize(user: User, listing: Listing, action: str) -> None:
+    """Raise ``PermissionDenied`` unless ``user`` may do ``action`` to ``listing``."""
+    allowed = LISTING_ACTIONS[action]
+    if not relations(user, listing) & allowed:
+        raise PermissionDenied(f"{action} on listing {listing.id} needs to be its {' or '.join(sorted(allowed))}")
+
+
+def update(session: Session, settings: Settings, listing: Listing, changes: Mapping[str, object]) -> Listing:
+    """Apply a partial update; fields left out keep their value. Authorize first."""
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationFailed(f"{field} cannot be changed", field=field)
+    # Every change is checked before any is applied, so a bad field changes nothing.
+    # Fields left out are not rechecked: a price set under older limits may stay.
+    for name, value in _validated(settings, changes).items():
+        setattr(listing, name, value)
+    listing.updated_at = utcnow()
+    session.flush()
+    return listing
+
+
+def delete(session: Session, listing: Listing) -> None:
+    """Take a listing off offer for good. Authorize first."""
+    listing.active = False
+    listing.updated_at = utcnow()
+    session.flush()
+
+
+def search(session: Session, q: str | None = None, category: str | None = None, min_price: int | None = None,
+           max_price: int | None = None, seller_id: int | None = None, limit: int = 20, offset: int = 0,
+           sort: Sort = "relevance") -> tuple[list[Listing], int]:
+    """One page of active listings matching every given filter, and how many match in all.
+
+    ``q`` matches listings containing all of its words (stemmed, in title or
+    description); punctuation and operators in it are ignored. A ``q`` with no
+    words at all matches nothing. ``relevance`` without ``q`` sorts as ``newest``.
+    """
+    _check_search(q, category, min_price, max_price, seller_id, limit, offset, sort)
+    conditions: list[ColumnElement[bool]] = [Listing.active.is_(True)]
+    if category is not None:
+        conditions.append(Listing.category == category)
+    if min_price is not None:
+        conditions.append(Listing.price_sats >= min_price)
+    if max_price is not None:
+        conditions.append(Listing.price_sats <= max_price)
+    if seller_id is not None:
+        conditions.append(Listing.seller_id == seller_id)
+
+    words = _WORD.findall(q or "")
+    if q and q.strip() and not words:
+        return [], 0
+    count: Select = select(func.count()).select_from(Listing)
+    stmt: Select = select(Listing)
+    rank: ColumnElement | None = None
+    if words:
+        count, stmt, rank = _text_match(session, count, stmt, words)
+
+    total = session.scalar(count.where(*conditions)) or 0
+    stmt = stmt.where(*conditions).order_by(*_ordering(sort, rank)).limit(limit).offset(offset)
+    return list(session.scalars(stmt)), total
+
+
+def _text_match(session: Session, count: Select, stmt: Select,
+                words: list[str]) -> tuple[Select, Select, ColumnElement]:
+    """Both statements narrowed to listings with all ``words``, and a rank where smaller sorts first."""
+    if session.get_bind().dialect.name == "sqlite":
+        fts = table(search_ddl.FTS_TABLE, column("rowid"))
+        fts_ref = literal_column(search_ddl.FTS_TABLE)
+        # Each word becomes an FTS5 string, so AND, NEAR, quotes or brackets in it are just text.
+        match = fts_ref.match(" ".join(f'"{word}"' for word in words))
+        on = fts.c.rowid == Listing.id
+        return (count.join(fts, on).where(match), stmt.join(fts, on).where(match),
+                func.bm25(fts_ref, *search_ddl.FTS_WEIGHTS))
+    document = literal_column(search_ddl.PG_DOCUMENT)
+    query = func.plainto_tsquery(literal_column(f"'{search_ddl.PG_CONFIG}'::regconfig"), " ".join(words))
+    match = document.op("@@")(query)
+    return count.where(match), stmt.where(match), -func.ts_rank(document, query)
+
+
+def _ordering(sort: Sort, rank: ColumnElement | None) -> list[ColumnElement]:
+    # id breaks every tie, so pages never overlap or skip a row.
+    if sort == "relevance" and rank is not None:
+        return [rank.asc(), Listing.id.desc()]
+    if sort == "price_asc":
+        return [Listing.price_sats.asc(), Listing.id.asc()]
+    if sort == "price_desc":
+        return [Listing.price_sats.desc(), Listing.id.desc()]
+    return [Listing.created_at.desc(), Listing.id.desc()]
+
+
+def _check_search(q: str | None, category: str | None, min_price: int | None, max_price: int | None,
+                  seller_id: int | None, limit: int, offset: int, sort: str) -> None:
+    if q is not None and len(q) > QUERY_MAX_CHARS:
+        raise ValidationFailed(f"q must be at most {QUERY_MAX_CHARS} characters", field="q")
+    if category is not None and category not in CATEGORIES:
+        raise ValidationFailed(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+    for name, price in (("min_price", min_price), ("max_price", max_price)):
+        if price is not None and not 0 <= price <= SATS_MAX:
+            raise ValidationFailed(f"{name} must be between 0 and {SATS_MAX}", field=name)
+    if min_price is not None and max_price is not None and max_price < min_price:
+        raise ValidationFailed("max_price must not be below min_price", field="max_price")
+    if seller_id is not None and not 1 <= seller_id <= ID_MAX:
+        raise ValidationFailed(f"seller_id must be between 1 and {ID_MAX}", field="seller_id")
+    if not 1 <= limit <= PAGE_MAX:
+        raise ValidationFailed(f"limit must be between 1 and {PAGE_MAX}", field="limit")
+    if not 0 <= offset <= SATS_MAX:
+        raise ValidationFailed(f"offset must be between 0 and {SATS_MAX}", field="offset")
+    if sort not in SORTS:
+        raise ValidationFailed(f"sort must be one of {', '.join(SORTS)}", field="sort")
+
+
+def _validated(settings: Settings, fields: Mapping[str, object]) -> dict[str, object]:
+    """The given listing fields, normalised, or ``ValidationFailed`` naming the first bad one."""
+    out = dict(fields)
+    if "title" in fields:
+        title = fields["title"]
+        if not isinstance(title, str) or not TITLE_MIN_CHARS <= len(title.strip()) <= TITLE_MAX_CHARS:
+            raise ValidationFailed(f"title must be {TITLE_MIN_CHARS} to {TITLE_MAX_CHARS} characters",
+                                   field="title")
+        out["title"] = title.strip()
+    if "description" in fields:
+        description = fields["description"]
+        if not isinstance(description, str) or len(description) > DESCRIPTION_MAX_CHARS:
+            raise ValidationFailed(f"description must be text of at most {DESCRIPTION_MAX_CHARS} characters",
+                                   field="description")
+    if "category" in fields and fields["category"] not in CATEGORIES:
+        raise ValidationFailed(f"category must be one of {', '.join(CATEGORIES)}", field="category")
+    if "price_sats" in fields:
+        price = fields["price_sats"]
+        if not _is_int(price) or not settings.min_price_sats <= price <= settings.max_price_sats:
+            raise ValidationFailed(f"price_sats must be between {settings.min_price_sats} and "
+                                   f"{settings.max_price_sats}", field="price_sats")
+    if "stock" in fields:
+        stock = fields["stock"]
+        if not _is_int(stock) or not 0 <= stock <= STOCK_MAX:
+            raise ValidationFailed(f"stock must be between 0 and {STOCK_MAX}", field="stock")
+    if "escrow_mode" in fields and fields["escrow_mode"] not in IMPLEMENTED_ESCROW_MODES:
+        raise ValidationFailed(f"escrow_mode must be one of {', '.join(IMPLEMENTED_ESCROW_MODES)} "
+                               "(the others are not implemented yet)", field="escrow_mode")
+    return out
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,172 @@
+"""Order rules for ln_hold escrow: create, fund, ship, confirm, dispute, rule.
+
+Every user action validates first, then claims its transition (CAS), and only
+then does anything irreversible (I5). Node actions of pending states are the
+worker's (services/settlement.py).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..context import AppContext
+from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, User
+from . import holds, transitions
+from .errors import Conflict, NotFound, ValidationFailed
+from .lifecycle import FUNDED_STATES, E, S
+from .transitions import hold_cltv_blocks
+
+SUPPORTED_MODES = ("ln_hold",)
+PPM = 1_000_000
+
+
+def fee_for(settings, amount_sats: int) -> int:
+    """The marketplace's commission, rounded down: the seller never pays more than the rate."""
+    return amount_sats * settings.fee_ppm // PPM
+
+
+def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int) -> Order:
+    """Reserve stock and record the order, then ask the hub for a hold invoice.
+
+    The claim commits before the node is asked (I5). If the node cannot be
+    reached, the order and the stock reservation are undone: the buyer gets a
+    503 and nothing has changed.
+    """
+    s = ctx.settings
+    listing = session.get(Listing, listing_id)
+    if listing is None or not listing.active:
+        raise NotFound(f"listing {listing_id} does not exist")
+    if listing.seller_id == buyer.id:
+        raise ValidationFailed("you cannot buy your own listing", field="listing_id")
+    if listing.escrow_mode not in SUPPORTED_MODES:
+        raise ValidationFailed(f"escrow mode {listing.escrow_mode} is not available", field="listing_id")
+    if not buyer.address_hash:
+        raise ValidationFailed("set a shipping address first (PUT /me/address)", field="address")
+    price = listing.price_sats * quantity
+    if not s.min_price_sats <= price <= s.max_price_sats:
+        raise ValidationFailed(f"order total {price} sats is outside {s.min_price_sats}..{s.max_price_sats}",
+                               field="quantity")
+    taken = session.execute(update(Listing).where(Listing.id == listing_id, Listing.stock >= quantity)
+                            .values(stock=Listing.stock - quantity))
+    if taken.rowcount != 1:
+        raise Conflict(f"listing {listing_id} has fewer than {quantity} in stock")
+    order = Order(listing_id=listing_id, buyer_id=buyer.id, seller_id=listing.seller_id, quantity=quantity,
+                  escrow_mode=listing.escrow_mode, state=S.CREATED.value, price_sats=price,
+                  fee_sats=fee_for(s, price), buyer_address_hash=buyer.address_hash)
+    session.add(order)
+    session.commit()
+
+    preimage, payment_hash = holds.new_preimage()
+    cltv = hold_cltv_blocks(s)
+    try:
+        height = ctx.tip()
+        request = holds.issue(ctx.hub, payment_hash, price, cltv, s.funding_timeout_s, f"escrowlab order {order.id}")
+    except Exception:
+        session.execute(update(Listing).where(Listing.id == listing_id).values(stock=Listing.stock + quantity))
+        session.delete(order)
+        session.commit()
+        raise
+    order.hold = HoldInvoice(payment_hash=payment_hash.hex(), preimage_enc=ctx.box.seal(preimage),
+                             payment_request=request, amount_sats=price, cltv_expiry=cltv, created_height=height)
+    session.flush()
+    transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
+                      detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
+    session.commit()
+    for callback in ctx.on_order_created:
+        callback(order.id)
+    return order
+
+
+def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: holds.InvoiceTruth,
+                    height: int | None, actor: str = "worker") -> Order:
+    """Record what the node says about the order's hold invoice, and react (I9, I11)."""
+    hold = order.hold
+    hold.lnd_state = truth.state
+    hold.amt_paid_sats = truth.amt_paid_sats
+    if truth.htlc_expiry_height is not None:
+        hold.htlc_expiry_height = truth.htlc_expiry_height
+    state = S(order.state)
+    if truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS:
+        if truth.amt_paid_sats < hold.amount_sats:  # lnd rejects underpayment; belt and braces
+            return order
+        hold.accepted_at = transitions.now()
+        session.flush()
+        return transitions.apply(session, ctx.settings, order, E.FUNDED, actor, height,
+                                 detail=f"ACCEPTED {truth.amt_paid_sats} sats, HTLC expiry {truth.htlc_expiry_height}")
+    if truth.state == "CANCELED" and state == S.AWAITING_FUNDS:
+        return transitions.apply(session, ctx.settings, order, E.FUNDING_TIMEOUT, actor, height,
+                                 detail="the node cancelled the unpaid invoice")
+    if truth.state == "CANCELED" and (state in FUNDED_STATES - {S.HELD_IN_CUSTODY}
+                                      or state in (S.RELEASE_PENDING, S.SPLIT_PENDING)):
+        return transitions.apply(session, ctx.settings, order, E.LOCK_LOST, actor, height,
+                                 detail="the node cancelled the held payment; the buyer has it back")
+    session.flush()
+    return order
+
+
+def ship(ctx: AppContext, session: Session, order: Order, seller: User, courier: str, tracking: str,
+         height: int | None) -> Order:
+    if courier not in ctx.settings.courier_secrets:
+        raise ValidationFailed(f"unknown courier {courier!r} (known: {', '.join(sorted(ctx.settings.courier_secrets))})",
+                               field="courier")
+    clash = session.scalar(select(Order.id).where(Order.courier == courier, Order.tracking_number == tracking,
+                                                  Order.id != order.id))
+    if clash:
+        raise Conflict(f"tracking number {tracking} is already used by another order", field="tracking_number")
+    return transitions.apply(session, ctx.settings, order, E.SHIP, f"user:{seller.id}", height,
+                             detail=f"{courier} {tracking}", courier=courier, tracking_number=tracking)
+
+
+def confirm(ctx: AppContext, session: Session, order: Order, buyer: User, height: int | None) -> Order:
+    return transitions.apply(session, ctx.settings, order, E.BUYER_CONFIRM, f"user:{buyer.id}", height,
+                             detail="buyer confirmed receipt")
+
+
+def open_dispute(ctx: AppContext, session: Session, order: Order, user: User, reason: str,
+                 height: int | None) -> Dispute:
+    if S(order.state) == S.HELD_IN_CUSTODY and order.disputed:
+        raise Conflict(f"order {order.id} already has a dispute")
+    transitions.apply(session, ctx.settings, order, E.OPEN_DISPUTE, f"user:{user.id}", height,
+                      detail=reason[:200], disputed=True)
+    dispute = Dispute(order_id=order.id, opened_by=user.id, reason=reason)
+    session.add(dispute)
+    session.flush()
+    return dispute
+
+
+def add_message(session: Session, order: Order, user: User, body: str) -> DisputeMessage:
+    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    if dispute is None:
+        raise NotFound(f"order {order.id} has no dispute")
+    message = DisputeMessage(dispute_id=dispute.id, author_id=user.id, body=body)
+    session.add(message)
+    session.flush()
+    return message
+
+
+RULINGS = {"release": E.RULE_RELEASE, "refund": E.RULE_REFUND, "split": E.RULE_SPLIT}
+
+
+def rule(ctx: AppContext, session: Session, order: Order, arbiter: User, ruling: str,
+         buyer_share_pct: float | None, height: int | None) -> Order:
+    """An arbiter's ruling. A split names the buyer's share; the seller's part carries the fee."""
+    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    if dispute is None and not (S(order.state) == S.HELD_IN_CUSTODY):
+        raise NotFound(f"order {order.id} has no dispute to rule on")
+    share_ppm = None
+    changes: dict = {}
+    if ruling == "split":
+        if buyer_share_pct is None or not 0 < buyer_share_pct < 100:
+            raise ValidationFailed("a split needs buyer_share_pct strictly between 0 and 100",
+                                   field="buyer_share_pct")
+        share_ppm = round(buyer_share_pct * 10_000)
+        seller_gross = order.price_sats - order.price_sats * share_ppm // PPM
+        changes = {"buyer_share_ppm": share_ppm, "fee_sats": fee_for(ctx.settings, seller_gross)}
+    transitions.apply(session, ctx.settings, order, RULINGS[ruling], f"user:{arbiter.id}", height,
+                      detail=f"ruling: {ruling}" + (f" buyer {buyer_share_pct}%" if share_ppm else ""), **changes)
+    if dispute is not None:
+        dispute.ruling, dispute.buyer_share_ppm, dispute.arbiter_id = ruling, share_ppm, arbiter.id
+        dispute.ruled_at = transitions.now()
+    session.flush()
+    return order

@@ -1,0 +1,212 @@
+"""Outgoing payments from the hub, at most once per order and beneficiary (I3, I10, I13).
+
+The protocol for each attempt:
+1. If a payment hash was recorded, ask the hub (TrackPayment) first: a
+   succeeded or in-flight payment is never sent again.
+2. Otherwise get an invoice (from the user's bound node, or one they
+   submitted), check its amount, destination, expiry and final CLTV (I10),
+   and record it with a compare-and-swap on the payout row: the marker
+   commits before the payment is sent, so a crash cannot lose track of it.
+3. Send with a fee limit paid from the marketplace's fee, never from the
+   escrowed amount (I13).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from regtest_cluster.nodes.lnd import LndError
+
+from ..context import AppContext
+from ..ln import user_node_client
+from ..store.models import Order, Payout, User
+from . import faults
+from .errors import NodeUnavailable, ValidationFailed
+from .holds import node_call
+from .lifecycle import S
+from .orders import PPM, fee_for
+from .transitions import now
+
+
+def plan(settings, order: Order) -> list[tuple[str, int, int]]:
+    """(beneficiary, user id, sats) for the order's pending outcome."""
+    state = S(order.state)
+    if state == S.RELEASE_PENDING:
+        return [("seller", order.seller_id, order.price_sats - order.fee_sats)]
+    if state == S.REFUND_PENDING:
+        return [("buyer", order.buyer_id, order.price_sats)]
+    if state == S.SPLIT_PENDING:
+        buyer_part = order.price_sats * (order.buyer_share_ppm or 0) // PPM
+        seller_gross = order.price_sats - buyer_part
+        return [("buyer", order.buyer_id, buyer_part),
+                ("seller", order.seller_id, seller_gross - fee_for(settings, seller_gross))]
+    return []
+
+
+def ensure(ctx: AppContext, order: Order) -> list[int]:
+    """Create the order's payout rows once; return their ids."""
+    ids = []
+    with ctx.db.session() as session:
+        for beneficiary, user_id, amount in plan(ctx.settings, order):
+            row = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
+            if row is None:
+                row = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user_id, amount_sats=amount)
+                session.add(row)
+                session.flush()
+            ids.append(row.id)
+    return ids
+
+
+def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> dict:
+    """The payout invoice checks (I10); raises ValidationFailed naming what is wrong."""
+    try:
+        decoded = node_call(ctx.hub.decodepayreq, request)
+    except LndError as exc:
+        raise ValidationFailed(f"not a valid invoice: {exc.message}", field="payment_request") from None
+    got = int(decoded.get("num_satoshis", 0) or 0)
+    if got != amount:
+        raise ValidationFailed(f"invoice is for {got} sats; the payout is exactly {amount}", field="payment_request")
+    remaining = int(decoded["timestamp"]) + int(decoded["expiry"]) - time.time()
+    if remaining < ctx.settings.payout_min_expiry_s:
+        raise ValidationFailed(f"invoice expires in {int(remaining)}s; at least "
+                               f"{ctx.settings.payout_min_expiry_s}s is needed", field="payment_request")
+    if int(decoded.get("cltv_expiry", 0)) > ctx.settings.payout_max_final_cltv:
+        raise ValidationFailed(f"invoice final CLTV {decoded['cltv_expiry']} exceeds "
+                               f"{ctx.settings.payout_max_final_cltv}", field="payment_request")
+    if user.node_pubkey and decoded["destination"] != user.node_pubkey:
+        raise ValidationFailed("invoice is not payable to your bound node", field="payment_request")
+    return decoded
+
+
+def _fetch_invoice(ctx: AppContext, user: User, amount: int, order_id: int) -> str | None:
+    if not (user.payout_rest_url and user.payout_macaroon_enc and user.payout_tls_cert_enc):
+        return None
+    client = user_node_client(f"user-{user.id}", user.payout_rest_url,
+                              ctx.box.open(user.payout_macaroon_enc).decode(),
+                              ctx.box.open(user.payout_tls_cert_enc).decode())
+    try:
+        return node_call(client.addinvoice, amount, f"escrowlab payout order {order_id}", 3600)["payment_request"]
+    finally:
+        client.close()
+
+
+def _track(ctx: AppContext, payment_hash: str) -> dict | None:
+    try:
+        return node_call(ctx.hub.track_payment, bytes.fromhex(payment_hash))
+    except LndError as exc:
+        if "not found" in exc.message or "isn't initiated" in exc.message:
+            return None
+        raise
+
+
+def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
+    status = result.get("status", "UNKNOWN")
+    with ctx.db.session() as session:
+        p = session.get(Payout, payout_id)
+        if status == "SUCCEEDED":
+            p.status, p.fee_sats, p.last_error = "SUCCEEDED", int(result.get("fee_sat", 0) or 0), None
+        elif status == "FAILED":
+            p.status, p.last_error = "FAILED", result.get("failure_reason", "FAILED")
+            delay = ctx.settings.payout_retry_base_s * 2 ** min(p.attempts, 6)
+            p.next_attempt_at = now() + timedelta(seconds=delay)
+        else:
+            p.status = "IN_FLIGHT"
+        return p.status
+
+
+def attempt(ctx: AppContext, payout_id: int) -> str:
+    """One step of the protocol; returns the payout's status afterwards."""
+    with ctx.db.session() as session:
+        p = session.get(Payout, payout_id)
+        if p.status == "SUCCEEDED":
+            return p.status
+        if p.next_attempt_at and _aware(p.next_attempt_at) > now():
+            return p.status
+        user = session.get(User, p.user_id)
+        status, known_hash, known_request = p.status, p.payment_hash, p.payment_request
+        attempts, amount, order_id = p.attempts, p.amount_sats, p.order_id
+        fee_limit = ctx.settings.payout_fee_limit_sats
+        if p.beneficiary == "seller":
+            fee_limit = min(fee_limit, session.get(Order, order_id).fee_sats)
+
+    if known_hash:
+        tracked = _track(ctx, known_hash)
+        if tracked is not None and tracked.get("status") in ("SUCCEEDED", "IN_FLIGHT"):
+            return _finish(ctx, payout_id, tracked)
+        if tracked is None and status == "IN_FLIGHT":
+            # The marker committed but the payment never reached the node (a crash in
+            # between): send that same invoice again; lnd pays a hash at most once.
+            return _send(ctx, payout_id, known_request, known_hash, fee_limit)
+        if status == "IN_FLIGHT":
+            status = _finish(ctx, payout_id, tracked)  # FAILED: a new attempt is safe
+
+    manual = known_request if status == "PENDING" else None
+    try:
+        request = manual or _fetch_invoice(ctx, user, amount, order_id)
+        if request is None:
+            return _note(ctx, payout_id, "no payout method: bind a node (PUT /me/payout-node) "
+                                          "or submit an invoice (POST /orders/{id}/payout-invoice)")
+        decoded = validate_invoice(ctx, request, amount, user)
+    except (NodeUnavailable, ValidationFailed) as exc:
+        return _note(ctx, payout_id, exc.message, backoff=True)
+
+    with ctx.db.session() as session:  # the marker: claimed before anything is sent
+        claimed = session.execute(
+            update(Payout).where(Payout.id == payout_id, Payout.attempts == attempts,
+                                 Payout.status.in_(("PENDING", "FAILED")))
+            .values(status="IN_FLIGHT", attempts=attempts + 1, payment_request=request,
+                    payment_hash=decoded["payment_hash"], last_error=None))
+        if claimed.rowcount != 1:
+            return "IN_FLIGHT"  # another worker claimed this attempt
+    faults.point("after_payout_marker", ctx.settings.fault_points)
+    return _send(ctx, payout_id, request, decoded["payment_hash"], fee_limit)
+
+
+def _send(ctx: AppContext, payout_id: int, request: str, payment_hash: str, fee_limit: int) -> str:
+    try:
+        result = node_call(ctx.hub.send_payment, request, timeout_s=ctx.settings.payout_timeout_s,
+                           fee_limit_sats=fee_limit)
+    except NodeUnavailable as exc:
+        return _note(ctx, payout_id, exc.message, backoff=True)
+    except LndError as exc:
+        if "already paid" in exc.message or "in transition" in exc.message:
+            return _finish(ctx, payout_id, _track(ctx, payment_hash) or {"status": "IN_FLIGHT"})
+        result = {"status": "FAILED", "failure_reason": exc.message}
+    faults.point("after_payout_sent", ctx.settings.fault_points)
+    return _finish(ctx, payout_id, result)
+
+
+def _aware(moment):
+    # SQLite returns naive datetimes; they were written in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=now().tzinfo)
+
+
+def _note(ctx: AppContext, payout_id: int, message: str, backoff: bool = False) -> str:
+    with ctx.db.session() as session:
+        p = session.get(Payout, payout_id)
+        p.last_error = message
+        if backoff:
+            p.next_attempt_at = now() + timedelta(seconds=ctx.settings.payout_retry_base_s * 2 ** min(p.attempts, 6))
+        return p.status
+
+
+def submit_invoice(ctx: AppContext, session: Session, order: Order, user: User, beneficiary: str,
+                   request: str) -> Payout:
+    """A user hands in a payout invoice by hand (instead of binding a node)."""
+    amounts = {b: a for b, _u, a in plan(ctx.settings, order)}
+    if beneficiary not in amounts:
+        raise ValidationFailed(f"order {order.id} owes no payout to its {beneficiary} now", field="payment_request")
+    validate_invoice(ctx, request, amounts[beneficiary], user)
+    p = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
+    if p is None:
+        p = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user.id, amount_sats=amounts[beneficiary])
+        session.add(p)
+    elif p.status in ("IN_FLIGHT", "SUCCEEDED"):
+        raise ValidationFailed(f"the {beneficiary} payout is already {p.status}", field="payment_request")
+    p.payment_request, p.payment_hash, p.status, p.next_attempt_at = request, None, "PENDING", None
+    session.flush()
+    return p

@@ -1,0 +1,43 @@
+"""Who may do what to an order: one table, checked in one place (I4).
+
+A user's relation to an order is buyer, seller, arbiter (an arbiter who is not
+a party: no conflict of interest) or admin. Each action lists the relations
+that may perform it.
+"""
+
+from __future__ import annotations
+
+from ..store.models import Order, User
+from .errors import PermissionDenied
+
+ORDER_ACTIONS: dict[str, frozenset[str]] = {
+    "view": frozenset({"buyer", "seller", "arbiter", "admin"}),
+    "ship": frozenset({"seller"}),
+    "confirm": frozenset({"buyer"}),
+    "dispute": frozenset({"buyer", "seller"}),
+    "message": frozenset({"buyer", "seller", "arbiter"}),
+    "rule": frozenset({"arbiter"}),
+    "payout_invoice": frozenset({"buyer", "seller"}),
+}
+
+
+def relations(user: User, order: Order) -> set[str]:
+    rel = set()
+    if order.buyer_id == user.id:
+        rel.add("buyer")
+    if order.seller_id == user.id:
+        rel.add("seller")
+    if user.has_role("arbiter") and not rel:
+        rel.add("arbiter")
+    if user.has_role("admin"):
+        rel.add("admin")
+    return rel
+
+
+def check_order(user: User, order: Order, action: str) -> set[str]:
+    allowed = ORDER_ACTIONS[action]
+    rel = relations(user, order)
+    if not rel & allowed:
+        raise PermissionDenied(f"{action} on order {order.id} needs to be its "
+                               f"{' or '.join(sorted(allowed))}")
+    return rel & allowed

@@ -1,0 +1,119 @@
+"""Applying the lifecycle table: compare-and-swap, timeline, notifications, deadlines.
+
+``apply`` is the only code that changes ``Order.state``. It claims the
+transition with ``UPDATE ... WHERE id = ? AND state = ? AND version = ?``; a
+concurrent change makes that match no row, and the loser gets
+``InvalidTransition`` (I6). The timeline event and both parties'
+notifications are written in the same transaction (I18).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..store.models import Notification, Order, OrderEvent
+from .errors import InvalidTransition
+from .lifecycle import TERMINAL, TRANSITIONS, E, S, allowed_events
+
+MESSAGES: dict[S, str] = {
+    S.AWAITING_FUNDS: "Waiting for the buyer's payment (held, not yet paid out).",
+    S.FUNDED: "The buyer's payment is locked in escrow; the seller can ship.",
+    S.SHIPPED: "The seller shipped the order.",
+    S.DELIVERED: "The courier reports delivery; the dispute window is open.",
+    S.DISPUTED: "A dispute is open: automatic release and refund are frozen.",
+    S.HELD_IN_CUSTODY: "The Lightning lock was about to expire, so the marketplace settled the payment "
+                       "and now holds it in custody until the case is decided.",
+    S.RELEASE_PENDING: "Releasing the payment to the seller.",
+    S.REFUND_PENDING: "Refunding the buyer.",
+    S.SPLIT_PENDING: "Paying out the arbiter's split.",
+    S.RELEASED: "The seller has been paid.",
+    S.REFUNDED: "The buyer has been refunded.",
+    S.SPLIT: "The split has been paid to both parties.",
+    S.EXPIRED: "The order expired unpaid.",
+}
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def deadlines(settings: Settings, state: S, height: int | None, lock_horizon: int | None
+              ) -> tuple[datetime | None, int | None]:
+    """The wall-clock and block deadlines of ``state``, entered at ``height``.
+
+    Funded states are also bounded by the lock horizon (the guardian's height).
+    Pending states have none: the worker drives them until the node confirms.
+    """
+    windows = {
+        S.CREATED: (settings.funding_timeout_s, settings.funding_timeout_blocks),
+        S.AWAITING_FUNDS: (settings.funding_timeout_s, settings.funding_timeout_blocks),
+        S.FUNDED: (settings.ship_window_s, settings.ship_window_blocks),
+        S.SHIPPED: (settings.delivery_window_s, settings.delivery_window_blocks),
+        S.DELIVERED: (settings.dispute_window_s, settings.dispute_window_blocks),
+        S.DISPUTED: (settings.ruling_window_s, settings.ruling_window_blocks),
+        S.HELD_IN_CUSTODY: (settings.ruling_window_s, settings.ruling_window_blocks),
+    }
+    if state not in windows:
+        return None, None
+    seconds, blocks = windows[state]
+    at = now() + timedelta(seconds=seconds)
+    h = None if height is None else height + blocks
+    if lock_horizon is not None and state != S.HELD_IN_CUSTODY:
+        h = lock_horizon if h is None else min(h, lock_horizon)
+    return at, h
+
+
+def hold_cltv_blocks(settings: Settings) -> int:
+    """CLTV for the hold invoice: the trade windows, stretched for fast blocks (I8),
+    plus the guardian's margin and LND's own hold expiry delta."""
+    trade = settings.ship_window_blocks + settings.delivery_window_blocks + settings.dispute_window_blocks
+    return max(24, math.ceil(trade * settings.speedup_factor) + settings.guardian_margin_blocks
+               + settings.hold_expiry_delta_blocks)
+
+
+def lock_horizon(settings: Settings, htlc_expiry_height: int | None) -> int | None:
+    """The height at which the guardian must act (I7)."""
+    if htlc_expiry_height is None:
+        return None
+    return htlc_expiry_height - settings.hold_expiry_delta_blocks - settings.guardian_margin_blocks
+
+
+def apply(session: Session, settings: Settings, order: Order, event: E, actor: str,
+          height: int | None = None, detail: str = "", **changes) -> Order:
+    current = S(order.state)
+    target = TRANSITIONS.get((current, event))
+    if target is None:
+        allowed = ", ".join(e.value for e in allowed_events(current)) or "none: it is final"
+        raise InvalidTransition(f"order {order.id} is {current.value}; '{event.value}' is not allowed "
+                                f"there (allowed: {allowed})", state=current.value, event=event.value)
+    horizon = lock_horizon(settings, order.hold.htlc_expiry_height if order.hold else None)
+    deadline_at, deadline_height = deadlines(settings, target, height, horizon)
+    values = dict(state=target.value, version=order.version + 1, updated_at=now(),
+                  deadline_at=deadline_at, deadline_height=deadline_height, **changes)
+    result = session.execute(
+        update(Order).where(Order.id == order.id, Order.state == current.value, Order.version == order.version)
+        .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        session.refresh(order)
+        raise InvalidTransition(f"order {order.id} changed concurrently (now {order.state}); "
+                                f"'{event.value}' was not applied", state=order.state, event=event.value)
+    for key, value in values.items():
+        setattr(order, key, value)
+    session.add(OrderEvent(order_id=order.id, event=event.value, from_state=current.value,
+                           to_state=target.value, actor=actor, height=height, detail=detail))
+    if target != current:
+        text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
+        for user_id in {order.buyer_id, order.seller_id}:
+            session.add(Notification(user_id=user_id, order_id=order.id, kind=f"order.{target.value.lower()}",
+                                     message=text))
+    session.flush()
+    return order
+
+
+def is_terminal(state: str) -> bool:
+    return S(state) in TERMINAL

@@ -1,0 +1,62 @@
+"""Full-text search over listings: SQLite FTS5 or PostgreSQL tsvector.
+
+``install(engine)`` is idempotent, so every start may call it. The constants
+here are shared with the search query in ``services/listings.py``: PostgreSQL
+only uses the GIN index when the query repeats the indexed expression exactly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, text
+
+FTS_TABLE = "listings_fts"
+# bm25 weights per FTS column (title, description): a word in the title counts
+# ten times as much, matching the A/B weights of the PostgreSQL document below.
+FTS_WEIGHTS = (10.0, 1.0)
+
+PG_CONFIG = "english"
+PG_DOCUMENT = (f"(setweight(to_tsvector('{PG_CONFIG}'::regconfig, title), 'A') || "
+               f"setweight(to_tsvector('{PG_CONFIG}'::regconfig, description), 'B'))")
+PG_INDEX = "ix_listings_search"
+
+# The porter stemmer makes "books" find "book", as PostgreSQL's english config does.
+_SQLITE_TABLE = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, description, "
+                 "content='listings', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')")
+# External content: FTS5 stores only the index, so the triggers must hand it the
+# old values to remove and the new values to add on every change.
+_SQLITE_TRIGGERS = (
+    f"""CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_ai AFTER INSERT ON listings BEGIN
+          INSERT INTO {FTS_TABLE}(rowid, title, description) VALUES (new.id, new.title, new.description);
+        END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_ad AFTER DELETE ON listings BEGIN
+          INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, description)
+            VALUES ('delete', old.id, old.title, old.description);
+        END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {FTS_TABLE}_au AFTER UPDATE OF title, description ON listings BEGIN
+          INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, description)
+            VALUES ('delete', old.id, old.title, old.description);
+          INSERT INTO {FTS_TABLE}(rowid, title, description) VALUES (new.id, new.title, new.description);
+        END""",
+)
+
+
+def install(engine: Engine) -> None:
+    """Create the search index and what keeps it current, unless it exists already."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            _install_sqlite(conn)
+        elif engine.dialect.name == "postgresql":
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON listings USING GIN ({PG_DOCUMENT})"))
+        else:
+            raise RuntimeError(f"no full-text search for the {engine.dialect.name} dialect")
+
+
+def _install_sqlite(conn: Connection) -> None:
+    exists = conn.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
+                          {"name": FTS_TABLE}).first()
+    if not exists:
+        conn.execute(text(_SQLITE_TABLE))
+        # Listings written before the index existed would otherwise never be found.
+        conn.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')"))
+    for ddl in _SQLITE_TRIGGERS:
+        conn.execute(text(ddl))

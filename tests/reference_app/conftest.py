@@ -1,0 +1,35 @@
+"""Fixtures for the reference app. ``api`` needs no nodes (accounts, listings);
+escrow tests use ``market`` from tests/reference_app/escrow/conftest.py, on the real cluster."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reference_app.config import Settings
+from reference_app.main import create_app
+
+
+def make_settings(tmp_path, **over) -> Settings:
+    url = os.environ.get("ESCROWLAB_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'app.db'}"
+    base = dict(environment="test", data_dir=tmp_path, database_url=url,
+                bootstrap_admin_email="admin@example.com", bootstrap_admin_password="admin-password-1")
+    base.update(over)
+    return Settings(**base)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def api(settings) -> Iterator[TestClient]:
+    """The app without a Lightning node: accounts, listings and everything that needs no hub."""
+    app = create_app(settings, with_node=False)
+    with TestClient(app) as client:
+        yield client
+    app.state.ctx.db.dispose()
