@@ -43,12 +43,17 @@ _SQLITE_TRIGGERS = (
 def install(engine: Engine) -> None:
     """Create the search index and what keeps it current, unless it exists already."""
     with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            _install_sqlite(conn)
-        elif engine.dialect.name == "postgresql":
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON listings USING GIN ({PG_DOCUMENT})"))
-        else:
-            raise RuntimeError(f"no full-text search for the {engine.dialect.name} dialect")
+        install_on(conn)
+
+
+def install_on(conn: Connection) -> None:
+    """The same, on an open connection (as a migration has)."""
+    if conn.dialect.name == "sqlite":
+        _install_sqlite(conn)
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON listings USING GIN ({PG_DOCUMENT})"))
+    else:
+        raise RuntimeError(f"no full-text search for the {conn.dialect.name} dialect")
 
 
 def _install_sqlite(conn: Connection) -> None:
