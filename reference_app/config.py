@@ -76,6 +76,7 @@ class Settings(BaseSettings):
 
     # fault injection for the scenario suite: named crash points (see services/faults.py)
     fault_points: list[str] = []
+    planted_bug: str | None = None            # one deliberate defect, for proving the oracle (services/faults.py)
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> "Settings":
@@ -88,6 +89,13 @@ class Settings(BaseSettings):
                 raise ValueError("secret_key must be at least 32 characters in production")
             if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
                 raise ValueError("an in-memory database loses every escrow on restart")
+        if self.planted_bug is not None:
+            from .services.faults import PLANTED_BUGS
+
+            if self.environment == "production":
+                raise ValueError("planted_bug is for proving the test oracle and is refused in production")
+            if self.planted_bug not in PLANTED_BUGS:
+                raise ValueError(f"unknown planted_bug {self.planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
         if self.hold_expiry_delta_blocks < 1 or self.guardian_margin_blocks < 1:
             raise ValueError("guardian_margin_blocks and hold_expiry_delta_blocks must be positive")
         return self

@@ -16,9 +16,10 @@ from regtest_cluster.topology import TopologyError
 from regtest_cluster.waiting import WaitTimeout
 from reference_app.ln import NodeConfigError
 from scenarios.actors import ApiError
+from scenarios.runner import UnknownScenario
 
 from . import app as app_cmd
-from . import bench, cluster, demo, nodes
+from . import bench, cluster, demo, nodes, scenario
 from .common import UserError, console
 
 app = typer.Typer(
@@ -31,12 +32,13 @@ app = typer.Typer(
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(app_cmd.app, name="app")
+app.add_typer(scenario.app, name="scenario")
 app.add_typer(bench.app, name="bench")
 app.command(name="demo")(demo.demo)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.
 KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,
-                WaitTimeout, LndError, RpcError, NodeConfigError, ApiError)
+                WaitTimeout, LndError, RpcError, NodeConfigError, ApiError, UnknownScenario)
 
 
 def _terminate(signum, frame):  # noqa: ARG001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import typer
 
@@ -16,11 +17,14 @@ app = typer.Typer(help="Run the reference marketplace against the detached clust
 NAME_OPT = typer.Option("default", "--name", help="Which detached cluster to use.")
 
 
-def app_settings(name: str, **overrides):
+STATE_FILE_OPT = typer.Option(None, "--state-file", help="A cluster state file to use instead of --name's.")
+
+
+def app_settings(name: str, state_file: Path | None = None, **overrides):
     """Settings from the environment, pointed at the detached cluster's state file."""
     from reference_app.config import Settings
 
-    path = state_path(launcher.state_dir(env()), name)
+    path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
         raise UserError(f"no detached cluster named {name!r} ({path} does not exist): start one with "
                         f"`escrowlab cluster up --detach`{'' if name == 'default' else ' --name ' + name}")
@@ -30,7 +34,7 @@ def app_settings(name: str, **overrides):
 @app.command()
 def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
           port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-          name: str = NAME_OPT,
+          name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT,
           worker: bool = typer.Option(True, "--worker/--no-worker",
                                       help="Run the background worker in this process.")) -> None:
     """Serve the marketplace API (OpenAPI at /docs)."""
@@ -38,18 +42,18 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
 
     from reference_app.main import create_app
 
-    application = create_app(app_settings(name, run_worker_inprocess=worker))
+    application = create_app(app_settings(name, state_file, run_worker_inprocess=worker))
     console.print(f"marketplace on http://{host}:{port} (docs at /docs), hub node from cluster {name!r}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 @app.command("worker")
-def worker_cmd(name: str = NAME_OPT) -> None:
+def worker_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT) -> None:
     """Run the background worker alone (invoices, deadlines, guardian, payouts)."""
     from reference_app.main import build_context
     from reference_app.worker import Worker
 
-    w = Worker(build_context(app_settings(name)))
+    w = Worker(build_context(app_settings(name, state_file)))
     w.start()
     console.print("worker running; Ctrl-C stops it")
     try:

@@ -15,3 +15,23 @@ POINTS = ("after_claim_release", "after_settle", "after_payout_marker", "after_p
 def point(name: str, enabled: list[str]) -> None:
     if name in enabled:
         os._exit(137)
+
+
+# Planted bugs: deliberate defects, one at a time, that the scenario oracle
+# must catch (each names the invariant it breaks). Refused in production.
+PLANTED_BUGS = {
+    "skip_cas": "transitions ignore the current state (no compare-and-swap): I6",
+    "double_payout": "a settled payout is paid a second time: I3",
+    "refund_after_shipment": "a missed delivery window refunds instead of opening a dispute: I12",
+    "ignore_webhook_signature": "courier webhooks are not authenticated: I4",
+    "release_without_delivery": "shipping releases the payment at once: I4",
+    "settle_before_claim": "a ruling settles the hold before claiming its state: I5",
+    "no_guardian": "the app ignores the HTLC expiry (no guardian, no horizon), so LND cancels holds: I7",
+    "funded_without_accept": "an unpaid (OPEN) invoice counts as funding: I9",
+    "fee_from_escrow": "the payout's routing budget comes out of the seller's amount: I13",
+    "trust_payout_invoice": "payout invoices are paid without checking the amount: I10",
+}
+
+
+def planted(settings, name: str) -> bool:
+    return settings.planted_bug == name

@@ -14,6 +14,7 @@ from ..context import AppContext
 from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, User
 from . import holds, transitions
 from .errors import Conflict, NotFound, ValidationFailed
+from .faults import planted
 from .lifecycle import FUNDED_STATES, E, S
 from .transitions import hold_cltv_blocks
 
@@ -87,6 +88,8 @@ def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: hold
     if truth.htlc_expiry_height is not None:
         hold.htlc_expiry_height = truth.htlc_expiry_height
     state = S(order.state)
+    if planted(ctx.settings, "funded_without_accept") and truth.state == "OPEN" and state == S.AWAITING_FUNDS:
+        truth = holds.InvoiceTruth("ACCEPTED", hold.amount_sats, truth.htlc_expiry_height)
     if truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS:
         if truth.amt_paid_sats < hold.amount_sats:  # lnd rejects underpayment; belt and braces
             return order
@@ -163,6 +166,8 @@ def rule(ctx: AppContext, session: Session, order: Order, arbiter: User, ruling:
         share_ppm = round(buyer_share_pct * 10_000)
         seller_gross = order.price_sats - order.price_sats * share_ppm // PPM
         changes = {"buyer_share_ppm": share_ppm, "fee_sats": fee_for(ctx.settings, seller_gross)}
+    if planted(ctx.settings, "settle_before_claim") and order.hold:
+        holds.settle(ctx.hub, ctx.box.open(order.hold.preimage_enc))
     transitions.apply(session, ctx.settings, order, RULINGS[ruling], f"user:{arbiter.id}", height,
                       detail=f"ruling: {ruling}" + (f" buyer {buyer_share_pct}%" if share_ppm else ""), **changes)
     if dispute is not None:

@@ -26,6 +26,7 @@ from ..ln import user_node_client
 from ..store.models import Order, Payout, User
 from . import faults
 from .errors import NodeUnavailable, ValidationFailed
+from .faults import planted
 from .holds import node_call
 from .lifecycle import S
 from .orders import PPM, fee_for
@@ -36,7 +37,8 @@ def plan(settings, order: Order) -> list[tuple[str, int, int]]:
     """(beneficiary, user id, sats) for the order's pending outcome."""
     state = S(order.state)
     if state == S.RELEASE_PENDING:
-        return [("seller", order.seller_id, order.price_sats - order.fee_sats)]
+        budget = settings.payout_fee_limit_sats if planted(settings, "fee_from_escrow") else 0
+        return [("seller", order.seller_id, order.price_sats - order.fee_sats - budget)]
     if state == S.REFUND_PENDING:
         return [("buyer", order.buyer_id, order.price_sats)]
     if state == S.SPLIT_PENDING:
@@ -68,7 +70,7 @@ def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> 
     except LndError as exc:
         raise ValidationFailed(f"not a valid invoice: {exc.message}", field="payment_request") from None
     got = int(decoded.get("num_satoshis", 0) or 0)
-    if got != amount:
+    if got != amount and not planted(ctx.settings, "trust_payout_invoice"):
         raise ValidationFailed(f"invoice is for {got} sats; the payout is exactly {amount}", field="payment_request")
     remaining = int(decoded["timestamp"]) + int(decoded["expiry"]) - time.time()
     if remaining < ctx.settings.payout_min_expiry_s:
@@ -122,6 +124,9 @@ def attempt(ctx: AppContext, payout_id: int) -> str:
     """One step of the protocol; returns the payout's status afterwards."""
     with ctx.db.session() as session:
         p = session.get(Payout, payout_id)
+        if p.status == "SUCCEEDED" and planted(ctx.settings, "double_payout") and p.attempts == 1:
+            p.status, p.payment_hash, p.payment_request = "FAILED", None, None  # forget it was paid
+            return "FAILED"
         if p.status == "SUCCEEDED":
             return p.status
         if p.next_attempt_at and _aware(p.next_attempt_at) > now():

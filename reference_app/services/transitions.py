@@ -10,6 +10,7 @@ notifications are written in the same transaction (I18).
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..store.models import Notification, Order, OrderEvent
 from .errors import InvalidTransition
+from .faults import planted
 from .lifecycle import TERMINAL, TRANSITIONS, E, S, allowed_events
 
 MESSAGES: dict[S, str] = {
@@ -78,7 +80,7 @@ def hold_cltv_blocks(settings: Settings) -> int:
 
 def lock_horizon(settings: Settings, htlc_expiry_height: int | None) -> int | None:
     """The height at which the guardian must act (I7)."""
-    if htlc_expiry_height is None:
+    if htlc_expiry_height is None or planted(settings, "no_guardian"):
         return None
     return htlc_expiry_height - settings.hold_expiry_delta_blocks - settings.guardian_margin_blocks
 
@@ -87,6 +89,10 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
           height: int | None = None, detail: str = "", **changes) -> Order:
     current = S(order.state)
     target = TRANSITIONS.get((current, event))
+    if planted(settings, "refund_after_shipment") and (current, event) == (S.SHIPPED, E.DELIVERY_TIMEOUT):
+        target = S.REFUND_PENDING
+    if planted(settings, "release_without_delivery") and (current, event) == (S.FUNDED, E.SHIP):
+        target = S.RELEASE_PENDING
     if target is None:
         allowed = ", ".join(e.value for e in allowed_events(current)) or "none: it is final"
         raise InvalidTransition(f"order {order.id} is {current.value}; '{event.value}' is not allowed "
@@ -95,9 +101,15 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
     deadline_at, deadline_height = deadlines(settings, target, height, horizon)
     values = dict(state=target.value, version=order.version + 1, updated_at=now(),
                   deadline_at=deadline_at, deadline_height=deadline_height, **changes)
-    result = session.execute(
-        update(Order).where(Order.id == order.id, Order.state == current.value, Order.version == order.version)
-        .values(**values).execution_options(synchronize_session=False))
+    guard = [Order.id == order.id, Order.state == current.value, Order.version == order.version]
+    if planted(settings, "skip_cas"):
+        # The bug as real systems had it: check, a node round-trip outside the
+        # transaction, then a write that trusts the earlier check.
+        session.commit()
+        time.sleep(0.3)
+        guard = [Order.id == order.id]
+    result = session.execute(update(Order).where(*guard).values(**values)
+                             .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         session.refresh(order)
         raise InvalidTransition(f"order {order.id} changed concurrently (now {order.state}); "

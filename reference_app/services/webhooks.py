@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..context import AppContext
 from ..store.models import Order, WebhookEvent
 from . import transitions
+from .faults import planted
 from .errors import NotFound, ValidationFailed, WebhookRejected, WebhookReplayed
 from .lifecycle import E
 
@@ -42,7 +43,8 @@ def verify(ctx: AppContext, courier: str, timestamp: str | None, signature: str 
         raise WebhookRejected("X-Escrowlab-Timestamp must be unix seconds") from None
     if abs(time.time() - ts) > ctx.settings.webhook_tolerance_s:
         raise WebhookRejected(f"timestamp is outside the {ctx.settings.webhook_tolerance_s}s window")
-    if not hmac.compare_digest(sign(secret, ts, body), signature):
+    if not hmac.compare_digest(sign(secret, ts, body), signature) and not planted(ctx.settings,
+                                                                                 "ignore_webhook_signature"):
         raise WebhookRejected("signature does not match the body")
     try:
         event = json.loads(body)

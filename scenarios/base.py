@@ -1,0 +1,197 @@
+"""The scenario base class: a fixed lifecycle, configure → setup → run → check → teardown.
+
+The base class owns setup and teardown, so a scenario cannot forget them. A
+scenario narrates its story with ``self.log.info`` and splits a long flow
+into named steps; its decisions (amounts, who buys, fault points) come from
+``self.rng``, seeded, so a failure replays with ``--seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from scenarios import evidence, oracle
+from scenarios.actors import Party
+from scenarios.world import BASE_SETTINGS, World
+
+DEFAULTS = dict(fee_ppm=10_000, speedup_factor=1.7, guardian_margin_blocks=24, hold_expiry_delta_blocks=18,
+                payout_fee_limit_sats=50)
+
+
+@dataclass
+class StepLog:
+    at: float
+    message: str
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    seed: int
+    mode: str
+    passed: bool
+    duration_s: float
+    violations: list[oracle.Violation] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    error: str | None = None
+    steps: list[StepLog] = field(default_factory=list)
+    orders: list[dict] = field(default_factory=list)
+    balances: dict = field(default_factory=dict)
+    planted_bug: str | None = None
+
+
+class _Narrator(logging.LoggerAdapter):
+    def __init__(self, name: str, sink: list[StepLog]) -> None:
+        super().__init__(logging.getLogger(f"escrowlab.scenario.{name}"), {})
+        self.sink = sink
+
+    def process(self, msg, kwargs):
+        self.sink.append(StepLog(time.time(), str(msg)))
+        return msg, kwargs
+
+
+class Scenario:
+    """Subclass, set ``name`` and ``summary``, and write ``run``."""
+
+    name = ""
+    summary = ""
+    modes: tuple[str, ...] = ("ln_hold",)
+    fresh_cluster = False          # the scenario stops, kills or restarts nodes
+    settings: dict = {}            # app settings for this scenario
+    anchors: tuple[str, ...] = ()  # failure modes from the escrow anchors it covers (F1, F9, ...)
+
+    def __init__(self, world: World, seed: int, mode: str = "ln_hold", planted_bug: str | None = None) -> None:
+        self.world = world
+        self.seed = seed
+        self.mode = mode
+        self.planted_bug = planted_bug
+        self.rng = random.Random(f"{self.name}:{seed}")
+        self.steps: list[StepLog] = []
+        self.log = _Narrator(self.name, self.steps)
+        self.orders: list[int] = []
+        self.holds: list[str] = []
+        self.payments: dict[int, object] = {}
+        self.parties: list[Party] = []
+        self.cx = oracle.Context(settings={}, user_nodes={})
+
+    # --- lifecycle, owned here
+    def execute(self) -> ScenarioResult:
+        started = time.time()
+        result = ScenarioResult(self.name, self.seed, self.mode, False, 0.0, planted_bug=self.planted_bug,
+                                steps=self.steps)
+        try:
+            self._setup()
+            try:
+                self.run()
+            except Exception as exc:  # the story broke; node truth is still checked below
+                result.error = f"{type(exc).__name__}: {exc}"
+                self.log.info("the story failed: %s", result.error)
+            if self.world.app.daemon is None or not self.world.app.daemon.is_running():
+                self.world.restart_app()  # the oracle reads the app's claims through its API
+            result.violations, result.checked, result.orders, result.balances = self._check(started)
+            result.passed = not result.violations and result.error is None
+        except Exception as exc:  # setup or evidence failed: nothing to judge
+            result.error = result.error or f"{type(exc).__name__}: {exc}"
+            self.log.info("failed: %s\n%s", result.error, traceback.format_exc(limit=8))
+        finally:
+            self._teardown()
+            result.duration_s = round(time.time() - started, 2)
+        return result
+
+    def configure(self) -> dict:
+        """App settings for this run; override to change them from the seed."""
+        extra = {"planted_bug": self.planted_bug} if self.planted_bug else {}
+        return {**self.settings, **extra}
+
+    def _setup(self) -> None:
+        settings = self.configure()
+        self.cx.settings = {**DEFAULTS, **BASE_SETTINGS, **settings, "_start": time.time()}
+        self.log.info("starting the marketplace (seed %s)", self.seed)
+        self.world.start_app(settings)
+        self.balances_before = evidence.channel_balances(self.world.cluster)
+        self.started_at = time.time()
+        self.setup()
+
+    def setup(self) -> None:
+        """Create the parties; override for a different cast."""
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def _check(self, started: float):
+        self.log.info("checking the invariants on node truth")
+        for p in self.parties:
+            if p.node is not None:
+                self.cx.user_nodes[p.id] = p.node.name
+        ev = evidence.gather(self.world, self.orders, self.parties, self.balances_before, self.started_at)
+        found = oracle.check(ev, self.cx)
+        violations = [v for vs in found.values() for v in vs]
+        orders = [{"id": oid, "state": oe.order["state"], "price_sats": oe.order["price_sats"],
+                   "invoice": (oe.invoice or {}).get("state", "GONE"),
+                   "timeline": [(e["event"], e["to_state"], e["actor"], e["height"]) for e in oe.events]}
+                  for oid, oe in ev.orders.items()]
+        deltas = {n: ev.balances_after[n] - ev.balances_before[n] for n in ev.balances_after}
+        return violations, list(found), orders, {"before": ev.balances_before, "after": ev.balances_after,
+                                                 "delta": deltas}
+
+    def _teardown(self) -> None:
+        self.world.stop_app()
+        hub = self.world.cluster.node("hub").rest
+        for payment_hash in self.holds:  # leave nothing held in the shared cluster
+            try:
+                if hub.lookup_invoice(bytes.fromhex(payment_hash))["state"] in ("OPEN", "ACCEPTED"):
+                    hub.cancel_invoice(bytes.fromhex(payment_hash))
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+        for thread in self.payments.values():
+            thread.join(30)
+        self.teardown()
+
+    def teardown(self) -> None:
+        """Undo what the scenario did to the shared cluster (restart a node, ...)."""
+
+    # --- helpers for stories
+    def track(self, party: Party) -> Party:
+        self.parties.append(party)
+        return party
+
+    def price(self, low: int = 10_000, high: int = 60_000) -> int:
+        return self.rng.randrange(low, high, 1000)
+
+    def buyer(self, node: str = "buyer1", bind: bool = False):
+        return self.track(self.world.buyer(node, bind))
+
+    def seller(self, node: str = "seller1", bind: bool = True):
+        return self.track(self.world.seller(node, bind))
+
+    def arbiter(self, name: str = "arbiter"):
+        return self.world.arbiter(name)
+
+    def order_unpaid(self, buyer, seller, price: int | None = None) -> dict:
+        listing = seller.list_item(f"item-{self.rng.randrange(10**6)}", price or self.price())
+        order = buyer.buy(listing["id"])
+        self.orders.append(order["id"])
+        self.holds.append(order["hold"]["payment_hash"])
+        return order
+
+    def place(self, buyer, seller, price: int | None = None) -> dict:
+        """List an item, buy it, and pay the hold invoice from the buyer's node; returns it FUNDED."""
+        order = self.order_unpaid(buyer, seller, price)
+        self.log.info("%s pays the %s sat hold invoice of order %s", buyer.node.name, order["price_sats"], order["id"])
+        self.payments[order["id"]] = buyer.pay(order)
+        return self.settle_on(buyer, order, "FUNDED")
+
+    def settle_on(self, party, order: dict, *states: str, timeout: float = 30) -> dict:
+        """Wait for one of ``states``; on timeout return the order as it is (the oracle judges)."""
+        try:
+            return party.wait_state(order["id"], *states, timeout=timeout)
+        except AssertionError as exc:
+            self.log.info("not reached: %s", exc)
+            return party.order(order["id"])
+
+    def tracking(self, order: dict) -> str:
+        return f"TRK-{self.seed}-{order['id']}"

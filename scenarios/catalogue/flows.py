@@ -1,0 +1,144 @@
+"""Ordinary escrow flows: release, refund, expiry and each dispute ruling."""
+
+from __future__ import annotations
+
+from scenarios.base import Scenario
+from scenarios.world import ADDRESSES
+
+
+class ReleaseAfterDelivery(Scenario):
+    name = "release_after_delivery"
+    summary = "Courier confirms delivery, the buyer stays silent, the dispute window ends: the seller is paid."
+    anchors = ("F40",)
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.log.info("seller1 ships with fastship")
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("the courier reports delivery to the buyer's address")
+        self.world.courier().deliver(self.tracking(order), ADDRESSES["buyer1"])
+        self.log.info("the buyer stays silent while the 6-block dispute window passes")
+        self.world.mine(6)
+        self.settle_on(self.b, order, "RELEASED")
+
+
+class BuyerConfirmsEarly(Scenario):
+    name = "buyer_confirms_early"
+    summary = "The buyer confirms receipt before any delivery event: immediate release."
+
+    def setup(self):
+        self.b, self.s = self.buyer("buyer2"), self.seller("seller2")
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "slowpost", self.tracking(order))
+        self.log.info("buyer2 confirms receipt")
+        self.b.confirm(order["id"])
+        self.settle_on(self.b, order, "RELEASED")
+
+
+class ShipTimeoutRefund(Scenario):
+    name = "ship_timeout_refund"
+    summary = "The seller never ships; the ship window closes in blocks and the hold is cancelled."
+    anchors = ("F17", "F18")
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller("seller2")
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.log.info("six blocks pass without shipment")
+        self.world.mine(6)
+        self.settle_on(self.b, order, "REFUNDED")
+
+
+class UnpaidOrderExpires(Scenario):
+    name = "unpaid_order_expires"
+    summary = "The buyer never pays; the order expires and its invoice is cancelled."
+    anchors = ("F6",)
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller()
+
+    def run(self):
+        order = self.order_unpaid(self.b, self.s)
+        self.cx.expected_final[order["id"]] = {"EXPIRED"}
+        self.log.info("the funding window passes in blocks")
+        self.world.mine(6)
+        self.settle_on(self.b, order, "EXPIRED")
+
+
+class DeliveryTimeoutOpensDispute(Scenario):
+    name = "delivery_timeout_opens_dispute"
+    summary = "Shipped but never delivered: the order goes to dispute, never to a silent refund."
+    anchors = ("F1", "F18", "F40")
+
+    def setup(self):
+        self.b, self.s, self.a = self.buyer(), self.seller(), self.arbiter()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("no delivery event arrives within the delivery window")
+        self.world.mine(6)
+        self.settle_on(self.b, order, "DISPUTED")
+        self.log.info("the arbiter reads the tracking history and releases to the seller")
+        self.a.rule(order["id"], "release")
+        self.settle_on(self.b, order, "RELEASED")
+
+
+class _Ruling(Scenario):
+    ruling = ""
+    share = None
+
+    def setup(self):
+        self.b = self.buyer("buyer2", bind=True)
+        self.s, self.a = self.seller(), self.arbiter()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("buyer2 disputes: the item is not as described")
+        self.b.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "not as described"}, expect=201)
+        self.s.call("POST", f"/orders/{order['id']}/dispute/messages", json={"body": "it left here intact"},
+                    expect=201)
+        self.log.info("blocks pass; the dispute freezes automatic release")
+        self.world.mine(12)
+        self.log.info("the arbiter rules: %s", self.ruling)
+        self.a.rule(order["id"], self.ruling, self.share)
+        self.settle_on(self.b, order, {"release": "RELEASED", "refund": "REFUNDED", "split": "SPLIT"}[self.ruling])
+
+
+class DisputeRulingRelease(_Ruling):
+    name = "dispute_ruling_release"
+    summary = "A dispute ruled for the seller: settle, then pay the seller once."
+    ruling = "release"
+
+
+class DisputeRulingRefund(_Ruling):
+    name = "dispute_ruling_refund"
+    summary = "A dispute ruled for the buyer before settlement: the hold is cancelled."
+    ruling = "refund"
+    anchors = ("F13",)
+
+    def setup(self):
+        self.b = self.buyer("buyer2")  # no payout node: a refund must not need one
+        self.s, self.a = self.seller(), self.arbiter()
+
+
+class DisputeRulingSplit(_Ruling):
+    name = "dispute_ruling_split"
+    summary = "A split ruling: settle, then pay both parties their shares from the hub."
+    ruling = "split"
+    anchors = ("F22",)
+
+    def configure(self):
+        self.share = self.rng.choice([25, 40, 50, 70])
+        return super().configure()
+
+
+SCENARIOS = [ReleaseAfterDelivery, BuyerConfirmsEarly, ShipTimeoutRefund, UnpaidOrderExpires,
+             DeliveryTimeoutOpensDispute, DisputeRulingRelease, DisputeRulingRefund, DisputeRulingSplit]

@@ -1,0 +1,80 @@
+"""Hostile or wrong input aimed at a live escrow."""
+
+from __future__ import annotations
+
+from scenarios.base import Scenario
+from scenarios.world import ADDRESSES
+
+
+class ForgedWebhook(Scenario):
+    name = "forged_webhook"
+    summary = "A forged 'delivered' webhook (wrong key) is refused; the escrow waits for real evidence."
+    anchors = ("F40",)
+    settings = {"delivery_window_blocks": 12}
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.cx.forged_evidence.add(order["id"])
+        self.log.info("someone posts a 'delivered' event signed with a guessed key")
+        r = self.world.courier().event(self.tracking(order), "delivered", ADDRESSES["buyer1"], secret="guessed-key")
+        self.log.info("the marketplace answers %s", r.status_code)
+        self.log.info("the dispute window would pass now, if the forgery had counted")
+        self.world.mine(6)
+        self.settle_on(self.b, order, "DELIVERED", "RELEASED", timeout=3)
+        self.log.info("the buyer, who has the parcel, confirms")
+        if self.b.order(order["id"])["state"] == "SHIPPED":
+            self.b.confirm(order["id"])
+        self.settle_on(self.b, order, "RELEASED")
+
+
+class ReplayedWebhook(Scenario):
+    name = "replayed_webhook"
+    summary = "A captured courier event is replayed: refused as a replay, nothing changes."
+
+    def setup(self):
+        self.b, self.s = self.buyer("buyer2"), self.seller()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        courier = self.world.courier()
+        event_id = f"evt-{self.rng.randrange(10**9)}"
+        first = courier.event(self.tracking(order), "in_transit", ADDRESSES["buyer2"], event_id=event_id)
+        again = courier.event(self.tracking(order), "in_transit", ADDRESSES["buyer2"], event_id=event_id)
+        self.log.info("first delivery of the event: %s; the replay: %s", first.status_code, again.status_code)
+        self.cx.race_results.append([first.status_code, again.status_code])
+        courier.deliver(self.tracking(order), ADDRESSES["buyer2"])
+        self.world.mine(6)
+        self.settle_on(self.b, order, "RELEASED")
+
+
+class WrongAmountPayoutInvoice(Scenario):
+    name = "wrong_amount_payout_invoice"
+    summary = "A seller without a bound node hands in an invoice for too much; it is refused, the right one paid."
+    anchors = ("F29",)
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller("seller2", bind=False)
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.b.confirm(order["id"])
+        due = order["price_sats"] - order["fee_sats"]
+        node = self.world.cluster.node("seller2").rest
+        greedy = node.addinvoice(order["price_sats"], memo=f"escrowlab payout order {order['id']}")
+        self.log.info("seller2 asks for %s sats where %s are due", order["price_sats"], due)
+        r = self.s.attempt("POST", f"/orders/{order['id']}/payout-invoice",
+                           json={"payment_request": greedy["payment_request"]})
+        self.log.info("the marketplace answers %s", r.status_code)
+        if r.status_code >= 300:
+            fair = node.addinvoice(due, memo=f"escrowlab payout order {order['id']}")
+            self.s.call("POST", f"/orders/{order['id']}/payout-invoice", json={"payment_request": fair["payment_request"]})
+        self.settle_on(self.b, order, "RELEASED")
+
+
+SCENARIOS = [ForgedWebhook, ReplayedWebhook, WrongAmountPayoutInvoice]

@@ -1,0 +1,63 @@
+"""Running scenarios: one cluster for the run, a fresh app and database per
+scenario, then every planted bug against the scenario that must expose it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from regtest_cluster import launcher
+from regtest_cluster.env import ClusterEnv
+from regtest_cluster.topology import load
+from scenarios.base import ScenarioResult
+from scenarios.catalogue import ALL, BUG_SCENARIOS
+from scenarios.world import World
+
+Progress = Callable[[str], None]
+
+
+class UnknownScenario(ValueError):
+    """A scenario name that is not in the catalogue."""
+
+
+@dataclass
+class RunResult:
+    seed: int
+    run_dir: Path
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    planted: list[ScenarioResult] = field(default_factory=list)
+
+
+def select(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise UnknownScenario(f"no scenario named {', '.join(unknown)} (see `escrowlab scenario list`)")
+    return names
+
+
+def run(env: ClusterEnv, names: list[str], seed: int | None = None, mode: str = "ln_hold",
+        planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None) -> RunResult:
+    seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
+    progress(f"seed {seed} (replay with --seed {seed})")
+    cluster = launcher.launch(load("hub"), env, progress)
+    result = RunResult(seed, cluster.run_dir)
+    try:
+        for i, name in enumerate(select(names)):
+            progress(f"[{i + 1}/{len(names)}] {name}")
+            world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
+            r = ALL[name](world, seed, mode).execute()
+            result.scenarios.append(r)
+            progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
+        for j, bug in enumerate(planted_bugs or []):
+            name = BUG_SCENARIOS[bug]
+            progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
+            world = World(cluster, cluster.run_dir / f"planted-{j + 1:02d}-{bug}")
+            r = ALL[name](world, seed, mode, planted_bug=bug).execute()
+            result.planted.append(r)
+            caught = sorted({v.invariant for v in r.violations})
+            progress(f"    {'caught by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}")
+    finally:
+        cluster.stop()
+    return result
