@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from scenarios.oracle import CHECKS
+from scenarios.oracle import CHECKS, NOT_YET
 
 SCHEMA = "escrowlab.scenario-run/1"
 
@@ -75,16 +75,21 @@ def html_report(summary: dict) -> str:
              f"<h1>escrowlab scenario run</h1><p>seed {summary['seed']} · {summary['passed']}/{summary['scenarios']}"
              f" scenarios passed · planted bugs caught {summary['caught']}/{summary['planted_bugs']}</p>",
              "<h2>Invariants</h2><table><tr><th>id</th><th>name</th><th>violations</th></tr>"]
-    for inv, (name, _fn) in CHECKS.items():
+    names = {**{i: n for i, (n, _f) in CHECKS.items()}, **NOT_YET}
+    for inv in sorted(names, key=lambda i: int(i[1:])):
         n = sum(1 for r in summary["results"] for v in r["violations"] if v["invariant"] == inv)
         checked = inv in summary["invariants"]
-        parts.append(f"<tr><td>{inv}</td><td>{e(name)}</td><td class={'bad' if n else 'ok'}>"
-                     f"{n if checked else 'not checked'}</td></tr>")
+        parts.append(f"<tr><td>{inv}</td><td>{e(names[inv])}</td><td class={'bad' if n else 'ok'}>"
+                     f"{n if checked else 'not checked in this run'}</td></tr>")
     parts.append("</table><h2>Scenarios</h2>")
     for r in summary["results"] + summary["planted_results"]:
         label = f"{r['name']}" + (f" with planted bug <b>{e(r['planted_bug'])}</b>" if r["planted_bug"] else "")
-        verdict = "passed" if r["passed"] else "FAILED"
-        parts.append(f"<details><summary class={'ok' if r['passed'] else 'bad'}>{label}: {verdict} "
+        caught = sorted({v["invariant"] for v in r["violations"]}, key=lambda i: int(i[1:]))
+        if r["planted_bug"]:
+            good, verdict = bool(caught), f"caught by {', '.join(caught)}" if caught else "NOT CAUGHT"
+        else:
+            good, verdict = r["passed"], "passed" if r["passed"] else "FAILED"
+        parts.append(f"<details><summary class={'ok' if good else 'bad'}>{label}: {verdict} "
                      f"({r['duration_s']} s)</summary>")
         if r["error"]:
             parts.append(f"<p class=bad>{e(r['error'])}</p>")

@@ -39,25 +39,32 @@ def select(names: list[str]) -> list[str]:
 
 def run(env: ClusterEnv, names: list[str], seed: int | None = None, mode: str = "ln_hold",
         planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None) -> RunResult:
-    seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
-    progress(f"seed {seed} (replay with --seed {seed})")
+    """Start the hub cluster, run the scenarios and planted bugs on it, stop it."""
+    select(names)
     cluster = launcher.launch(load("hub"), env, progress)
-    result = RunResult(seed, cluster.run_dir)
     try:
-        for i, name in enumerate(select(names)):
-            progress(f"[{i + 1}/{len(names)}] {name}")
-            world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
-            r = ALL[name](world, seed, mode).execute()
-            result.scenarios.append(r)
-            progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
-        for j, bug in enumerate(planted_bugs or []):
-            name = BUG_SCENARIOS[bug]
-            progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
-            world = World(cluster, cluster.run_dir / f"planted-{j + 1:02d}-{bug}")
-            r = ALL[name](world, seed, mode, planted_bug=bug).execute()
-            result.planted.append(r)
-            caught = sorted({v.invariant for v in r.violations})
-            progress(f"    {'caught by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}")
+        return run_on(cluster, names, seed, mode, planted_bugs, progress)
     finally:
         cluster.stop()
+
+
+def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_hold",
+           planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None) -> RunResult:
+    seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
+    progress(f"seed {seed} (replay with --seed {seed})")
+    result = RunResult(seed, cluster.run_dir)
+    for i, name in enumerate(select(names)):
+        progress(f"[{i + 1}/{len(names)}] {name}")
+        world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
+        r = ALL[name](world, seed, mode).execute()
+        result.scenarios.append(r)
+        progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
+    for j, bug in enumerate(planted_bugs or []):
+        name = BUG_SCENARIOS[bug]
+        progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
+        world = World(cluster, cluster.run_dir / f"planted-{j + 1:02d}-{bug}")
+        r = ALL[name](world, seed, mode, planted_bug=bug).execute()
+        result.planted.append(r)
+        caught = sorted({v.invariant for v in r.violations})
+        progress(f"    {'caught by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}")
     return result

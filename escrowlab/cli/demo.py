@@ -1,6 +1,8 @@
 """`escrowlab demo`: the main job. Brings up the hub topology, serves the
 marketplace, runs three escrows (released, refunded, disputed and split) and
-prints every party's balance change from LND next to the expected amount."""
+prints every party's balance change from LND next to the expected amount; then
+runs the scenario catalogue and the planted bugs on the same cluster and ends
+with their report."""
 
 from __future__ import annotations
 
@@ -9,29 +11,41 @@ from rich.table import Table
 
 from regtest_cluster import launcher
 from regtest_cluster.topology import load
+from reports import build
 from scenarios import demo as story
+from scenarios import runner
+from scenarios.catalogue import ALL, BUG_SCENARIOS
 
 from .common import console, emit_json, env, progress
 
 
 def demo(
-    keep: bool = typer.Option(False, "--keep", help="Keep the run folder afterwards."),
+    catalogue: bool = typer.Option(True, "--catalogue/--no-catalogue",
+                                   help="After the three escrows, run the scenario catalogue and planted bugs."),
+    seed: int = typer.Option(None, "--seed", help="Seed for the catalogue's decisions."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Run three real escrows on the hub topology, check balances on node truth, tear down."""
+    """Run three real escrows, check balances on node truth, then the scenario catalogue."""
     e = env()
+    scenarios = None
     with progress("escrowlab demo", quiet=False) as step:
         cluster = launcher.launch(load("hub"), e, step)
         result = None
         try:
             result = story.run(cluster, cluster.run_dir / "app", step)
+            if catalogue:
+                scenarios = runner.run_on(cluster, list(ALL), seed, "ln_hold", list(BUG_SCENARIOS), step)
         finally:
             cluster.stop()
             if result is None or not result["ok"]:
                 console.print(f"[red]demo failed; run folder kept:[/] {cluster.run_dir}")
-            elif not keep:
-                cluster.remove_run_dir()
+            elif scenarios is None:
+                cluster.remove_run_dir()  # nothing to report beyond the console
     result["bringup_s"] = round(cluster.timings.bringup_s, 2)
+    summary = build.write_all(scenarios) if scenarios else None
+    if summary:
+        result["scenarios"] = {k: summary[k] for k in ("scenarios", "passed", "failed", "invariants",
+                                                       "planted_bugs", "caught", "reports")}
     if json_out:
         emit_json(result)
     else:
@@ -45,5 +59,7 @@ def demo(
                           "[green]✓[/]" if b["ok"] else "[red]✗[/]")
         console.print(table)
         console.print(f"cluster bring-up {result['bringup_s']} s; everything stopped")
-    if not result["ok"]:
+        if summary:
+            build.console_summary(console, scenarios, summary)
+    if not result["ok"] or (summary and (summary["failed"] or summary["caught"] != summary["planted_bugs"])):
         raise typer.Exit(1)

@@ -113,6 +113,116 @@ class BitcoinRpc:
     def stop(self) -> str:
         return self.call("stop")
 
+    # custodial wallet calls (reference_app/services/custodial; it also uses
+    # getaddressinfo, gettransaction and listunspent from the on-chain escrow's group below)
+    def getbalances(self) -> dict:
+        return self.call("getbalances")
+
+    def validateaddress(self, address: str) -> dict:
+        return self.call("validateaddress", address)
+
+    def listsinceblock(self, block_hash: str = "", target_confirmations: int = 1,
+                       include_removed: bool = True) -> dict:
+        return self.call("listsinceblock", block_hash, target_confirmations, False, include_removed)
+
+    def send(self, outputs_sats: list[tuple[str, int]], minconf: int = 1, subtract_fee_from: list[int] | None = None,
+             fee_rate_sat_vb: int | None = None, replaceable: bool = True) -> dict:
+        """One transaction paying every (address, sats) output in order; ``minconf`` limits the
+        coins it may spend; ``subtract_fee_from`` lists output indexes that pay the fee."""
+        options: dict[str, Any] = {"minconf": minconf, "replaceable": replaceable, "change_type": "bech32",
+                                   "subtract_fee_from_outputs": subtract_fee_from or []}
+        if fee_rate_sat_vb is not None:
+            options["fee_rate"] = fee_rate_sat_vb
+        return self.call("send", [{a: btc(s)} for a, s in outputs_sats], None, "unset", None, options)
+
+    def bumpfee(self, txid: str, options: dict | None = None) -> dict:
+        return self.call("bumpfee", txid, options or {})
+
+    def unloadwallet(self, name: str) -> dict:
+        return self.call("unloadwallet", name)
+
+    def call_named(self, method: str, **params: Any) -> Any:
+        """Like ``call``, with JSON-RPC named parameters: the only form that works for RPCs
+        whose positional arguments differ between Bitcoin Core and Knots (Knots folds
+        trailing arguments into an ``options`` object, e.g. ``walletprocesspsbt``)."""
+        url = self.url + (f"/wallet/{self.wallet}" if self.wallet else "")
+        try:
+            body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method,
+                               "params": params}, default=str)
+            resp = self._http.post(url, content=body, headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise RpcError(method, -1, f"cannot reach {self.url}: {exc}") from exc
+        try:
+            answer = resp.json(parse_float=Decimal)
+        except ValueError:
+            raise RpcError(method, resp.status_code, resp.text.strip() or f"HTTP {resp.status_code}") from None
+        if answer.get("error"):
+            err = answer["error"]
+            raise RpcError(method, err.get("code", 0), err.get("message", str(err)))
+        return answer["result"]
+
+    # typed calls used by the on-chain escrow (descriptors, PSBTs, reorgs)
+    def getaddressinfo(self, address: str) -> dict:
+        return self.call("getaddressinfo", address)
+
+    def getdescriptorinfo(self, descriptor: str) -> dict:
+        return self.call("getdescriptorinfo", descriptor)
+
+    def deriveaddresses(self, descriptor: str) -> list[str]:
+        return self.call("deriveaddresses", descriptor)
+
+    def importdescriptors(self, requests: list[dict]) -> list[dict]:
+        return self.call("importdescriptors", requests)
+
+    def listunspent(self, minconf: int = 0, maxconf: int = 9_999_999,
+                    addresses: list[str] | None = None) -> list[dict]:
+        return self.call("listunspent", minconf, maxconf, addresses or [], True)
+
+    def gettransaction(self, txid: str) -> dict:
+        return self.call("gettransaction", txid)
+
+    def walletcreatefundedpsbt(self, inputs: list[dict], outputs: list[dict], options: dict,
+                               locktime: int = 0) -> dict:
+        return self.call_named("walletcreatefundedpsbt", inputs=inputs, outputs=outputs,
+                               locktime=locktime, options=options)
+
+    def walletprocesspsbt(self, psbt: str, sign: bool = True, finalize: bool = False) -> dict:
+        return self.call_named("walletprocesspsbt", psbt=psbt, sign=sign, finalize=finalize)
+
+    def descriptorprocesspsbt(self, psbt: str, descriptors: list[str], finalize: bool = False) -> dict:
+        return self.call_named("descriptorprocesspsbt", psbt=psbt, descriptors=descriptors,
+                               finalize=finalize)
+
+    def decodepsbt(self, psbt: str) -> dict:
+        return self.call("decodepsbt", psbt)
+
+    def combinepsbt(self, psbts: list[str]) -> str:
+        return self.call("combinepsbt", psbts)
+
+    def finalizepsbt(self, psbt: str) -> dict:
+        return self.call("finalizepsbt", psbt)
+
+    def sendrawtransaction(self, tx_hex: str) -> str:
+        return self.call("sendrawtransaction", tx_hex)
+
+    def testmempoolaccept(self, tx_hexes: list[str]) -> list[dict]:
+        return self.call("testmempoolaccept", tx_hexes)
+
+    def getmempoolentry(self, txid: str) -> dict:
+        return self.call("getmempoolentry", txid)
+
+    def prioritisetransaction(self, txid: str, fee_delta_sats: int) -> bool:
+        return self.call("prioritisetransaction", txid, 0, fee_delta_sats)
+
+    def getrawtransaction(self, txid: str, verbose: bool = False) -> Any:
+        return self.call("getrawtransaction", txid, verbose)
+
+    def getblock(self, block_hash: str, verbosity: int = 1) -> Any:
+        return self.call("getblock", block_hash, verbosity)
+
+    def reconsiderblock(self, block_hash: str) -> None:
+        self.call("reconsiderblock", block_hash)
+
 
 @dataclass
 class BitcoinDPorts:

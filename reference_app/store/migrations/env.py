@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from reference_app.store.migrate import include_name
-from reference_app.store.models import Base
+from reference_app.store.schema import Base
 
 config = context.config
 
