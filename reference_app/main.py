@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from .config import Settings
 from .context import AppContext
 from .ln import hub_client
+from .services import modes
 from .services.crypto import Box
 from .store import migrate
 from .store.db import Database
@@ -20,13 +21,17 @@ def build_context(settings: Settings, with_node: bool = True) -> AppContext:
     if settings.auto_migrate:
         migrate.upgrade(db)
     hub = hub_client(settings) if with_node else None
-    return AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub)
+    ctx = AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub)
+    ctx.modes = modes.build(ctx)
+    return ctx
 
 
 def create_app(settings: Settings | None = None, *, ctx: AppContext | None = None,
                with_node: bool = True) -> FastAPI:
     """Build the app. ``with_node=False`` serves without a hub (accounts and listings only)."""
     ctx = ctx or build_context(settings or Settings(), with_node=with_node)
+    if ctx.hub is not None and not ctx.modes:
+        ctx.modes = modes.build(ctx)  # a context whose hub was attached after it was built
     from .services import accounts
     from .worker import Worker
 

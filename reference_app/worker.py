@@ -1,25 +1,22 @@
-"""The background worker: watches invoices, enforces deadlines and the
-guardian, and drives pending outcomes. In-process for development, or its own
-process (``escrowlab app worker``). Restart-safe: it starts by reconciling
-every open order with the node (I11).
+"""The background worker: enforces deadlines and the guardian, lets each
+escrow mode watch its funding, and drives pending outcomes. In-process for
+development, or its own process (``escrowlab app worker``). Restart-safe: each
+mode reconciles with its nodes when the worker starts (I11).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import or_, select
 
-from regtest_cluster.nodes.lnd import LndError
-
 from .context import AppContext
-from .services import holds, orders, settlement, transitions
+from .services import holds, transitions
 from .services.errors import DomainError
 from .services.faults import planted
-from .services.lifecycle import FUNDED_STATES, PENDING, TERMINAL, E, S
+from .services.lifecycle import PENDING, TERMINAL, E, S
 from .store.models import Dispute, Listing, Order
 
 log = logging.getLogger("escrowlab.worker")
@@ -32,7 +29,6 @@ DEADLINE_EVENTS = {
     S.DELIVERED: E.DISPUTE_WINDOW_END,
     S.DISPUTED: E.GUARDIAN_CUSTODY,
 }
-RECONCILE_EVERY_S = 2.0
 
 
 class Worker:
@@ -44,28 +40,37 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="escrow-drive")
         self._driving: set[int] = set()
-        self._watching: set[int] = set()
         self._lock = threading.Lock()
-        self._last_reconcile = 0.0
         self.height: int | None = None
         self.errors = 0
-        ctx.on_order_created.append(self.watch)
+        for mode in ctx.modes.values():
+            mode.wake = self.wake
+        ctx.on_order_created.append(self._created)
 
     # --- lifecycle
     def start(self) -> None:
-        self.reconcile_all()
+        for mode in self.ctx.modes.values():
+            mode.start()
         self._thread = threading.Thread(target=self._run, name="escrow-worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        for mode in self.ctx.modes.values():
+            mode.stop()
         if self._thread:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _created(self, order_id: int) -> None:
+        with self.ctx.db.session(write=False) as session:
+            mode = self.ctx.modes.get(session.get(Order, order_id).escrow_mode)
+        if mode:
+            mode.on_created(order_id)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -79,135 +84,74 @@ class Worker:
 
     # --- one pass
     def tick(self) -> None:
-        self.height = holds.block_height(self.ctx.hub)
+        self.height = holds.block_height(self.ctx.hub) if self.ctx.hub else self.ctx.tip()
         self.ctx.note_tip(self.height)
         self.guardian(self.height)
         self.deadlines(self.height)
-        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_S:
-            self.reconcile_all()
+        for mode in self.ctx.modes.values():
+            mode.watch(self.height)
         self.drive_pending(self.height)
 
     def _ids(self, *conditions) -> list[int]:
-        with self.ctx.db.session() as session:
+        with self.ctx.db.session(write=False) as session:
             return list(session.scalars(select(Order.id).where(*conditions)))
-
-    # --- funding: one subscription per unpaid invoice, plus reconciliation
-    def watch(self, order_id: int) -> None:
-        with self._lock:
-            if order_id in self._watching or self._stop.is_set():
-                return
-            self._watching.add(order_id)
-        threading.Thread(target=self._subscribe, args=(order_id,), name=f"invoice-{order_id}", daemon=True).start()
-
-    def _subscribe(self, order_id: int) -> None:
-        try:
-            with self.ctx.db.session() as session:
-                order = session.get(Order, order_id)
-                if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
-                    return
-                payment_hash = bytes.fromhex(order.hold.payment_hash)
-            for invoice in self.ctx.hub.subscribe_single_invoice(payment_hash):
-                if self._stop.is_set():
-                    return
-                if invoice.get("state") in ("ACCEPTED", "SETTLED", "CANCELED") or planted(
-                        self.ctx.settings, "funded_without_accept"):
-                    self._observe(order_id, holds.truth_from(invoice))
-                    return
-        except (LndError, DomainError) as exc:
-            log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, exc)
-        finally:
-            with self._lock:
-                self._watching.discard(order_id)
-
-    def _observe(self, order_id: int, truth: holds.InvoiceTruth) -> None:
-        try:
-            with self.ctx.db.session() as session:
-                order = session.get(Order, order_id)
-                orders.observe_invoice(self.ctx, session, order, truth, self.height)
-        except DomainError as exc:
-            log.info("order %s: %s", order_id, exc)
-        self.wake()
-
-    def reconcile_all(self) -> None:
-        """Compare every open order's hold invoice with the node, and act on differences (I11)."""
-        self._last_reconcile = time.monotonic()
-        open_states = [s.value for s in (S.AWAITING_FUNDS, *FUNDED_STATES, *PENDING)]
-        for order_id in self._ids(Order.state.in_(open_states)):
-            with self.ctx.db.session() as session:
-                order = session.get(Order, order_id)
-                if order.hold is None or order.hold.lnd_state == "SETTLED":
-                    continue
-                payment_hash = bytes.fromhex(order.hold.payment_hash)
-            self._observe(order_id, holds.lookup(self.ctx.hub, payment_hash))
-            if S(order.state) == S.AWAITING_FUNDS:
-                self.watch(order_id)
 
     # --- time
     def guardian(self, height: int) -> None:
-        """When the lock nears expiry: cancel an unshipped order, settle a shipped one into custody (I7)."""
-        s = self.ctx.settings
-        if planted(s, "no_guardian"):
+        """When a lock nears expiry: cancel an unshipped order, settle a shipped one into custody (I7)."""
+        if planted(self.ctx.settings, "no_guardian"):
             return
-        watched = [st.value for st in (S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED)]
-        with self.ctx.db.session() as session:
-            due = [o.id for o in session.scalars(select(Order).where(Order.state.in_(watched)))
-                   if o.hold and transitions.lock_horizon(s, o.hold.htlc_expiry_height) is not None
-                   and height >= transitions.lock_horizon(s, o.hold.htlc_expiry_height)]
-        for order_id in due:
-            self._timed(order_id, height, guardian=True)
+        with self.ctx.db.session(write=False) as session:
+            due = [d for mode in self.ctx.modes.values() for d in mode.guardian_due(session, height)]
+        for order_id, event in due:
+            self._timed(order_id, height, event, "guardian", f"lock horizon reached at height {height}")
 
     def deadlines(self, height: int) -> None:
         states = [st.value for st in (*DEADLINE_EVENTS, S.HELD_IN_CUSTODY)]
-        due = self._ids(Order.state.in_(states),
-                        or_(Order.deadline_at <= transitions.now(), Order.deadline_height <= height))
-        for order_id in due:
+        for order_id in self._ids(Order.state.in_(states),
+                                  or_(Order.deadline_at <= transitions.now(), Order.deadline_height <= height)):
             self._timed(order_id, height)
 
-    def _timed(self, order_id: int, height: int, guardian: bool = False) -> None:
+    def _timed(self, order_id: int, height: int, event: E | None = None, actor: str = "worker",
+               detail: str = "deadline passed") -> None:
         try:
             with self.ctx.db.session() as session:
                 order = session.get(Order, order_id)
                 state = S(order.state)
-                if guardian:
-                    event = E.GUARDIAN_CANCEL if state == S.FUNDED else E.GUARDIAN_CUSTODY
-                    detail = f"lock horizon reached at height {height}"
-                elif state == S.HELD_IN_CUSTODY:
+                if event is None and state == S.HELD_IN_CUSTODY:
                     event = E.RULING_TIMEOUT_RELEASE if order.delivered_evidence and not order.disputed \
                         else E.RULING_TIMEOUT_REFUND
                     detail = "ruling deadline passed: default ruling"
-                else:
-                    event, detail = DEADLINE_EVENTS[state], "deadline passed"
-                transitions.apply(session, self.ctx.settings, order, event, "guardian" if guardian else "worker",
-                                  height, detail=detail,
+                event = event or DEADLINE_EVENTS[state]
+                transitions.apply(session, self.ctx.settings, order, event, actor, height, detail=detail,
                                   **({"disputed": True} if event == E.DELIVERY_TIMEOUT else {}))
                 if event == E.DELIVERY_TIMEOUT:
                     session.add(Dispute(order_id=order.id, opened_by=order.buyer_id,
                                         reason="delivery was not confirmed in time"))
                 if event == E.FUNDING_TIMEOUT:
-                    listing = session.get(Listing, order.listing_id)
-                    listing.stock += order.quantity
-                    expired_hash = order.hold.payment_hash if order.hold else None
-                else:
-                    expired_hash = None
-            if expired_hash:  # after the claim: the unpaid invoice goes, the HTLC (if any) fails back
-                holds.cancel(self.ctx.hub, bytes.fromhex(expired_hash))
+                    session.get(Listing, order.listing_id).stock += order.quantity
+                mode = self.ctx.modes.get(order.escrow_mode)
+            if event == E.FUNDING_TIMEOUT and mode:
+                mode.expire(order_id)  # after the claim committed (I5)
         except DomainError as exc:
             log.info("order %s: %s", order_id, exc)
 
     # --- pending outcomes
     def drive_pending(self, height: int) -> None:
         states = [s.value for s in (*PENDING, S.HELD_IN_CUSTODY)]
-        for order_id in self._ids(Order.state.in_(states)):
+        with self.ctx.db.session(write=False) as session:
+            rows = session.execute(select(Order.id, Order.escrow_mode).where(Order.state.in_(states))).all()
+        for order_id, mode_name in rows:
+            mode = self.ctx.modes.get(mode_name)
             with self._lock:
-                if order_id in self._driving:
+                if mode is None or order_id in self._driving:
                     continue
                 self._driving.add(order_id)
-            self._pool.submit(self._drive, order_id, height)
+            self._pool.submit(self._drive, mode, order_id, height)
 
-    def _drive(self, order_id: int, height: int) -> None:
+    def _drive(self, mode, order_id: int, height: int) -> None:
         try:
-            state = settlement.drive(self.ctx, order_id, height)
-            if S(state) in TERMINAL:
+            if S(mode.drive(order_id, height)) in TERMINAL:
                 self.wake()
         except DomainError as exc:
             log.info("order %s: %s", order_id, exc)

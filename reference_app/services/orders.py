@@ -2,7 +2,7 @@
 
 Every user action validates first, then claims its transition (CAS), and only
 then does anything irreversible (I5). Node actions of pending states are the
-worker's (services/settlement.py).
+worker's, through each escrow mode (services/modes/).
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, User
+from ..store.models import Dispute, DisputeMessage, Listing, Order, User
 from . import holds, transitions
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
-from .lifecycle import FUNDED_STATES, E, S
-from .transitions import hold_cltv_blocks
+from .lifecycle import E, S
 
-SUPPORTED_MODES = ("ln_hold",)
 PPM = 1_000_000
 
 
@@ -27,12 +25,13 @@ def fee_for(settings, amount_sats: int) -> int:
     return amount_sats * settings.fee_ppm // PPM
 
 
-def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int) -> Order:
-    """Reserve stock and record the order, then ask the hub for a hold invoice.
+def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int,
+           funding: dict | None = None) -> Order:
+    """Reserve stock and record the order, then let its escrow mode lock or request the funds.
 
-    The claim commits before the node is asked (I5). If the node cannot be
-    reached, the order and the stock reservation are undone: the buyer gets a
-    503 and nothing has changed.
+    The claim commits before any node is asked (I5). If the mode cannot open
+    the escrow (an unreachable node, a bad key), the order and the stock
+    reservation are undone: nothing has changed.
     """
     s = ctx.settings
     listing = session.get(Listing, listing_id)
@@ -40,8 +39,10 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
         raise NotFound(f"listing {listing_id} does not exist")
     if listing.seller_id == buyer.id:
         raise ValidationFailed("you cannot buy your own listing", field="listing_id")
-    if listing.escrow_mode not in SUPPORTED_MODES:
-        raise ValidationFailed(f"escrow mode {listing.escrow_mode} is not available", field="listing_id")
+    mode = ctx.modes.get(listing.escrow_mode)
+    if mode is None:
+        raise ValidationFailed(f"escrow mode {listing.escrow_mode} is not available here "
+                               f"(available: {', '.join(ctx.modes) or 'none'})", field="listing_id")
     if not buyer.address_hash:
         raise ValidationFailed("set a shipping address first (PUT /me/address)", field="address")
     price = listing.price_sats * quantity
@@ -57,54 +58,17 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
                   fee_sats=fee_for(s, price), buyer_address_hash=buyer.address_hash)
     session.add(order)
     session.commit()
-
-    preimage, payment_hash = holds.new_preimage()
-    cltv = hold_cltv_blocks(s)
     try:
-        height = ctx.tip()
-        request = holds.issue(ctx.hub, payment_hash, price, cltv, s.funding_timeout_s, f"escrowlab order {order.id}")
+        mode.open(session, order, buyer, funding)
+        session.commit()
     except Exception:
+        session.rollback()
         session.execute(update(Listing).where(Listing.id == listing_id).values(stock=Listing.stock + quantity))
-        session.delete(order)
+        session.delete(session.get(Order, order.id))
         session.commit()
         raise
-    order.hold = HoldInvoice(payment_hash=payment_hash.hex(), preimage_enc=ctx.box.seal(preimage),
-                             payment_request=request, amount_sats=price, cltv_expiry=cltv, created_height=height)
-    session.flush()
-    transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
-                      detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
-    session.commit()
     for callback in ctx.on_order_created:
         callback(order.id)
-    return order
-
-
-def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: holds.InvoiceTruth,
-                    height: int | None, actor: str = "worker") -> Order:
-    """Record what the node says about the order's hold invoice, and react (I9, I11)."""
-    hold = order.hold
-    hold.lnd_state = truth.state
-    hold.amt_paid_sats = truth.amt_paid_sats
-    if truth.htlc_expiry_height is not None:
-        hold.htlc_expiry_height = truth.htlc_expiry_height
-    state = S(order.state)
-    if planted(ctx.settings, "funded_without_accept") and truth.state == "OPEN" and state == S.AWAITING_FUNDS:
-        truth = holds.InvoiceTruth("ACCEPTED", hold.amount_sats, truth.htlc_expiry_height)
-    if truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS:
-        if truth.amt_paid_sats < hold.amount_sats:  # lnd rejects underpayment; belt and braces
-            return order
-        hold.accepted_at = transitions.now()
-        session.flush()
-        return transitions.apply(session, ctx.settings, order, E.FUNDED, actor, height,
-                                 detail=f"ACCEPTED {truth.amt_paid_sats} sats, HTLC expiry {truth.htlc_expiry_height}")
-    if truth.state == "CANCELED" and state == S.AWAITING_FUNDS:
-        return transitions.apply(session, ctx.settings, order, E.FUNDING_TIMEOUT, actor, height,
-                                 detail="the node cancelled the unpaid invoice")
-    if truth.state == "CANCELED" and (state in FUNDED_STATES - {S.HELD_IN_CUSTODY}
-                                      or state in (S.RELEASE_PENDING, S.SPLIT_PENDING)):
-        return transitions.apply(session, ctx.settings, order, E.LOCK_LOST, actor, height,
-                                 detail="the node cancelled the held payment; the buyer has it back")
-    session.flush()
     return order
 
 

@@ -1,0 +1,241 @@
+"""ln_hold: the buyer's payment is held by the hub's LND in a hold invoice.
+
+Funding is LND's ACCEPTED (seen through SubscribeSingleInvoice, reconciled
+with LookupInvoiceV2; SubscribeInvoices never reports ACCEPTED). Release
+settles the hold and pays the seller; refund cancels it, or repays the buyer
+once the hold was settled into custody. The lock expires by height, so this
+mode has a guardian.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from regtest_cluster.nodes.lnd import LndError
+
+from ...context import AppContext
+from ...store.models import HoldInvoice, Order, User
+from .. import faults, holds, payouts, transitions
+from ..errors import DomainError
+from ..faults import planted
+from ..lifecycle import FUNDED_STATES, PENDING, E, S
+
+log = logging.getLogger("escrowlab.ln_hold")
+RECONCILE_EVERY_S = 2.0
+
+
+def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: holds.InvoiceTruth,
+                    height: int | None, actor: str = "worker") -> Order:
+    """Record what the node says about the order's hold invoice, and react (I9, I11)."""
+    hold = order.hold
+    hold.lnd_state = truth.state
+    hold.amt_paid_sats = truth.amt_paid_sats
+    if truth.htlc_expiry_height is not None:
+        hold.htlc_expiry_height = truth.htlc_expiry_height
+    state = S(order.state)
+    if planted(ctx.settings, "funded_without_accept") and truth.state == "OPEN" and state == S.AWAITING_FUNDS:
+        truth = holds.InvoiceTruth("ACCEPTED", hold.amount_sats, truth.htlc_expiry_height)
+    if truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS:
+        if truth.amt_paid_sats < hold.amount_sats:  # lnd rejects underpayment; belt and braces
+            return order
+        hold.accepted_at = transitions.now()
+        session.flush()
+        return transitions.apply(session, ctx.settings, order, E.FUNDED, actor, height,
+                                 detail=f"ACCEPTED {truth.amt_paid_sats} sats, HTLC expiry {truth.htlc_expiry_height}")
+    if truth.state == "CANCELED" and state == S.AWAITING_FUNDS:
+        return transitions.apply(session, ctx.settings, order, E.FUNDING_TIMEOUT, actor, height,
+                                 detail="the node cancelled the unpaid invoice")
+    if truth.state == "CANCELED" and (state in FUNDED_STATES - {S.HELD_IN_CUSTODY}
+                                      or state in (S.RELEASE_PENDING, S.SPLIT_PENDING)):
+        return transitions.apply(session, ctx.settings, order, E.LOCK_LOST, actor, height,
+                                 detail="the node cancelled the held payment; the buyer has it back")
+    session.flush()
+    return order
+
+
+class LnHoldMode:
+    name = "ln_hold"
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._watching: set[int] = set()
+        self._lock = threading.Lock()
+        self._last_reconcile = 0.0
+        self.height: int | None = None
+        self.wake = lambda: None  # the worker replaces it, to react at once
+
+    # --- opening: a hold invoice on the hub
+    def open(self, session: Session, order: Order, buyer: User, funding: dict | None) -> None:
+        s = self.ctx.settings
+        preimage, payment_hash = holds.new_preimage()
+        cltv = transitions.hold_cltv_blocks(s)
+        height = self.ctx.tip()
+        request = holds.issue(self.ctx.hub, payment_hash, order.price_sats, cltv, s.funding_timeout_s,
+                              f"escrowlab order {order.id}")
+        order.hold = HoldInvoice(payment_hash=payment_hash.hex(), preimage_enc=self.ctx.box.seal(preimage),
+                                 payment_request=request, amount_sats=order.price_sats, cltv_expiry=cltv,
+                                 created_height=height)
+        session.flush()
+        transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
+                          detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
+
+    def expire(self, order_id: int) -> None:
+        with self.ctx.db.session(write=False) as session:
+            hold = session.scalar(select(HoldInvoice).where(HoldInvoice.order_id == order_id))
+            payment_hash = hold.payment_hash if hold else None
+        if payment_hash:  # after the claim: the unpaid invoice goes, an HTLC (if any) fails back
+            holds.cancel(self.ctx.hub, bytes.fromhex(payment_hash))
+
+    # --- watching: one subscription per unpaid invoice, plus reconciliation
+    def start(self) -> None:
+        self._stop.clear()  # a restarted worker reuses this mode
+        self.reconcile()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def on_created(self, order_id: int) -> None:
+        with self._lock:
+            if order_id in self._watching or self._stop.is_set():
+                return
+            self._watching.add(order_id)
+        threading.Thread(target=self._subscribe, args=(order_id,), name=f"invoice-{order_id}", daemon=True).start()
+
+    def watch(self, height: int) -> None:
+        self.height = height
+        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_S:
+            self.reconcile()
+
+    def _subscribe(self, order_id: int) -> None:
+        try:
+            with self.ctx.db.session(write=False) as session:
+                order = session.get(Order, order_id)
+                if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
+                    return
+                payment_hash = bytes.fromhex(order.hold.payment_hash)
+            for invoice in self.ctx.hub.subscribe_single_invoice(payment_hash):
+                if self._stop.is_set():
+                    return
+                if invoice.get("state") in ("ACCEPTED", "SETTLED", "CANCELED") or planted(
+                        self.ctx.settings, "funded_without_accept"):
+                    self._observe(order_id, holds.truth_from(invoice))
+                    return
+        except (LndError, DomainError) as exc:
+            log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, exc)
+        finally:
+            with self._lock:
+                self._watching.discard(order_id)
+
+    def _observe(self, order_id: int, truth: holds.InvoiceTruth) -> None:
+        try:
+            with self.ctx.db.session() as session:
+                observe_invoice(self.ctx, session, session.get(Order, order_id), truth, self.height)
+        except DomainError as exc:
+            log.info("order %s: %s", order_id, exc)
+        self.wake()
+
+    def reconcile(self) -> None:
+        """Compare every open order's hold invoice with the node, and act on differences (I11)."""
+        self._last_reconcile = time.monotonic()
+        open_states = [s.value for s in (S.AWAITING_FUNDS, *FUNDED_STATES, *PENDING)]
+        with self.ctx.db.session(write=False) as session:
+            rows = session.execute(select(Order.id, Order.state, HoldInvoice.payment_hash, HoldInvoice.lnd_state)
+                                   .join(HoldInvoice, HoldInvoice.order_id == Order.id)
+                                   .where(Order.state.in_(open_states), Order.escrow_mode == self.name)).all()
+        for order_id, state, payment_hash, lnd_state in rows:
+            if lnd_state == "SETTLED":
+                continue
+            self._observe(order_id, holds.lookup(self.ctx.hub, bytes.fromhex(payment_hash)))
+            if S(state) == S.AWAITING_FUNDS:
+                self.on_created(order_id)
+
+    # --- the guardian (I7)
+    def guardian_due(self, session: Session, height: int) -> list[tuple[int, E]]:
+        watched = [st.value for st in (S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED)]
+        due = []
+        for o in session.scalars(select(Order).where(Order.state.in_(watched), Order.escrow_mode == self.name)):
+            horizon = transitions.lock_horizon(self.ctx.settings, o.hold.htlc_expiry_height if o.hold else None)
+            if horizon is not None and height >= horizon:
+                due.append((o.id, E.GUARDIAN_CANCEL if S(o.state) == S.FUNDED else E.GUARDIAN_CUSTODY))
+        return due
+
+    # --- outcomes: settle, cancel, pay
+    def _settled(self, order: Order, height: int | None) -> bool:
+        """Settle the hold (idempotent) and confirm it; False if the node cancelled it instead."""
+        ctx, hold = self.ctx, order.hold
+        if hold.lnd_state == "SETTLED":
+            return True
+        truth = holds.lookup(ctx.hub, bytes.fromhex(hold.payment_hash))
+        if truth.state == "ACCEPTED":
+            holds.settle(ctx.hub, ctx.box.open(hold.preimage_enc))
+            faults.point("after_settle", ctx.settings.fault_points)
+            truth = holds.lookup(ctx.hub, bytes.fromhex(hold.payment_hash))
+        with ctx.db.session() as session:
+            fresh = session.get(Order, order.id)
+            fresh.hold.lnd_state = truth.state
+            if truth.state == "SETTLED":
+                fresh.hold.settled_at = fresh.hold.settled_at or transitions.now()
+                return True
+            if truth.state == "CANCELED":
+                observe_invoice(ctx, session, fresh, truth, height)
+            return False
+
+    def _cancelled(self, order: Order) -> str:
+        """Cancel the hold and confirm; returns the node's final state (CANCELED or SETTLED)."""
+        payment_hash = bytes.fromhex(order.hold.payment_hash)
+        try:
+            holds.cancel(self.ctx.hub, payment_hash)
+        except LndError as exc:
+            if "already settled" not in exc.message:
+                raise
+        faults.point("after_cancel", self.ctx.settings.fault_points)
+        truth = holds.lookup(self.ctx.hub, payment_hash)
+        with self.ctx.db.session() as session:
+            session.get(Order, order.id).hold.lnd_state = truth.state
+        return truth.state
+
+    def _paid(self, order_id: int) -> bool:
+        order = _load(self.ctx, order_id)
+        ids = payouts.ensure(self.ctx, order)
+        done = all(payouts.attempt(self.ctx, pid) == "SUCCEEDED" for pid in ids)
+        if done and planted(self.ctx.settings, "double_payout"):
+            done = all(payouts.attempt(self.ctx, pid) == "SUCCEEDED" for pid in ids)
+        return done
+
+    def drive(self, order_id: int, height: int | None) -> str:
+        """Take one step towards completing the order's pending outcome; returns its state."""
+        ctx, order = self.ctx, _load(self.ctx, order_id)
+        state = S(order.state)
+        if state == S.HELD_IN_CUSTODY:
+            self._settled(order, height)
+        elif state == S.RELEASE_PENDING:
+            faults.point("after_claim_release", ctx.settings.fault_points)
+            if self._settled(order, height) and self._paid(order_id):
+                finish(ctx, order_id, E.RELEASED, height, f"seller paid {order.price_sats - order.fee_sats} sats")
+        elif state == S.SPLIT_PENDING:
+            if self._settled(order, height) and self._paid(order_id):
+                finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid")
+        elif state == S.REFUND_PENDING:
+            final = order.hold.lnd_state if order.hold.lnd_state == "SETTLED" else self._cancelled(order)
+            if final == "CANCELED":
+                finish(ctx, order_id, E.REFUNDED, height, "hold invoice cancelled: the buyer's HTLC is failed back")
+            elif final == "SETTLED" and self._paid(order_id):
+                finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody")
+        return _load(ctx, order_id).state
+
+
+def _load(ctx: AppContext, order_id: int) -> Order:
+    with ctx.db.session(write=False) as session:
+        return session.get(Order, order_id)
+
+
+def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str) -> None:
+    """Record a completed outcome (shared by every mode)."""
+    with ctx.db.session() as session:
+        transitions.apply(session, ctx.settings, session.get(Order, order_id), event, "worker", height, detail=detail)
