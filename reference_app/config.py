@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     lnd_macaroon_path: Path | None = None
     lnd_tls_cert_path: Path | None = None
 
+    # the app's bitcoind (on-chain and custodial modes): from the cluster state file, or explicit
+    bitcoind_rpc_url: str = ""
+    bitcoind_rpc_user: str = ""
+    bitcoind_rpc_password: str = ""
+    arbiter_seed: str = ""                     # hex BIP32 seed of the marketplace's arbiter keys
+    onchain_confirmations: int = Field(default=1, ge=1, le=100)
+    onchain_timeout_blocks: int = Field(default=1008, ge=10)   # the seller's default branch (older(N))
+    onchain_fee_rate_sat_vb: float = Field(default=2.0, gt=0)
+    custodial_confirmations: int = Field(default=3, ge=1, le=100)
+    custodial_fee_reserve_ppm: int = Field(default=10_000, ge=0)
+    custodial_fee_reserve_min_sats: int = Field(default=10, ge=0)
+    custodial_min_onchain_withdrawal_sats: int = Field(default=10_000, ge=546)
+
     # money
     fee_ppm: int = Field(default=10_000, ge=0, le=200_000)         # marketplace commission, 1 %
     payout_fee_limit_sats: int = Field(default=50, ge=0)            # routing budget, paid from the fee
@@ -81,7 +94,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _safe_outside_development(self) -> "Settings":
         if self.environment == "production":
-            missing = [n for n in ("secret_key", "encryption_keys", "courier_secrets", "database_url")
+            missing = [n for n in ("secret_key", "encryption_keys", "courier_secrets", "database_url", "arbiter_seed")
                        if not getattr(self, n)]
             if missing:
                 raise ValueError(f"production needs {', '.join(missing)} set explicitly")
@@ -114,11 +127,13 @@ class Settings(BaseSettings):
         if not stored:
             from cryptography.fernet import Fernet
 
-            stored = {"secret_key": secrets.token_urlsafe(48),
+            stored = {"secret_key": secrets.token_urlsafe(48), "arbiter_seed": secrets.token_hex(32),
                       "encryption_keys": [Fernet.generate_key().decode()],
                       "courier_secrets": {"fastship": secrets.token_hex(32), "slowpost": secrets.token_hex(32)}}
             path.write_text(json.dumps(stored, indent=2))
             path.chmod(0o600)
+        stored.setdefault("arbiter_seed", secrets.token_hex(32))  # data dirs made before it existed
+        path.write_text(json.dumps(stored, indent=2))
         updates = {k: v for k, v in stored.items() if not getattr(self, k)}
         if not self.database_url:
             updates["database_url"] = f"sqlite:///{(self.data_dir / 'app.db').resolve()}"

@@ -20,6 +20,7 @@ class AppContext:
     db: Database
     box: Box
     hub: LndRest | None = None
+    chain: object | None = None                 # BitcoinRpc of the app's bitcoind (on-chain, custodial)
     modes: dict = field(default_factory=dict)   # escrow mode name -> EscrowMode (services/modes)
     # The worker (or a test) subscribes here to hear about new orders at once.
     on_order_created: list[Callable[[int], None]] = field(default_factory=list)

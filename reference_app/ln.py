@@ -40,3 +40,15 @@ def hub_client(settings: Settings) -> LndRest:
 def user_node_client(name: str, rest_url: str, macaroon_hex: str, tls_cert_pem: str) -> LndRest:
     """A client for a user's own node, with the credentials they bound (an invoice macaroon)."""
     return LndRest(name, rest_url, macaroon_hex, tls_cert_pem, timeout=20)
+
+
+def chain_client(settings: Settings):
+    """The app's bitcoind RPC (no wallet selected), or None where the app has none."""
+    from regtest_cluster.nodes.bitcoind import BitcoinRpc
+
+    if settings.cluster_state_file and Path(settings.cluster_state_file).is_file():
+        b = json.loads(Path(settings.cluster_state_file).read_text())["bitcoind"]
+        return BitcoinRpc(b["rpc_url"], b["rpc_user"], b["rpc_password"])
+    if settings.bitcoind_rpc_url:
+        return BitcoinRpc(settings.bitcoind_rpc_url, settings.bitcoind_rpc_user, settings.bitcoind_rpc_password)
+    return None

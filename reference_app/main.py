@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from .config import Settings
 from .context import AppContext
-from .ln import hub_client
+from .ln import chain_client, hub_client
 from .services import modes
 from .services.crypto import Box
 from .store import migrate
@@ -21,7 +21,8 @@ def build_context(settings: Settings, with_node: bool = True) -> AppContext:
     if settings.auto_migrate:
         migrate.upgrade(db)
     hub = hub_client(settings) if with_node else None
-    ctx = AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub)
+    ctx = AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub,
+                     chain=chain_client(settings) if with_node else None)
     ctx.modes = modes.build(ctx)
     return ctx
 
@@ -30,12 +31,12 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
                with_node: bool = True) -> FastAPI:
     """Build the app. ``with_node=False`` serves without a hub (accounts and listings only)."""
     ctx = ctx or build_context(settings or Settings(), with_node=with_node)
-    if ctx.hub is not None and not ctx.modes:
-        ctx.modes = modes.build(ctx)  # a context whose hub was attached after it was built
+    if not ctx.modes and (ctx.hub is not None or ctx.chain is not None):
+        ctx.modes = modes.build(ctx)  # a context whose nodes were attached after it was built
     from .services import accounts
     from .worker import Worker
 
-    worker = Worker(ctx) if (ctx.hub is not None and ctx.settings.run_worker_inprocess) else None
+    worker = Worker(ctx) if (ctx.modes and ctx.settings.run_worker_inprocess) else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from scenarios.oracle import CHECKS, NOT_YET
+from scenarios.oracle import NOT_YET
+from scenarios.oracle import names as oracle_names
 
 SCHEMA = "escrowlab.scenario-run/1"
 
@@ -75,7 +76,7 @@ def html_report(summary: dict) -> str:
              f"<h1>escrowlab scenario run</h1><p>seed {summary['seed']} · {summary['passed']}/{summary['scenarios']}"
              f" scenarios passed · planted bugs caught {summary['caught']}/{summary['planted_bugs']}</p>",
              "<h2>Invariants</h2><table><tr><th>id</th><th>name</th><th>violations</th></tr>"]
-    names = {**{i: n for i, (n, _f) in CHECKS.items()}, **NOT_YET}
+    names = {**NOT_YET, **oracle_names()}
     for inv in sorted(names, key=lambda i: int(i[1:])):
         n = sum(1 for r in summary["results"] for v in r["violations"] if v["invariant"] == inv)
         checked = inv in summary["invariants"]

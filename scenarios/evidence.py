@@ -36,6 +36,7 @@ class Evidence:
     scenario_payments: list[tuple[dict, dict]] = field(default_factory=list)
     notifications: dict[int, list[dict]] = field(default_factory=dict)   # user id -> their notifications
     node_pubkeys: dict[str, str] = field(default_factory=dict)
+    world: object = None          # for mode-specific checks that read their own node truth
 
 
 def channel_balances(cluster: Cluster) -> dict[str, int]:
@@ -73,7 +74,7 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
                 pass
     wait_quiet(cluster, held)
     ev = Evidence(balances_before=balances_before, balances_after=channel_balances(cluster),
-                  node_pubkeys={n: node.pubkey for n, node in cluster.nodes.items()})
+                  node_pubkeys={n: node.pubkey for n, node in cluster.nodes.items()}, world=world)
     ev.all_hub_payments = hub.listpayments()
     payments_by_hash = {p["payment_hash"]: p for p in ev.all_hub_payments}
     ev.scenario_payments = [(p, hub.decodepayreq(p["payment_request"])) for p in ev.all_hub_payments

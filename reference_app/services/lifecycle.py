@@ -33,6 +33,8 @@ class S(StrEnum):
 
 class E(StrEnum):
     INVOICE_ISSUED = "invoice_issued"
+    ESCROW_OPENED = "escrow_opened"      # on-chain address or custodial hold made (modes without invoices)
+    FUNDING_REORGED = "funding_reorged"  # the funding's confirmations were reorged away (I17)
     FUNDED = "funded"                    # ACCEPTED for the full amount (or k confirmations)
     FUNDING_TIMEOUT = "funding_timeout"
     SHIP = "ship"
@@ -62,7 +64,9 @@ FUNDED_STATES = frozenset({S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED, S.HELD_
 
 TRANSITIONS: dict[tuple[S, E], S] = {
     (S.CREATED, E.INVOICE_ISSUED): S.AWAITING_FUNDS,
+    (S.CREATED, E.ESCROW_OPENED): S.AWAITING_FUNDS,
     (S.CREATED, E.FUNDING_TIMEOUT): S.EXPIRED,
+    (S.FUNDED, E.FUNDING_REORGED): S.AWAITING_FUNDS,
     (S.AWAITING_FUNDS, E.FUNDED): S.FUNDED,
     (S.AWAITING_FUNDS, E.FUNDING_TIMEOUT): S.EXPIRED,
     (S.FUNDED, E.SHIP): S.SHIPPED,

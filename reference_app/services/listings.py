@@ -20,8 +20,9 @@ from .errors import NotFound, PermissionDenied, ValidationFailed
 
 CATEGORIES = ("electronics", "books", "clothing", "home", "collectibles", "other")
 ESCROW_MODES = ("ln_hold", "onchain_multisig", "custodial")
-# The model accepts every mode; a listing in a mode nobody can pay for would only strand buyers.
-IMPLEMENTED_ESCROW_MODES = ("ln_hold",)
+# Every mode can be listed; whether this app can lock funds in it (it has the
+# nodes) is decided when an order is placed, with a clear error there.
+IMPLEMENTED_ESCROW_MODES = ESCROW_MODES
 TITLE_MIN_CHARS, TITLE_MAX_CHARS = 3, 200
 DESCRIPTION_MAX_CHARS = 5_000
 QUERY_MAX_CHARS = 200
@@ -211,8 +212,8 @@ def _validated(settings: Settings, fields: Mapping[str, object]) -> dict[str, ob
         if not _is_int(stock) or not 0 <= stock <= STOCK_MAX:
             raise ValidationFailed(f"stock must be between 0 and {STOCK_MAX}", field="stock")
     if "escrow_mode" in fields and fields["escrow_mode"] not in IMPLEMENTED_ESCROW_MODES:
-        raise ValidationFailed(f"escrow_mode must be one of {', '.join(IMPLEMENTED_ESCROW_MODES)} "
-                               "(the others are not implemented yet)", field="escrow_mode")
+        raise ValidationFailed(f"escrow_mode must be one of {', '.join(IMPLEMENTED_ESCROW_MODES)}",
+                               field="escrow_mode")
     return out
 
 

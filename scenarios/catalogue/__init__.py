@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from scenarios.base import Scenario
 
-from . import faults, flows, inputs, time
+from . import custodial, faults, flows, inputs, onchain, time
 
-ALL: dict[str, type[Scenario]] = {s.name: s for mod in (flows, time, faults, inputs) for s in mod.SCENARIOS}
+ALL: dict[str, type[Scenario]] = {s.name: s for mod in (flows, time, faults, inputs, onchain, custodial) for s in mod.SCENARIOS}
 
 # Each planted bug, and the scenario that exposes it.
 BUG_SCENARIOS = {

@@ -110,11 +110,18 @@ def test_create_bad_field_names_it(api, seller, over, field, detail):
     assert search(api, seller_id=seller_id)["total"] == 0
 
 
-def test_create_unimplemented_escrow_mode_rejected(api, seller):
+def test_create_unknown_escrow_mode_rejected(api, seller):
     _, headers = seller
-    r = api.post("/listings", json=listing_body(escrow_mode="onchain_multisig"), headers=headers)
-    assert_problem(r, 422, "validation_failed",
-                   "escrow_mode must be one of ln_hold (the others are not implemented yet)", "escrow_mode")
+    r = api.post("/listings", json=listing_body(escrow_mode="carrier_pigeon"), headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "escrow_mode"
+    assert "'ln_hold', 'onchain_multisig' or 'custodial'" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("mode", ["onchain_multisig", "custodial"])
+def test_create_listing_in_each_escrow_mode(api, seller, mode):
+    _, headers = seller
+    r = api.post("/listings", json=listing_body(escrow_mode=mode), headers=headers)
+    assert r.status_code == 201 and r.json()["escrow_mode"] == mode
 
 
 # read

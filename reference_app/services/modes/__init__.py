@@ -47,4 +47,10 @@ def build(ctx) -> dict[str, EscrowMode]:
     modes: dict[str, EscrowMode] = {}
     if ctx.hub is not None:
         modes["ln_hold"] = LnHoldMode(ctx)
+    if ctx.chain is not None:
+        from .custodial import CustodialMode
+        from .onchain_multisig import OnchainMode
+
+        modes["onchain_multisig"] = OnchainMode(ctx)
+        modes["custodial"] = CustodialMode(ctx)
     return modes

@@ -1,0 +1,3 @@
+"""custodial scenarios: being written (issue 4)."""
+
+SCENARIOS: list = []

@@ -1,0 +1,3 @@
+"""onchain scenarios: being written (issue 4)."""
+
+SCENARIOS: list = []
