@@ -26,3 +26,25 @@ def cluster_cmd(
         for k, v in result.items():
             if k != "runs":
                 console.print(f"{k}: {v}")
+
+
+@app.command("onchain")
+def onchain_cmd(
+    n: int = typer.Option(500, "--n", min=1, max=20_000, help="Escrows to fund and release."),
+    batch: int = typer.Option(125, "--batch", min=1, max=2_000, help="Escrows funded in one block."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Threads issuing RPCs."),
+    fee_rate: float = typer.Option(2.0, "--fee-rate", min=1.0, help="Release fee rate, sat/vB."),
+    wallet_fsync: bool = typer.Option(False, "--wallet-fsync", help="Durable wallet writes (slower)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """2-of-3 multisig escrows through the PSBT flow: fund + release cycles per minute."""
+    from bench import onchain
+
+    with progress("benchmarking on-chain escrows", quiet=json_out) as step:
+        result = onchain.run(n=n, batch=batch, workers=workers, fee_rate_sat_vb=fee_rate,
+                             wallet_fsync=wallet_fsync, env=env(), progress=step)
+    if json_out:
+        emit_json(result)
+    else:
+        for k in ("escrows", "fund_release_per_min", "block_weight_used", "wallet_fsync"):
+            console.print(f"{k}: {result[k]}")
