@@ -20,8 +20,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def include_name(name, type_, _parent_names) -> bool:
-    """Autogenerate ignores the full-text index's own tables: search_ddl owns them."""
-    return not (type_ == "table" and name and name.startswith(search_ddl.FTS_TABLE))
+    """Autogenerate ignores the full-text index's own tables and index: search_ddl owns them."""
+    if type_ == "table" and name and name.startswith(search_ddl.FTS_TABLE):
+        return False
+    return not (type_ == "index" and name == search_ddl.PG_INDEX)
 
 
 def config(connection=None) -> Config:

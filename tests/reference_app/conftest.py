@@ -3,7 +3,6 @@ escrow tests use ``market`` from tests/reference_app/escrow/conftest.py, on the 
 
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import pytest
@@ -11,10 +10,12 @@ from fastapi.testclient import TestClient
 
 from reference_app.config import Settings
 from reference_app.main import create_app
+from tests.conftest import fresh_database_url
 
 
 def make_settings(tmp_path, **over) -> Settings:
-    url = os.environ.get("ESCROWLAB_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'app.db'}"
+    """Settings for one app; under ESCROWLAB_TEST_DB=postgres every call gets a fresh database."""
+    url = fresh_database_url(tmp_path.name) or f"sqlite:///{tmp_path / 'app.db'}"
     base = dict(environment="test", data_dir=tmp_path, database_url=url,
                 bootstrap_admin_email="admin@example.com", bootstrap_admin_password="admin-password-1")
     base.update(over)

@@ -1,0 +1,101 @@
+"""The throwaway PostgreSQL server, on real binaries: CI installs them, so a
+missing install fails here instead of skipping."""
+
+import os
+import signal
+import socket
+
+import pytest
+import sqlalchemy
+
+from regtest_cluster import postgres, waiting
+from regtest_cluster.postgres import PostgresError, PostgresNotInstalled, PostgresServer, children
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def server():
+    with PostgresServer() as server:
+        yield server
+
+
+def test_create_database_gives_separate_empty_databases(server):
+    first, second = server.create_database("first"), server.create_database("second")
+    assert first.startswith("postgresql+psycopg://postgres@127.0.0.1:")
+    one = sqlalchemy.create_engine(first)
+    other = sqlalchemy.create_engine(second)
+    try:
+        with one.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x int)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with other.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").scalar() == 0
+        with one.connect() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM t").scalar() == 1
+    finally:
+        one.dispose()
+        other.dispose()
+
+
+def test_drop_database_ends_open_sessions(server):
+    engine = sqlalchemy.create_engine(server.create_database("busy"))
+    conn = engine.connect()
+    conn.exec_driver_sql("SELECT 1")
+    server.drop_database("busy")
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="terminating connection"):
+        conn.exec_driver_sql("SELECT 1")
+    conn.close()
+    engine.dispose()
+    server.create_database("busy")  # the name is free again
+
+
+def test_stop_leaves_no_postgres_process():
+    server = PostgresServer().start()
+    root = server.root
+    engine = sqlalchemy.create_engine(server.create_database("app"))
+    conn = engine.connect()  # a client backend, besides the server's own workers
+    conn.exec_driver_sql("SELECT 1")
+    pids = [server.pid, *children(server.pid)]
+    server.stop()
+    conn.invalidate()
+    engine.dispose()
+    assert len(pids) > 2
+    assert [p for p in pids if postgres._alive(p)] == []
+    assert not root.exists()
+
+
+def test_stop_kills_a_server_that_ignores_shutdown(monkeypatch):
+    server = PostgresServer().start()
+    pid = server.pid
+    os.kill(pid, signal.SIGSTOP)  # a hung postmaster: pg_ctl stop times out
+    monkeypatch.setattr(waiting, "TIMEOUT_FACTOR", 0.1)
+    pids = [pid, *children(pid)]
+    server.stop()
+    assert [p for p in pids if postgres._alive(p)] == []
+
+
+def test_failed_start_names_its_log_and_keeps_it():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = PostgresServer(port=busy.getsockname()[1])
+        with pytest.raises(PostgresError, match=r"pg_ctl failed .*log: .*postgres\.log") as failure:
+            server.start()
+    assert "could not bind" in failure.value.args[0]
+    assert server.log_path.exists()
+    assert server.pid is None or not postgres._alive(server.pid)
+    server.stop()
+    assert server.root is None
+
+
+def test_missing_binaries_dir_names_it_and_the_fix(tmp_path):
+    with pytest.raises(PostgresNotInstalled, match=rf"not found in {tmp_path}: apt-get install postgresql"):
+        PostgresServer(bindir=tmp_path)
+
+
+def test_find_bindir_without_any_install_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(postgres.shutil, "which", lambda _: None)
+    monkeypatch.setattr(postgres.glob, "glob", lambda _: [])
+    with pytest.raises(PostgresNotInstalled, match=r"/usr/lib/postgresql/\*/bin: apt-get install postgresql"):
+        postgres.find_bindir()
