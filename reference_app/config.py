@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     bitcoind_rpc_password: str = ""
     arbiter_seed: str = ""                     # hex BIP32 seed of the marketplace's arbiter keys
     onchain_confirmations: int = Field(default=1, ge=1, le=100)
-    onchain_timeout_blocks: int = Field(default=1008, ge=10)   # the seller's default branch (older(N))
+    # the seller's default branch (older(N)): beyond every trade window and the ruling
+    # window, stretched for fast blocks, so it only ever decides for a vanished marketplace
+    onchain_timeout_blocks: int = Field(default=4032, ge=10)
     onchain_fee_rate_sat_vb: float = Field(default=2.0, gt=0)
     custodial_confirmations: int = Field(default=3, ge=1, le=100)
     custodial_fee_reserve_ppm: int = Field(default=10_000, ge=0)

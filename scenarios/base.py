@@ -45,13 +45,15 @@ class ScenarioResult:
 
 
 class _Narrator(logging.LoggerAdapter):
+    """``log.info`` for stories: every step goes to the report, whatever the log level."""
+
     def __init__(self, name: str, sink: list[StepLog]) -> None:
         super().__init__(logging.getLogger(f"escrowlab.scenario.{name}"), {})
         self.sink = sink
 
-    def process(self, msg, kwargs):
-        self.sink.append(StepLog(time.time(), str(msg)))
-        return msg, kwargs
+    def info(self, msg, *args, **kwargs):
+        self.sink.append(StepLog(time.time(), str(msg) % args if args else str(msg)))
+        super().info(msg, *args, **kwargs)
 
 
 class Scenario:

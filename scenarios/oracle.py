@@ -41,6 +41,7 @@ class Context:
     race_results: list[list[int]] = field(default_factory=list)        # status codes of concurrent requests
     forged_evidence: set[int] = field(default_factory=set)             # orders that only ever got forged proof
     operator_gone: bool = False
+    reorged_blocks: list[str] = field(default_factory=list)            # blocks a scenario invalidated
 
 
 def _at(e: dict) -> float:
@@ -93,6 +94,8 @@ def i2_one_outcome(ev: Evidence, cx: Context) -> list[Violation]:
             out.append(Violation("I2", oid, f"ended {o['state']}, expected one of {sorted(acceptable)}"))
         if len(finals) > 1 or (finals and events[-1] is not finals[0]):
             out.append(Violation("I2", oid, "events after a terminal state", {"events": [e["event"] for e in events]}))
+        if o["escrow_mode"] != "ln_hold":
+            continue  # the hold-invoice checks below are Lightning's; each mode checks its own lock
         state = inv["state"] if inv else "CANCELED"
         if o["state"] in ("RELEASED", "SPLIT") and state != "SETTLED":
             out.append(Violation("I2", oid, f"{o['state']} but the hold invoice is {state}"))
@@ -287,8 +290,8 @@ def i16_operator_gone(ev: Evidence, cx: Context) -> list[Violation]:
         return []
     return [Violation("I16", oid, f"the buyer's payment is {oe.buyer_payment['status'] if oe.buyer_payment else 'unknown'}"
                                   " after the operator left; it must have failed back")
-            for oid, oe in ev.orders.items()
-            if (oe.invoice is None or oe.invoice["state"] != "SETTLED")
+            for oid, oe in ev.orders.items() if oe.order["escrow_mode"] == "ln_hold"
+            and (oe.invoice is None or oe.invoice["state"] != "SETTLED")
             and not (oe.buyer_payment and oe.buyer_payment["status"] == "FAILED")]
 
 

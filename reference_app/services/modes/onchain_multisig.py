@@ -1,33 +1,466 @@
-"""onchain_multisig: being written (issue 4); this placeholder is replaced wholesale."""
+"""onchain_multisig: the buyer pays a P2WSH 2-of-3 of buyer, seller and the marketplace's
+arbiter key, with the seller's timeout branch (services/onchain has the script and why).
+
+Funding is k confirmations for the full price: exact, overpaid, or in several UTXOs. A
+reorg that takes them away rolls a FUNDED order back to AWAITING_FUNDS (I17); an
+underpayment waits, and at the funding deadline whatever arrived is refunded.
+
+Every outcome is ONE spend of every confirmed escrow UTXO. The marketplace cannot move
+the coins alone, so each spend needs the arbiter (signed here, with the escrow's key
+derived from the app's seed) and one party: the seller for a release, the buyer for a
+refund, the larger share for a split. The worker plans the spend and signs it; the
+party fetches the PSBT (GET /orders/{id}/psbt), signs it in their own wallet and posts
+it back; the worker combines, finalizes, broadcasts (rebroadcasting should a reorg drop
+it) and records the outcome after k confirmations. Nothing here expires on a node, so
+there is no guardian; a dispute that outlasts its ruling window moves to custody by
+the shared deadline rule, and the coins simply stay in the multisig until a ruling.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from decimal import Decimal
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
+
+from ...context import AppContext
+from ...store.models import Notification, Order, User
+from ...store.models_onchain import OnchainEscrow, OnchainKeys
+from .. import onchain, transitions
+from ..errors import DomainError, NodeUnavailable, NotFound, ValidationFailed
+from ..lifecycle import FUNDED_STATES, PENDING, E, S
+from ..onchain.flows import _fold_dust, _require_price, refund_outputs, release_outputs
+from ..onchain.psbt import PsbtParseError, summarize
+from ..orders import PPM
+from .ln_hold import _load, finish
+
+log = logging.getLogger("escrowlab.onchain_multisig")
+MARKETPLACE_WALLET = "marketplace"
+SPEND_FOR = {S.RELEASE_PENDING: "release", S.REFUND_PENDING: "refund", S.SPLIT_PENDING: "split"}
+DONE = {"release": E.RELEASED, "refund": E.REFUNDED, "split": E.SPLIT_DONE}
+OPEN_STATES = [s.value for s in (S.AWAITING_FUNDS, *FUNDED_STATES, *PENDING)]
+# What getaddressinfo's desc holds inside wpkh(...): the origin lets the wallet recognise its key.
+ORIGIN_KEY = re.compile(r"\[[0-9a-f]{8}(?:/\d+[h']?)+\](?:02|03)[0-9a-f]{64}")
+
+
+# --- persistence helpers ------------------------------------------------------------------
+
+def _funding_json(f: onchain.Funding) -> str:
+    return json.dumps({"address": f.address, "expected_sats": f.expected_sats, "min_conf": f.min_conf,
+                       "status": f.status.value, "lost": list(f.lost), "spent": list(f.spent),
+                       "utxos": [[u.txid, u.vout, u.amount_sats, u.confirmations] for u in f.utxos]})
+
+
+def _funding(text: str | None) -> onchain.Funding | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return onchain.Funding(address=d["address"], expected_sats=d["expected_sats"], min_conf=d["min_conf"],
+                           status=onchain.FundingStatus(d["status"]), lost=tuple(d["lost"]),
+                           spent=tuple(d["spent"]), utxos=tuple(onchain.Utxo(*u) for u in d["utxos"]))
+
+
+def script_of(row: OnchainEscrow) -> onchain.EscrowScript:
+    return onchain.EscrowScript(descriptor=row.descriptor, address=row.address, timeout_blocks=row.timeout_blocks,
+                                buyer_key=row.buyer_key, seller_key=row.seller_key, arbiter_key=row.arbiter_key,
+                                timeout_key=row.timeout_key)
+
+
+def pubkey(key: str) -> str:
+    return key.rsplit("]", 1)[-1]
+
+
+def escrow_row(session: Session, order_id: int) -> OnchainEscrow | None:
+    return session.scalar(select(OnchainEscrow).where(OnchainEscrow.order_id == order_id))
+
+
+def split_outputs(terms: onchain.Terms, funding: onchain.Funding, order: Order):
+    """A split pays the seller their gross share minus the order's commission (set by the
+    ruling), the buyer the rest and any overpayment; the larger share pays the miner fee."""
+    _require_price(funding, "split")
+    seller_gross = order.price_sats - order.price_sats * (order.buyer_share_ppm or 0) // PPM
+    buyer_sats = funding.confirmed_sats - seller_gross
+    fee_from = "seller" if seller_gross >= buyer_sats else "buyer"
+    outputs = [onchain.Output("seller", terms.seller_address, seller_gross - order.fee_sats),
+               onchain.Output("marketplace", terms.marketplace_address, order.fee_sats),
+               onchain.Output("buyer", terms.buyer_address, buyer_sats)]
+    return _fold_dust(outputs, fee_from), fee_from
 
 
 class OnchainMode:
     name = "onchain_multisig"
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.wake = lambda: None
+        self.chain: BitcoinRpc = ctx.chain
+        self.k = ctx.settings.onchain_confirmations
+        self.fee_rate = Decimal(str(ctx.settings.onchain_fee_rate_sat_vb))
+        self._lock = threading.Lock()
+        self._watch_rpc: BitcoinRpc | None = None
+        self._marketplace: BitcoinRpc | None = None
+        self._keychain: onchain.ArbiterKeychain | None = None
+        self.wake = lambda: None  # the worker replaces it, to react at once
 
-    def open(self, session, order, buyer, funding):
-        raise NotImplementedError("onchain_multisig is not wired yet")
+    # --- the node side, made on first use (nothing at import or construction)
+    @property
+    def watch_rpc(self) -> BitcoinRpc:
+        with self._lock:
+            if self._watch_rpc is None:
+                self._watch_rpc = onchain.open_watch_wallet(self.chain)
+            return self._watch_rpc
 
-    def watch(self, height):
+    @property
+    def marketplace(self) -> BitcoinRpc:
+        """The marketplace's own wallet, which receives the commissions."""
+        with self._lock:
+            if self._marketplace is None:
+                if MARKETPLACE_WALLET not in self.chain.listwallets():
+                    try:
+                        self.chain.createwallet(MARKETPLACE_WALLET)
+                    except RpcError as exc:
+                        if "already exists" not in exc.message:
+                            raise
+                        self.chain.loadwallet(MARKETPLACE_WALLET)
+                self._marketplace = self.chain.for_wallet(MARKETPLACE_WALLET)
+            return self._marketplace
+
+    @property
+    def keychain(self) -> onchain.ArbiterKeychain:
+        with self._lock:
+            if self._keychain is None:
+                network = self.chain.getblockchaininfo()["chain"]
+                self._keychain = onchain.ArbiterKeychain(bytes.fromhex(self.ctx.settings.arbiter_seed), network)
+            return self._keychain
+
+    def address_of(self, key: str) -> str:
+        """Where a party is paid: the wpkh address of the key it bound (its own wallet's)."""
+        return self.chain.deriveaddresses(self.chain.getdescriptorinfo(f"wpkh({key})")["descriptor"])[0]
+
+    # --- opening: a fresh escrow address, watched before the buyer sees it
+    def open(self, session: Session, order: Order, buyer: User, funding: dict | None) -> None:
+        s = self.ctx.settings
+        keys = {uid: session.scalar(select(OnchainKeys).where(OnchainKeys.user_id == uid))
+                for uid in (order.buyer_id, order.seller_id)}
+        b, sk = keys[order.buyer_id], keys[order.seller_id]
+        missing = ([] if b else ["the buyer's key (PUT /me/onchain-keys)"]) + \
+                  ([] if sk else ["the seller's keys (PUT /me/onchain-keys)"]) + \
+                  ([] if not sk or sk.timeout_key else ["the seller's timeout_key (PUT /me/onchain-keys)"])
+        if missing:
+            raise ValidationFailed(f"on-chain escrow needs {' and '.join(missing)}", field="onchain_keys")
+        arbiter = self.keychain.key(order.id)
+        escrow = onchain.build_escrow(self.chain, b.key, sk.key, arbiter.public, sk.timeout_key,
+                                      s.onchain_timeout_blocks)
+        onchain.watch(self.watch_rpc, escrow)
+        session.add(OnchainEscrow(
+            order_id=order.id, arbiter_index=arbiter.index, buyer_key=b.key, seller_key=sk.key,
+            arbiter_key=arbiter.public, timeout_key=sk.timeout_key, descriptor=escrow.descriptor,
+            address=escrow.address, timeout_blocks=escrow.timeout_blocks, amount_sats=order.price_sats,
+            buyer_address=self.address_of(b.key), seller_address=self.address_of(sk.key),
+            fee_address=self.marketplace.getnewaddress(f"order {order.id} commission")))
+        session.flush()
+        transitions.apply(session, s, order, E.ESCROW_OPENED, f"user:{buyer.id}", self.ctx.tip(),
+                          detail=f"pay {order.price_sats} sats to {escrow.address}")
+
+    def start(self) -> None:
+        s = self.ctx.settings
+        trade = (s.ship_window_blocks + s.delivery_window_blocks + s.dispute_window_blocks) * s.speedup_factor
+        if s.onchain_timeout_blocks <= trade:
+            log.warning("onchain_timeout_blocks %s is within the trade windows (%.0f blocks): the seller's "
+                        "timeout branch may open before an order is decided", s.onchain_timeout_blocks, trade)
+
+    def stop(self) -> None:
         pass
 
-    def drive(self, order_id, height):
-        raise NotImplementedError
+    def on_created(self, order_id: int) -> None:
+        self.wake()
 
-    def expire(self, order_id):
-        pass
+    def guardian_due(self, session: Session, height: int) -> list[tuple[int, E]]:
+        return []  # the multisig never expires on a node: nothing to guard
 
-    def guardian_due(self, session, height):
-        return []
+    # --- watching: one listunspent for every open escrow, each compared with its last sighting
+    def watch(self, height: int) -> None:
+        with self.ctx.db.session(write=False) as session:
+            if session.scalar(select(Order.id).where(Order.escrow_mode == self.name).limit(1)) is None:
+                return  # no on-chain order yet: no node call, nothing to read
+            rows = session.execute(
+                select(OnchainEscrow, Order.state).join(Order, Order.id == OnchainEscrow.order_id)
+                .where(or_(Order.state.in_(OPEN_STATES),
+                           and_(Order.state == S.EXPIRED.value, OnchainEscrow.spend_height.is_(None))))).all()
+        if not rows:
+            return
+        previous = {row.address: _funding(row.funding_json) for row, _ in rows}
+        seen = onchain.fundings(self.watch_rpc, [(script_of(row), row.amount_sats) for row, _ in rows], self.k,
+                                previous)
+        for row, state in rows:
+            f = seen[row.address]
+            try:
+                self._observe(row, S(state), f, height)
+                if state == S.EXPIRED.value and (f.spendable or row.psbt_unsigned):
+                    self._advance(row.order_id, "refund")  # what arrived for an expired order goes back
+            except DomainError as exc:
+                log.info("order %s: %s", row.order_id, exc)
 
-    def start(self):
-        pass
+    def _observe(self, row: OnchainEscrow, state: S, f: onchain.Funding, height: int) -> None:
+        """Record a changed observation and react: funded, or rolled back by a reorg (I17)."""
+        text = _funding_json(f)
+        lost = not f.funded and f.status != onchain.FundingStatus.SPENT
+        if text == row.funding_json and not ((state == S.AWAITING_FUNDS and f.funded) or (state == S.FUNDED and lost)):
+            return  # nothing new: no write
+        with self.ctx.db.session() as session:
+            fresh = escrow_row(session, row.order_id)
+            fresh.funding_json, fresh.funding_status = text, f.status.value
+            order = session.get(Order, row.order_id)
+            state = S(order.state)
+            if state == S.AWAITING_FUNDS and f.funded:
+                transitions.apply(session, self.ctx.settings, order, E.FUNDED, "worker", height,
+                                  detail=f"{f.confirmed_sats} sats in {len(f.spendable)} UTXO(s) with {self.k}+ "
+                                         f"confirmation(s) ({f.status.value})")
+            elif state == S.FUNDED and lost:
+                transitions.apply(session, self.ctx.settings, order, E.FUNDING_REORGED, "worker", height,
+                                  detail=f"funding now {f.status.value}: {', '.join(f.lost) or 'unconfirmed'}")
+            elif f.status == onchain.FundingStatus.REORGED:
+                log.warning("order %s (%s): funding reorged after it was acted on; the spend waits for it to "
+                            "confirm again", order.id, state.value)
 
-    def stop(self):
-        pass
+    def expire(self, order_id: int) -> None:
+        """After the funding deadline: refund whatever confirmed (the buyer signs it). What is
+        still unconfirmed is refunded by ``watch`` once it confirms."""
+        try:
+            self._advance(order_id, "refund")
+        except DomainError as exc:
+            log.info("order %s: nothing to refund yet: %s", order_id, exc)
 
-    def on_created(self, order_id):
-        pass
+    # --- outcomes: plan + arbiter-sign, wait for the party, broadcast, confirm
+    def drive(self, order_id: int, height: int | None) -> str:
+        kind = SPEND_FOR.get(S(_load(self.ctx, order_id).state))
+        if kind and self._advance(order_id, kind):
+            with self.ctx.db.session(write=False) as session:
+                row = escrow_row(session, order_id)
+                plan = json.loads(row.spend_plan)
+            paid = ", ".join(f"{role} {amount}" for role, _a, amount in plan["paid"])
+            finish(self.ctx, order_id, DONE[kind], height, f"{row.spend_txid} confirmed: {paid} sats")
+        return _load(self.ctx, order_id).state
+
+    def _row(self, order_id: int) -> OnchainEscrow:
+        with self.ctx.db.session(write=False) as session:
+            row = escrow_row(session, order_id)
+        if row is None:
+            raise NotFound(f"order {order_id} has no on-chain escrow")
+        return row
+
+    def _advance(self, order_id: int, kind: str) -> bool:
+        """One step towards the order's spend; True once it has k confirmations."""
+        row = self._row(order_id)
+        if row.spend_kind and row.spend_kind != kind:
+            log.error("order %s: a %s is planned, not a %s", order_id, row.spend_kind, kind)
+            return False
+        if row.psbt_unsigned is None:
+            self._prepare(order_id, kind)
+            return False
+        if row.spend_txid is None:
+            if row.psbt_party is None:
+                return False  # waiting for the party's signature
+            self._broadcast(row)
+            row = self._row(order_id)
+        confirmations = self._confirmations(row)
+        if confirmations < self.k:
+            return False
+        if row.spend_height is None:
+            with self.ctx.db.session() as session:
+                escrow_row(session, order_id).spend_height = self.chain.getblockcount() - confirmations + 1
+        return True
+
+    def _prepare(self, order_id: int, kind: str) -> None:
+        with self.ctx.db.session(write=False) as session:
+            order, row = session.get(Order, order_id), escrow_row(session, order_id)
+        escrow = script_of(row)
+        funding = onchain.funding(self.watch_rpc, escrow, row.amount_sats, self.k, _funding(row.funding_json))
+        terms = onchain.Terms(price_sats=order.price_sats, commission_sats=order.fee_sats,
+                              buyer_address=row.buyer_address, seller_address=row.seller_address,
+                              marketplace_address=row.fee_address)
+        if kind == "release":
+            outputs, fee_from = release_outputs(terms, funding)
+        elif kind == "split":
+            outputs, fee_from = split_outputs(terms, funding, order)
+        else:
+            outputs, fee_from = refund_outputs(terms, funding)
+        spend = onchain.create_spend(self.watch_rpc, escrow, funding.spendable, outputs, fee_rate_sat_vb=self.fee_rate,
+                                     fee_from=fee_from)
+        signed = onchain.ArbiterSigner(self.chain, self.keychain.key(row.arbiter_index)).sign(spend.psbt, escrow)
+        signer = {"release": "seller", "refund": "buyer"}.get(kind, fee_from)
+        plan = {"fee_from": fee_from, "fee_sats": spend.fee_sats,
+                "inputs": [u.outpoint for u in spend.inputs],
+                "paid": [[o.role, o.address, spend.paid_sats(o.role)] for o in spend.outputs]}
+        with self.ctx.db.session() as session:
+            fresh = escrow_row(session, order_id)
+            if fresh.psbt_unsigned is not None:
+                return
+            fresh.spend_kind, fresh.spend_signer, fresh.spend_plan = kind, signer, json.dumps(plan)
+            fresh.psbt_unsigned, fresh.psbt_arbiter = spend.psbt, signed
+            session.add(Notification(user_id=order.seller_id if signer == "seller" else order.buyer_id,
+                                     order_id=order_id, kind="escrow.sign_psbt",
+                                     message=f"Order #{order_id}: sign the {kind} of the escrow "
+                                             f"(GET /orders/{order_id}/psbt) so it can be broadcast."))
+        log.info("order %s: %s planned and signed by the arbiter; waiting for the %s", order_id, kind, signer)
+
+    def _broadcast(self, row: OnchainEscrow) -> None:
+        tx_hex = onchain.finalize(self.chain, script_of(row), [row.psbt_arbiter, row.psbt_party])
+        txid = self.chain.call("decoderawtransaction", tx_hex)["txid"]
+        with self.ctx.db.session() as session:  # recorded before it is sent: a crash resends the same tx
+            fresh = escrow_row(session, row.order_id)
+            fresh.spend_txid, fresh.spend_hex = txid, tx_hex
+        self._send(row.order_id, tx_hex)
+
+    def _send(self, order_id: int, tx_hex: str) -> None:
+        try:
+            onchain.broadcast(self.chain, tx_hex)
+        except onchain.SpendRejected as exc:
+            if "already" not in exc.message:  # already in the chain: nothing to do
+                raise
+        log.info("order %s: escrow spend broadcast", order_id)
+
+    def _confirmations(self, row: OnchainEscrow) -> int:
+        """The spend's confirmations; rebroadcast if a reorg (or eviction) lost it."""
+        try:
+            confirmations = int(self.watch_rpc.gettransaction(row.spend_txid)["confirmations"])
+        except RpcError:
+            confirmations = 0
+        if confirmations < 0:
+            log.warning("order %s: spend %s conflicts with a confirmed transaction", row.order_id, row.spend_txid)
+        if confirmations == 0:
+            try:
+                self.chain.getmempoolentry(row.spend_txid)
+            except RpcError:
+                log.warning("order %s: spend %s left the chain and the mempool; sending it again",
+                            row.order_id, row.spend_txid)
+                self._send(row.order_id, row.spend_hex)
+        return confirmations
+
+
+# --- what the API calls ------------------------------------------------------------------
+
+def mode_of(ctx: AppContext) -> OnchainMode:
+    mode = ctx.modes.get(OnchainMode.name)
+    if ctx.chain is None or mode is None:
+        raise NodeUnavailable("this marketplace has no bitcoind: on-chain escrow is unavailable")
+    return mode
+
+
+def bind_keys(ctx: AppContext, session: Session, user: User, key: str, timeout_key: str | None) -> OnchainKeys:
+    """Bind (or replace) the user's keys for future escrows; open escrows keep theirs."""
+    mode = mode_of(ctx)
+    for field, value in (("key", key), ("timeout_key", timeout_key)):
+        if value is None:
+            continue
+        if not ORIGIN_KEY.fullmatch(value):
+            raise ValidationFailed(f"{field} must be one key with its origin, [fingerprint/path]pubkey (compressed, "
+                                   "hex), as getaddressinfo's desc shows it inside wpkh(...)", field=field)
+        try:
+            mode.chain.getdescriptorinfo(f"wpkh({value})")
+        except RpcError as exc:
+            if exc.code == -1:
+                raise NodeUnavailable(f"bitcoind cannot be reached: {exc.message}") from exc
+            raise ValidationFailed(f"{field} is not a valid key: bitcoind says {exc.message}", field=field) from exc
+    if timeout_key is not None and pubkey(timeout_key) == pubkey(key):
+        raise ValidationFailed("timeout_key must be a second key: a script cannot use one key twice",
+                               field="timeout_key")
+    keys = session.scalar(select(OnchainKeys).where(OnchainKeys.user_id == user.id))
+    if keys is None:
+        keys = OnchainKeys(user_id=user.id, key=key)
+        session.add(keys)
+    keys.key, keys.timeout_key = key, timeout_key
+    session.flush()
+    return keys
+
+
+def _escrow_of(session: Session, order: Order) -> OnchainEscrow:
+    row = escrow_row(session, order.id) if order.escrow_mode == OnchainMode.name else None
+    if row is None:
+        raise NotFound(f"order {order.id} has no on-chain escrow (its escrow mode is {order.escrow_mode})")
+    return row
+
+
+def escrow_view(ctx: AppContext, session: Session, order: Order) -> dict:
+    """The escrow as the chain shows it now (a fresh look, not the worker's last one)."""
+    mode, row = mode_of(ctx), _escrow_of(session, order)
+    f = onchain.funding(mode.watch_rpc, script_of(row), row.amount_sats, mode.k, _funding(row.funding_json))
+    tip = mode.chain.getblockcount()
+    confirmed = [u for u in f.utxos if u.confirmations >= 1]
+    spend = None
+    if row.spend_kind:
+        plan = json.loads(row.spend_plan)
+        confirmations = None
+        if row.spend_txid:
+            try:
+                confirmations = int(mode.watch_rpc.gettransaction(row.spend_txid)["confirmations"])
+            except RpcError:
+                confirmations = 0
+        spend = dict(kind=row.spend_kind, signer=row.spend_signer, awaiting_signature=row.psbt_party is None,
+                     txid=row.spend_txid, confirmations=confirmations, height=row.spend_height,
+                     fee_from=plan["fee_from"], fee_sats=plan["fee_sats"], inputs=plan["inputs"],
+                     outputs=[dict(role=r, address=a, amount_sats=s) for r, a, s in plan["paid"]])
+    return dict(
+        order_id=order.id, address=row.address, descriptor=row.descriptor, amount_sats=row.amount_sats,
+        required_confirmations=mode.k, timeout_blocks=row.timeout_blocks,
+        timeout_height=max(tip - u.confirmations + 1 for u in confirmed) + row.timeout_blocks if confirmed else None,
+        funding_status=f.status.value, confirmed_sats=f.confirmed_sats, total_sats=f.total_sats,
+        confirmations=min((u.confirmations for u in f.utxos), default=0),
+        utxos=[dict(txid=u.txid, vout=u.vout, amount_sats=u.amount_sats, confirmations=u.confirmations)
+               for u in f.utxos],
+        buyer_key=row.buyer_key, seller_key=row.seller_key, arbiter_key=row.arbiter_key, timeout_key=row.timeout_key,
+        buyer_address=row.buyer_address, seller_address=row.seller_address, marketplace_address=row.fee_address,
+        spend=spend)
+
+
+def _awaiting(session: Session, order: Order, user: User) -> OnchainEscrow:
+    row = _escrow_of(session, order)
+    role = "buyer" if user.id == order.buyer_id else "seller" if user.id == order.seller_id else None
+    if row.psbt_unsigned is None or row.psbt_party is not None or row.spend_signer != role:
+        raise NotFound(f"no PSBT awaits your signature on order {order.id}"
+                       + (f" (the {row.spend_kind} waits for the {row.spend_signer})"
+                          if row.psbt_party is None and row.spend_signer and row.spend_signer != role else ""))
+    return row
+
+
+def awaiting_psbt(ctx: AppContext, session: Session, order: Order, user: User) -> dict:
+    mode_of(ctx)
+    row = _awaiting(session, order, user)
+    plan = json.loads(row.spend_plan)
+    return dict(order_id=order.id, kind=row.spend_kind, signer=row.spend_signer, psbt=row.psbt_unsigned,
+                fee_sats=plan["fee_sats"], fee_from=plan["fee_from"],
+                outputs=[dict(role=r, address=a, amount_sats=s) for r, a, s in plan["paid"]])
+
+
+def submit_psbt(ctx: AppContext, session: Session, order: Order, user: User, psbt: str) -> dict:
+    """The party's signed copy of the awaited spend: the same unsigned transaction, signed
+    by their key on every input, completing the spend with the arbiter's signature."""
+    mode = mode_of(ctx)
+    row = _awaiting(session, order, user)
+    try:
+        theirs = mode.chain.decodepsbt(psbt)["tx"]["txid"]
+        summary = summarize(psbt)
+    except (RpcError, PsbtParseError) as exc:
+        raise ValidationFailed(f"psbt is not a PSBT bitcoind can read: {getattr(exc, 'message', exc)}",
+                               field="psbt") from exc
+    if theirs != mode.chain.decodepsbt(row.psbt_unsigned)["tx"]["txid"]:
+        raise ValidationFailed(f"this PSBT signs another transaction, not the {row.spend_kind} awaiting your "
+                               f"signature (GET /orders/{order.id}/psbt)", field="psbt")
+    key = pubkey(row.seller_key if row.spend_signer == "seller" else row.buyer_key)
+    unsigned = [str(n) for n, i in enumerate(summary.inputs) if key not in i.signed_by and not i.finalized]
+    if unsigned:
+        raise ValidationFailed(f"input(s) {', '.join(unsigned)} carry no signature of your escrow key {key}",
+                               field="psbt")
+    try:
+        onchain.finalize(mode.chain, script_of(row), [row.psbt_arbiter, psbt])
+    except onchain.IncompleteSpend as exc:
+        raise ValidationFailed(f"your signature does not complete the spend: {exc.message}", field="psbt") from exc
+    row.psbt_party = psbt
+    session.flush()
+    mode.wake()
+    return dict(order_id=order.id, kind=row.spend_kind, accepted=True)
