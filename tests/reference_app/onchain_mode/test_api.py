@@ -62,7 +62,8 @@ def test_escrow_view_shows_address_and_amount_to_parties_only(market):
     view = oc.escrow(buyer, order["id"])
     assert view["address"].startswith("bcrt1q") and len(view["address"]) == 64  # P2WSH
     assert (view["amount_sats"], view["funding_status"], view["spend"]) == (PRICE, "none", None)
-    assert "older(1008)" in view["descriptor"] and view["timeout_height"] is None
+    timeout = market.ctx.settings.onchain_timeout_blocks
+    assert f"older({timeout})" in view["descriptor"] and view["timeout_height"] is None
     assert oc.escrow(seller, order["id"])["address"] == view["address"]
     stranger = Buyer.register(market.http, "buyer2", ["buyer"], market.cluster.node("buyer2"), "22 Elm Road")
     assert stranger.attempt("GET", f"/orders/{order['id']}/escrow").status_code == 403
