@@ -89,7 +89,11 @@ class Worker:
         self.guardian(self.height)
         self.deadlines(self.height)
         for mode in self.ctx.modes.values():
-            mode.watch(self.height)
+            try:
+                mode.watch(self.height)
+            except Exception:  # one mode's nodes failing must not stop the others' outcomes
+                self.errors += 1
+                log.exception("%s: watching failed; retrying next tick", mode.name)
         self.drive_pending(self.height)
 
     def _ids(self, *conditions) -> list[int]:

@@ -42,6 +42,7 @@ class Context:
     forged_evidence: set[int] = field(default_factory=set)             # orders that only ever got forged proof
     operator_gone: bool = False
     reorged_blocks: list[str] = field(default_factory=list)            # blocks a scenario invalidated
+    custodial_snapshots: list[dict] = field(default_factory=list)      # mid-run ledger snapshots (I14)
 
 
 def _at(e: dict) -> float:
@@ -68,6 +69,10 @@ def expected_deltas(o: dict, fee_ppm: int) -> tuple[int, int, int]:
 
 def i1_conservation(ev: Evidence, cx: Context) -> list[Violation]:
     want: dict[str, int] = {n: 0 for n in ev.balances_before}
+    from scenarios import oracle_custodial  # custodial deposits and withdrawals move channel balances too
+
+    for node, delta in oracle_custodial.ln_flows(ev).items():
+        want[node] = want.get(node, 0) + delta
     for oe in ev.orders.values():
         o = oe.order
         if o["escrow_mode"] != "ln_hold":
@@ -111,6 +116,9 @@ def i3_at_most_once(ev: Evidence, cx: Context) -> list[Violation]:
     """Per order, no more successful hub payments than planned payouts; none unexplained."""
     out = []
     known = {p["payment_hash"] for oe in ev.orders.values() for p in oe.order["payouts"] if p["payment_hash"]}
+    from scenarios import oracle_custodial
+
+    known |= oracle_custodial.withdrawal_hashes(ev)  # custodial withdrawals are paid by the hub too
     per_order: dict[int, int] = {}
     for pay, decoded in ev.scenario_payments:
         if pay["status"] != "SUCCEEDED":

@@ -12,6 +12,7 @@ from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.topology import load
 from scenarios.base import ScenarioResult
+from reference_app.services.modes import MODE_NAMES as MODES
 from scenarios.catalogue import ALL, BUG_SCENARIOS
 from scenarios.world import World
 
@@ -28,6 +29,13 @@ class RunResult:
     run_dir: Path
     scenarios: list[ScenarioResult] = field(default_factory=list)
     planted: list[ScenarioResult] = field(default_factory=list)
+
+
+def of_mode(mode: str | None) -> list[str]:
+    """The catalogue, or the scenarios of one escrow mode."""
+    if mode is not None and mode not in MODES:
+        raise UnknownScenario(f"no escrow mode {mode!r} (modes: {', '.join(MODES)})")
+    return [n for n, s in ALL.items() if mode is None or mode in s.modes]
 
 
 def select(names: list[str]) -> list[str]:
@@ -56,14 +64,14 @@ def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_h
     for i, name in enumerate(select(names)):
         progress(f"[{i + 1}/{len(names)}] {name}")
         world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
-        r = ALL[name](world, seed, mode).execute()
+        r = ALL[name](world, seed, ALL[name].modes[0]).execute()
         result.scenarios.append(r)
         progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
     for j, bug in enumerate(planted_bugs or []):
         name = BUG_SCENARIOS[bug]
         progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
         world = World(cluster, cluster.run_dir / f"planted-{j + 1:02d}-{bug}")
-        r = ALL[name](world, seed, mode, planted_bug=bug).execute()
+        r = ALL[name](world, seed, ALL[name].modes[0], planted_bug=bug).execute()
         result.planted.append(r)
         caught = sorted({v.invariant for v in r.violations})
         progress(f"    {'caught by ' + ', '.join(caught) if caught else 'NOT CAUGHT'}")

@@ -10,7 +10,7 @@ import typer
 from regtest_cluster import launcher
 from regtest_cluster.state import state_path
 
-from .common import UserError, console, env
+from .common import UserError, console, emit_json, env
 
 app = typer.Typer(help="Run the reference marketplace against the detached cluster.", no_args_is_help=True)
 
@@ -62,3 +62,30 @@ def worker_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT) -
         pass
     finally:
         w.stop()
+
+
+@app.command("reconcile")
+def reconcile_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT,
+                  json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Compare the custodial ledger with bitcoind and the hub; exit 1 on any mismatch."""
+    from dataclasses import asdict
+
+    from reference_app.main import build_context
+    from reference_app.services.modes.custodial import wallet_name
+
+    ctx = build_context(app_settings(name, state_file))
+    mode = ctx.modes.get("custodial")
+    if mode is None:
+        raise UserError("this app has no bitcoind, so it has no custodial ledger to reconcile")
+    report = mode.reconcile()
+    if json_out:
+        emit_json({"ok": report.ok, "wallet": wallet_name(ctx.settings), "totals": report.totals,
+                   "mismatches": [asdict(m) for m in report.mismatches]})
+    else:
+        for key, value in report.totals.items():
+            console.print(f"{key:>28}  {value:>15,}")
+        for m in report.mismatches:
+            console.print(f"[red]MISMATCH[/red] {m.account}: expected {m.expected:,}, actual {m.actual:,} ({m.detail})")
+        console.print("reconciled: no mismatch" if report.ok else f"{len(report.mismatches)} mismatch(es)")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -36,22 +36,20 @@ def run_cmd(
     names: list[str] = typer.Argument(None, help="Scenario names (see `scenario list`)."),
     all_: bool = typer.Option(False, "--all", help="Run the whole catalogue, then every planted bug."),
     seed: int = typer.Option(None, "--seed", help="Replay a run's decisions."),
-    mode: str = typer.Option("ln_hold", "--mode", help="Escrow mode: ln_hold (onchain_multisig and custodial "
-                                                       "arrive with their issue)."),
+    mode: str = typer.Option(None, "--mode", help="With --all: only this escrow mode's scenarios "
+                                                  "(ln_hold, onchain_multisig, custodial)."),
     bugs: bool = typer.Option(None, "--planted-bugs/--no-planted-bugs",
                               help="Also prove the oracle with planted bugs (default: with --all)."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
-    if mode != "ln_hold":
-        raise UserError(f"escrow mode {mode!r} has no scenarios yet; available: ln_hold")
     if not all_ and not names:
         raise UserError("name at least one scenario, or pass --all")
-    chosen = list(ALL) if all_ else list(names)
+    chosen = runner.of_mode(mode) if all_ else list(names)
     planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_) else []
     runner.select(chosen)
     with progress("scenarios", quiet=False) as step:
-        result = runner.run(env(), chosen, seed, mode, planted, step)
+        result = runner.run(env(), chosen, seed, mode or "all", planted, step)
     summary = build.write_all(result)
     build.console_summary(console, result, summary)
     if json_out:

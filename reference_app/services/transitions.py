@@ -28,8 +28,8 @@ MESSAGES: dict[S, str] = {
     S.SHIPPED: "The seller shipped the order.",
     S.DELIVERED: "The courier reports delivery; the dispute window is open.",
     S.DISPUTED: "A dispute is open: automatic release and refund are frozen.",
-    S.HELD_IN_CUSTODY: "The Lightning lock was about to expire, so the marketplace settled the payment "
-                       "and now holds it in custody until the case is decided.",
+    S.HELD_IN_CUSTODY: "The escrow's lock was about to expire (or the ruling window ran out), so the "
+                       "marketplace now holds the funds in custody until the case is decided.",
     S.RELEASE_PENDING: "Releasing the payment to the seller.",
     S.REFUND_PENDING: "Refunding the buyer.",
     S.SPLIT_PENDING: "Paying out the arbiter's split.",
