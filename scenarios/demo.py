@@ -1,6 +1,9 @@
-"""The main job's story: three orders on the hub topology, one released, one
-refunded, one disputed and split, with every party's balance change read from
-LND next to the amount the rules say it should be."""
+"""The main job's story. Three Lightning orders on the hub topology (released,
+refunded, disputed and split), then one on-chain 2-of-3 multisig order and one
+custodial order, each released. Every party's balance change is read from the
+nodes (LND channel balances, bitcoind wallet balances) and printed next to the
+amount the rules say it should be; the custodial ledger is reconciled with
+bitcoind and the hub."""
 
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ from reference_app.config import Settings
 from reference_app.main import build_context, create_app
 from reference_app.serve import ServedApp
 from regtest_cluster.cluster import Cluster
+from regtest_cluster.nodes.bitcoind import BitcoinRpc, sats
 from regtest_cluster.nodes.lnd import LndRest
 from regtest_cluster.waiting import wait_for
+from scenarios import actors_custodial as cu
+from scenarios import actors_onchain as oc
 from scenarios.actors import Arbiter, Buyer, Courier, Party, Seller
 
 log = logging.getLogger("escrowlab.demo")
@@ -34,6 +40,8 @@ def run(cluster: Cluster, data_dir: Path, step=lambda _m: None) -> dict:
     ctx = build_context(settings, with_node=False)
     hub = cluster.node("hub")
     ctx.hub = LndRest("hub", hub.rest_url, hub.macaroon_path.read_bytes().hex(), hub.tls_cert)
+    b = cluster.bitcoind
+    ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
     fee_ppm = ctx.settings.fee_ppm
     with ServedApp(create_app(ctx=ctx)) as served, httpx.Client(base_url=served.url, timeout=60) as http:
         step(f"marketplace serving on {served.url}")
@@ -87,11 +95,96 @@ def run(cluster: Cluster, data_dir: Path, step=lambda _m: None) -> dict:
         except TimeoutError:
             pass  # reported below, node truth against the rules
         actual = {n: local_sats(cluster, n) - before[n] for n in NODES}
-        orders = [{"id": o["id"], "outcome": buyers["buyer1" if o is released else "buyer2"].order(o["id"])["state"],
-                   "price_sats": o["price_sats"]} for o in (released, refunded, split)]
+        orders = [{"id": o["id"], "mode": "ln_hold", "price_sats": o["price_sats"],
+                   "outcome": buyers["buyer1" if o is released else "buyer2"].order(o["id"])["state"]}
+                  for o in (released, refunded, split)]
+        balances = [{"party": n, "mode": "ln_hold", "evidence": "LND channel balance",
+                     "expected_delta_sats": expected[n], "node_delta_sats": actual[n]} for n in NODES]
+        onchain_order, onchain_rows = onchain_escrow(cluster, buyers["buyer1"], sellers["seller1"], ctx, step)
+        custodial_order, custodial_rows = custodial_escrow(cluster, buyers["buyer2"], sellers["seller2"], ctx.settings, step)
+        orders += [onchain_order, custodial_order]
+        balances += onchain_rows + custodial_rows
+        step("reconciling the custodial ledger with bitcoind and the hub")
+        reconcile = admin.call("GET", "/admin/reconcile")
     ctx.hub.close()
     ctx.db.dispose()
-    return {"orders": orders,
-            "balances": [{"node": n, "expected_delta_sats": expected[n], "lnd_delta_sats": actual[n],
-                          "ok": expected[n] == actual[n]} for n in NODES],
-            "ok": all(expected[n] == actual[n] for n in NODES)}
+    for row in balances:
+        row["ok"] = row["expected_delta_sats"] == row["node_delta_sats"]
+    mismatches = reconcile.get("mismatches", [])
+    return {"orders": orders, "balances": balances, "reconcile_mismatches": mismatches,
+            "ok": all(r["ok"] for r in balances) and not mismatches
+                  and all(o["outcome"] == want for o, want in zip(orders, EXPECTED_OUTCOMES))}
+
+
+EXPECTED_OUTCOMES = ("RELEASED", "REFUNDED", "SPLIT", "RELEASED", "RELEASED")
+
+
+def _wallet_sats(rpc) -> int:
+    return sats(rpc.getbalance())
+
+
+def onchain_escrow(cluster: Cluster, buyer, seller, ctx, step) -> tuple[dict, list[dict]]:
+    """One 2-of-3 multisig order: the buyer pays the escrow address, the seller co-signs the release."""
+    price = 150_000
+    bw = oc.ChainWallet.create(cluster, "buyer", 1_000_000)
+    sw = oc.ChainWallet.create(cluster, "seller")
+    oc.bind_keys(buyer, bw)
+    oc.bind_keys(seller, sw, seller=True)
+    market = cluster.bitcoind.wallet("marketplace") if "marketplace" in cluster.bitcoind.rpc.listwallets() else None
+    before = {"buyer": _wallet_sats(bw.rpc), "seller": _wallet_sats(sw.rpc),
+              "marketplace": _wallet_sats(market) if market else 0}
+    listing = oc.list_item(seller, "oak bookshelf", price)
+    order = buyer.buy(listing["id"])
+    step(f"on-chain: buyer1 pays {price:,} sats to the 2-of-3 escrow address of order {order['id']}")
+    [funding_txid] = oc.pay_escrow(buyer, bw, order["id"], price)
+    cluster.mine(1)
+    buyer.wait_state(order["id"], "FUNDED")
+    seller.ship(order["id"], "fastship", "FS-DEMO-CHAIN")
+    buyer.confirm(order["id"])
+    step("on-chain: the marketplace signs the release; seller1 co-signs it in its own wallet")
+    oc.sign_pending(seller, sw, order["id"])
+    view = oc.wait_broadcast(seller, order["id"])
+    cluster.mine(1)
+    final = buyer.wait_state(order["id"], "RELEASED")
+    market = cluster.bitcoind.wallet("marketplace")
+    funding_fee = -sats(bw.rpc.gettransaction(funding_txid)["fee"])
+    release_fee = int(view["spend"]["fee_sats"])
+    commission = final["fee_sats"]
+    after = {"buyer": _wallet_sats(bw.rpc), "seller": _wallet_sats(sw.rpc), "marketplace": _wallet_sats(market)}
+    expected = {"buyer": -price - funding_fee, "seller": price - commission - release_fee, "marketplace": commission}
+    rows = [{"party": f"{who} wallet", "mode": "onchain_multisig", "evidence": "bitcoind wallet balance",
+             "expected_delta_sats": expected[who], "node_delta_sats": after[who] - before[who]}
+            for who in ("buyer", "seller", "marketplace")]
+    return {"id": order["id"], "mode": "onchain_multisig", "price_sats": price, "outcome": final["state"],
+            "release_txid": view["spend"]["txid"]}, rows
+
+
+def custodial_escrow(cluster: Cluster, buyer, seller, settings, step) -> tuple[dict, list[dict]]:
+    """One custodial order: buyer2 deposits over Lightning, buys, and seller2 withdraws its proceeds."""
+    price, deposit = 40_000, 50_000
+    nodes = ("buyer2", "hub", "seller2")
+    before = {n: local_sats(cluster, n) for n in nodes}
+    buyer_account, seller_account = cu.Account(buyer, cluster), cu.Account(seller, cluster)
+    step(f"custodial: buyer2 deposits {deposit:,} sats over Lightning into its marketplace account")
+    buyer_account.deposit_ln(deposit)
+    listing = cu.list_custodial(seller, "tea set", price)
+    order = buyer.buy(listing["id"])
+    buyer.wait_state(order["id"], "FUNDED")
+    seller.ship(order["id"], "slowpost", "SP-DEMO-CUSTODY")
+    buyer.confirm(order["id"])
+    final = buyer.wait_state(order["id"], "RELEASED")
+    proceeds = price - price * settings.fee_ppm // 1_000_000
+    # A withdrawal reserves a routing-fee budget on top of its amount; what routing
+    # does not use comes back, so withdraw what fits with its reserve.
+    amount = proceeds * 1_000_000 // (1_000_000 + settings.custodial_fee_reserve_ppm)
+    step(f"custodial: seller2 withdraws {amount:,} of its {proceeds:,} sats over Lightning")
+    answer = seller_account.withdraw_ln(amount)
+    if answer.status_code >= 300:
+        raise AssertionError(f"seller2's withdrawal failed: {answer.text}")
+    seller_account.wait_balance(available_sats=proceeds - amount, inflight_sats=0)
+    expected = {"buyer2": -deposit, "seller2": amount, "hub": deposit - amount}
+    wait_for(lambda: all(local_sats(cluster, n) - before[n] == expected[n] for n in nodes), timeout=20,
+             what="custodial Lightning flows to settle")
+    rows = [{"party": n, "mode": "custodial", "evidence": "LND channel balance",
+             "expected_delta_sats": expected[n], "node_delta_sats": local_sats(cluster, n) - before[n]} for n in nodes]
+    return {"id": order["id"], "mode": "custodial", "price_sats": price, "outcome": final["state"]}, rows

@@ -50,14 +50,16 @@ def demo(
         emit_json(result)
     else:
         for o in result["orders"]:
-            console.print(f"order {o['id']}: {o['price_sats']:,} sats -> [bold]{o['outcome']}[/]")
-        table = Table(title="balance changes: LND's channel balances against the escrow rules")
-        for col in ("node", "expected Δ sats", "LND Δ sats", ""):
+            console.print(f"order {o['id']} ({o['mode']}): {o['price_sats']:,} sats -> [bold]{o['outcome']}[/]")
+        table = Table(title="balance changes: node truth (LND channels, bitcoind wallets) against the rules")
+        for col in ("mode", "party", "expected Δ sats", "node Δ sats", ""):
             table.add_column(col, justify="right" if "sats" in col else "left")
         for b in result["balances"]:
-            table.add_row(b["node"], f"{b['expected_delta_sats']:+,}", f"{b['lnd_delta_sats']:+,}",
-                          "[green]✓[/]" if b["ok"] else "[red]✗[/]")
+            table.add_row(b["mode"], b["party"], f"{b['expected_delta_sats']:+,}",
+                          f"{b['node_delta_sats']:+,}", "[green]✓[/]" if b["ok"] else "[red]✗[/]")
         console.print(table)
+        mism = result["reconcile_mismatches"]
+        console.print(f"custodial reconciliation: {'[green]0 mismatches[/]' if not mism else f'[red]{mism}[/]'}")
         console.print(f"cluster bring-up {result['bringup_s']} s; everything stopped")
         if summary:
             build.console_summary(console, scenarios, summary)
