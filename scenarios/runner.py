@@ -46,25 +46,31 @@ def select(names: list[str]) -> list[str]:
 
 
 def run(env: ClusterEnv, names: list[str], seed: int | None = None, mode: str = "ln_hold",
-        planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None) -> RunResult:
-    """Start the hub cluster, run the scenarios and planted bugs on it, stop it."""
+        planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None,
+        bug_everywhere: str | None = None) -> RunResult:
+    """Start the hub cluster, run the scenarios and planted bugs on it, stop it.
+
+    ``bug_everywhere`` runs the named scenarios themselves with that defect on:
+    their results then fail, as a real defect's would.
+    """
     select(names)
     cluster = launcher.launch(load("hub"), env, progress)
     try:
-        return run_on(cluster, names, seed, mode, planted_bugs, progress)
+        return run_on(cluster, names, seed, mode, planted_bugs, progress, bug_everywhere)
     finally:
         cluster.stop()
 
 
 def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_hold",
-           planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None) -> RunResult:
+           planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None,
+           bug_everywhere: str | None = None) -> RunResult:
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     progress(f"seed {seed} (replay with --seed {seed})")
     result = RunResult(seed, cluster.run_dir)
     for i, name in enumerate(select(names)):
         progress(f"[{i + 1}/{len(names)}] {name}")
         world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
-        r = ALL[name](world, seed, ALL[name].modes[0]).execute()
+        r = ALL[name](world, seed, ALL[name].modes[0], planted_bug=bug_everywhere).execute()
         result.scenarios.append(r)
         progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
     for j, bug in enumerate(planted_bugs or []):

@@ -86,7 +86,32 @@ class AppProcess:
         return json.loads((self.data_dir / "app-secrets.json").read_text())
 
 
-class World:
+class Cast:
+    """Registering a trade's parties. Needs ``http``, ``cluster``, ``admin`` and
+    ``courier_secret(name)``; shared by scenario worlds and test markets."""
+
+    def buyer(self, node: str = "buyer1", bind: bool = False) -> Buyer:
+        buyer = Buyer.register(self.http, node, ["buyer"], self.cluster.node(node), ADDRESSES[node])
+        if bind:
+            buyer.bind_payout_node()
+        return buyer
+
+    def seller(self, node: str = "seller1", bind: bool = True) -> Seller:
+        seller = Seller.register(self.http, node, ["seller"], self.cluster.node(node))
+        if bind:
+            seller.bind_payout_node()
+        return seller
+
+    def arbiter(self, name: str = "arbiter") -> Arbiter:
+        arbiter = Arbiter.register(self.http, name, ["buyer"])
+        self.admin.call("POST", f"/admin/users/{arbiter.id}/roles", json={"role": "arbiter", "grant": True})
+        return arbiter
+
+    def courier(self, name: str = "fastship") -> Courier:
+        return Courier(self.http, name, self.courier_secret(name))
+
+
+class World(Cast):
     def __init__(self, cluster: Cluster, run_dir: Path) -> None:
         self.cluster = cluster
         self.run_dir = run_dir
@@ -110,32 +135,14 @@ class World:
             self.app.stop()
         self.app.start(**extra)
 
+    def courier_secret(self, name: str) -> str:
+        return self.app.secrets()["courier_secrets"][name]
+
     def stop_app(self) -> None:
         if self.http:
             self.http.close()
         if self.app:
             self.app.stop()
-
-    # --- parties
-    def buyer(self, node: str = "buyer1", bind: bool = False) -> Buyer:
-        buyer = Buyer.register(self.http, node, ["buyer"], self.cluster.node(node), ADDRESSES[node])
-        if bind:
-            buyer.bind_payout_node()
-        return buyer
-
-    def seller(self, node: str = "seller1", bind: bool = True) -> Seller:
-        seller = Seller.register(self.http, node, ["seller"], self.cluster.node(node))
-        if bind:
-            seller.bind_payout_node()
-        return seller
-
-    def arbiter(self, name: str = "arbiter") -> Arbiter:
-        arbiter = Arbiter.register(self.http, name, ["buyer"])
-        self.admin.call("POST", f"/admin/users/{arbiter.id}/roles", json={"role": "arbiter", "grant": True})
-        return arbiter
-
-    def courier(self, name: str = "fastship") -> Courier:
-        return Courier(self.http, name, self.app.secrets()["courier_secrets"][name])
 
     # --- time
     def mine(self, blocks: int) -> int:

@@ -40,16 +40,20 @@ def run_cmd(
                                                   "(ln_hold, onchain_multisig, custodial)."),
     bugs: bool = typer.Option(None, "--planted-bugs/--no-planted-bugs",
                               help="Also prove the oracle with planted bugs (default: with --all)."),
+    planted_bug: str = typer.Option(None, "--planted-bug", help="Run the named scenarios with this deliberate "
+                                                               "defect on, to watch the oracle catch it."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
+    if planted_bug is not None and planted_bug not in PLANTED_BUGS:
+        raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
     if not all_ and not names:
         raise UserError("name at least one scenario, or pass --all")
     chosen = runner.of_mode(mode) if all_ else list(names)
     planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_) else []
     runner.select(chosen)
     with progress("scenarios", quiet=False) as step:
-        result = runner.run(env(), chosen, seed, mode or "all", planted, step)
+        result = runner.run(env(), chosen, seed, mode or "all", planted, step, bug_everywhere=planted_bug)
     summary = build.write_all(result)
     build.console_summary(console, result, summary)
     if json_out:

@@ -7,19 +7,14 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
-from reference_app.main import build_context, create_app
-from reference_app.services import modes
 from reference_app.services.modes.custodial import wallet_name
-from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
+from regtest_cluster.nodes.bitcoind import RpcError
 from scenarios.actors import Buyer, Party, Seller
 from scenarios.actors_custodial import Account, list_custodial
-from tests.reference_app.conftest import make_settings
-from tests.reference_app.escrow.conftest import WINDOWS, Market, hub_client
+from tests.reference_app.escrow.conftest import Market, open_market
 
 K = 3  # custodial_confirmations (the default)
-SERVED = ("ln_hold", "custodial")
 
 
 class CustodialMarket(Market):
@@ -45,24 +40,9 @@ class CustodialMarket(Market):
 
 @pytest.fixture
 def market(cluster, tmp_path) -> Iterator[CustodialMarket]:
-    settings = make_settings(tmp_path, **WINDOWS)
-    ctx = build_context(settings, with_node=False)
-    ctx.hub = hub_client(cluster.node("hub"))
-    b = cluster.bitcoind
-    ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
-    # Only the modes under test: one mode's failing watch aborts the worker's whole tick,
-    # so another mode's work in progress must not decide these tests.
-    ctx.modes = {n: m for n, m in modes.build(ctx).items() if n in SERVED}
-    app = create_app(ctx=ctx)
-    with TestClient(app) as http:
-        admin = Party(http, settings.bootstrap_admin_email, ["admin"])
-        admin.password = settings.bootstrap_admin_password
-        admin.login()
-        yield CustodialMarket(http, ctx, cluster, admin)
-    try:
-        ctx.chain.unloadwallet(wallet_name(ctx.settings))
-    except RpcError:
-        pass  # never made: the test touched no wallet
-    ctx.chain.close()
-    ctx.hub.close()
-    ctx.db.dispose()
+    with open_market(cluster, tmp_path, CustodialMarket, chain=True) as market:
+        yield market
+        try:
+            market.ctx.chain.unloadwallet(wallet_name(market.ctx.settings))
+        except RpcError:
+            pass  # never made: the test touched no wallet

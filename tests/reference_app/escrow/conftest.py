@@ -4,25 +4,28 @@ and long in wall time, so tests move time by mining."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
+from sqlalchemy import select
+
 from reference_app.context import AppContext
 from reference_app.main import build_context, create_app
-from regtest_cluster.cluster import Cluster
-from regtest_cluster.nodes.lnd import LndError, LndNode, LndRest
 from reference_app.store.models import HoldInvoice
-from sqlalchemy import select
+from regtest_cluster.cluster import Cluster
+from regtest_cluster.nodes.bitcoind import BitcoinRpc
+from regtest_cluster.nodes.lnd import LndError, LndNode, LndRest
 from regtest_cluster.waiting import wait_for
-from scenarios.actors import Arbiter, Buyer, Courier, Party, Seller
+from scenarios.actors import Buyer, Party, Seller
+from scenarios.world import ADDRESSES, Cast
 from tests.reference_app.conftest import make_settings
 
 WINDOWS = dict(funding_timeout_blocks=6, ship_window_blocks=6, delivery_window_blocks=6, dispute_window_blocks=6,
                ruling_window_blocks=500, worker_interval_s=0.1, payout_retry_base_s=0.2)
-ADDRESSES = {"buyer1": "1 Main Street, Springfield", "buyer2": "22 Elm Road, Shelbyville"}
 
 
 def hub_client(node: LndNode) -> LndRest:
@@ -30,7 +33,7 @@ def hub_client(node: LndNode) -> LndRest:
 
 
 @dataclass
-class Market:
+class Market(Cast):
     http: TestClient
     ctx: AppContext
     cluster: Cluster
@@ -44,22 +47,8 @@ class Market:
     def worker(self):
         return self.http.app.state.worker
 
-    def buyer(self, node: str = "buyer1") -> Buyer:
-        return Buyer.register(self.http, node, ["buyer"], self.cluster.node(node), ADDRESSES[node])
-
-    def seller(self, node: str = "seller1", bind: bool = True) -> Seller:
-        seller = Seller.register(self.http, node, ["seller"], self.cluster.node(node))
-        if bind:
-            seller.bind_payout_node()
-        return seller
-
-    def arbiter(self, name: str = "arbiter") -> Arbiter:
-        arbiter = Arbiter.register(self.http, name, ["buyer"])
-        self.admin.call("POST", f"/admin/users/{arbiter.id}/roles", json={"role": "arbiter", "grant": True})
-        return arbiter
-
-    def courier(self, name: str = "fastship") -> Courier:
-        return Courier(self.http, name, self.ctx.settings.courier_secrets[name])
+    def courier_secret(self, name: str) -> str:
+        return self.ctx.settings.courier_secrets[name]
 
     def mine(self, blocks: int) -> int:
         height = self.cluster.mine(blocks)
@@ -113,22 +102,34 @@ def release_holds(market: Market) -> None:
         thread.join(30)
 
 
+@contextmanager
+def open_market(cluster: Cluster, tmp_path, cls=None, chain: bool = False, **settings_over) -> Iterator["Market"]:
+    """The app in-process on ``cluster``: fresh settings and database, the hub (and,
+    with ``chain``, the app's bitcoind), the worker, and the bootstrap admin logged in."""
+    settings = make_settings(tmp_path, **{**WINDOWS, **settings_over})
+    ctx = build_context(settings, with_node=False)
+    ctx.hub = hub_client(cluster.node("hub"))
+    if chain:
+        b = cluster.bitcoind
+        ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
+    try:
+        with TestClient(create_app(ctx=ctx)) as http:
+            admin = Party(http, settings.bootstrap_admin_email, ["admin"], password=settings.bootstrap_admin_password)
+            admin.login()
+            yield (cls or Market)(http, ctx, cluster, admin)
+    finally:
+        ctx.hub.close()
+        if ctx.chain is not None:
+            ctx.chain.close()
+        ctx.db.dispose()
+
+
 @pytest.fixture
 def market(request, tmp_path) -> Iterator[Market]:
     """The app on the shared cluster; ``@pytest.mark.fresh_cluster`` gives it a cluster of its own
     (for tests that stop or restart nodes)."""
     fresh = request.node.get_closest_marker("fresh_cluster") is not None
     cluster = request.getfixturevalue("fresh_cluster" if fresh else "cluster")
-    settings = make_settings(tmp_path, **WINDOWS)
-    ctx = build_context(settings, with_node=False)
-    ctx.hub = hub_client(cluster.node("hub"))
-    app = create_app(ctx=ctx)
-    with TestClient(app) as http:
-        admin = Party(http, settings.bootstrap_admin_email, ["admin"])
-        admin.password = settings.bootstrap_admin_password
-        admin.login()
-        market = Market(http, ctx, cluster, admin)
+    with open_market(cluster, tmp_path) as market:
         yield market
-    release_holds(market)
-    ctx.hub.close()
-    ctx.db.dispose()
+        release_holds(market)

@@ -7,16 +7,12 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
-from reference_app.main import build_context, create_app
-from reference_app.store.models import Base
-from regtest_cluster.nodes.bitcoind import BitcoinRpc, sats
+from regtest_cluster.nodes.bitcoind import sats
 from regtest_cluster.waiting import wait_for
 from scenarios import actors_onchain as oc
 from scenarios.actors import Buyer, Party, Seller
-from tests.reference_app.conftest import make_settings
-from tests.reference_app.escrow.conftest import ADDRESSES, WINDOWS, Market, hub_client
+from tests.reference_app.escrow.conftest import ADDRESSES, Market, open_market
 
 PRICE = 200_000
 FEE = PRICE * 10_000 // 1_000_000  # the default 1 % commission
@@ -84,25 +80,10 @@ def awaiting_psbt(party: Party, order_id: int, timeout: float = 30) -> dict:
 
 
 def _market(request, tmp_path, **over) -> Iterator[ChainMarket]:
-    cluster = request.getfixturevalue("cluster")
-    settings = make_settings(tmp_path, **{**WINDOWS, **over})
-    ctx = build_context(settings, with_node=False)
-    Base.metadata.create_all(ctx.db.engine)  # until migration 0003 adds the on-chain tables
-    ctx.hub = hub_client(cluster.node("hub"))
-    b = cluster.bitcoind
-    ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
-    app = create_app(ctx=ctx)
-    with TestClient(app) as http:
-        admin = Party(http, settings.bootstrap_admin_email, ["admin"])
-        admin.password = settings.bootstrap_admin_password
-        admin.login()
-        market = ChainMarket(http, ctx, cluster, admin)
+    with open_market(request.getfixturevalue("cluster"), tmp_path, ChainMarket, chain=True, **over) as market:
         yield market
-    for wallet in market.wallets:
-        wallet.unload()
-    ctx.hub.close()
-    ctx.chain.close()
-    ctx.db.dispose()
+        for wallet in market.wallets:
+            wallet.unload()
 
 
 @pytest.fixture
