@@ -50,11 +50,14 @@ class BitcoinRpc:
         self._http.close()
 
     def call(self, method: str, *params: Any) -> Any:
+        return self._post(method, list(params))
+
+    def _post(self, method: str, params: list | dict) -> Any:
         url = self.url + (f"/wallet/{self.wallet}" if self.wallet else "")
         try:
             # Amounts go as decimal strings (bitcoind accepts them): exact, unlike floats.
             body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method,
-                               "params": list(params)}, default=str)
+                               "params": params}, default=str)
             resp = self._http.post(url, content=body, headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise RpcError(method, -1, f"cannot reach {self.url}: {exc}") from exc
@@ -145,21 +148,7 @@ class BitcoinRpc:
         """Like ``call``, with JSON-RPC named parameters: the only form that works for RPCs
         whose positional arguments differ between Bitcoin Core and Knots (Knots folds
         trailing arguments into an ``options`` object, e.g. ``walletprocesspsbt``)."""
-        url = self.url + (f"/wallet/{self.wallet}" if self.wallet else "")
-        try:
-            body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method,
-                               "params": params}, default=str)
-            resp = self._http.post(url, content=body, headers={"content-type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise RpcError(method, -1, f"cannot reach {self.url}: {exc}") from exc
-        try:
-            answer = resp.json(parse_float=Decimal)
-        except ValueError:
-            raise RpcError(method, resp.status_code, resp.text.strip() or f"HTTP {resp.status_code}") from None
-        if answer.get("error"):
-            err = answer["error"]
-            raise RpcError(method, err.get("code", 0), err.get("message", str(err)))
-        return answer["result"]
+        return self._post(method, params)
 
     # typed calls used by the on-chain escrow (descriptors, PSBTs, reorgs)
     def getaddressinfo(self, address: str) -> dict:
