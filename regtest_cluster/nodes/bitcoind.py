@@ -110,6 +110,11 @@ class BitcoinRpc:
     def getrawmempool(self) -> list[str]:
         return self.call("getrawmempool")
 
+    def syncwithvalidationinterfacequeue(self) -> None:
+        """Wait until wallets have seen every block and mempool change so far (they hear of
+        them asynchronously; Bitcoin Core's functional tests sync the same way)."""
+        self.call("syncwithvalidationinterfacequeue")
+
     def invalidateblock(self, block_hash: str) -> None:
         self.call("invalidateblock", block_hash)
 
@@ -307,6 +312,9 @@ class BitcoinD:
                 self.rpc.loadwallet(self.MINER_WALLET)
 
     def mine(self, n: int) -> list[str]:
-        """Mine ``n`` blocks to the miner wallet, in one call (callers step it)."""
+        """Mine ``n`` blocks to the miner wallet, in one call (callers step it); returns once
+        every wallet has seen them."""
         address = self.miner().getnewaddress()
-        return self.rpc.generatetoaddress(n, address)
+        blocks = self.rpc.generatetoaddress(n, address)
+        self.rpc.syncwithvalidationinterfacequeue()
+        return blocks

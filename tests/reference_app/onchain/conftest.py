@@ -39,8 +39,11 @@ class Chain:
         return escrow, arbiter
 
     def pay(self, escrow: EscrowScript, *amounts_sats: int) -> list[str]:
-        """The buyer pays the escrow address, once per amount (separate transactions)."""
-        return [self.buyer.sendtoaddress(escrow.address, a) for a in amounts_sats]
+        """The buyer pays the escrow address, once per amount (separate transactions); returns
+        once the watch-only wallet has seen them in the mempool."""
+        txids = [self.buyer.sendtoaddress(escrow.address, a) for a in amounts_sats]
+        self.rpc.syncwithvalidationinterfacequeue()
+        return txids
 
     def mine(self, n: int = 1) -> list[str]:
         return self.node.mine(n)
