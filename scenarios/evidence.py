@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass, field
 
 from regtest_cluster.cluster import Cluster
-from regtest_cluster.nodes.lnd import LndError, b64url
+from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.waiting import wait_for
 
 
@@ -109,4 +109,4 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
     return ev
 
 
-__all__ = ["Evidence", "OrderEvidence", "gather", "channel_balances", "b64url"]
+__all__ = ["Evidence", "OrderEvidence", "gather", "channel_balances"]
