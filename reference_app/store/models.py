@@ -160,6 +160,8 @@ class Notification(Base):
     message: Mapped[str] = mapped_column(Text)
     read: Mapped[bool] = mapped_column(Boolean, default=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the outbox flag: False until the dispatcher has queued its webhook deliveries
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class Dispute(Base):
