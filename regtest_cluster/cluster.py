@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .daemon import DaemonError
+from .daemon import DaemonError, ProcessDaemon, runs_from
 from .nodes.bitcoind import BitcoinD, BitcoinDPorts
 from .nodes.lnd import LndNode, LndPorts
 from .ports import PortAllocator
@@ -57,17 +57,65 @@ def parallel(fn: Callable, items: Iterable) -> list:
         return list(pool.map(fn, items))
 
 
+class ProcessBackend:
+    """How a cluster's daemons are built: here, as child processes on loopback ports.
+
+    The docker backend (``regtest_cluster.docker``) subclasses this and builds
+    the same nodes as containers, with a network and volumes around them;
+    everything else about a cluster is the ``Cluster`` below, whatever the backend.
+    """
+
+    name = "process"
+
+    def bitcoind(self, binaries: Binaries, datadir: Path, ports: BitcoinDPorts, *,
+                 rpc_password: str | None = None, daemon_factory=None) -> BitcoinD:
+        return BitcoinD(binaries.bitcoind, datadir, ports, daemon_factory=daemon_factory,
+                        rpc_password=rpc_password)
+
+    def lnd(self, name: str, role: str, binaries: Binaries, lnddir: Path, ports: LndPorts,
+            bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
+        return LndNode(name, role, binaries.lnd, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
+
+    def prepare(self) -> None:
+        """Before any daemon starts (the docker backend makes its network here)."""
+
+    def release(self) -> None:
+        """After every daemon stopped (the docker backend removes containers, network, volumes)."""
+
+    def record(self) -> dict:
+        """What a state file keeps to attach to this backend's daemons again."""
+        return {}
+
+    def leftovers(self) -> list[str]:
+        """What ``release`` should have removed but is still there (none for processes)."""
+        return []
+
+    def node_record(self, daemon) -> dict:
+        return {}
+
+    def adopt(self, entry: dict, run_dir: Path):
+        """A daemon factory wrapping the daemon recorded in a state file ``entry``."""
+        pid = entry.get("pid")
+
+        def factory(name, argv, log, cwd):
+            # A pid is only ours if the process still runs from this run folder.
+            return ProcessDaemon.adopt(name, pid if runs_from(pid, run_dir) else None, log, cwd)
+
+        return factory
+
+
 class Cluster:
     def __init__(self, topology: Topology, binaries: Binaries, run_dir: Path,
-                 ports: PortAllocator | None = None) -> None:
+                 ports: PortAllocator | None = None, backend: ProcessBackend | None = None) -> None:
         self.topology = topology
         self.binaries = binaries
         self.run_dir = run_dir
+        self.backend = backend or ProcessBackend()
         self._ports = ports or PortAllocator(topology.base_port)
-        self.bitcoind = BitcoinD(binaries.bitcoind, run_dir / "bitcoind", self._bitcoind_ports())
+        self.bitcoind = self.backend.bitcoind(binaries, run_dir / "bitcoind", self._bitcoind_ports())
         self.nodes: dict[str, LndNode] = {
-            spec.name: LndNode(spec.name, spec.role, binaries.lnd, run_dir / f"lnd-{spec.name}",
-                               self._lnd_ports(), self.bitcoind)
+            spec.name: self.backend.lnd(spec.name, spec.role, binaries, run_dir / f"lnd-{spec.name}",
+                                        self._lnd_ports(), self.bitcoind)
             for spec in topology.nodes
         }
         self.timings = Timings()
@@ -107,30 +155,36 @@ class Cluster:
 
     def _start(self, progress: Progress, t0: float) -> None:
         tm = self.timings
+        self.backend.prepare()
         progress("starting bitcoind")
 
         def repick_bitcoind() -> None:
             self.bitcoind.ports = self._bitcoind_ports()
-            self.bitcoind.daemon.argv = self.bitcoind.argv()
+            self.bitcoind.reconfigure()
             for node in self.nodes.values():
-                node.daemon.argv = node.argv()
+                node.reconfigure()
 
         self._start_with_port_retry("bitcoind", self.bitcoind.start, repick_bitcoind)
         tm.bitcoind_start_s = time.monotonic() - t0
 
         progress(f"starting {len(self.nodes)} LND nodes")
         t_lnd = time.monotonic()
+
+        def repicker(node: LndNode) -> Callable[[], None]:
+            def repick() -> None:
+                node.ports = self._lnd_ports()
+                node.reconfigure()
+            return repick
+
         for node in self.nodes.values():
             node.lnddir.mkdir(parents=True, exist_ok=True)
-            node.daemon.start()
+            # A process clashes on a port once running; a container already when it starts.
+            self._start_with_port_retry(node.name, node.daemon.start, repicker(node))
         self.bitcoind.ensure_miner_wallet()
         self.bitcoind.mine(101)  # no channels yet, so one step is safe
 
         def ready(node: LndNode) -> None:
-            def repick() -> None:
-                node.ports = self._lnd_ports()
-                node.daemon.argv = node.argv()
-
+            repick = repicker(node)
             try:
                 node.wait_ready()
             except DaemonError as exc:
@@ -248,9 +302,13 @@ class Cluster:
                  what=f"{name}: {expected} channels active after restart")
 
     def stop(self) -> None:
-        """Stop every node; LND first so it does not log a lost chain backend."""
-        parallel(lambda n: n.stop(), self.nodes.values())
-        self.bitcoind.stop()
+        """Stop every node; LND first so it does not log a lost chain backend. Then the
+        backend removes what surrounded them (for docker: containers, network, volumes)."""
+        try:
+            parallel(lambda n: n.stop(), self.nodes.values())
+            self.bitcoind.stop()
+        finally:
+            self.backend.release()
 
     def remove_run_dir(self) -> None:
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -231,3 +231,14 @@ def _pid_alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def runs_from(pid: int | None, path: Path) -> bool:
+    """Whether ``pid`` is a live process whose command line names ``path`` (its run folder)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return str(path) in cmdline

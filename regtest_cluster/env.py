@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+BACKENDS = ("process", "docker")
+IMAGE_SOURCES = ("local", "public")
+
+
 class ConfigError(ValueError):
     """Raised when an environment variable holds a value we cannot use."""
 
@@ -20,6 +24,9 @@ class ClusterEnv:
     bitcoin_cli: Path | None
     lnd: Path | None
     lncli: Path | None
+    backend: str = "process"
+    docker_host: str | None = None
+    images: str = "local"
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> "ClusterEnv":
@@ -44,6 +51,16 @@ class ClusterEnv:
                 raise ConfigError(f"{name}={value} is not an executable file")
             return path
 
+        backend = e.get("ESCROWLAB_BACKEND") or "process"
+        if backend not in BACKENDS:
+            raise ConfigError(f"ESCROWLAB_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        images = e.get("ESCROWLAB_DOCKER_IMAGES") or "local"
+        if images not in IMAGE_SOURCES:
+            raise ConfigError(f"ESCROWLAB_DOCKER_IMAGES must be one of {', '.join(IMAGE_SOURCES)}, got {images!r}")
+        # DOCKER_HOST wins; else the private engine `.ci/dockerd start` runs, if it does.
+        private = cache / "dockerd" / "docker.sock"
+        docker_host = e.get("DOCKER_HOST") or (f"unix://{private}" if private.is_socket() else None)
+
         return cls(
             cache_dir=cache,
             runs_dir=runs,
@@ -52,4 +69,7 @@ class ClusterEnv:
             bitcoin_cli=binary("BITCOIN_CLI"),
             lnd=binary("LND"),
             lncli=binary("LNCLI"),
+            backend=backend,
+            docker_host=docker_host,
+            images=images,
         )

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import waiting
-from .cluster import Cluster, ClusterError, Timings
-from .env import ClusterEnv
+from .cluster import Cluster, ClusterError, ProcessBackend, Timings
+from .env import BACKENDS, ClusterEnv
 from .provision import resolve
 from .rundir import new_run_dir
 from .state import attach, read_state, state_path, write_state
@@ -17,14 +17,28 @@ from .topology import Topology
 Progress = Callable[[str], None]
 
 
+def make_backend(env: ClusterEnv, label: str, backend: str | None = None, images: str | None = None,
+                 progress: Progress = lambda _m: None) -> ProcessBackend:
+    """The backend for one new cluster: ``backend`` or the environment's (ESCROWLAB_BACKEND)."""
+    name = backend or env.backend
+    if name not in BACKENDS:
+        raise ClusterError(f"no backend {name!r} (backends: {', '.join(BACKENDS)})")
+    if name == "docker":
+        from .docker.backend import DockerBackend
+
+        return DockerBackend.create(env, label, images, progress)
+    return ProcessBackend()
+
+
 def launch(topology: Topology, env: ClusterEnv, progress: Progress = lambda _m: None,
-           run_dir: Path | None = None) -> Cluster:
+           run_dir: Path | None = None, backend: str | None = None, images: str | None = None) -> Cluster:
     """Start ``topology`` in a new numbered run folder; on failure nothing is left running."""
     waiting.set_timeout_factor(env.timeout_factor)
     binaries = resolve(env)
+    chosen = make_backend(env, topology.name, backend, images, progress)
     run_dir = run_dir or new_run_dir(env.runs_dir, topology.name)
-    progress(f"run folder {run_dir}")
-    cluster = Cluster(topology, binaries, run_dir)
+    progress(f"run folder {run_dir}" + (f" ({chosen.name} backend)" if chosen.name != "process" else ""))
+    cluster = Cluster(topology, binaries, run_dir, backend=chosen)
     cluster.start(progress)
     return cluster
 
@@ -64,12 +78,13 @@ def down(env: ClusterEnv, name: str = "default", keep: bool = False) -> dict:
     cluster.stop()
     left = [d.name for d in [cluster.bitcoind.daemon, *(n.daemon for n in cluster.nodes.values())]
             if d.is_running()]
+    left += cluster.backend.leftovers()
     if left:
         raise ClusterError(f"still running after stop: {', '.join(left)}", cluster.run_dir)
     path.unlink()
     if not keep:
         cluster.remove_run_dir()
-    return {"stopped": True, "run_dir": str(cluster.run_dir), "kept": keep,
+    return {"stopped": True, "backend": cluster.backend.name, "run_dir": str(cluster.run_dir), "kept": keep,
             "stop_s": round(time.monotonic() - t0, 3)}
 
 

@@ -1,7 +1,8 @@
 """A detached cluster's state file: how later commands and the app find it.
 
-The file records ports, credentials, pids and paths. ``attach`` rebuilds a
-``Cluster`` around the running processes without owning their start.
+The file records the backend, ports, credentials, pids (or containers) and
+paths. ``attach`` rebuilds a ``Cluster`` around the running daemons without
+owning their start.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from .cluster import Cluster, ClusterError, Timings, parallel
-from .daemon import ProcessDaemon
-from .nodes.bitcoind import BitcoinD, BitcoinDPorts, sats
+from .cluster import Cluster, ClusterError, ProcessBackend, Timings, parallel
+from .nodes.bitcoind import BitcoinDPorts, sats
 from .nodes.lnd import LndError, LndNode, LndPorts
 from .provision import Binaries
 from .topology import parse
@@ -25,21 +25,24 @@ def state_path(state_dir: Path, name: str = "default") -> Path:
     return state_dir / f"{name}.json"
 
 
-def to_state(cluster: Cluster, backend: str = "process") -> dict:
+def to_state(cluster: Cluster) -> dict:
     b = cluster.bitcoind
+    backend = cluster.backend
     return {
         "version": STATE_VERSION,
-        "backend": backend,
+        "backend": backend.name,
+        "backend_state": backend.record(),
         "run_dir": str(cluster.run_dir),
         "topology": cluster.topology.model_dump(by_alias=True, mode="json"),
         "binaries": {k: str(v) for k, v in asdict(cluster.binaries).items()},
         "bitcoind": {
-            "pid": b.daemon.pid, "datadir": str(b.datadir), "ports": asdict(b.ports),
+            "pid": b.daemon.pid, **backend.node_record(b.daemon), "datadir": str(b.datadir), "ports": asdict(b.ports),
             "rpc_url": b.rpc_url, "rpc_user": b.rpc_user, "rpc_password": b.rpc_password,
         },
         "nodes": {
             name: {
-                "role": n.role, "pid": n.daemon.pid, "pubkey": n.pubkey, "lnddir": str(n.lnddir),
+                "role": n.role, "pid": n.daemon.pid, **backend.node_record(n.daemon), "pubkey": n.pubkey,
+                "lnddir": str(n.lnddir),
                 "ports": asdict(n.ports), "rest_url": n.rest_url, "grpc_host": f"127.0.0.1:{n.ports.rpc}",
                 "p2p_host": n.p2p_host, "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path),
             }
@@ -48,10 +51,10 @@ def to_state(cluster: Cluster, backend: str = "process") -> dict:
     }
 
 
-def write_state(path: Path, cluster: Cluster, backend: str = "process") -> None:
+def write_state(path: Path, cluster: Cluster) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(to_state(cluster, backend), indent=2))
+    tmp.write_text(json.dumps(to_state(cluster), indent=2))
     os.chmod(tmp, 0o600)  # it holds RPC credentials
     tmp.replace(path)
 
@@ -69,29 +72,31 @@ def read_state(path: Path) -> dict:
     return data
 
 
+def backend_of(data: dict) -> ProcessBackend:
+    """The backend a state file was written by, ready to adopt its daemons."""
+    if data.get("backend", "process") == "docker":
+        from .docker.backend import DockerBackend
+
+        return DockerBackend.from_record(data.get("backend_state") or {})
+    return ProcessBackend()
+
+
 def attach(data: dict) -> Cluster:
-    """A Cluster object over processes that an earlier command started."""
+    """A Cluster object over daemons that an earlier command started."""
     topology = parse(data["topology"], "state file topology")
     binaries = Binaries(**{k: Path(v) for k, v in data["binaries"].items()})
     run_dir = Path(data["run_dir"])
     cluster = Cluster.__new__(Cluster)
     cluster.topology, cluster.binaries, cluster.run_dir = topology, binaries, run_dir
     cluster.owned = False
+    backend = cluster.backend = backend_of(data)
     bd = data["bitcoind"]
-    datadir = Path(bd["datadir"])
-
-    def adopt(pid: int | None):
-        def factory(name, argv, log, cwd):
-            # A pid is only ours if the process still runs from this run folder.
-            return ProcessDaemon.adopt(name, pid if _runs_from(pid, run_dir) else None, log, cwd)
-        return factory
-
-    cluster.bitcoind = BitcoinD(binaries.bitcoind, datadir, BitcoinDPorts(**bd["ports"]),
-                                daemon_factory=adopt(bd["pid"]), rpc_password=bd["rpc_password"])
+    cluster.bitcoind = backend.bitcoind(binaries, Path(bd["datadir"]), BitcoinDPorts(**bd["ports"]),
+                                        rpc_password=bd["rpc_password"], daemon_factory=backend.adopt(bd, run_dir))
     cluster.nodes = {}
     for name, nd in data["nodes"].items():
-        node = LndNode(name, nd["role"], binaries.lnd, Path(nd["lnddir"]), LndPorts(**nd["ports"]),
-                       cluster.bitcoind, daemon_factory=adopt(nd["pid"]))
+        node = backend.lnd(name, nd["role"], binaries, Path(nd["lnddir"]), LndPorts(**nd["ports"]),
+                           cluster.bitcoind, daemon_factory=backend.adopt(nd, run_dir))
         node.pubkey = nd["pubkey"]
         cluster.nodes[name] = node
     cluster.timings = Timings()
@@ -156,13 +161,3 @@ def status(cluster: Cluster) -> dict:
         "declared_channels": declared, "all_channels_active": all_active,
         "bitcoind": btc_info, "nodes": nodes,
     }
-
-
-def _runs_from(pid: int | None, run_dir: Path) -> bool:
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return str(run_dir) in cmdline

@@ -21,3 +21,9 @@ BITCOIN_DEBIAN_PACKAGES = (
 )
 # Oldest bitcoind we accept from users who bring their own binaries.
 BITCOIND_MIN_MAJOR = 25
+
+# The docker backend's `--images public`: official images, where a registry is
+# reachable. (By default images are built locally FROM scratch from the
+# provisioned binaries above and tagged with their versions.)
+PUBLIC_BITCOIND_IMAGE = "bitcoin/bitcoin:29"
+PUBLIC_LND_IMAGE = f"lightninglabs/lnd:{LND_VERSION}"

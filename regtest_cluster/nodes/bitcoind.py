@@ -244,17 +244,38 @@ class BitcoinD:
         self.daemon: Daemon = factory("bitcoind", self.argv(), datadir / "bitcoind.log", datadir)
         self._rpc: BitcoinRpc | None = None
 
-    def argv(self) -> list[str]:
+    # Where the daemon listens and how LND reaches it. Here: loopback, host ports.
+    # The docker backend overrides these four; the flags themselves are shared.
+    bind_host = "127.0.0.1"
+    rpc_allow = "127.0.0.1"
+
+    def listen_ports(self) -> BitcoinDPorts:
+        """The ports bitcoind binds (for a process, the host's own)."""
+        return self.ports
+
+    def dir_args(self) -> list[str]:
+        return [f"-datadir={self.datadir}"]
+
+    def peer_endpoints(self) -> tuple[str, str, str]:
+        """(RPC host:port, ZMQ block URL, ZMQ tx URL) as an LND of this cluster reaches them."""
         p = self.ports
+        return f"127.0.0.1:{p.rpc}", f"tcp://127.0.0.1:{p.zmq_block}", f"tcp://127.0.0.1:{p.zmq_tx}"
+
+    def argv(self) -> list[str]:
+        p, host = self.listen_ports(), self.bind_host
         return [
-            str(self.binary), "-regtest", f"-datadir={self.datadir}", "-server", "-printtoconsole",
+            str(self.binary), "-regtest", *self.dir_args(), "-server", "-printtoconsole",
             f"-rpcuser={self.rpc_user}", f"-rpcpassword={self.rpc_password}",
-            f"-rpcport={p.rpc}", f"-port={p.p2p}", "-bind=127.0.0.1", "-rpcbind=127.0.0.1",
-            "-rpcallowip=127.0.0.1", "-listen=1", "-listenonion=0", "-dnsseed=0", "-discover=0",
-            f"-zmqpubrawblock=tcp://127.0.0.1:{p.zmq_block}", f"-zmqpubrawtx=tcp://127.0.0.1:{p.zmq_tx}",
+            f"-rpcport={p.rpc}", f"-port={p.p2p}", f"-bind={host}", f"-rpcbind={host}",
+            f"-rpcallowip={self.rpc_allow}", "-listen=1", "-listenonion=0", "-dnsseed=0", "-discover=0",
+            f"-zmqpubrawblock=tcp://{host}:{p.zmq_block}", f"-zmqpubrawtx=tcp://{host}:{p.zmq_tx}",
             "-fallbackfee=0.00001", "-txindex=1", "-rpcthreads=16", "-rpcworkqueue=512",
             "-debug=0", "-shrinkdebugfile=0",
         ]
+
+    def reconfigure(self) -> None:
+        """Take new ``ports`` into the daemon's next start (after a port clash)."""
+        self.daemon.argv = self.argv()
 
     @property
     def rpc_url(self) -> str:

@@ -238,21 +238,39 @@ class LndNode:
         self.bitcoind = bitcoind
         self.extra_args = extra_args
         factory = daemon_factory or ProcessDaemon
-        self.daemon: Daemon = factory(f"lnd-{name}", self.argv(), lnddir / "lnd.log", lnddir)
+        self.daemon: Daemon = factory(f"lnd-{name}", self.argv(), self.log_file, lnddir)
         self._rest: LndRest | None = None
         self.pubkey: str | None = None
 
+    # Where the daemon listens and how peers reach it. Here: loopback, host ports.
+    # The docker backend overrides these; the flags themselves are shared.
+    bind_host = "127.0.0.1"
+
+    @property
+    def log_file(self) -> Path:
+        return self.lnddir / "lnd.log"
+
+    def listen_ports(self) -> LndPorts:
+        """The ports lnd binds (for a process, the host's own)."""
+        return self.ports
+
+    def dir_args(self) -> list[str]:
+        return [f"--lnddir={self.lnddir}"]
+
+    def address_args(self) -> list[str]:
+        return [f"--externalip=127.0.0.1:{self.ports.p2p}"]
+
     def argv(self) -> list[str]:
-        b, p = self.bitcoind, self.ports
+        p, host = self.listen_ports(), self.bind_host
+        rpchost, zmq_block, zmq_tx = self.bitcoind.peer_endpoints()
         return [
-            str(self.binary), f"--lnddir={self.lnddir}", f"--alias={self.name}",
+            str(self.binary), *self.dir_args(), f"--alias={self.name}",
             "--bitcoin.regtest", "--bitcoin.node=bitcoind",
-            f"--bitcoind.rpchost=127.0.0.1:{b.ports.rpc}", f"--bitcoind.rpcuser={b.rpc_user}",
-            f"--bitcoind.rpcpass={b.rpc_password}",
-            f"--bitcoind.zmqpubrawblock=tcp://127.0.0.1:{b.ports.zmq_block}",
-            f"--bitcoind.zmqpubrawtx=tcp://127.0.0.1:{b.ports.zmq_tx}",
-            f"--rpclisten=127.0.0.1:{p.rpc}", f"--restlisten=127.0.0.1:{p.rest}",
-            f"--listen=127.0.0.1:{p.p2p}", f"--externalip=127.0.0.1:{p.p2p}",
+            f"--bitcoind.rpchost={rpchost}", f"--bitcoind.rpcuser={self.bitcoind.rpc_user}",
+            f"--bitcoind.rpcpass={self.bitcoind.rpc_password}",
+            f"--bitcoind.zmqpubrawblock={zmq_block}", f"--bitcoind.zmqpubrawtx={zmq_tx}",
+            f"--rpclisten={host}:{p.rpc}", f"--restlisten={host}:{p.rest}",
+            f"--listen={host}:{p.p2p}", *self.address_args(),
             "--noseedbackup", "--debuglevel=info", "--nobootstrap",
             # lnd's own test harness speed settings
             "--bitcoin.defaultchanconfs=1", "--trickledelay=50", "--db.batch-commit-interval=10ms",
@@ -261,6 +279,10 @@ class LndNode:
             "--maxlogfiles=1", "--maxlogfilesize=50",
             *self.extra_args,
         ]
+
+    def reconfigure(self) -> None:
+        """Take new ``ports`` (or a moved bitcoind) into the daemon's next start."""
+        self.daemon.argv = self.argv()
 
     @property
     def tls_cert(self) -> Path:

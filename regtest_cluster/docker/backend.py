@@ -1,0 +1,203 @@
+"""The docker backend: the same nodes and the same ``Cluster``, run as containers.
+
+Per cluster: one bridge network; per node: a container on it with a named
+volume for its chain and wallet data, a health check, and its folder in the run
+folder bind-mounted at ``/node`` (log, TLS certificate, macaroons: the same
+paths the process backend uses, so the state file, the app and lncli work
+unchanged). Inside the network, daemons listen on fixed ports and find each
+other by container name; every endpoint is published on 127.0.0.1 at the host
+ports the cluster reserved.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Callable
+
+from docker.types import Healthcheck, Mount
+
+from ..cluster import ProcessBackend
+from ..env import ClusterEnv
+from ..nodes.bitcoind import BitcoinD, BitcoinDPorts
+from ..nodes.lnd import LndNode, LndPorts
+from ..provision import Binaries
+from . import engine, images
+from .daemon import ContainerDaemon
+
+Progress = Callable[[str], None]
+# Fixed ports inside each container's own network namespace.
+BITCOIND_INSIDE = BitcoinDPorts(rpc=18443, p2p=18444, zmq_block=28332, zmq_tx=28333)
+LND_INSIDE = LndPorts(rpc=10009, rest=8080, p2p=9735)
+MACAROON_DIR = "/node/data/chain/bitcoin/regtest"  # where the process backend's lnd keeps them
+SECOND_NS = 1_000_000_000
+
+
+def _health(test: list[str]) -> Healthcheck:
+    return Healthcheck(test=["CMD", *test], interval=5 * SECOND_NS, timeout=5 * SECOND_NS,
+                       retries=3, start_period=30 * SECOND_NS)
+
+
+class DockerBitcoinD(BitcoinD):
+    bind_host = "0.0.0.0"
+    rpc_allow = "0.0.0.0/0"  # the cluster's own network, and the host through the published port
+
+    def __init__(self, backend: "DockerBackend", datadir: Path, ports: BitcoinDPorts, *,
+                 rpc_password: str | None = None, daemon_factory=None) -> None:
+        self.backend = backend
+        self.container = backend.container_name("bitcoind")
+        factory = daemon_factory or backend.daemon_factory(self.container_spec)
+        super().__init__(Path(backend.images.bitcoind_bin), datadir, ports, daemon_factory=factory,
+                         rpc_password=rpc_password)
+
+    def listen_ports(self) -> BitcoinDPorts:
+        return BITCOIND_INSIDE
+
+    def dir_args(self) -> list[str]:
+        return ["-datadir=/data", "-debuglogfile=/node/bitcoind.log"]
+
+    def peer_endpoints(self) -> tuple[str, str, str]:
+        p = BITCOIND_INSIDE
+        return (f"{self.container}:{p.rpc}", f"tcp://{self.container}:{p.zmq_block}",
+                f"tcp://{self.container}:{p.zmq_tx}")
+
+    def container_spec(self) -> dict:
+        inside, host = BITCOIND_INSIDE, self.ports
+        cli = [self.backend.images.bitcoin_cli_bin, "-regtest", f"-rpcport={inside.rpc}",
+               f"-rpcuser={self.rpc_user}", f"-rpcpassword={self.rpc_password}", "getblockchaininfo"]
+        return self.backend.spec(self.container, "bitcoind", self.datadir, cli, {
+            inside.rpc: host.rpc, inside.p2p: host.p2p, inside.zmq_block: host.zmq_block, inside.zmq_tx: host.zmq_tx})
+
+
+class DockerLndNode(LndNode):
+    bind_host = "0.0.0.0"
+
+    def __init__(self, backend: "DockerBackend", name: str, role: str, lnddir: Path, ports: LndPorts,
+                 bitcoind: BitcoinD, *, daemon_factory=None) -> None:
+        self.backend = backend
+        self.container = backend.container_name(f"lnd-{name}")
+        factory = daemon_factory or backend.daemon_factory(self.container_spec)
+        super().__init__(name, role, Path(backend.images.lnd_bin), lnddir, ports, bitcoind,
+                         daemon_factory=factory)
+
+    @property
+    def log_file(self) -> Path:
+        return self.lnddir / "logs/bitcoin/regtest/lnd.log"  # lnd's own log, under --lnddir=/node
+
+    def listen_ports(self) -> LndPorts:
+        return LND_INSIDE
+
+    def dir_args(self) -> list[str]:
+        # Wallet, channel and graph databases in the volume; certificate, macaroons and
+        # logs in the node folder, where the process backend has them too.
+        return ["--lnddir=/node", "--datadir=/data",
+                f"--adminmacaroonpath={MACAROON_DIR}/admin.macaroon",
+                f"--readonlymacaroonpath={MACAROON_DIR}/readonly.macaroon",
+                f"--invoicemacaroonpath={MACAROON_DIR}/invoice.macaroon"]
+
+    def address_args(self) -> list[str]:
+        return [f"--tlsextradomain={self.container}", "--tlsextraip=127.0.0.1"]
+
+    @property
+    def p2p_host(self) -> str:
+        return f"{self.container}:{LND_INSIDE.p2p}"  # peers are on the cluster's network
+
+    def start(self, timeout: float = 90.0) -> None:
+        (self.lnddir / "data/chain/bitcoin/regtest").mkdir(parents=True, exist_ok=True)
+        super().start(timeout)
+
+    def container_spec(self) -> dict:
+        inside, host = LND_INSIDE, self.ports
+        cli = [self.backend.images.lncli_bin, "--network=regtest", "--lnddir=/node",
+               f"--macaroonpath={MACAROON_DIR}/readonly.macaroon", f"--rpcserver=localhost:{inside.rpc}", "getinfo"]
+        (self.lnddir / "data/chain/bitcoin/regtest").mkdir(parents=True, exist_ok=True)
+        return self.backend.spec(self.container, f"lnd-{self.name}", self.lnddir, cli,
+                                 {inside.rpc: host.rpc, inside.rest: host.rest, inside.p2p: host.p2p})
+
+
+class DockerBackend(ProcessBackend):
+    """Builds a cluster's nodes as containers; ``release`` removes everything labelled with its id."""
+
+    name = "docker"
+
+    def __init__(self, docker, image_set: images.ImageSet, cluster_id: str, docker_host: str | None) -> None:
+        self.docker = docker
+        self.images = image_set
+        self.cluster_id = cluster_id
+        self.docker_host = docker_host
+        self.network = f"escrowlab-{cluster_id}"
+        self.user = images.host_user() if image_set.source == "local" else None
+
+    @classmethod
+    def create(cls, env: ClusterEnv, label: str, image_source: str | None = None,
+               progress: Progress = lambda _m: None) -> "DockerBackend":
+        """A backend for one new cluster: the engine must answer and the images exist (or get built)."""
+        client = engine.client(env)
+        image_set = images.ensure(client, env, image_source or env.images, progress)
+        return cls(client, image_set, f"{label}-{secrets.token_hex(3)}", env.docker_host)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "DockerBackend":
+        env = ClusterEnv.from_environ()
+        if record.get("docker_host"):
+            env = ClusterEnv(**{**vars(env), "docker_host": record["docker_host"]})
+        img = record.get("images") or {}
+        return cls(engine.client(env), images.ImageSet(**img), record["cluster_id"], env.docker_host)
+
+    # --- the ProcessBackend interface
+    def bitcoind(self, binaries: Binaries, datadir: Path, ports: BitcoinDPorts, *,
+                 rpc_password: str | None = None, daemon_factory=None) -> BitcoinD:
+        return DockerBitcoinD(self, datadir, ports, rpc_password=rpc_password, daemon_factory=daemon_factory)
+
+    def lnd(self, name: str, role: str, binaries: Binaries, lnddir: Path, ports: LndPorts,
+            bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
+        return DockerLndNode(self, name, role, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
+
+    def prepare(self) -> None:
+        self.docker.networks.create(self.network, driver="bridge", labels=self.labels())
+
+    def release(self) -> None:
+        engine.remove_all(self.docker, self.cluster_id)
+
+    def leftovers(self) -> list[str]:
+        return [name for names in engine.leftovers(self.docker, self.cluster_id).values() for name in names]
+
+    def record(self) -> dict:
+        return {"cluster_id": self.cluster_id, "docker_host": self.docker_host, "network": self.network,
+                "images": vars(self.images)}
+
+    def node_record(self, daemon) -> dict:
+        return {"container": daemon.container_name}
+
+    def adopt(self, entry: dict, run_dir: Path):
+        def factory(name, argv, log, cwd):
+            return ContainerDaemon.adopt(name, entry["container"], log, cwd, self.docker)
+        return factory
+
+    # --- containers
+    def labels(self, node: str | None = None) -> dict[str, str]:
+        out = {engine.LABEL: self.cluster_id}
+        if node:
+            out[engine.ROLE_LABEL] = node
+        return out
+
+    def container_name(self, node: str) -> str:
+        return f"escrowlab-{self.cluster_id}-{node}"
+
+    def daemon_factory(self, spec: Callable[[], dict]):
+        def factory(name, argv, log, cwd):
+            return ContainerDaemon(name, argv, log, cwd, docker=self.docker, spec=spec)
+        return factory
+
+    def spec(self, container: str, node: str, node_dir: Path, health: list[str], ports: dict[int, int]) -> dict:
+        volume = f"{container}-data"
+        labels = self.labels(node)
+        self.docker.volumes.create(volume, labels=labels)  # labelled, so release finds it
+        node_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "image": self.images.bitcoind if node == "bitcoind" else self.images.lnd,
+            "name": container, "hostname": node, "labels": labels, "network": self.network,
+            "user": self.user, "ports": ports, "healthcheck": _health(health),
+            "mounts": [Mount("/data", volume, type="volume"),
+                       Mount("/node", str(node_dir.resolve()), type="bind")],
+        }

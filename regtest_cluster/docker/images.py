@@ -1,0 +1,188 @@
+"""Node images: built locally FROM scratch from the provisioned binaries, or public ones.
+
+No registry is needed for the local images. bitcoind (Knots from Debian's
+archive) goes in with its extracted loader and libraries, at the paths its ELF
+header asks for; lnd is a static Go binary. Images are tagged with the
+versions in ``versions.py``, so a new release builds a new image and an old
+one is reused as is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..cluster import ClusterError
+from ..env import ClusterEnv
+from ..provision import bitcoind as bitcoind_provision
+from ..provision import lnd as lnd_provision
+from ..versions import LND_VERSION, PUBLIC_BITCOIND_IMAGE, PUBLIC_LND_IMAGE
+
+Progress = Callable[[str], None]
+LABEL_IMAGE = "escrowlab.image"
+
+
+class ImageError(ClusterError):
+    """Raised when a node image can neither be found nor built (or pulled); says why."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The two node images and where their programs live inside them."""
+
+    bitcoind: str
+    lnd: str
+    bitcoind_bin: str = "/usr/bin/bitcoind"
+    bitcoin_cli_bin: str = "/usr/bin/bitcoin-cli"
+    lnd_bin: str = "/bin/lnd"
+    lncli_bin: str = "/bin/lncli"
+    source: str = "local"
+
+
+def local_tags(env: ClusterEnv) -> ImageSet:
+    """The tags the local images have (or will have) for the provisioned versions."""
+    if env.bitcoind or env.lnd:
+        which = " and ".join(v for v, p in (("BITCOIND", env.bitcoind), ("LND", env.lnd)) if p)
+        raise ImageError(f"{which} point at binaries of your own, but local images are built from the "
+                         "provisioned ones (whose libraries are known): unset them, or use --images public")
+    marker = env.cache_dir / "bitcoind" / "installed.json"
+    if not marker.is_file() or lnd_provision.installed(env.cache_dir) is None:
+        raise ImageError("local images are built from the provisioned node binaries, which are not installed: "
+                         "run `escrowlab nodes install` (or use --images public where a registry is reachable)")
+    knots = json.loads(marker.read_text())["packages"]["bitcoin-knots"]
+    return ImageSet(bitcoind=f"escrowlab/bitcoind:knots-{_tag(knots)}",
+                    lnd=f"escrowlab/lnd:{_tag(lnd_provision.cache_key())}")
+
+
+def public_tags() -> ImageSet:
+    return ImageSet(bitcoind=PUBLIC_BITCOIND_IMAGE, lnd=PUBLIC_LND_IMAGE, bitcoind_bin="bitcoind",
+                    bitcoin_cli_bin="bitcoin-cli", lnd_bin="lnd", lncli_bin="lncli", source="public")
+
+
+def ensure(client, env: ClusterEnv, source: str = "local", progress: Progress = lambda _m: None) -> ImageSet:
+    """The images for ``source``: a missing local image is built, a missing public one pulled."""
+    from docker.errors import ImageNotFound
+
+    images = public_tags() if source == "public" else local_tags(env)
+    for kind, tag in (("bitcoind", images.bitcoind), ("lnd", images.lnd)):
+        try:
+            client.images.get(tag)
+            continue
+        except ImageNotFound:
+            pass
+        if source == "public":
+            _pull(client, tag, progress)
+        else:
+            progress(f"building image {tag} FROM scratch (once per version)")
+            build = _bitcoind_context if kind == "bitcoind" else _lnd_context
+            _build(client, tag, build(env.cache_dir, tag))
+    return images
+
+
+def _pull(client, tag: str, progress: Progress) -> None:
+    from docker.errors import APIError
+
+    progress(f"pulling {tag}")
+    repo, _, version = tag.rpartition(":")
+    try:
+        client.images.pull(repo, tag=version)
+    except APIError as exc:
+        raise ImageError(f"cannot pull {tag}: {exc.explanation or exc}. No registry is reachable from this "
+                         "engine? Use --images local (built FROM scratch from `escrowlab nodes install`'s "
+                         "binaries, no registry needed)") from None
+
+
+def _build(client, tag: str, context: bytes) -> None:
+    from docker.errors import APIError, BuildError
+
+    try:
+        client.images.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True,
+                             forcerm=True, labels={LABEL_IMAGE: tag})
+    except (BuildError, APIError) as exc:
+        log = "".join(str(x.get("stream", x.get("error", ""))) for x in getattr(exc, "build_log", []) or [])
+        raise ImageError(f"building {tag} failed: {exc}\n{log[-2000:]}") from None
+
+
+def _bitcoind_context(cache: Path, tag: str) -> bytes:
+    root = cache / "bitcoind" / "root"
+    loaders = sorted(root.glob("usr/lib/*/ld-linux*.so.*"))
+    if not loaders:
+        raise ImageError(f"no dynamic loader in the provisioned bitcoind ({root}): "
+                         "run `escrowlab nodes install --force`")
+    libdir = loaders[0].parent
+    triplet = libdir.name
+    interp = _interpreter(root / "usr/bin/bitcoind")
+    dockerfile = (
+        "FROM scratch\nCOPY rootfs/ /\n"
+        f"ENV LD_LIBRARY_PATH=/usr/lib/{triplet}\n"
+        'ENTRYPOINT ["/usr/bin/bitcoind"]\n'
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_text(tar, "Dockerfile", dockerfile)
+        for d in ("rootfs/data", "rootfs/node", "rootfs/tmp"):
+            _add_dir(tar, d, 0o1777)  # a new volume takes its mount point's mode: any uid may write
+        for exe in ("bitcoind", "bitcoin-cli"):
+            tar.add(root / "usr/bin" / exe, arcname=f"rootfs/usr/bin/{exe}")
+        tar.add(libdir, arcname=f"rootfs/usr/lib/{triplet}")
+        # The binaries' ELF header names the loader's path; put a link to ours there.
+        _add_symlink(tar, "rootfs" + interp, f"/usr/lib/{triplet}/{loaders[0].name}")
+    return buf.getvalue()
+
+
+def _lnd_context(cache: Path, tag: str) -> bytes:
+    found = lnd_provision.installed(cache)
+    assert found is not None  # local_tags checked it
+    dockerfile = f'FROM scratch\nCOPY rootfs/ /\nLABEL org.opencontainers.image.version="{LND_VERSION}"\n' \
+                 'ENTRYPOINT ["/bin/lnd"]\n'
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_text(tar, "Dockerfile", dockerfile)
+        for d in ("rootfs/data", "rootfs/node", "rootfs/tmp"):
+            _add_dir(tar, d, 0o1777)
+        tar.add(found["lnd"], arcname="rootfs/bin/lnd")
+        tar.add(found["lncli"], arcname="rootfs/bin/lncli")
+    return buf.getvalue()
+
+
+def _interpreter(elf: Path) -> str:
+    """The PT_INTERP path of a dynamically linked ELF binary (e.g. /lib64/ld-linux-x86-64.so.2)."""
+    data = elf.read_bytes()[:4096]
+    m = re.search(rb"(/lib[^\x00]*/ld-linux[^\x00]*\.so\.\d)\x00", data)
+    if not m:
+        raise ImageError(f"{elf} names no dynamic loader; cannot build its image")
+    return m.group(1).decode()
+
+
+def _add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, mode
+    tar.addfile(info)
+
+
+def _add_symlink(tar: tarfile.TarFile, name: str, target: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = tarfile.SYMTYPE, target, 0o777
+    tar.addfile(info)
+
+
+def _tag(version: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", version)[:120]
+
+
+def host_user() -> str:
+    """``uid:gid`` of this process: containers run as the user, so files in the run folder stay theirs."""
+    return f"{os.getuid()}:{os.getgid()}"
