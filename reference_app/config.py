@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     payout_timeout_s: int = 60
     payout_retry_base_s: float = 1.0
 
+    # notifications, auctions and GDPR (services/market_loop.py runs them in the background)
+    run_market_loop: bool = True
+    market_loop_interval_s: float = Field(default=0.5, gt=0)
+    webhook_max_attempts: int = Field(default=5, ge=1)
+    webhook_retry_base_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    notification_retention_days: int = Field(default=365, ge=1)    # read notifications older than this go
+    message_retention_days: int = Field(default=730, ge=1)         # chat of orders ended longer ago is blanked
+
     # fault injection for the scenario suite: named crash points (see services/faults.py)
     fault_points: list[str] = []
     planted_bug: str | None = None            # one deliberate defect, for proving the oracle (services/faults.py)

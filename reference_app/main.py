@@ -37,15 +37,22 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     from .worker import Worker
 
     worker = Worker(ctx) if (ctx.modes and ctx.settings.run_worker_inprocess) else None
+    from .services.market_loop import MarketLoop
+
+    market_loop = MarketLoop(ctx) if ctx.settings.run_market_loop else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         accounts.bootstrap_admin(ctx)
         if worker:
             worker.start()
+        if market_loop:
+            market_loop.start()
         try:
             yield
         finally:
+            if market_loop:
+                market_loop.stop()
             if worker:
                 worker.stop()
 
@@ -54,10 +61,14 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
                               "modelled on the seeds in shared/seeds.")
     app.state.ctx = ctx
     app.state.worker = worker
+    app.state.market_loop = market_loop
     from .api import errors
     from .api.routes import ROUTERS
 
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    from .web.views import router as dashboard
+
+    app.include_router(dashboard)
     return app

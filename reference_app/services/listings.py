@@ -105,7 +105,7 @@ def delete(session: Session, listing: Listing) -> None:
 
 def search(session: Session, q: str | None = None, category: str | None = None, min_price: int | None = None,
            max_price: int | None = None, seller_id: int | None = None, limit: int = 20, offset: int = 0,
-           sort: Sort = "relevance") -> tuple[list[Listing], int]:
+           sort: Sort = "relevance", min_seller_rating: float | None = None) -> tuple[list[Listing], int]:
     """One page of active listings matching every given filter, and how many match in all.
 
     ``q`` matches listings containing all of its words (stemmed, in title or
@@ -122,6 +122,10 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
         conditions.append(Listing.price_sats <= max_price)
     if seller_id is not None:
         conditions.append(Listing.seller_id == seller_id)
+    if min_seller_rating is not None:
+        from .ratings import min_seller_rating as rated_at_least
+
+        conditions.append(rated_at_least(min_seller_rating))
 
     words = _WORD.findall(q or "")
     if q and q.strip() and not words:

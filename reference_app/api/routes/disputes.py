@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
-from ...services import orders
+from ...services import messaging, orders
 from ...services.errors import NotFound
 from ...store.models import Dispute, DisputeMessage, Order, User
 from ..deps import authorized_order, current_user, get_ctx, get_session, require_role
@@ -23,7 +23,9 @@ def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
     return DisputeOut(order_id=dispute.order_id, opened_by=dispute.opened_by, reason=dispute.reason,
                       ruling=dispute.ruling, buyer_share_ppm=dispute.buyer_share_ppm, arbiter_id=dispute.arbiter_id,
                       opened_at=dispute.opened_at, ruled_at=dispute.ruled_at,
-                      messages=[MessageOut(author_id=m.author_id, body=m.body, at=m.at) for m in messages])
+                      messages=[MessageOut(author_id=m.author_id, body=m.body, at=m.at) for m in messages],
+                      evidence=[MessageOut(author_id=m.author_id, body=m.body, at=m.at)
+                                for m in messaging.evidence(session, dispute.order_id)])
 
 
 @router.post("/orders/{order_id}/dispute", status_code=status.HTTP_201_CREATED, response_model=DisputeOut)

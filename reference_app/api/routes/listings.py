@@ -38,10 +38,12 @@ def search_listings(
     limit: int = Query(20, ge=1, le=listings.PAGE_MAX),
     offset: int = Query(0, ge=0, le=listings.SATS_MAX),
     sort: listings.Sort = "relevance",
+    min_seller_rating: float | None = Query(None, ge=1, le=5, description="the seller's average rating, 1-5"),
     session: Session = Depends(get_session),
 ) -> ListingPage:
     items, total = listings.search(session, q=q, category=category, min_price=min_price, max_price=max_price,
-                                   seller_id=seller_id, limit=limit, offset=offset, sort=sort)
+                                   seller_id=seller_id, limit=limit, offset=offset, sort=sort,
+                                   min_seller_rating=min_seller_rating)
     return ListingPage(items=[ListingOut.model_validate(i) for i in items], total=total, limit=limit,
                        offset=offset)
 

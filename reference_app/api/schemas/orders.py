@@ -115,6 +115,7 @@ class DisputeOut(BaseModel):
     opened_at: datetime
     ruled_at: datetime | None
     messages: list[MessageOut]
+    evidence: list[MessageOut] = Field(default=[], description="the order's buyer-seller thread")
 
 
 class WebhookResult(BaseModel):

@@ -1,0 +1,51 @@
+"""Ratings after an order ends, reputation, and the buyer-seller thread of each order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+from sqlalchemy.orm import Session
+
+from ...services import messaging, ratings
+from ...services.errors import NotFound
+from ...store.models import Order, User
+from ..deps import current_user, get_session
+from ..schemas.market import OrderMessageIn, OrderMessageOut, RatingIn, RatingOut, ReputationOut
+
+router = APIRouter(tags=["feedback"])
+
+
+def _order(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
+    return order
+
+
+@router.post("/orders/{order_id}/rating", status_code=status.HTTP_201_CREATED, response_model=RatingOut)
+def rate(order_id: int, body: RatingIn, user: User = Depends(current_user),
+         session: Session = Depends(get_session)) -> RatingOut:
+    """Rate the other party of an order that has ended: once, by its buyer or its seller."""
+    return RatingOut.of(ratings.rate(session, order_id, user, body.stars, body.comment))
+
+
+@router.get("/users/{user_id}/reputation", response_model=ReputationOut)
+def reputation(user_id: int, session: Session = Depends(get_session)) -> ReputationOut:
+    if session.get(User, user_id) is None:
+        raise NotFound(f"user {user_id} does not exist")
+    seller_avg, seller_n = ratings.reputation(session, user_id, "seller")
+    buyer_avg, buyer_n = ratings.reputation(session, user_id, "buyer")
+    return ReputationOut(user_id=user_id, seller_rating=seller_avg, seller_ratings=seller_n,
+                         buyer_rating=buyer_avg, buyer_ratings=buyer_n)
+
+
+@router.get("/orders/{order_id}/messages", response_model=list[OrderMessageOut])
+def read_thread(order_id: int, user: User = Depends(current_user),
+                session: Session = Depends(get_session)) -> list[OrderMessageOut]:
+    """The order's thread: its buyer and seller, and its arbiter once it is disputed."""
+    return [OrderMessageOut.of(m) for m in messaging.thread(session, _order(session, order_id), user)]
+
+
+@router.post("/orders/{order_id}/messages", status_code=status.HTTP_201_CREATED, response_model=OrderMessageOut)
+def post_message(order_id: int, body: OrderMessageIn, user: User = Depends(current_user),
+                 session: Session = Depends(get_session)) -> OrderMessageOut:
+    return OrderMessageOut.of(messaging.post(session, _order(session, order_id), user, body.body))

@@ -1,0 +1,90 @@
+"""Notifications pushed: a server-sent events stream and outgoing webhook endpoints.
+
+``GET /notifications/stream`` sends each of your notifications as an SSE event
+(``id`` = notification id, ``event`` = its kind, ``data`` = JSON). Reconnect
+with ``Last-Event-ID`` (or ``?after=``) to resume without gaps. ``max_events``
+ends the stream after that many events (handy for scripts and tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...context import AppContext
+from ...services import outbox
+from ...services.errors import NotFound
+from ...store.models import User
+from ...store.models_market import WebhookEndpoint
+from ..deps import current_user, get_ctx, get_session
+from ..schemas.market import WebhookIn, WebhookOut
+from .wallet import account_holder
+
+router = APIRouter(tags=["notifications"])
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+
+@router.get("/notifications/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def stream(request: Request, user: User = Depends(account_holder), ctx: AppContext = Depends(get_ctx),
+                 after: int = Query(0, ge=0), max_events: int | None = Query(None, ge=1, le=10_000),
+                 last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> StreamingResponse:
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    user_id = user.id
+
+    def page(cursor: int):
+        with ctx.db.session(write=False) as s:
+            return [outbox.payload(n) for n in outbox.since(s, user_id, cursor)]
+
+    async def events():
+        cursor, sent, idle = start, 0, 0.0
+        yield "retry: 2000\n\n"
+        while True:
+            for item in await to_thread.run_sync(page, cursor):
+                cursor = item["id"]
+                yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
+                sent += 1
+                if max_events and sent >= max_events:
+                    return
+                idle = 0.0
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_S)
+            idle += POLL_S
+            if idle >= KEEPALIVE_S:
+                idle = 0.0
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/me/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookOut)
+def add_webhook(body: WebhookIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+                session: Session = Depends(get_session)) -> WebhookOut:
+    """Every notification of yours is POSTed here, signed with the secret returned (once)."""
+    endpoint, secret = outbox.add_endpoint(ctx, session, user, body.url)
+    return WebhookOut(id=endpoint.id, url=endpoint.url, active=True, secret=secret)
+
+
+@router.get("/me/webhooks", response_model=list[WebhookOut])
+def list_webhooks(user: User = Depends(current_user), session: Session = Depends(get_session)) -> list[WebhookOut]:
+    rows = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id,
+                                                         WebhookEndpoint.active.is_(True)))
+    return [WebhookOut(id=e.id, url=e.url, active=e.active) for e in rows]
+
+
+@router.delete("/me/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_webhook(endpoint_id: int, user: User = Depends(current_user),
+                   session: Session = Depends(get_session)) -> None:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.user_id != user.id:
+        raise NotFound(f"webhook {endpoint_id} does not exist")
+    endpoint.active = False

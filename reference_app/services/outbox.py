@@ -1,0 +1,158 @@
+"""The notification outbox, delivered: webhooks (HMAC-signed, retried) and the SSE feed.
+
+Notifications are the outbox rows: ``transitions.apply`` (and auctions, messages,
+ratings) write them in the same transaction as the change they report, so a
+notification exists if and only if its change committed. ``dispatch_once``
+turns undispatched rows into one delivery per active endpoint of the user and
+flags them dispatched in one transaction, then POSTs due deliveries.
+
+Delivery is at least once: the receiver deduplicates by ``X-Escrowlab-Event-Id``
+(the notification id). Each attempt is claimed first (compare-and-swap on the
+attempt count, which also schedules the retry with exponential backoff), so two
+dispatchers never send the same attempt, and a crash mid-POST is retried.
+
+Signature, as for courier webhooks (services/webhooks.py):
+``X-Escrowlab-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..context import AppContext
+from ..store.models import Notification, User
+from ..store.models_market import WebhookDelivery, WebhookEndpoint
+from .errors import ValidationFailed
+from .transitions import now
+from .webhooks import sign
+
+BATCH = 200
+MAX_ENDPOINTS = 5
+
+
+def payload(n: Notification) -> dict:
+    at = n.at if n.at.tzinfo else n.at.replace(tzinfo=now().tzinfo)
+    return {"id": n.id, "user_id": n.user_id, "order_id": n.order_id, "kind": n.kind, "message": n.message,
+            "at": at.isoformat()}
+
+
+def add_endpoint(ctx: AppContext, session: Session, user: User, url: str) -> tuple[WebhookEndpoint, str]:
+    """Register a URL; returns the endpoint and its signing secret (shown once)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 500:
+        raise ValidationFailed("url must be an absolute http(s) URL of at most 500 characters", field="url")
+    if ctx.settings.environment == "production" and parsed.scheme != "https":
+        raise ValidationFailed("webhook URLs must use https in production", field="url")
+    count = len(session.scalars(select(WebhookEndpoint.id).where(WebhookEndpoint.user_id == user.id,
+                                                                  WebhookEndpoint.active.is_(True))).all())
+    if count >= MAX_ENDPOINTS:
+        raise ValidationFailed(f"at most {MAX_ENDPOINTS} webhook endpoints per user", field="url")
+    secret = secrets.token_hex(32)
+    endpoint = WebhookEndpoint(user_id=user.id, url=url, secret_enc=ctx.box.seal(secret.encode()), active=True)
+    session.add(endpoint)
+    session.flush()
+    return endpoint, secret
+
+
+def queue(session: Session, limit: int = BATCH) -> int:
+    """Undispatched notifications -> deliveries, flagged dispatched in the same transaction."""
+    rows = session.scalars(select(Notification).where(Notification.dispatched.is_(False))
+                           .order_by(Notification.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not rows:
+        return 0
+    users = {n.user_id for n in rows}
+    endpoints = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id.in_(users),
+                                                              WebhookEndpoint.active.is_(True))).all()
+    queued = 0
+    for n in rows:
+        for endpoint in (e for e in endpoints if e.user_id == n.user_id):
+            try:
+                with session.begin_nested():
+                    session.add(WebhookDelivery(endpoint_id=endpoint.id, notification_id=n.id, status="PENDING",
+                                                next_attempt_at=now()))
+                    session.flush()
+                queued += 1
+            except IntegrityError:
+                pass  # queued by a concurrent dispatcher
+        n.dispatched = True
+    session.flush()
+    return queued
+
+
+def _claim(ctx: AppContext, session: Session, d: WebhookDelivery) -> bool:
+    backoff = ctx.settings.webhook_retry_base_s * (2 ** d.attempts)
+    result = session.execute(update(WebhookDelivery)
+                             .where(WebhookDelivery.id == d.id, WebhookDelivery.attempts == d.attempts,
+                                    WebhookDelivery.status == "PENDING")
+                             .values(attempts=d.attempts + 1, next_attempt_at=now() + timedelta(seconds=backoff))
+                             .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def send(ctx: AppContext, http: httpx.Client, url: str, secret: str, body: dict) -> None:
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    ts = int(time.time())
+    response = http.post(url, content=raw, timeout=ctx.settings.webhook_timeout_s, headers={
+        "Content-Type": "application/json", "X-Escrowlab-Timestamp": str(ts),
+        "X-Escrowlab-Signature": sign(secret, ts, raw), "X-Escrowlab-Event-Id": str(body["id"])})
+    response.raise_for_status()
+
+
+def deliver_due(ctx: AppContext, http: httpx.Client, limit: int = 50) -> dict[str, int]:
+    counts = {"delivered": 0, "failed": 0, "retrying": 0}
+    with ctx.db.session(write=False) as s:
+        due = s.scalars(select(WebhookDelivery).where(WebhookDelivery.status == "PENDING",
+                                                      WebhookDelivery.next_attempt_at <= now())
+                        .order_by(WebhookDelivery.id).limit(limit)).all()
+    for d in due:
+        with ctx.db.session() as s:
+            if not _claim(ctx, s, d):
+                continue
+            endpoint = s.get(WebhookEndpoint, d.endpoint_id)
+            body = payload(s.get(Notification, d.notification_id))
+            url, secret = endpoint.url, ctx.box.open(endpoint.secret_enc).decode()
+        try:  # outside any transaction: a slow receiver holds no lock
+            send(ctx, http, url, secret, body)
+            error = None
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        with ctx.db.session() as s:
+            row = s.get(WebhookDelivery, d.id)
+            if error is None:
+                row.status, row.delivered_at, row.last_error = "DELIVERED", now(), None
+                counts["delivered"] += 1
+            else:
+                row.last_error = error
+                if row.attempts >= ctx.settings.webhook_max_attempts:
+                    row.status = "FAILED"
+                    counts["failed"] += 1
+                else:
+                    counts["retrying"] += 1
+    return counts
+
+
+def dispatch_once(ctx: AppContext, http: httpx.Client) -> dict[str, int]:
+    """One outbox pass; the lead can call it from the worker loop (it is what the market loop runs)."""
+    queued = 0
+    with ctx.db.session(write=False) as s:  # the common case (nothing new) takes no write lock
+        pending = s.scalar(select(Notification.id).where(Notification.dispatched.is_(False)).limit(1))
+    if pending is not None:
+        with ctx.db.session() as s:
+            queued = queue(s)
+    return {"queued": queued, **deliver_due(ctx, http)}
+
+
+def since(session: Session, user_id: int, after_id: int, limit: int = 100) -> list[Notification]:
+    """The user's notifications after ``after_id``, oldest first (the SSE feed's page)."""
+    return list(session.scalars(select(Notification).where(Notification.user_id == user_id,
+                                                           Notification.id > after_id)
+                                .order_by(Notification.id).limit(limit)))
