@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import signal
+import sys
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
 from regtest_cluster import launcher
+from regtest_cluster.env import BACKENDS, IMAGE_SOURCES
 from regtest_cluster.state import status as cluster_status
 from regtest_cluster.topology import TOPOLOGY_DIR, load
 
-from .common import console, emit_json, env, progress
+from .common import UserError, console, emit_json, env, progress
 
 app = typer.Typer(help="Start, inspect, drive and stop a regtest cluster.", no_args_is_help=True)
+export_app = typer.Typer(help="Write the topology for Docker Compose or Kubernetes, to run elsewhere.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 TOPOLOGY_OPT = typer.Option(str(TOPOLOGY_DIR / "hub.yaml"), "--topology", "-t",
                             help="Topology YAML file, or a shipped name (hub, line).")
 NAME_OPT = typer.Option("default", "--name", help="Name of the detached cluster (several may run at once).")
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+BACKEND_OPT = typer.Option(None, "--backend", help="process (default, or ESCROWLAB_BACKEND) or docker "
+                                                   "(a Docker engine: DOCKER_HOST or the default socket).")
+IMAGES_OPT = typer.Option(None, "--images", help="docker backend: local (built FROM scratch from the provisioned "
+                                                 "binaries; default) or public (official images, needs a registry).")
 
 
 def print_status(st: dict) -> None:
@@ -41,23 +52,34 @@ def print_status(st: dict) -> None:
     console.print(table)
 
 
+def check_choices(backend: str | None, images: str | None) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if images is not None and images not in IMAGE_SOURCES:
+        raise UserError(f"--images must be one of {', '.join(IMAGE_SOURCES)}, got {images!r}")
+
+
 @app.command()
 def up(
     topology: str = TOPOLOGY_OPT,
     detach: bool = typer.Option(False, "--detach", "-d", help="Leave the cluster running and return."),
     name: str = NAME_OPT,
+    backend: str = BACKEND_OPT,
+    images: str = IMAGES_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Start the topology: bitcoind, every LND, funding and channels, all active.
 
-    Without --detach the cluster runs until Ctrl-C and is then torn down.
+    Without --detach the cluster runs until Ctrl-C and is then torn down. Later
+    commands (status, mine, fund, pay, down) follow the backend it was started with.
     """
     e = env()
     topo = load(topology)
+    check_choices(backend, images)
     if detach:
         launcher.check_name_free(e, name)
     with progress(f"starting {topo.name}", quiet=False) as step:
-        cluster = launcher.launch(topo, e, step)
+        cluster = launcher.launch(topo, e, step, backend=backend, images=images)
     detached = False
     try:
         if detach:
@@ -134,3 +156,39 @@ def down(name: str = NAME_OPT,
     result = launcher.down(env(), name, keep)
     emit_json(result) if json_out else console.print(f"cluster stopped ({result['run_dir']}"
                                                      f"{' kept' if keep else ' removed'})")
+
+
+OUTPUT_OPT = typer.Option(None, "--output", "-o", help="Write here instead of stdout.")
+
+
+def _write(text: str, output: Path | None, what: str) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    console.print(f"wrote {what} to {output}")
+
+
+@export_app.command("compose")
+def export_compose(topology: str = TOPOLOGY_OPT, output: Path | None = OUTPUT_OPT,
+                   images: str = IMAGES_OPT) -> None:
+    """A docker-compose.yml: bitcoind and every LND with volumes and health checks, plus a
+    one-shot `setup` service that funds the nodes and opens the channels."""
+    from regtest_cluster.docker import export
+
+    check_choices(None, images)
+    _write(export.compose_yaml(load(topology), export.image_names(env(), images)), output, "docker-compose.yml")
+
+
+@export_app.command("k8s")
+def export_k8s(topology: str = TOPOLOGY_OPT, output: Path | None = OUTPUT_OPT,
+               images: str = IMAGES_OPT,
+               namespace: str = typer.Option("escrowlab", "--namespace", help="Kubernetes namespace.")) -> None:
+    """Kubernetes manifests: a Namespace, Secrets for credentials, a StatefulSet and Service
+    per node, and a Job that funds the nodes and opens the channels."""
+    from regtest_cluster.docker import export
+
+    check_choices(None, images)
+    _write(export.k8s_yaml(load(topology), export.image_names(env(), images), namespace), output,
+           "Kubernetes manifests")

@@ -61,11 +61,13 @@ class DockerBitcoinD(BitcoinD):
         return (f"{self.container}:{p.rpc}", f"tcp://{self.container}:{p.zmq_block}",
                 f"tcp://{self.container}:{p.zmq_tx}")
 
+    def health_cmd(self) -> list[str]:
+        return [self.backend.images.bitcoin_cli_bin, "-regtest", f"-rpcport={BITCOIND_INSIDE.rpc}",
+                f"-rpcuser={self.rpc_user}", f"-rpcpassword={self.rpc_password}", "getblockchaininfo"]
+
     def container_spec(self) -> dict:
         inside, host = BITCOIND_INSIDE, self.ports
-        cli = [self.backend.images.bitcoin_cli_bin, "-regtest", f"-rpcport={inside.rpc}",
-               f"-rpcuser={self.rpc_user}", f"-rpcpassword={self.rpc_password}", "getblockchaininfo"]
-        return self.backend.spec(self.container, "bitcoind", self.datadir, cli, {
+        return self.backend.spec(self.container, "bitcoind", self.datadir, self.health_cmd(), {
             inside.rpc: host.rpc, inside.p2p: host.p2p, inside.zmq_block: host.zmq_block, inside.zmq_tx: host.zmq_tx})
 
 
@@ -106,12 +108,15 @@ class DockerLndNode(LndNode):
         (self.lnddir / "data/chain/bitcoin/regtest").mkdir(parents=True, exist_ok=True)
         super().start(timeout)
 
+    def health_cmd(self) -> list[str]:
+        return [self.backend.images.lncli_bin, "--network=regtest", "--lnddir=/node",
+                f"--macaroonpath={MACAROON_DIR}/readonly.macaroon", f"--rpcserver=localhost:{LND_INSIDE.rpc}",
+                "getinfo"]
+
     def container_spec(self) -> dict:
         inside, host = LND_INSIDE, self.ports
-        cli = [self.backend.images.lncli_bin, "--network=regtest", "--lnddir=/node",
-               f"--macaroonpath={MACAROON_DIR}/readonly.macaroon", f"--rpcserver=localhost:{inside.rpc}", "getinfo"]
         (self.lnddir / "data/chain/bitcoin/regtest").mkdir(parents=True, exist_ok=True)
-        return self.backend.spec(self.container, f"lnd-{self.name}", self.lnddir, cli,
+        return self.backend.spec(self.container, f"lnd-{self.name}", self.lnddir, self.health_cmd(),
                                  {inside.rpc: host.rpc, inside.rest: host.rest, inside.p2p: host.p2p})
 
 
