@@ -20,6 +20,7 @@ from scenarios.runner import UnknownScenario
 
 from . import app as app_cmd
 from . import bench, cluster, demo, nodes, scenario
+from . import load as load_cmd
 from .common import UserError, console
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.add_typer(app_cmd.app, name="app")
 app.add_typer(scenario.app, name="scenario")
 app.add_typer(bench.app, name="bench")
 app.command(name="demo")(demo.demo)
+app.command(name="load")(load_cmd.load)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.
 KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,

@@ -1,0 +1,50 @@
+"""`escrowlab load`: Locust load against the app on the hub cluster, with budgets.
+
+This process never imports locust (it monkeypatches everything at import):
+``loadtests.orchestrate`` runs it as ``python -m locust`` subprocesses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import UserError, console, emit_json, env, progress
+
+
+def load(
+    profile: str = typer.Option("steady", "--profile", "-p", help="Shipped profile (steady, ramp, spike, soak) or a YAML file."),
+    users: int = typer.Option(10, "--users", "-u", min=1, max=5_000, help="Browsers and buyers at the profile's peak."),
+    duration: str = typer.Option(None, "--duration", "-d", help="Run length, e.g. 60s, 5m (default: the profile's)."),
+    headless: bool = typer.Option(False, "--headless", help="No web UI; otherwise Locust's UI runs on --web-port."),
+    budgets: Path = typer.Option(None, "--budgets", "-b", help="Budgets YAML; a broken budget exits 1."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0, max=64, help="Locust workers (a master plus K workers)."),
+    attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting the hub topology."),
+    web_port: int = typer.Option(8089, "--web-port", min=1, max=65535, help="Locust web UI port (without --headless)."),
+    price: int = typer.Option(1_000, "--price", min=1_000, help="Price of each listed item, sats."),
+    dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1, help="Share of delivered orders disputed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run Locust users (browse, buy and pay, ship, deliver, rule) and report; exit 1 on a broken budget."""
+    from loadtests.budgets import BudgetError
+    from loadtests.orchestrate import LoadError, LoadOptions, run
+    from loadtests.profiles import ProfileError
+
+    opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
+                       workers=workers, attach=attach, web_port=web_port, price_sats=price,
+                       dispute_ratio=dispute_ratio)
+    try:
+        with progress("load run", quiet=json_out) as step:
+            result = run(opts, env(), step)
+    except (ProfileError, BudgetError, LoadError) as exc:
+        raise UserError(str(exc)) from None
+    if json_out:
+        emit_json(result.summary)
+    else:
+        console.print((result.run_dir / "summary.md").read_text(), markup=False)
+        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png)")
+    for breach in result.breaches:
+        console.print(f"budget broken: {breach}", style="bold red", markup=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)

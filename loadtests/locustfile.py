@@ -1,0 +1,41 @@
+"""What ``python -m locust -f loadtests/locustfile.py --plan FILE`` loads.
+
+The plan (written by ``loadtests.orchestrate``) says where the app and the
+nodes are, the shape's stages and the user mix. Nothing here runs at import
+but Locust's own registration: the plan is read in ``init``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from locust import events
+
+from loadtests import users
+from loadtests.shape import PlanShape
+from loadtests.users import Arbiter, Browser, Buyer, Courier, Seller
+
+__all__ = ["Browser", "Buyer", "Seller", "Courier", "Arbiter", "PlanShape"]
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--plan", type=str, default="", help="escrowlab load plan (JSON)")
+
+
+@events.init.add_listener
+def _configure(environment, **_kwargs) -> None:
+    path = environment.parsed_options.plan if environment.parsed_options else ""
+    if not path:
+        raise SystemExit("loadtests: --plan FILE is required (escrowlab load writes it)")
+    plan = json.loads(Path(path).read_text())
+    users.PLAN.update(plan)
+    PlanShape.stages = plan["stages"]
+    for name, cls in users.USERS.items():
+        if name in plan["mix"]:
+            cls.weight = plan["mix"][name]
+        if name in plan["fixed"]:
+            cls.fixed_count = plan["fixed"][name] * plan.get("processes", 1)
+    for cls in users.USERS.values():
+        cls.host = plan["app_url"]

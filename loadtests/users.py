@@ -1,0 +1,237 @@
+"""The marketplace's Locust users, thin over ``MarketClient``.
+
+One trade passes through several users of the same Locust process, by way of
+the ``Board`` (gevent is cooperative, so plain deques are safe):
+
+    Seller lists  ->  Buyer orders and pays the hold from its own LND
+                  ->  Seller ships  ->  Courier posts the signed delivery
+                  ->  Buyer confirms (or disputes, and an Arbiter rules)
+
+The buyer's payment stays in flight until the hub settles the hold, so it
+runs in its own greenlet; its end is the escrow's end (``ESCROW settled``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gevent
+from locust import FastHttpUser, between, task
+
+from reference_app.services.crypto import address_hash
+from reference_app.services.webhooks import sign
+from regtest_cluster.nodes.lnd import LndError, LndRest
+from regtest_cluster.waiting import WaitTimeout, wait_for
+
+from .client import CallFailed, MarketClient
+
+ADDRESS = "1 Load Street, Springfield"
+WORDS = ("lamp", "radio", "camera", "bicycle", "guitar", "kettle", "watch", "drone")
+
+
+@dataclass
+class Board:
+    """What the users of one Locust process hand each other."""
+
+    listings: list[tuple[int, int]] = field(default_factory=list)          # (listing id, seller user id)
+    to_ship: dict[int, collections.deque] = field(default_factory=lambda: collections.defaultdict(collections.deque))
+    to_deliver: collections.deque = field(default_factory=collections.deque)  # (tracking, buyer key, order id)
+    delivered: dict[str, collections.deque] = field(default_factory=lambda: collections.defaultdict(collections.deque))
+
+
+BOARD = Board()
+PLAN: dict = {}   # set by the locustfile from --plan before any user starts
+
+
+def node_client(name: str) -> LndRest:
+    node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
+    return LndRest(name, node["rest_url"], Path(node["macaroon"]).read_bytes().hex(), Path(node["tls_cert"]))
+
+
+class MarketUser(FastHttpUser):
+    abstract = True
+    wait_time = between(0.2, 1.0)
+    roles: list[str] = []
+
+    def on_start(self) -> None:
+        self.market = MarketClient(self)
+        self.email = f"{type(self).__name__.lower()}-{uuid.uuid4().hex[:10]}@load.example"
+        self.password = "pw-" + uuid.uuid4().hex[:12]
+        if self.roles:
+            self.market.call("POST", "/auth/register", json={"email": self.email, "password": self.password,
+                                                             "display_name": self.email[:20], "roles": self.roles},
+                             auth=False)
+            self.login()
+
+    def login(self) -> None:
+        tokens = self.market.call("POST", "/auth/login", json={"email": self.email, "password": self.password},
+                                  auth=False)
+        self.market.token = tokens["access_token"]
+        self.user_id = self.market.call("GET", "/me")["id"]
+
+
+class Browser(MarketUser):
+    """Search and listing views, anonymous."""
+
+    weight = 1
+
+    @task(3)
+    def browse(self) -> None:
+        page = self.market.call("GET", "/listings", params={"limit": 20}, auth=False)
+        if page["items"]:
+            listing = random.choice(page["items"])
+            self.market.call("GET", f"/listings/{listing['id']}", name="/listings/[id]", auth=False)
+
+    @task(2)
+    def search(self) -> None:
+        self.market.call("GET", "/listings", name="/listings?q", params={"q": random.choice(WORDS), "limit": 20},
+                         auth=False)
+
+
+class Buyer(MarketUser):
+    """Orders, pays the hold invoice from its own node, confirms or disputes."""
+
+    weight = 3
+    roles = ["buyer"]
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.market.call("PUT", "/me/address", json={"address": ADDRESS})
+        self.key = self.email
+        self.node = node_client(random.choice(PLAN["buyer_nodes"]))
+
+    def on_stop(self) -> None:
+        self.node.close()
+
+    @task(4)
+    def trade(self) -> None:
+        if not BOARD.listings:
+            self.market.call("GET", "/listings", params={"limit": 20}, auth=False)
+            return
+        listing_id, seller_id = random.choice(BOARD.listings)
+        started = time.perf_counter()
+        order = self.market.call("POST", "/orders", json={"listing_id": listing_id, "quantity": 1})
+        gevent.spawn(self._pay, order, started)
+        try:
+            wait_for(lambda: self.market.call("GET", f"/orders/{order['id']}", name="/orders/[id]")["state"]
+                     in ("FUNDED", "EXPIRED"), timeout=PLAN.get("funding_wait_s", 60), what="order funded",
+                     interval=0.1)
+        except WaitTimeout as exc:
+            self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000, exc)
+            return
+        BOARD.to_ship[seller_id].append((order["id"], self.key))
+
+    def _pay(self, order: dict, started: float) -> None:
+        request = order["hold"]["payment_request"]
+        try:
+            result = self.market.timed("LND", "pay hold", lambda: self.node.send_payment(
+                request, timeout_s=120, fee_limit_sats=100))
+        except LndError:
+            return  # already reported as a failed LND call
+        ok = result.get("status") == "SUCCEEDED"
+        self.market.fire("ESCROW", "settled", (time.perf_counter() - started) * 1000,
+                         None if ok else RuntimeError(f"payment {result.get('status')}: "
+                                                      f"{result.get('failure_reason', '')}"))
+
+    @task(2)
+    def settle(self) -> None:
+        done = BOARD.delivered[self.key]
+        if not done:
+            self.market.call("GET", "/orders", params={"limit": 10})
+            return
+        order_id = done.popleft()
+        if random.random() < PLAN.get("dispute_ratio", 0.0):
+            self.market.call("POST", f"/orders/{order_id}/dispute", name="/orders/[id]/dispute",
+                             json={"reason": "the item does not match the listing"})
+        else:
+            self.market.call("POST", f"/orders/{order_id}/confirm", name="/orders/[id]/confirm")
+
+
+class Seller(MarketUser):
+    """Lists items and ships what was paid for."""
+
+    fixed_count = 1
+    roles = ["seller"]
+
+    def on_start(self) -> None:
+        super().on_start()
+        name = random.choice(PLAN["seller_nodes"])
+        node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
+        macaroon = (Path(node["macaroon"]).parent / "invoice.macaroon").read_bytes().hex()
+        self.market.call("PUT", "/me/payout-node", json={"node_pubkey": node["pubkey"], "rest_url": node["rest_url"],
+                                                         "macaroon_hex": macaroon,
+                                                         "tls_cert_pem": Path(node["tls_cert"]).read_text()})
+        for _ in range(3):
+            self.list_item()
+
+    @task(1)
+    def list_item(self) -> None:
+        listing = self.market.call("POST", "/listings", json={
+            "title": f"{random.choice(WORDS)} {uuid.uuid4().hex[:6]}", "description": "load test item, as new",
+            "category": "electronics", "price_sats": PLAN.get("price_sats", 1_000), "stock": 1_000_000})
+        BOARD.listings.append((listing["id"], self.user_id))
+
+    @task(10)
+    def ship(self) -> None:
+        queue = BOARD.to_ship[self.user_id]
+        if not queue:
+            return
+        order_id, buyer_key = queue.popleft()
+        tracking = f"TRK{uuid.uuid4().hex[:12].upper()}"
+        self.market.call("POST", f"/orders/{order_id}/ship", name="/orders/[id]/ship",
+                         json={"courier": PLAN["courier"]["name"], "tracking_number": tracking})
+        BOARD.to_deliver.append((tracking, buyer_key, order_id))
+
+
+class Courier(MarketUser):
+    """Posts HMAC-signed delivery events for shipped parcels."""
+
+    fixed_count = 1
+    wait_time = between(0.05, 0.3)
+
+    @task
+    def deliver(self) -> None:
+        if not BOARD.to_deliver:
+            return
+        tracking, buyer_key, order_id = BOARD.to_deliver.popleft()
+        courier = PLAN["courier"]
+        body = json.dumps({"event_id": uuid.uuid4().hex, "tracking_number": tracking, "status": "delivered",
+                           "address_hash": address_hash(ADDRESS)}).encode()
+        ts = int(time.time())
+        self.market.raw("POST", f"/webhooks/courier/{courier['name']}", name="/webhooks/courier/[name]",
+                        data=body, headers={"X-Escrowlab-Timestamp": str(ts), "Content-Type": "application/json",
+                                            "X-Escrowlab-Signature": sign(courier["secret"], ts, body)})
+        BOARD.delivered[buyer_key].append(order_id)
+
+
+class Arbiter(MarketUser):
+    """Reads open disputes and rules on them (release to the seller)."""
+
+    fixed_count = 1
+    roles = ["buyer"]
+
+    def on_start(self) -> None:
+        super().on_start()
+        admin = MarketClient(self)
+        admin.token = admin.call("POST", "/auth/login", json=PLAN["admin"], auth=False)["access_token"]
+        admin.call("POST", f"/admin/users/{self.user_id}/roles", name="/admin/users/[id]/roles",
+                   json={"role": "arbiter", "grant": True})
+        self.login()  # a fresh token carries the new role
+
+    @task
+    def rule(self) -> None:
+        for dispute in self.market.call("GET", "/disputes")[:5]:
+            try:
+                self.market.call("POST", f"/orders/{dispute['order_id']}/dispute/ruling",
+                                 name="/orders/[id]/dispute/ruling", json={"ruling": "release"})
+            except CallFailed:
+                pass  # another arbiter ruled first: already counted as a failed call
+
+
+USERS = {"browser": Browser, "buyer": Buyer, "seller": Seller, "courier": Courier, "arbiter": Arbiter}

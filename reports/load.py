@@ -1,0 +1,154 @@
+"""Load run summary: per-endpoint figures from Locust's CSVs, escrows settled, locked sats.
+
+Reads ``locust_stats.csv`` and ``locust_stats_history.csv`` (Locust's own
+output) and ``locked_sats.csv`` (the hub's held HTLCs, sampled each second),
+and writes ``summary.json``, ``summary.md`` and ``load.png`` beside them.
+Schema ``escrowlab.load-run/1``; fields are only ever added.
+
+Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
+node, ``ESCROW settled`` is one whole escrow (order to settled payment).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = "escrowlab.load-run/1"
+NOT_APP = ("LND", "ESCROW")
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def endpoint_figures(row: dict) -> dict:
+    requests, failures = int(_num(row["Request Count"])), int(_num(row["Failure Count"]))
+    return {"type": row["Type"], "name": row["Name"], "requests": requests, "failures": failures,
+            "failure_ratio": round(failures / requests, 4) if requests else 0.0,
+            "rps": round(_num(row["Requests/s"]), 2), "p50_ms": _num(row["50%"]), "p95_ms": _num(row["95%"]),
+            "p99_ms": _num(row["99%"]), "max_ms": _num(row["Max Response Time"])}
+
+
+def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, workers: int = 0) -> dict:
+    """The run's figures from the files Locust and the sampler left in ``run_dir``."""
+    rows = _rows(run_dir / "locust_stats.csv")
+    endpoints = {f"{r['Type']} {r['Name']}": endpoint_figures(r) for r in rows if r["Name"] != "Aggregated"}
+    history = _rows(run_dir / "locust_stats_history.csv")
+    stamps = [int(_num(h["Timestamp"])) for h in history]
+    elapsed = (max(stamps) - min(stamps)) if len(stamps) > 1 else duration_s
+    elapsed = max(elapsed, 1.0)
+    app = [e for e in endpoints.values() if e["type"] not in NOT_APP]
+    settled = endpoints.get("ESCROW settled", {})
+    settled_ok = settled.get("requests", 0) - settled.get("failures", 0)
+    aggregated = next((endpoint_figures(r) for r in rows if r["Name"] == "Aggregated"), None)
+    requests = sum(e["requests"] for e in endpoints.values())
+    failures = sum(e["failures"] for e in endpoints.values())
+    locked = _rows(run_dir / "locked_sats.csv")
+    totals = {
+        "requests": requests, "failures": failures,
+        "failure_ratio": round(failures / requests, 4) if requests else 0.0,
+        "rps": round(sum(e["requests"] for e in app) / elapsed, 2),
+        "p50_ms": aggregated["p50_ms"] if aggregated else 0, "p95_ms": aggregated["p95_ms"] if aggregated else 0,
+        "p99_ms": aggregated["p99_ms"] if aggregated else 0,
+        "escrows_settled": settled_ok,
+        "escrows_settled_per_s": round(settled_ok / elapsed, 3),
+        "escrow_p50_ms": settled.get("p50_ms", 0), "escrow_p99_ms": settled.get("p99_ms", 0),
+        "locked_sats_max": max((int(_num(r["locked_sats"])) for r in locked), default=0),
+        "held_htlcs_max": max((int(_num(r["held_htlcs"])) for r in locked), default=0),
+    }
+    return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
+            "profile": profile, "users": users, "workers": workers, "duration_s": round(elapsed, 1),
+            "totals": totals, "endpoints": endpoints,
+            "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
+                      "locked_sats_csv": "locked_sats.csv"}}
+
+
+def _series(history: list[dict]) -> dict:
+    """Per second: users, app rps, aggregated p95, escrows settled in that second."""
+    out: dict = defaultdict(list)
+    t0 = min((int(_num(h["Timestamp"])) for h in history), default=0)
+    app_rps: dict[int, float] = defaultdict(float)
+    settled_total: dict[int, float] = {}
+    for h in history:
+        t = int(_num(h["Timestamp"])) - t0
+        if h["Name"] == "Aggregated":
+            out["t"].append(t)
+            out["users"].append(_num(h["User Count"]))
+            out["p95"].append(_num(h["95%"]))
+        elif h["Type"] not in NOT_APP:
+            app_rps[t] += _num(h["Requests/s"])
+        elif h["Type"] == "ESCROW" and h["Name"] == "settled":
+            settled_total[t] = _num(h["Total Request Count"]) - _num(h["Total Failure Count"])
+    out["rps"] = [app_rps.get(t, 0.0) for t in out["t"]]
+    last, settled = 0.0, []
+    for t in out["t"]:
+        now = settled_total.get(t, last)
+        settled.append(max(0.0, now - last))
+        last = now
+    out["settled"] = settled
+    return out
+
+
+def plot(run_dir: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = _series(_rows(run_dir / "locust_stats_history.csv"))
+    locked = _rows(run_dir / "locked_sats.csv")
+    fig, ax = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    ax[0].plot(s["t"], s["rps"], label="app requests/s")
+    ax[0].plot(s["t"], s["users"], label="users", linestyle="--")
+    ax[0].legend(loc="upper left")
+    ax[0].set_title("throughput")
+    ax[1].plot(s["t"], s["p95"], color="tab:red")
+    ax[1].set_ylabel("p95 ms (all calls)")
+    ax[2].bar(s["t"], s["settled"], width=1.0, color="tab:green")
+    ax[2].set_ylabel("escrows settled / s")
+    ax[3].plot([_num(r["t_s"]) for r in locked], [_num(r["locked_sats"]) for r in locked], color="tab:purple")
+    ax[3].set_ylabel("sats locked in holds")
+    ax[3].set_xlabel("seconds since start")
+    fig.tight_layout()
+    path = run_dir / "load.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def markdown(summary: dict) -> str:
+    t = summary["totals"]
+    lines = [f"# load run: {summary['profile']}, {summary['users']} users, {summary['duration_s']} s", "",
+             f"- app requests/s: {t['rps']}; failures: {t['failures']} of {t['requests']}",
+             f"- escrows settled: {t['escrows_settled']} ({t['escrows_settled_per_s']}/s), "
+             f"p50 {t['escrow_p50_ms']} ms, p99 {t['escrow_p99_ms']} ms",
+             f"- sats locked at most: {t['locked_sats_max']} in {t['held_htlcs_max']} held HTLCs", "",
+             "| endpoint | requests | failures | rps | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    for key, e in sorted(summary["endpoints"].items()):
+        lines.append(f"| {key} | {e['requests']} | {e['failures']} | {e['rps']} | {e['p50_ms']:g} | "
+                     f"{e['p95_ms']:g} | {e['p99_ms']:g} |")
+    budgets = summary.get("budgets")
+    if budgets:
+        lines += ["", "budgets: " + ("kept" if budgets["passed"] else "BROKEN"),
+                  *[f"- {b}" for b in budgets["breaches"]]]
+    return "\n".join(lines) + "\n"
+
+
+def write(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (run_dir / "summary.md").write_text(markdown(summary))
+    plot(run_dir)
