@@ -48,3 +48,25 @@ def onchain_cmd(
     else:
         for k in ("escrows", "fund_release_per_min", "block_weight_used", "wallet_fsync"):
             console.print(f"{k}: {result[k]}")
+
+
+@app.command("escrow")
+def escrow_cmd(
+    escrows: int = typer.Option(200, "--escrows", min=1, max=100_000, help="Escrows to run end to end."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, max=400, help="Escrows in flight at once."),
+    raw: int = typer.Option(None, "--raw", min=1, help="Baseline raw LND payments (default: as many as escrows)."),
+    topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
+    attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting one."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Hold-invoice escrows settled per second through the app, beside raw LND invoice+pay."""
+    from bench import escrow
+
+    with progress("benchmarking escrows", quiet=json_out) as step:
+        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step)
+    if json_out:
+        emit_json(result)
+    else:
+        for k in ("escrows", "failed", "escrows_per_s", "p50_s", "p99_s", "ratio"):
+            console.print(f"{k}: {result[k]}")
+        console.print(f"baseline payments_per_s: {result['baseline']['payments_per_s']}")

@@ -1,0 +1,172 @@
+"""Hold-invoice escrows settled per second, end to end through the app, beside raw LND.
+
+One escrow is the app's whole ln_hold path: the buyer orders (the hub issues a
+hold invoice), pays it from its own LND, the order is FUNDED on the hub's
+ACCEPTED, the seller ships, the buyer confirms, and the worker settles the
+hold and pays the seller's invoice (fetched from the seller's bound node). An
+escrow counts once the buyer's payment has SUCCEEDED (the hold is settled)
+and the order is RELEASED (the payout succeeded). Latency runs from the order
+request to RELEASED.
+
+The baseline, on the same cluster in the same run, is raw LND: the seller's
+node adds an invoice and the buyer's node pays it through the hub, with the
+same concurrency. An escrow moves money twice (buyer -> hub hold, hub ->
+seller payout), so the ratio escrows/s : payments/s has a natural ceiling
+near 0.5 unless payouts are batched or the hub is faster than the parties.
+
+    python -m bench.escrow --escrows 200 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from regtest_cluster import launcher
+from regtest_cluster.env import ClusterEnv
+from regtest_cluster.rundir import new_run_dir
+from regtest_cluster.topology import load as load_topology
+from scenarios.actors import Buyer, Seller
+from scenarios.world import World
+
+PRICE_SATS = 1_000
+APP_SETTINGS = dict(funding_timeout_blocks=144, ship_window_blocks=144, delivery_window_blocks=144,
+                    dispute_window_blocks=144, ruling_window_blocks=500, worker_interval_s=0.05,
+                    payout_retry_base_s=0.2)
+
+
+def percentiles(seconds: list[float]) -> dict:
+    if not seconds:
+        return {"p50_s": None, "p99_s": None}
+    ordered = sorted(seconds)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {"p50_s": round(statistics.median(ordered), 3), "p99_s": round(p99, 3)}
+
+
+def _timed_pool(n: int, concurrency: int, one: Callable[[int], None],
+                progress: Callable[[str], None], label: str) -> dict:
+    """Run ``one(i)`` for i < n on ``concurrency`` threads; rate and latency of the successes."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def timed(i: int) -> None:
+        t0 = time.monotonic()
+        try:
+            one(i)
+        except Exception as exc:  # a failed escrow is a figure, not a crash
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return
+        with lock:
+            latencies.append(time.monotonic() - t0)
+            if len(latencies) % max(1, n // 10) == 0:
+                progress(f"{label}: {len(latencies)}/{n}")
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=label) as pool:
+        list(pool.map(timed, range(n)))
+    wall = time.monotonic() - t0
+    return {"done": len(latencies), "failed": len(errors), "wall_s": round(wall, 2),
+            "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5]}
+
+
+class Market:
+    """The parties of the benchmark: one buyer account per buyer node, one seller per seller node."""
+
+    def __init__(self, world: World) -> None:
+        cluster = world.cluster
+        self.world = world
+        self.buyers = [Buyer.register(world.http, name, ["buyer"], node, f"{name} Bench Street")
+                       for name, node in cluster.nodes.items() if node.role == "buyer"]
+        self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
+        self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
+                         for i, s in enumerate(self.sellers)]
+
+    def escrow(self, i: int) -> None:
+        buyer, k = self.buyers[i % len(self.buyers)], i % len(self.sellers)
+        seller, listing = self.sellers[k], self.listings[k]
+        order = buyer.buy(listing)
+        payment = buyer.pay(order)
+        buyer.wait_state(order["id"], "FUNDED", timeout=120)
+        seller.ship(order["id"], "fastship", f"B{uuid.uuid4().hex[:14]}")
+        buyer.confirm(order["id"])
+        payment.join(180)
+        if payment.outcome.get("status") != "SUCCEEDED":
+            raise RuntimeError(f"order {order['id']}: buyer's payment {payment.outcome}")
+        buyer.wait_state(order["id"], "RELEASED", timeout=120)
+
+    def raw_payment(self, i: int) -> None:
+        buyer, seller = self.buyers[i % len(self.buyers)], self.sellers[i % len(self.sellers)]
+        invoice = seller.node.rest.addinvoice(PRICE_SATS, "bench raw", 3600)
+        result = buyer.node.rest.send_payment(invoice["payment_request"], timeout_s=120, fee_limit_sats=100)
+        if result.get("status") != "SUCCEEDED":
+            raise RuntimeError(f"raw payment {result.get('status')}: {result.get('failure_reason')}")
+
+
+def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
+        topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None) -> dict:
+    raw = raw if raw is not None else escrows
+    run_dir = new_run_dir(env.runs_dir, "bench-escrow")
+    cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
+    world = World(cluster, run_dir)
+    try:
+        world.start_app(APP_SETTINGS)
+        market = Market(world)
+        progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
+        baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
+        progress(f"escrows through the app: {escrows}, {concurrency} at a time")
+        app_pid = world.app.daemon.pid
+        cpu0 = _cpu_s(app_pid)
+        figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
+        app_cpu = _cpu_s(app_pid) - cpu0
+    finally:
+        world.stop_app()
+        if not attach:
+            cluster.stop()
+    return {
+        "escrows": figures["done"], "failed": figures["failed"],
+        "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
+        "wall_s": figures["wall_s"], "errors": figures["errors"],
+        "app_cpu_s_per_escrow": round(app_cpu / max(1, figures["done"]), 4),
+        "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
+                     "payments": baseline["done"], "failed": baseline["failed"],
+                     "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],
+                     "errors": baseline["errors"]},
+        "ratio": round(figures["per_s"] / baseline["per_s"], 3) if baseline["per_s"] else None,
+        "concurrency": concurrency, "price_sats": PRICE_SATS, "topology": cluster.topology.name,
+        "run_dir": str(run_dir), "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+    }
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process, from /proc (0 if it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.escrow", description=__doc__.splitlines()[0])
+    parser.add_argument("--escrows", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--raw", type=int, default=None, help="baseline payments (default: as many as escrows)")
+    args = parser.parse_args(argv)
+    result = run(ClusterEnv.from_environ(), args.escrows, args.concurrency, args.raw,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
