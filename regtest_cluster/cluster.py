@@ -99,7 +99,9 @@ class ProcessBackend:
 
         def factory(name, argv, log, cwd):
             # A pid is only ours if the process still runs from this run folder.
-            return ProcessDaemon.adopt(name, pid if runs_from(pid, run_dir) else None, log, cwd)
+            daemon = ProcessDaemon.adopt(name, pid if runs_from(pid, run_dir) else None, log, cwd)
+            daemon.argv = argv  # so a node stopped on purpose can be started again
+            return daemon
 
         return factory
 
@@ -176,10 +178,12 @@ class Cluster:
                 node.reconfigure()
             return repick
 
-        for node in self.nodes.values():
+        def launch(node: LndNode) -> None:
             node.lnddir.mkdir(parents=True, exist_ok=True)
             # A process clashes on a port once running; a container already when it starts.
             self._start_with_port_retry(node.name, node.daemon.start, repicker(node))
+
+        parallel(launch, self.nodes.values())  # containers take seconds each to create
         self.bitcoind.ensure_miner_wallet()
         self.bitcoind.mine(101)  # no channels yet, so one step is safe
 

@@ -30,6 +30,16 @@ def make_backend(env: ClusterEnv, label: str, backend: str | None = None, images
     return ProcessBackend()
 
 
+def backend_maker(env: ClusterEnv, backend: str | None = None,
+                  progress: Progress = lambda _m: None) -> Callable[[str], ProcessBackend]:
+    """Makes a backend per cluster (``maker(label)``), checking the engine and images only once:
+    what the pytest fixtures use."""
+    first = make_backend(env, "probe", backend, None, progress)
+    if first.name == "process":
+        return lambda _label: ProcessBackend()
+    return first.sibling
+
+
 def launch(topology: Topology, env: ClusterEnv, progress: Progress = lambda _m: None,
            run_dir: Path | None = None, backend: str | None = None, images: str | None = None) -> Cluster:
     """Start ``topology`` in a new numbered run folder; on failure nothing is left running."""

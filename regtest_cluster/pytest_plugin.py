@@ -7,6 +7,10 @@
   (pick one with ``@pytest.mark.topology("line")``). Tests that kill or restart
   nodes ask for ``fresh_cluster`` instead.
 
+Every fixture runs on the process backend, or on containers with
+``--cluster-backend docker`` (or ESCROWLAB_BACKEND=docker); a conftest can
+override ``cluster_backend`` (and ``cluster_pool``) for one folder.
+
 Teardown scans node logs for errors and panics. A test that expects some
 declares them: ``@pytest.mark.allow_log(r"regex")``. Teardown checks raise
 last, after every node is stopped. Failed runs keep their run folder.
@@ -17,14 +21,15 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from . import waiting
-from .cluster import Cluster
+from .cluster import Cluster, ClusterError, ProcessBackend
 from .daemon import Daemon, LogTail
-from .env import ClusterEnv
+from .env import BACKENDS, ClusterEnv
+from .launcher import backend_maker
 from .nodes.bitcoind import BitcoinD, BitcoinDPorts
 from .ports import PortAllocator
 from .provision import MissingBinaries, resolve
@@ -44,9 +49,16 @@ BASELINE_ALLOWED = (r"fee estimation data not available yet",
                     r"RRPC: TrackPayment got error for payment \w+: rpc error: code = Canceled")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cluster-backend", choices=BACKENDS, default=None,
+                     help="run the cluster fixtures as processes or docker containers "
+                          "(default: ESCROWLAB_BACKEND, else process)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "topology(name): topology for the `cluster` fixture (default: hub)")
     config.addinivalue_line("markers", "allow_log(regex, ...): node log lines this test expects")
+    config.addinivalue_line("markers", "docker: runs on the docker backend (skipped when no Docker engine answers)")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -75,6 +87,22 @@ def node_binaries(cluster_env: ClusterEnv):
     except MissingBinaries as exc:
         # Fail, not skip: a suite that silently skips its node tests proves nothing.
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster_backend(request, cluster_env: ClusterEnv) -> Callable[[str], ProcessBackend]:
+    """Makes each fixture cluster's backend (``maker(label)``): processes, or containers with
+    ``--cluster-backend docker`` / ``ESCROWLAB_BACKEND=docker``."""
+    name = request.config.getoption("--cluster-backend") or cluster_env.backend
+    try:
+        return backend_maker(cluster_env, name)
+    except ClusterError as exc:
+        # Fail, not skip: the backend was asked for by name.
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _new_cluster(topo: Topology, env: ClusterEnv, binaries, backend) -> Cluster:
+    return Cluster(topo, binaries, new_run_dir(env.runs_dir, topo.name), backend=backend(topo.name))
 
 
 class LogCheck:
@@ -120,32 +148,41 @@ def _finish(request: pytest.FixtureRequest, check: LogCheck, run_dir: Path, stop
 
 
 @pytest.fixture
-def bitcoind(request, cluster_env: ClusterEnv, node_binaries) -> Iterator[BitcoinD]:
+def bitcoind(request, cluster_env: ClusterEnv, node_binaries, cluster_backend) -> Iterator[BitcoinD]:
     run_dir = new_run_dir(cluster_env.runs_dir, "bitcoind")
     t = PortAllocator().take
-    node = BitcoinD(node_binaries.bitcoind, run_dir / "bitcoind",
-                    BitcoinDPorts(rpc=t(), p2p=t(), zmq_block=t(), zmq_tx=t()))
+    backend = cluster_backend("bitcoind")
+    node = backend.bitcoind(node_binaries, run_dir / "bitcoind",
+                            BitcoinDPorts(rpc=t(), p2p=t(), zmq_block=t(), zmq_tx=t()))
+
+    def stop() -> None:
+        try:
+            node.stop()
+        finally:
+            backend.release()
+
     try:
+        backend.prepare()
         node.start()
         node.ensure_miner_wallet()
         node.mine(101)
     except BaseException:
-        node.stop()
+        stop()
         raise
     check = LogCheck([node.daemon], _allowed(request), from_start=True)
     yield node
-    _finish(request, check, run_dir, node.stop)
+    _finish(request, check, run_dir, stop)
 
 
 class LndFactory:
     """Builds small networks on demand; each call is its own cluster with its own bitcoind."""
 
-    def __init__(self, env: ClusterEnv, binaries) -> None:
-        self.env, self.binaries = env, binaries
+    def __init__(self, env: ClusterEnv, binaries, backend=lambda _label: ProcessBackend()) -> None:
+        self.env, self.binaries, self.backend = env, binaries, backend
         self.clusters: list[Cluster] = []
 
     def _start(self, topo: Topology) -> Cluster:
-        cluster = Cluster(topo, self.binaries, new_run_dir(self.env.runs_dir, topo.name))
+        cluster = _new_cluster(topo, self.env, self.binaries, self.backend)
         cluster.start()
         self.clusters.append(cluster)
         return cluster
@@ -167,8 +204,8 @@ class LndFactory:
 
 
 @pytest.fixture
-def lnd_factory(request, cluster_env: ClusterEnv, node_binaries) -> Iterator[LndFactory]:
-    factory = LndFactory(cluster_env, node_binaries)
+def lnd_factory(request, cluster_env: ClusterEnv, node_binaries, cluster_backend) -> Iterator[LndFactory]:
+    factory = LndFactory(cluster_env, node_binaries, cluster_backend)
     yield factory
     for cluster in factory.clusters:
         check = LogCheck(_daemons(cluster), _allowed(request), from_start=True)
@@ -178,8 +215,8 @@ def lnd_factory(request, cluster_env: ClusterEnv, node_binaries) -> Iterator[Lnd
 class ClusterPool:
     """One running cluster per topology, shared by the tests of a session."""
 
-    def __init__(self, env: ClusterEnv, binaries) -> None:
-        self.env, self.binaries = env, binaries
+    def __init__(self, env: ClusterEnv, binaries, backend=lambda _label: ProcessBackend()) -> None:
+        self.env, self.binaries, self.backend = env, binaries, backend
         self.clusters: dict[str, Cluster] = {}
 
     def get(self, topology: str) -> Cluster:
@@ -188,7 +225,7 @@ class ClusterPool:
         if cluster is None or not all(d.is_running() for d in _daemons(cluster)):
             if cluster is not None:
                 cluster.stop()
-            cluster = Cluster(topo, self.binaries, new_run_dir(self.env.runs_dir, topo.name))
+            cluster = _new_cluster(topo, self.env, self.binaries, self.backend)
             cluster.start()
             self.clusters[topo.name] = cluster
         return cluster
@@ -203,8 +240,8 @@ class ClusterPool:
 
 
 @pytest.fixture(scope="session")
-def cluster_pool(request, cluster_env: ClusterEnv, node_binaries) -> Iterator[ClusterPool]:
-    pool = ClusterPool(cluster_env, node_binaries)
+def cluster_pool(request, cluster_env: ClusterEnv, node_binaries, cluster_backend) -> Iterator[ClusterPool]:
+    pool = ClusterPool(cluster_env, node_binaries, cluster_backend)
     yield pool
     pool.close(keep=request.session.testsfailed > 0)
 
@@ -229,10 +266,10 @@ def cluster(request, cluster_pool: ClusterPool) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def fresh_cluster(request, cluster_env: ClusterEnv, node_binaries) -> Iterator[Cluster]:
+def fresh_cluster(request, cluster_env: ClusterEnv, node_binaries, cluster_backend) -> Iterator[Cluster]:
     """A cluster of this test's own, stopped at teardown; free to kill and restart nodes."""
     topo = load(_topology_name(request))
-    c = Cluster(topo, node_binaries, new_run_dir(cluster_env.runs_dir, topo.name))
+    c = _new_cluster(topo, cluster_env, node_binaries, cluster_backend)
     c.start()
     check = LogCheck(_daemons(c), _allowed(request), from_start=True)
     yield c

@@ -10,6 +10,7 @@ from typing import Callable
 
 from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
+from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load
 from scenarios.base import ScenarioResult
 from reference_app.services.modes import MODE_NAMES as MODES
@@ -47,14 +48,26 @@ def select(names: list[str]) -> list[str]:
 
 def run(env: ClusterEnv, names: list[str], seed: int | None = None, mode: str = "ln_hold",
         planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None,
-        bug_everywhere: str | None = None) -> RunResult:
-    """Start the hub cluster, run the scenarios and planted bugs on it, stop it.
+        bug_everywhere: str | None = None, backend: str | None = None,
+        attach: str | None = None) -> RunResult:
+    """Start the hub cluster (on ``backend``), run the scenarios and planted bugs on it, stop it.
+    With ``attach``, use that detached cluster instead and leave it running.
 
     ``bug_everywhere`` runs the named scenarios themselves with that defect on:
     their results then fail, as a real defect's would.
     """
     select(names)
-    cluster = launcher.launch(load("hub"), env, progress)
+    if attach is not None:
+        cluster = launcher.attached(env, attach)
+        missing = sorted({"hub", "buyer1", "buyer2", "seller1", "seller2"} - set(cluster.nodes))
+        if missing:
+            raise UnknownScenario(f"the detached cluster {attach!r} lacks the nodes scenarios use: "
+                                  f"{', '.join(missing)} (start it with the hub topology)")
+        # The cluster's folder outlives this run: the run's own folder holds apps and reports.
+        run_dir = new_run_dir(env.runs_dir, "scenarios")
+        progress(f"on detached cluster {attach!r}; run folder {run_dir}")
+        return run_on(cluster, names, seed, mode, planted_bugs, progress, bug_everywhere, run_dir)
+    cluster = launcher.launch(load("hub"), env, progress, backend=backend)
     try:
         return run_on(cluster, names, seed, mode, planted_bugs, progress, bug_everywhere)
     finally:
@@ -63,20 +76,21 @@ def run(env: ClusterEnv, names: list[str], seed: int | None = None, mode: str = 
 
 def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_hold",
            planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None,
-           bug_everywhere: str | None = None) -> RunResult:
+           bug_everywhere: str | None = None, run_dir: Path | None = None) -> RunResult:
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     progress(f"seed {seed} (replay with --seed {seed})")
-    result = RunResult(seed, cluster.run_dir)
+    run_dir = run_dir or cluster.run_dir
+    result = RunResult(seed, run_dir)
     for i, name in enumerate(select(names)):
         progress(f"[{i + 1}/{len(names)}] {name}")
-        world = World(cluster, cluster.run_dir / f"scenario-{i + 1:02d}-{name}")
+        world = World(cluster, run_dir / f"scenario-{i + 1:02d}-{name}")
         r = ALL[name](world, seed, ALL[name].modes[0], planted_bug=bug_everywhere).execute()
         result.scenarios.append(r)
         progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
     for j, bug in enumerate(planted_bugs or []):
         name = BUG_SCENARIOS[bug]
         progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
-        world = World(cluster, cluster.run_dir / f"planted-{j + 1:02d}-{bug}")
+        world = World(cluster, run_dir / f"planted-{j + 1:02d}-{bug}")
         r = ALL[name](world, seed, ALL[name].modes[0], planted_bug=bug).execute()
         result.planted.append(r)
         caught = sorted({v.invariant for v in r.violations})

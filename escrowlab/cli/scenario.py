@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from reference_app.services.faults import PLANTED_BUGS
+from regtest_cluster.env import BACKENDS
 from reports import build
 from scenarios import runner
 from scenarios.catalogue import ALL, BUG_SCENARIOS
@@ -42,9 +43,18 @@ def run_cmd(
                               help="Also prove the oracle with planted bugs (default: with --all)."),
     planted_bug: str = typer.Option(None, "--planted-bug", help="Run the named scenarios with this deliberate "
                                                                "defect on, to watch the oracle catch it."),
+    backend: str = typer.Option(None, "--backend", help="Start the hub cluster as processes (default) or "
+                                                         "docker containers."),
+    attach: bool = typer.Option(False, "--attach", help="Run on the detached cluster (--name) instead of "
+                                                       "starting one; it is left running."),
+    name: str = typer.Option("default", "--name", help="With --attach: which detached cluster."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
+    if attach and backend is not None:
+        raise UserError("--attach uses the detached cluster as it was started; drop --backend")
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if planted_bug is not None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
     if not all_ and not names:
@@ -53,7 +63,8 @@ def run_cmd(
     planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_) else []
     runner.select(chosen)
     with progress("scenarios", quiet=False) as step:
-        result = runner.run(env(), chosen, seed, mode or "all", planted, step, bug_everywhere=planted_bug)
+        result = runner.run(env(), chosen, seed, mode or "all", planted, step, bug_everywhere=planted_bug,
+                            backend=backend, attach=name if attach else None)
     summary = build.write_all(result)
     build.console_summary(console, result, summary)
     if json_out:

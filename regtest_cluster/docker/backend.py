@@ -141,6 +141,10 @@ class DockerBackend(ProcessBackend):
         image_set = images.ensure(client, env, image_source or env.images, progress)
         return cls(client, image_set, f"{label}-{secrets.token_hex(3)}", env.docker_host)
 
+    def sibling(self, label: str) -> "DockerBackend":
+        """A backend for another cluster, on the same engine and images."""
+        return DockerBackend(self.docker, self.images, f"{label}-{secrets.token_hex(3)}", self.docker_host)
+
     @classmethod
     def from_record(cls, record: dict) -> "DockerBackend":
         env = ClusterEnv.from_environ()

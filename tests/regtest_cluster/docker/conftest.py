@@ -1,0 +1,36 @@
+"""The docker backend's tests: the same fixtures, built as containers.
+
+Everything here is skipped, with the reason, only when no Docker engine answers
+(CI starts one with `.ci/dockerd start`). ``cluster_backend`` and the shared
+``cluster_pool`` are overridden for this folder, so the fixtures every test
+body already uses (`cluster`, `fresh_cluster`, `lnd_factory`, `bitcoind`,
+`market`) run on containers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from regtest_cluster.docker.engine import engine_reachable
+from regtest_cluster.launcher import backend_maker
+from regtest_cluster.pytest_plugin import ClusterPool
+from tests.reference_app.escrow.conftest import market  # noqa: F401  (the ln_hold tests' fixture)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(cluster_env) -> None:
+    reason = engine_reachable(cluster_env)
+    if reason:
+        pytest.skip(f"no Docker engine reachable, docker backend not tested: {reason}")
+
+
+@pytest.fixture(scope="session")
+def cluster_backend(cluster_env, docker_engine):
+    return backend_maker(cluster_env, "docker")
+
+
+@pytest.fixture(scope="session")
+def cluster_pool(request, cluster_env, node_binaries, cluster_backend):
+    pool = ClusterPool(cluster_env, node_binaries, cluster_backend)
+    yield pool
+    pool.close(keep=request.session.testsfailed > 0)
