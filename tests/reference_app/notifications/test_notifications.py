@@ -1,0 +1,78 @@
+"""I18 on the real cluster: every escrow state change of a full custodial order notifies
+both parties, in the transition's own transaction; the same rows feed the SSE stream and
+signed webhooks (retried after failures)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from regtest_cluster.waiting import wait_for
+from scenarios.actors_custodial import list_custodial
+from tests.reference_app.notifications.conftest import DEPOSIT, NOT_INITIATED_LOG, PRICE, release
+
+pytestmark = [pytest.mark.cluster, NOT_INITIATED_LOG]
+
+
+def state_changes(party, order_id: int) -> list[str]:
+    events = party.call("GET", f"/orders/{order_id}/events")
+    return [f"order.{e['to_state'].lower()}" for e in events if e["to_state"] != e["from_state"]]
+
+
+def order_notifications(party, order_id: int) -> list[str]:
+    items = party.call("GET", "/me/notifications", params={"limit": 200})["items"]
+    return [n["kind"] for n in reversed(items) if n["order_id"] == order_id and n["kind"].startswith("order.")]
+
+
+def sse_events(party, max_events: int, after: int = 0) -> list[dict]:
+    response = party.attempt("GET", "/notifications/stream", params={"max_events": max_events},
+                             headers={"Last-Event-ID": str(after)})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = []
+    for block in response.text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "data" in fields:
+            events.append({"id": int(fields["id"]), "event": fields["event"], **json.loads(fields["data"])})
+    return events
+
+
+def test_every_transition_of_a_full_order_notifies_both_parties(market, receiver):
+    buyer, _account = market.funded_buyer(DEPOSIT)
+    hook = buyer.call("POST", "/me/webhooks", json={"url": receiver.url}, expect=201)
+    seller = market.seller(bind=False)
+    order = buyer.buy(list_custodial(seller, "notified item", PRICE)["id"])
+    final = release(market, buyer, seller, order, "NT-1001")
+
+    changes = state_changes(buyer, final["id"])
+    assert changes == ["order.awaiting_funds", "order.funded", "order.shipped", "order.delivered", "order.release_pending",
+                       "order.released"]
+    assert order_notifications(buyer, final["id"]) == changes
+    assert order_notifications(seller, final["id"]) == changes
+
+    streamed = sse_events(buyer, max_events=len(changes))
+    assert [e["event"] for e in streamed] == changes
+    assert all(e["user_id"] == buyer.id for e in streamed)
+    resumed = sse_events(buyer, max_events=1, after=streamed[1]["id"])     # Last-Event-ID resumes after it
+    assert resumed[0]["id"] == streamed[2]["id"]
+
+    def delivered():
+        bodies = receiver.verified(hook["secret"])
+        kinds = [b["kind"] for b in bodies if b["order_id"] == final["id"]]
+        return bodies if sorted(kinds) == sorted(changes) else None
+
+    bodies = wait_for(delivered, timeout=30, what="every notification delivered to the webhook")
+    assert receiver.attempts >= len(changes) + receiver.fail_first   # the first two failed and were retried
+    assert {b["user_id"] for b in bodies} == {buyer.id}
+    assert receiver.verified("not-the-secret") == []
+
+
+def test_webhook_registration_rejects_bad_urls(market):
+    buyer = market.buyer()
+    for url in ("ftp://example.com/x", "not a url at all", "http://"):
+        refused = buyer.attempt("POST", "/me/webhooks", json={"url": url})
+        assert (refused.status_code, refused.json()["code"]) == (422, "validation_failed"), url
+    assert buyer.call("GET", "/me/webhooks") == []
+    unauthenticated = market.http.get("/notifications/stream")
+    assert (unauthenticated.status_code, unauthenticated.json()["code"]) == (401, "not_authenticated")
