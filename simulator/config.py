@@ -165,6 +165,7 @@ class Live:
     seller_nodes: tuple[str, ...] = ("seller1", "seller2")
     windows_blocks: PositiveInt = 6
     concurrency: PositiveInt = 8
+    max_wall_s: Positive = 900.0
     item_price_min_sats: PositiveInt = 10_000
     item_price_max_sats: PositiveInt = 60_000
 

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from bench import sim
+
+
+def test_run_reports_the_four_figures():
+    result = sim.run("tests/simulator/golden/small.yaml", days=0.5)
+    assert set(result) >= {"events_per_s", "raw_simpy_events_per_s", "ratio", "orders_per_s"}
+    assert result["events"] > 0
+    assert result["ratio"] == round(result["events_per_s"] / result["raw_simpy_events_per_s"], 3)
