@@ -19,7 +19,7 @@ from scenarios.actors import ApiError
 from scenarios.runner import UnknownScenario
 
 from . import app as app_cmd
-from . import bench, cluster, demo, nodes, scenario
+from . import bench, cluster, demo, nodes, scenario, simulate
 from . import load as load_cmd
 from .common import UserError, console
 
@@ -36,6 +36,7 @@ app.add_typer(app_cmd.app, name="app")
 app.add_typer(scenario.app, name="scenario")
 app.add_typer(bench.app, name="bench")
 app.command(name="demo")(demo.demo)
+app.command(name="simulate")(simulate.simulate)
 app.command(name="load")(load_cmd.load)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.

@@ -28,6 +28,25 @@ def cluster_cmd(
                 console.print(f"{k}: {v}")
 
 
+@app.command("sim")
+def sim_cmd(
+    config: str = typer.Option("simulator/configs/year-10k.yaml", "--config", "-c", help="Simulator YAML."),
+    days: float = typer.Option(30.0, "--days", min=0.1, help="Simulated days to run."),
+    repeat: int = typer.Option(1, "--repeat", min=1, max=10, help="Runs; the best ratio is reported."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Simulator speed: simpy events our model processes a second, beside a raw simpy loop."""
+    from bench import sim
+
+    with progress("benchmarking the simulator", quiet=json_out):
+        result = sim.run(config, days, repeat)
+    if json_out:
+        emit_json(result)
+    else:
+        for k in ("events_per_s", "raw_simpy_events_per_s", "ratio", "orders_per_s", "load_average"):
+            console.print(f"{k}: {result[k]}")
+
+
 @app.command("onchain")
 def onchain_cmd(
     n: int = typer.Option(500, "--n", min=1, max=20_000, help="Escrows to fund and release."),
