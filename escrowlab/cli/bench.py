@@ -15,11 +15,12 @@ app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=Tr
 def cluster_cmd(
     topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
     repeat: int = typer.Option(1, "--repeat", min=1, max=20, help="Bring-ups to run; figures are per run plus the median."),
+    backend: str = typer.Option(None, "--backend", help="process (default) or docker."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Time cluster bring-up: command start to every declared channel active."""
     with progress("benchmarking cluster bring-up", quiet=json_out) as step:
-        result = cluster_bench.run(env(), topology, repeat, step)
+        result = cluster_bench.run(env(), topology, repeat, step, backend=backend)
     if json_out:
         emit_json(result)
     else:
@@ -89,3 +90,27 @@ def escrow_cmd(
         for k in ("escrows", "failed", "escrows_per_s", "p50_s", "p99_s", "ratio"):
             console.print(f"{k}: {result[k]}")
         console.print(f"baseline payments_per_s: {result['baseline']['payments_per_s']}")
+
+
+@app.command("api")
+def api_cmd(
+    seconds: float = typer.Option(10, "--seconds", min=1, max=3600, help="Length of each phase (ping, reads, writes)."),
+    concurrency: int = typer.Option(32, "--concurrency", min=1, max=1_000, help="Requests in flight at once."),
+    postgres: bool = typer.Option(True, "--postgres/--no-postgres", help="Also measure on a throwaway PostgreSQL."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Reads/s and writes/s on SQLite WAL and PostgreSQL, beside a bare FastAPI ping app."""
+    from bench import api
+
+    with progress("benchmarking the API", quiet=json_out) as step:
+        result = api.run(env(), seconds, concurrency, postgres, step)
+    if json_out:
+        emit_json(result)
+    else:
+        console.print(f"ping baseline: {result['baseline_ping']['requests_per_s']} req/s")
+        for db in ("sqlite_wal", "postgres"):
+            figures = result.get(db, {})
+            for kind in ("reads", "writes"):
+                if kind in figures:
+                    f = figures[kind]
+                    console.print(f"{db} {kind}: {f['requests_per_s']}/s, p99 {f['p99_ms']} ms, failed {f['failed']}")

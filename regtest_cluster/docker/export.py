@@ -47,8 +47,17 @@ class _Names:
 
 
 def image_names(env: ClusterEnv, source: str | None) -> image_mod.ImageSet:
-    """Export defaults to public images: a file meant to run elsewhere cannot count on local ones."""
-    return image_mod.local_tags(env) if source == "local" else image_mod.public_tags()
+    """Export defaults to public images: a file meant to run elsewhere cannot count on local ones.
+    Local ones (for this machine's engine) are built first if missing, the tools image included."""
+    if source != "local":
+        return image_mod.public_tags()
+    from . import engine
+
+    return image_mod.ensure(engine.client(env), env, "local", tools=True)
+
+
+def _tool_image(image_set: image_mod.ImageSet, tool: str) -> str:
+    return image_set.tools or TOOL_IMAGES[tool]
 
 
 def _nodes(topology: Topology, image_set, rpc_password: str, no_macaroons: bool = False):
@@ -69,7 +78,9 @@ def compose(topology: Topology, image_set: image_mod.ImageSet) -> dict:
     pw = secrets.token_hex(16)
     bitcoind, lnds = _nodes(topology, image_set, pw)
     health = {"interval": "5s", "timeout": "5s", "retries": 3, "start_period": "30s"}
-    host = BitcoinDPorts(rpc=18443, p2p=18444, zmq_block=28332, zmq_tx=28333)
+    # Host ports: the topology's base_port onwards, else the usual regtest defaults.
+    base = topology.base_port
+    host = BitcoinDPorts(*range(base, base + 4)) if base else BitcoinDPorts(18443, 18444, 28332, 28333)
     services: dict = {"bitcoind": {
         "image": image_set.bitcoind, "entrypoint": [bitcoind.argv()[0]], "command": bitcoind.argv()[1:],
         "volumes": ["bitcoind-data:/data", "bitcoind-node:/node"],
@@ -79,7 +90,8 @@ def compose(topology: Topology, image_set: image_mod.ImageSet) -> dict:
     volumes: dict = {"bitcoind-data": {}, "bitcoind-node": {}, "setup-work": {}}
     for i, node in enumerate(lnds):
         svc = f"lnd-{node.name}"
-        ports = LndPorts(rpc=10009 + i, rest=8080 + i, p2p=9735 + i)
+        ports = LndPorts(*range(base + 4 + 3 * i, base + 7 + 3 * i)) if base else \
+            LndPorts(rpc=10009 + i, rest=8080 + i, p2p=9735 + i)
         services[svc] = {
             "image": image_set.lnd, "entrypoint": [node.argv()[0]], "command": node.argv()[1:],
             "volumes": [f"{svc}-data:/data", f"{svc}-node:/node"],
@@ -101,7 +113,7 @@ def compose(topology: Topology, image_set: image_mod.ImageSet) -> dict:
             {"bitcoind": {"condition": "service_healthy"}}
         if step.tool == "lnd":
             after.update({f"lnd-{n.name}": {"condition": "service_healthy"} for n in topology.nodes})
-        services[name] = {"image": TOOL_IMAGES[step.tool], "entrypoint": ["sh", "-c"],
+        services[name] = {"image": _tool_image(image_set, step.tool), "entrypoint": ["sh", "-c"],
                           "command": [step.script.replace("$", "$$")],  # compose would interpolate $
                           "volumes": mounts, "depends_on": after, "restart": "no"}
         previous = name
@@ -205,11 +217,11 @@ def k8s(topology: Topology, image_set: image_mod.ImageSet, namespace: str = "esc
         docs += [_service(svc, namespace, lports),
                  _statefulset(svc, namespace, image_set.lnd, node.argv(), probe, lports, mounts,
                               [{"name": "tls", "secret": {"secretName": f"{svc}-tls"}}])]
-    docs += _setup_job(topology, namespace)
+    docs += _setup_job(topology, namespace, image_set)
     return docs
 
 
-def _setup_job(topology: Topology, namespace: str) -> list[dict]:
+def _setup_job(topology: Topology, namespace: str, image_set: image_mod.ImageSet) -> list[dict]:
     flags = {n.name: f"--tlscertpath=/tls/lnd-{n.name}/tls.crt --no-macaroons" for n in topology.nodes}
     plan = steps(topology, "$BITCOIND_RPC_PASSWORD", flags)
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("escrowlab-setup", namespace),
@@ -219,7 +231,7 @@ def _setup_job(topology: Topology, namespace: str) -> list[dict]:
     mounts = [{"name": "work", "mountPath": WORK}, {"name": "scripts", "mountPath": "/scripts"},
               *({"name": f"tls-{n.name}", "mountPath": f"/tls/lnd-{n.name}", "readOnly": True}
                 for n in topology.nodes)]
-    containers = [{"name": f"{k}-{s.name}", "image": TOOL_IMAGES[s.tool], "command": ["sh", f"/scripts/{k}-{s.name}.sh"],
+    containers = [{"name": f"{k}-{s.name}", "image": _tool_image(image_set, s.tool), "command": ["sh", f"/scripts/{k}-{s.name}.sh"],
                    "env": env, "volumeMounts": mounts} for k, s in enumerate(plan, 1)]
     volumes = [{"name": "work", "emptyDir": {}}, {"name": "scripts", "configMap": {"name": "escrowlab-setup"}},
                *({"name": f"tls-{n.name}", "secret": {"secretName": f"lnd-{n.name}-tls"}} for n in topology.nodes)]

@@ -48,6 +48,7 @@ class ImageSet:
     lnd_bin: str = "/bin/lnd"
     lncli_bin: str = "/bin/lncli"
     source: str = "local"
+    tools: str | None = None  # sh, bitcoin-cli and lncli in one image, for exported setup steps
 
 
 def local_tags(env: ClusterEnv) -> ImageSet:
@@ -61,8 +62,10 @@ def local_tags(env: ClusterEnv) -> ImageSet:
         raise ImageError("local images are built from the provisioned node binaries, which are not installed: "
                          "run `escrowlab nodes install` (or use --images public where a registry is reachable)")
     knots = json.loads(marker.read_text())["packages"]["bitcoin-knots"]
+    lnd_key = _tag(lnd_provision.cache_key())
     return ImageSet(bitcoind=f"escrowlab/bitcoind:knots-{_tag(knots)}-{RECIPE}",
-                    lnd=f"escrowlab/lnd:{_tag(lnd_provision.cache_key())}-{RECIPE}")
+                    lnd=f"escrowlab/lnd:{lnd_key}-{RECIPE}",
+                    tools=f"escrowlab/tools:knots-{_tag(knots)}-lnd-{lnd_key}-{RECIPE}")
 
 
 def public_tags() -> ImageSet:
@@ -70,12 +73,17 @@ def public_tags() -> ImageSet:
                     bitcoin_cli_bin="bitcoin-cli", lnd_bin="lnd", lncli_bin="lncli", source="public")
 
 
-def ensure(client, env: ClusterEnv, source: str = "local", progress: Progress = lambda _m: None) -> ImageSet:
-    """The images for ``source``: a missing local image is built, a missing public one pulled."""
+def ensure(client, env: ClusterEnv, source: str = "local", progress: Progress = lambda _m: None,
+           tools: bool = False) -> ImageSet:
+    """The images for ``source``: a missing local image is built, a missing public one pulled.
+    ``tools`` adds the local tools image (what exported setup steps run in)."""
     from docker.errors import ImageNotFound
 
     images = public_tags() if source == "public" else local_tags(env)
-    for kind, tag in (("bitcoind", images.bitcoind), ("lnd", images.lnd)):
+    wanted = [("bitcoind", images.bitcoind), ("lnd", images.lnd)]
+    if tools and images.tools:
+        wanted.append(("tools", images.tools))
+    for kind, tag in wanted:
         try:
             client.images.get(tag)
             continue
@@ -85,7 +93,7 @@ def ensure(client, env: ClusterEnv, source: str = "local", progress: Progress = 
             _pull(client, tag, progress)
         else:
             progress(f"building image {tag} FROM scratch (once per version)")
-            build = _bitcoind_context if kind == "bitcoind" else _lnd_context
+            build = {"bitcoind": _bitcoind_context, "lnd": _lnd_context, "tools": _tools_context}[kind]
             _build(client, tag, build(env.cache_dir, tag))
     return images
 
@@ -115,6 +123,43 @@ def _build(client, tag: str, context: bytes) -> None:
 
 
 def _bitcoind_context(cache: Path, tag: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_text(tar, "Dockerfile", _knots_into(tar, cache, ("bitcoind", "bitcoin-cli"))
+                  + 'ENTRYPOINT ["/usr/bin/bitcoind"]\n')
+        for d in ("rootfs/data", "rootfs/node", "rootfs/tmp"):
+            _add_dir(tar, d, 0o1777)  # a new volume takes its mount point's mode: any uid may write
+    return buf.getvalue()
+
+
+def _tools_context(cache: Path, tag: str) -> bytes:
+    """busybox (sh, sed, grep, seq, ...), bitcoin-cli and lncli: the exported setup steps' shell."""
+    busybox = shutil.which("busybox")
+    if busybox is None or not _static(Path(busybox)):
+        raise ImageError("the local tools image needs a static busybox: apt-get install busybox-static "
+                         "(or export with --images public)")
+    found = lnd_provision.installed(cache)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = _knots_into(tar, cache, ("bitcoin-cli",))
+        _add_text(tar, "Dockerfile", dockerfile + 'ENTRYPOINT ["/bin/sh", "-c"]\n')
+        tar.add(busybox, arcname="rootfs/bin/busybox")
+        for applet in ("sh", "sed", "grep", "seq", "cat", "sleep", "echo", "test", "[", "ls"):
+            _add_symlink(tar, f"rootfs/bin/{applet}", "busybox")
+        for d in ("rootfs/work", "rootfs/tmp"):
+            _add_dir(tar, d, 0o1777)
+        with tempfile.TemporaryDirectory() as tmp:
+            tar.add(_stripped(found["lncli"], Path(tmp)), arcname="rootfs/usr/bin/lncli")
+    return buf.getvalue()
+
+
+def _static(path: Path) -> bool:
+    """No PT_INTERP: the binary needs no loader."""
+    return b"/ld-linux" not in path.read_bytes()[:4096]
+
+
+def _knots_into(tar: tarfile.TarFile, cache: Path, programs: tuple[str, ...]) -> str:
+    """Add Knots ``programs`` with their loader and libraries; return the Dockerfile's start."""
     root = cache / "bitcoind" / "root"
     loaders = sorted(root.glob("usr/lib/*/ld-linux*.so.*"))
     if not loaders:
@@ -122,23 +167,13 @@ def _bitcoind_context(cache: Path, tag: str) -> bytes:
                          "run `escrowlab nodes install --force`")
     libdir = loaders[0].parent
     triplet = libdir.name
-    interp = _interpreter(root / "usr/bin/bitcoind")
-    dockerfile = (
-        "FROM scratch\nCOPY rootfs/ /\n"
-        f"ENV LD_LIBRARY_PATH=/usr/lib/{triplet}\n"
-        'ENTRYPOINT ["/usr/bin/bitcoind"]\n'
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        _add_text(tar, "Dockerfile", dockerfile)
-        for d in ("rootfs/data", "rootfs/node", "rootfs/tmp"):
-            _add_dir(tar, d, 0o1777)  # a new volume takes its mount point's mode: any uid may write
-        for exe in ("bitcoind", "bitcoin-cli"):
-            tar.add(root / "usr/bin" / exe, arcname=f"rootfs/usr/bin/{exe}")
-        tar.add(libdir, arcname=f"rootfs/usr/lib/{triplet}")
-        # The binaries' ELF header names the loader's path; put a link to ours there.
-        _add_symlink(tar, "rootfs" + interp, f"/usr/lib/{triplet}/{loaders[0].name}")
-    return buf.getvalue()
+    interp = _interpreter(root / "usr/bin" / programs[0])
+    for exe in programs:
+        tar.add(root / "usr/bin" / exe, arcname=f"rootfs/usr/bin/{exe}")
+    tar.add(libdir, arcname=f"rootfs/usr/lib/{triplet}")
+    # The binaries' ELF header names the loader's path; put a link to ours there.
+    _add_symlink(tar, "rootfs" + interp, f"/usr/lib/{triplet}/{loaders[0].name}")
+    return f"FROM scratch\nCOPY rootfs/ /\nENV LD_LIBRARY_PATH=/usr/lib/{triplet}\n"
 
 
 def _lnd_context(cache: Path, tag: str) -> bytes:
