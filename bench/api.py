@@ -1,0 +1,214 @@
+"""API throughput: reads/s and writes/s of the marketplace on SQLite (WAL) and on
+PostgreSQL, beside a bare FastAPI ping app, each served the same way (one uvicorn
+process) and driven by the same closed-loop client in the same run.
+
+- reads: the browse mix: ``GET /listings`` (a page), ``GET /listings?q=word``
+  (full-text search) and ``GET /listings/{id}``, in turn;
+- writes: ``POST /listings`` by a logged-in seller (a row, its search index,
+  one transaction). Order writes need the hub's LND for the hold invoice, so
+  they are measured with it, by ``bench escrow`` and ``escrowlab load``;
+- baseline: ``GET /ping`` on ``bench/ping_app.py``.
+
+The app runs without nodes (accounts and listings only). The client is asyncio
+httpx in this process; its own CPU is reported, since on a 2-core machine the
+client competes with the server.
+
+    python -m bench.api --seconds 10 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import httpx
+
+from regtest_cluster.env import ClusterEnv
+from regtest_cluster.ports import PortAllocator
+from regtest_cluster.postgres import PostgresNotInstalled, PostgresServer
+from regtest_cluster.rundir import new_run_dir
+from regtest_cluster.waiting import wait_for
+from scenarios.world import settings_env
+
+from .escrow import percentiles
+
+WORDS = ("lamp", "radio", "camera", "bicycle", "guitar", "kettle", "watch", "drone")
+SEED_LISTINGS = 300
+
+
+def app_factory():
+    """What uvicorn serves (``--factory``): the marketplace without nodes, settings from the environment."""
+    from reference_app.config import Settings
+    from reference_app.main import create_app
+
+    return create_app(Settings(), with_node=False)
+
+
+class Served:
+    """One uvicorn process, logging to the run folder."""
+
+    def __init__(self, target: str, run_dir: Path, label: str, env: dict[str, str], factory: bool = False) -> None:
+        self.port = PortAllocator().take()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "uvicorn", target, "--port", str(self.port), "--log-level", "warning",
+                "--no-access-log", *(["--factory"] if factory else [])]
+        self.log = (run_dir / f"{label}.log").open("w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+
+    def wait_ready(self, path: str) -> "Served":
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}; see {self.log.name}")
+            return httpx.get(self.url + path, timeout=2).status_code == 200
+
+        wait_for(up, timeout=60, what=f"{self.url}{path}", ignore=(httpx.HTTPError,))
+        return self
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+async def _drive(url: str, seconds: float, concurrency: int, request: Callable[[httpx.AsyncClient, int], object]) -> dict:
+    """Closed loop: ``concurrency`` tasks, each sending its next request when the last answers."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    cpu0 = _own_cpu_s()
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        async def loop(k: int) -> None:
+            i = k
+            while time.monotonic() < deadline:
+                t0 = time.monotonic()
+                response = await request(client, i)
+                i += concurrency
+                if response.status_code >= 400:
+                    failures.append(f"HTTP {response.status_code}: {response.text[:120]}")
+                else:
+                    latencies.append(time.monotonic() - t0)
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(loop(k) for k in range(concurrency)))
+        wall = time.monotonic() - t0
+    ms = percentiles(latencies)
+    return {"requests_per_s": round(len(latencies) / wall, 1), "requests": len(latencies), "failed": len(failures),
+            "p50_ms": round(ms["p50_s"] * 1000, 1) if latencies else None,
+            "p99_ms": round(ms["p99_s"] * 1000, 1) if latencies else None,
+            "client_cpu_share": round((_own_cpu_s() - cpu0) / wall, 2), "errors": failures[:3]}
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _seed(url: str, count: int) -> tuple[str, list[int]]:
+    """A seller with listings to read; returns the seller's token and the listing ids."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        email, password = f"seller-{random.randrange(10**9)}@bench.example", "bench-password-1"
+        http.post("/auth/register", json={"email": email, "password": password, "display_name": "bench seller",
+                                          "roles": ["seller"]}).raise_for_status()
+        token = http.post("/auth/login", json={"email": email, "password": password}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        ids = [http.post("/listings", headers=headers, json=_listing(i)).json()["id"] for i in range(count)]
+    return token, ids
+
+
+def _listing(i: int) -> dict:
+    return {"title": f"{WORDS[i % len(WORDS)]} model {i}", "description": f"a used {WORDS[(i * 3) % len(WORDS)]}",
+            "category": "electronics", "price_sats": 1_000 + i, "stock": 5}
+
+
+def _measure_app(label: str, run_dir: Path, env: dict[str, str], seconds: float, concurrency: int,
+                 seed: int, progress: Callable[[str], None]) -> dict:
+    server = Served("bench.api:app_factory", run_dir, label, env, factory=True).wait_ready("/health")
+    try:
+        token, ids = _seed(server.url, seed)
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def read(client: httpx.AsyncClient, i: int):
+            kind = i % 3
+            if kind == 0:
+                return client.get("/listings", params={"limit": 20})
+            if kind == 1:
+                return client.get("/listings", params={"q": WORDS[i % len(WORDS)], "limit": 20})
+            return client.get(f"/listings/{ids[i % len(ids)]}")
+
+        def write(client: httpx.AsyncClient, i: int):
+            return client.post("/listings", headers=headers, json=_listing(i))
+
+        progress(f"{label}: reads for {seconds:.0f}s")
+        reads = asyncio.run(_drive(server.url, seconds, concurrency, read))
+        progress(f"{label}: writes for {seconds:.0f}s")
+        writes = asyncio.run(_drive(server.url, seconds, concurrency, write))
+    finally:
+        server.stop()
+    return {"reads": reads, "writes": writes}
+
+
+def run(env: ClusterEnv, seconds: float = 10, concurrency: int = 32, postgres: bool = True,
+        seed: int = SEED_LISTINGS, progress: Callable[[str], None] = lambda _m: None) -> dict:
+    run_dir = new_run_dir(env.runs_dir, "bench-api")
+    result: dict = {"seconds_per_phase": seconds, "concurrency": concurrency, "seed_listings": seed, "run_dir": str(run_dir)}
+    ping = Served("bench.ping_app:app", run_dir, "ping", {}).wait_ready("/ping")
+    try:
+        progress(f"baseline: GET /ping for {seconds:.0f}s")
+        result["baseline_ping"] = asyncio.run(_drive(ping.url, seconds, concurrency,
+                                                     lambda client, _i: client.get("/ping")))
+    finally:
+        ping.stop()
+    sqlite_dir = run_dir / "sqlite"
+    result["sqlite_wal"] = _measure_app("sqlite", run_dir, settings_env({"data_dir": str(sqlite_dir)}),
+                                        seconds, concurrency, seed, progress)
+    if postgres:
+        try:
+            server = PostgresServer().start()
+        except PostgresNotInstalled as exc:
+            result["postgres"] = {"skipped": str(exc)}
+        else:
+            try:
+                url = server.create_database("bench_api")
+                result["postgres"] = _measure_app("postgres", run_dir, {**settings_env({"data_dir": str(
+                    run_dir / "pg")}), "DATABASE_URL": url}, seconds, concurrency, seed, progress)
+            finally:
+                server.stop()
+    base = result["baseline_ping"]["requests_per_s"]
+    for db in ("sqlite_wal", "postgres"):
+        figures = result.get(db, {})
+        if "reads" in figures and base:
+            figures["reads_ratio_to_ping"] = round(figures["reads"]["requests_per_s"] / base, 3)
+            figures["writes_ratio_to_ping"] = round(figures["writes"]["requests_per_s"] / base, 3)
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    result["cpus"] = os.cpu_count()
+    shutil.rmtree(sqlite_dir, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(ClusterEnv.from_environ(), args.seconds, args.concurrency, not args.no_postgres,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

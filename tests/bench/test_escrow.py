@@ -1,0 +1,22 @@
+"""`bench escrow` runs escrows end to end through the app and its raw-LND baseline in one run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench import escrow
+from regtest_cluster.env import ClusterEnv
+
+pytestmark = pytest.mark.cluster
+
+
+def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
+    env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
+    result = escrow.run(env, escrows=6, concurrency=3, raw=6)
+    assert (result["escrows"], result["failed"]) == (6, 0), result["errors"]
+    assert (result["baseline"]["payments"], result["baseline"]["failed"]) == (6, 0), result["baseline"]["errors"]
+    assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
+    assert result["p50_s"] <= result["p99_s"]
+    assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
