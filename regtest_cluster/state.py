@@ -130,7 +130,7 @@ def status(cluster: Cluster) -> dict:
             "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path), "lnddir": str(n.lnddir),
             "cli": f"{cluster.binaries.lncli} --network=regtest --lnddir={n.lnddir} "
                    f"--rpcserver=127.0.0.1:{n.ports.rpc}",
-            "expected_channels": expected[name],
+            "expected_channels": expected[name], **cluster.backend.node_record(n.daemon),
         }
         try:
             info = n.rest.getinfo()
@@ -157,7 +157,7 @@ def status(cluster: Cluster) -> dict:
     declared = len(cluster.topology.channels)
     all_active = all(n.get("active_channels", 0) >= n["expected_channels"] for n in nodes)
     return {
-        "topology": cluster.topology.name, "run_dir": str(cluster.run_dir),
+        "topology": cluster.topology.name, "backend": cluster.backend.name, "run_dir": str(cluster.run_dir),
         "declared_channels": declared, "all_channels_active": all_active,
         "bitcoind": btc_info, "nodes": nodes,
     }

@@ -33,7 +33,7 @@ IMAGES_OPT = typer.Option(None, "--images", help="docker backend: local (built F
 
 def print_status(st: dict) -> None:
     b = st["bitcoind"]
-    console.print(f"[bold]{st['topology']}[/]  run folder {st['run_dir']}")
+    console.print(f"[bold]{st['topology']}[/] ({st['backend']} backend)  run folder {st['run_dir']}")
     console.print(f"bitcoind {b['rpc_url']}  height {b.get('height', '?')}  "
                   f"{'[green]running[/]' if b.get('running') else '[red]down[/]'}")
     table = Table()

@@ -157,7 +157,7 @@ def _tls_pair(service: str, namespace: str) -> tuple[bytes, bytes]:
                               serialization.NoEncryption()))
 
 
-def _statefulset(name: str, namespace: str, image: str, argv: list[str], probe: list[str],
+def _statefulset(name: str, namespace: str, image: str, argv: list[str], probe: dict,
                  ports: dict[str, int], extra_mounts: list[dict], extra_volumes: list[dict]) -> dict:
     env = [{"name": "BITCOIND_RPC_PASSWORD",
             "valueFrom": {"secretKeyRef": {"name": "bitcoind-rpc", "key": "rpcpassword"}}}]
@@ -173,8 +173,7 @@ def _statefulset(name: str, namespace: str, image: str, argv: list[str], probe: 
                              "ports": [{"name": k, "containerPort": v} for k, v in ports.items()],
                              "volumeMounts": [{"name": "data", "mountPath": "/data"},
                                               {"name": "node", "mountPath": "/node"}, *extra_mounts],
-                             "readinessProbe": {"exec": {"command": probe}, "periodSeconds": 5,
-                                                "initialDelaySeconds": 3},
+                             "readinessProbe": {**probe, "periodSeconds": 5, "initialDelaySeconds": 3},
                          }], "volumes": [{"name": "node", "emptyDir": {}}, *extra_volumes]}},
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}}],
@@ -201,17 +200,17 @@ def k8s(topology: Topology, image_set: image_mod.ImageSet, namespace: str = "esc
     bports = {"rpc": BITCOIND_INSIDE.rpc, "p2p": BITCOIND_INSIDE.p2p,
               "zmq-block": BITCOIND_INSIDE.zmq_block, "zmq-tx": BITCOIND_INSIDE.zmq_tx}
     docs += [_service("bitcoind", namespace, bports),
+             # kubelet expands $(VAR) in args but not in probes: probe the RPC port instead.
              _statefulset("bitcoind", namespace, image_set.bitcoind, bitcoind.argv(),
-                          [*bitcoind.health_cmd()[:-2], "-rpcpassword=$(BITCOIND_RPC_PASSWORD)",
-                           "getblockchaininfo"], bports, [], [])]
+                          {"tcpSocket": {"port": BITCOIND_INSIDE.rpc}}, bports, [], [])]
     lports = {"grpc": LND_INSIDE.rpc, "rest": LND_INSIDE.rest, "p2p": LND_INSIDE.p2p}
     for node in lnds:
         svc = f"lnd-{node.name}"
         cert, key = _tls_pair(svc, namespace)
         docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": _meta(f"{svc}-tls", namespace, svc),
                      "type": "kubernetes.io/tls", "data": {"tls.crt": b64(cert), "tls.key": b64(key)}})
-        probe = [image_set.lncli_bin, "--network=regtest", "--lnddir=/node", "--no-macaroons",
-                 f"--rpcserver=localhost:{LND_INSIDE.rpc}", "getinfo"]
+        probe = {"exec": {"command": [image_set.lncli_bin, "--network=regtest", "--lnddir=/node", "--no-macaroons",
+                                      f"--rpcserver=localhost:{LND_INSIDE.rpc}", "getinfo"]}}
         mounts = [{"name": "tls", "mountPath": "/node/tls.cert", "subPath": "tls.crt", "readOnly": True},
                   {"name": "tls", "mountPath": "/node/tls.key", "subPath": "tls.key", "readOnly": True}]
         docs += [_service(svc, namespace, lports),
