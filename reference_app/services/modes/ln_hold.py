@@ -171,11 +171,15 @@ class LnHoldMode:
         ctx, hold = self.ctx, order.hold
         if hold.lnd_state == "SETTLED":
             return True
-        truth = holds.lookup(ctx.hub, bytes.fromhex(hold.payment_hash))
-        if truth.state == "ACCEPTED":
+        try:
+            # Settle first: lnd refuses it unless the hold is ACCEPTED (and repeats it when
+            # already SETTLED), so the common case needs no lookup before or after it.
             holds.settle(ctx.hub, ctx.box.open(hold.preimage_enc))
+        except LndError:
+            truth = holds.lookup(ctx.hub, bytes.fromhex(hold.payment_hash))  # OPEN or CANCELED
+        else:
             faults.point("after_settle", ctx.settings.fault_points)
-            truth = holds.lookup(ctx.hub, bytes.fromhex(hold.payment_hash))
+            truth = holds.InvoiceTruth("SETTLED", hold.amt_paid_sats, hold.htlc_expiry_height)
         with ctx.db.session() as session:
             fresh = session.get(Order, order.id)
             fresh.hold.lnd_state = truth.state
