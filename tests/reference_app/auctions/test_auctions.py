@@ -129,3 +129,18 @@ def test_bid_retry_with_same_key_holds_once_and_no_bids_closes_cleanly(market):
         assert closed["outcome"] == outcome
     alice_acc.wait_balance(available_sats=DEPOSIT - 12_000, held_sats=12_000)  # now the order's escrow
     assert_reconciled(market)
+
+
+def test_racing_bids_of_the_same_amount_exactly_one_leads(market):
+    alice, alice_acc = bidder(market, "buyer1", DEPOSIT)
+    bob, bob_acc = bidder(market, "buyer2", DEPOSIT)
+    seller = market.seller(bind=False)
+    aid = open_auction(seller, 20_000)["id"]
+    codes = alice_acc.race([lambda: bid(alice, aid, 25_000), lambda: bid(bob, aid, 25_000)])
+    assert sorted(codes)[0] == 201 and sorted(codes)[1] in (409, 422)   # CAS conflict, or too low once serialised
+    leader = auction_state(alice, aid)
+    assert leader["high_bid_sats"] == 25_000 and len(leader["bids"]) == 1
+    winner_acc, loser_acc = (alice_acc, bob_acc) if leader["high_bidder_id"] == alice.id else (bob_acc, alice_acc)
+    winner_acc.wait_balance(available_sats=DEPOSIT - 25_000, held_sats=25_000)
+    loser_acc.wait_balance(available_sats=DEPOSIT, held_sats=0)
+    assert_reconciled(market)
