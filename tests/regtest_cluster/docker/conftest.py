@@ -26,7 +26,20 @@ def docker_engine(cluster_env) -> None:
 
 @pytest.fixture(scope="session")
 def cluster_backend(cluster_env, docker_engine):
-    return backend_maker(cluster_env, "docker")
+    """Docker backends; at the end of the session (after the pool and every fixture
+    cluster is torn down) none of their containers, networks or volumes may be left."""
+    make = backend_maker(cluster_env, "docker")
+    made = []
+
+    def maker(label: str):
+        backend = make(label)
+        made.append(backend)
+        return backend
+
+    yield maker
+    left = {b.cluster_id: b.leftovers() for b in made if b.leftovers()}
+    if left:
+        pytest.fail(f"fixture teardown left docker objects behind: {left}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
