@@ -68,14 +68,14 @@ class MarketClient:
     def timed(self, request_type: str, name: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` (an LND call, say), fire the request event for it, and return its result."""
         start = time.perf_counter()
-        exc: BaseException | None = None
         try:
-            return fn()
+            result = fn()
         except Exception as error:
-            exc = error
+            self.fire(request_type, name, (time.perf_counter() - start) * 1000, error)
             raise
-        finally:
-            self.fire(request_type, name, (time.perf_counter() - start) * 1000, exc)
+        # A call cut short by the run's end (GreenletExit is no Exception) is no request at all.
+        self.fire(request_type, name, (time.perf_counter() - start) * 1000)
+        return result
 
     def fire(self, request_type: str, name: str, response_time_ms: float,
              exception: BaseException | None = None, length: int = 0) -> None:

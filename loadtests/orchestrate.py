@@ -95,7 +95,7 @@ class LockedSampler(threading.Thread):
 
 def locust_argv(plan: Path, run_dir: Path, opts: LoadOptions, role: str = "local", master_port: int = 0) -> list[str]:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--plan", str(plan),
-            "--loglevel", "WARNING", "--skip-log-setup"]
+            "--loglevel", "WARNING"]
     if role == "worker":
         return base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
     argv = base + ["--csv", str(run_dir / "locust"), "--csv-full-history", "--html", str(run_dir / "locust.html")]

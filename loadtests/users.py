@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gevent
+import gevent.pool
 from locust import FastHttpUser, between, task
 
 from reference_app.services.crypto import address_hash
@@ -105,8 +106,12 @@ class Buyer(MarketUser):
         self.market.call("PUT", "/me/address", json={"address": ADDRESS})
         self.key = self.email
         self.node = node_client(random.choice(PLAN["buyer_nodes"]))
+        self.payments = gevent.pool.Group()
 
     def on_stop(self) -> None:
+        # Trades still open when the run ends cannot finish (their sellers stop too):
+        # their payments are abandoned, not failed, and their holds time out on the hub.
+        self.payments.kill(block=True, timeout=5)
         self.node.close()
 
     @task(4)
@@ -117,7 +122,7 @@ class Buyer(MarketUser):
         listing_id, seller_id = random.choice(BOARD.listings)
         started = time.perf_counter()
         order = self.market.call("POST", "/orders", json={"listing_id": listing_id, "quantity": 1})
-        gevent.spawn(self._pay, order, started)
+        self.payments.spawn(self._pay, order, started)
         try:
             wait_for(lambda: self.market.call("GET", f"/orders/{order['id']}", name="/orders/[id]")["state"]
                      in ("FUNDED", "EXPIRED"), timeout=PLAN.get("funding_wait_s", 60), what="order funded",
