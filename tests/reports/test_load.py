@@ -1,0 +1,65 @@
+"""The load summary reads Locust's CSVs and the locked-sats samples into per-endpoint figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reports import load
+
+STATS_HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+                "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+                "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%")
+HISTORY_HEADER = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,"
+                  "99.9%,99.99%,100%,Total Request Count,Total Failure Count,Total Median Response Time,"
+                  "Total Average Response Time,Total Min Response Time,Total Max Response Time,"
+                  "Total Average Content Size")
+
+
+def _stats_row(kind: str, name: str, count: int, failures: int, rps: float, p50: int, p95: int, p99: int) -> str:
+    return f"{kind},{name},{count},{failures},{p50},{p50},1,{p99},10,{rps},0,{p50},{p50},{p50},{p50},{p95},{p95},{p99},{p99},{p99},{p99},{p99}"
+
+
+def _history_row(ts: int, users: int, kind: str, name: str, rps: float, total: int, failed: int = 0) -> str:
+    return f"{ts},{users},{kind},{name},{rps},0,5,5,5,5,9,9,9,9,9,9,9,{total},{failed},5,5,1,9,10"
+
+
+def _write_run(run_dir: Path) -> None:
+    (run_dir / "locust_stats.csv").write_text("\n".join([
+        STATS_HEADER,
+        _stats_row("GET", "/listings", 100, 0, 10.0, 5, 20, 40),
+        _stats_row("POST", "/orders", 50, 2, 5.0, 30, 90, 200),
+        _stats_row("ESCROW", "settled", 21, 1, 2.0, 3000, 6000, 9000),
+        _stats_row("", "Aggregated", 171, 3, 17.0, 8, 3000, 8000),
+    ]) + "\n")
+    (run_dir / "locust_stats_history.csv").write_text("\n".join([
+        HISTORY_HEADER,
+        _history_row(1000, 5, "", "Aggregated", 10, 10),
+        _history_row(1000, 5, "ESCROW", "settled", 1, 2),
+        _history_row(1010, 5, "", "Aggregated", 10, 171),
+        _history_row(1010, 5, "ESCROW", "settled", 1, 21, 1),
+    ]) + "\n")
+    (run_dir / "locked_sats.csv").write_text("t_s,locked_sats,held_htlcs\n1.0,0,0\n2.0,5000,5\n3.0,2000,2\n")
+
+
+def test_build_summary_per_endpoint_and_totals(tmp_path):
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=10, profile="steady", users=5)
+    assert summary["schema"] == "escrowlab.load-run/1"
+    orders = summary["endpoints"]["POST /orders"]
+    assert (orders["requests"], orders["failures"], orders["failure_ratio"], orders["p95_ms"]) == (50, 2, 0.04, 90)
+    t = summary["totals"]
+    # app requests only (ESCROW is not an app call) over the 10 s the history spans
+    assert t["rps"] == 15.0
+    assert (t["escrows_settled"], t["escrows_settled_per_s"]) == (20, 2.0)
+    assert (t["failures"], t["locked_sats_max"], t["held_htlcs_max"]) == (3, 5000, 5)
+
+
+def test_write_summary_files_and_plot(tmp_path):
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=10, profile="steady", users=5)
+    summary["budgets"] = {"passed": False, "breaches": ["totals: rps is 15, budget 20"], "file": "b.yaml"}
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| POST /orders | 50 | 2 | 5.0 | 30 | 90 | 200 |" in text
+    assert "budgets: BROKEN\n- totals: rps is 15, budget 20" in text
+    assert (tmp_path / "load.png").stat().st_size > 0
