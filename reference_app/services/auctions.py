@@ -211,7 +211,12 @@ def close(ctx: AppContext, session: Session, auction: Auction, height: int) -> A
         outcome = "reserve_not_met"
     else:
         outcome = "sold"
-    _claim(session, auction, state="CLOSED", outcome=outcome, closed_at=now())
+    try:
+        _claim(session, auction, state="CLOSED", outcome=outcome, closed_at=now())
+    except Conflict:
+        if auction.state == "CLOSED":
+            return auction  # closed by the market loop (or another request) a moment ago
+        raise
     if outcome != "sold":
         if leading is not None:
             _release(session, leading, "RELEASED")
