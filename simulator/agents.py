@@ -17,7 +17,7 @@ import numpy as np
 import simpy
 
 from simulator.config import MODES, SimConfig
-from simulator.market import BUCKET_S, CONFIRM, DISPUTE, LN, RULINGS, Market
+from simulator.market import BUCKET_S, CONFIRM, DISPUTE, ONCHAIN, RULINGS, Market
 
 DAY_S = 86_400.0
 # A buyer who confirms does so a while after delivery; the spread of that delay (log-normal sigma).
@@ -35,6 +35,7 @@ class Draws:
 
     arrive_s: list[float]
     rows: list[tuple]
+    arrays: dict          # the same draws as numpy arrays, for planning the day in bulk
 
 
 def draw_day(cfg: SimConfig, day: int, multiplier: float, gen: np.random.Generator) -> Draws:
@@ -66,18 +67,31 @@ def draw_day(cfg: SimConfig, day: int, multiplier: float, gen: np.random.Generat
     release_vb = gen.uniform(cfg.blocks.release_tx_min_vb, cfg.blocks.release_tx_max_vb, n)
     rows = list(zip(mode.tolist(), price.tolist(), channel.tolist(), ship.tolist(), transit.tolist(), act.tolist(),
                     act_delay.tolist(), ruling.tolist(), handling.tolist(), release_vb.tolist()))
-    return Draws(arrive.tolist(), rows)
+    arrays = {"arrive": arrive, "mode": mode, "price": price, "channel": channel, "ship": ship, "transit": transit,
+              "act": act, "act_delay": act_delay}
+    return Draws(arrive.tolist(), rows, arrays)
 
 
 def buyer(env: simpy.Environment, market: Market, cfg: SimConfig, days: int, multiplier: float,
           gen: np.random.Generator):
-    """Buyers arrive, pick a basket and an escrow mode, and fund the escrow."""
-    arrive = market.arrive
+    """Buyers arrive, pick a basket and an escrow mode, and fund the escrow.
+
+    Each day is drawn and planned a day ahead, so its stages land in calendar buckets
+    that have not opened yet."""
+    arrive, fund = market.arrive, market.fund
+    ahead = draw_day(cfg, 0, multiplier, gen)
+    ahead_plan = market.plan(ahead.arrays, ahead.rows)
     for day in range(days):
-        draws = draw_day(cfg, day, multiplier, gen)
-        for t, row in zip(draws.arrive_s, draws.rows):
+        draws, plan = ahead, ahead_plan
+        if day + 1 < days:
+            ahead = draw_day(cfg, day + 1, multiplier, gen)
+            ahead_plan = market.plan(ahead.arrays, ahead.rows)
+        for i, (t, row) in enumerate(zip(draws.arrive_s, draws.rows)):
             yield env.timeout(t - env._now)
-            arrive(*row)
+            if row[0] == ONCHAIN:
+                arrive(*row)     # funding waits on the mempool: the per-order path
+            else:
+                fund(plan, i)
 
 
 def miner(env: simpy.Environment, market: Market):
@@ -101,7 +115,7 @@ def arbiter(env: simpy.Environment, market: Market):
 
 def calendar(env: simpy.Environment, market: Market):
     """Opens each calendar bucket when its time comes (see ``market.BUCKET_S``)."""
-    k = 1
+    k = 0
     while True:
         yield env.timeout(k * BUCKET_S - env._now)
         market.open_bucket(k)
@@ -133,4 +147,4 @@ def start(env: simpy.Environment, market: Market, cfg: SimConfig, days: int, mul
         env.process(arbiter(env, market))
 
 
-__all__ = ["LN", "buyer", "miner", "arbiter", "treasurer", "start", "draw_day"]
+__all__ = ["buyer", "miner", "arbiter", "treasurer", "start", "draw_day"]

@@ -17,6 +17,7 @@ import dataclasses
 import math
 import random
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def live_config(cfg: SimConfig) -> SimConfig:
 
 def app_settings(cfg: SimConfig) -> dict:
     w = cfg.windows
-    return dict(ship_window_blocks=w.ship_window_blocks, delivery_window_blocks=w.delivery_window_blocks,
+    # a live run outlasts the default 15-minute access token; the scenario's parties log in once
+    return dict(access_token_ttl_s=6 * 3600, ship_window_blocks=w.ship_window_blocks, delivery_window_blocks=w.delivery_window_blocks,
                 dispute_window_blocks=w.dispute_window_blocks, ruling_window_blocks=w.ruling_window_blocks,
                 speedup_factor=w.speedup_factor, guardian_margin_blocks=w.guardian_margin_blocks,
                 hold_expiry_delta_blocks=w.hold_expiry_delta_blocks, fee_ppm=w.fee_ppm)
@@ -102,7 +104,11 @@ class LiveMarket(Scenario):
         for _ in range(self.cfg.arbiters.count):
             env.process(self.arbiter_desk())
         env.process(self.closer(time.monotonic() + live.max_wall_s))
-        env.run(until=self.done)
+        try:
+            env.run(until=self.done)
+        except Exception:
+            self.log.info("an agent failed:\n%s", traceback.format_exc(limit=12))
+            raise
         self.outcome["sim_hours"] = round(env.now / 3600, 2)
         self.outcome["blocks_per_10_sim_minutes"] = round(self.outcome["blocks_mined"] / max(env.now / 600, 1e-9), 3)
 

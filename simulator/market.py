@@ -18,12 +18,12 @@ disputed is settled into custody and its case goes on.
 from __future__ import annotations
 
 import math
-from heapq import heappush
 
+import numpy as np
 import simpy
-from simpy.events import NORMAL, Event
 
 from simulator.chain import Chain, Mempool
+from simulator.stages import BUCKET_S, PlannedStages, Stage
 from simulator.config import SimConfig, guardian_after_blocks, hold_cltv_blocks
 
 LN, ONCHAIN, CUSTODIAL = 0, 1, 2
@@ -35,9 +35,6 @@ SILENT, CONFIRM, DISPUTE = 0, 1, 2
 FAILURES = ("htlc_slots", "channel_liquidity", "cltv_budget")
 INF = math.inf
 HIST_MAX_BLOCKS = 4_096
-# Stages further ahead than this wait in a calendar bucket, so simpy's heap holds only the
-# next few minutes of events (a heap of months of pending stages costs cache misses on every pop).
-BUCKET_S = 900.0
 
 # order fields: drawn at arrival ...
 _MODE, _PRICE, _CH, _SHIP, _TRANSIT, _ACT, _ACT_DELAY, _RULING, _HANDLING, _RELEASE_VB = range(10)
@@ -45,19 +42,7 @@ _MODE, _PRICE, _CH, _SHIP, _TRANSIT, _ACT, _ACT_DELAY, _RULING, _HANDLING, _RELE
 _H_FUND, _GUARD, _DONE, _CUSTODY, _NEXT_AT, _NEXT_CB = range(10, 16)
 
 
-class Stage(Event):
-    """An order reaching its next state: a Timeout with its callback already attached."""
-
-    def __init__(self, env: simpy.Environment, delay: float, callback, order: list) -> None:
-        self.env = env
-        self.callbacks = [callback]
-        self._value = order
-        self._ok = True
-        # env.schedule, inlined as simpy's own Timeout inlines Event.__init__: same queue, same ids
-        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), self))
-
-
-class Market:
+class Market(PlannedStages):
     """Counters for every resource, updated by the order events; sampled by the recorder."""
 
     def __init__(self, env: simpy.Environment, cfg: SimConfig, chain: Chain) -> None:
@@ -84,7 +69,22 @@ class Market:
         self.split_buyer = cfg.disputes.split_buyer_share_pct / 100
         self.withdraw_fraction = cfg.custodial.seller_withdraw_fraction
         self.disputes: simpy.Store = simpy.Store(env)
-        self.buckets: dict[int, list] = {}
+        self.buckets: dict[int, list] = {}          # per-order stages: (time, callback, order)
+        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) chunks
+        self.block_times = np.asarray(chain.times_s)
+        self.skipped = 0                            # planned stages of orders whose funding failed
+        self.plan_callbacks = [self._p_ship, self._p_deliver, self._p_custody, self._p_ship_timeout,
+                               self._p_undelivered, self._p_buyer_dispute, self._p_release]
+        # bound once: a bound method made per call would be one more object per pending stage
+        self.cb_shipped = self._shipped
+        self.cb_delivered = self._delivered
+        self.cb_release = self._release
+        self.cb_undelivered = self._undelivered
+        self.cb_buyer_disputes = self._buyer_disputes
+        self.cb_ship_timeout = self._ship_timeout
+        self.cb_guardian = self._guardian
+        self.cb_ruling_timeout = self._ruling_timeout
+        self.cb_closed_onchain = self._closed_onchain
         self.next_bucket_s = BUCKET_S
         # resources, as they stand now
         self.held_htlcs = 0
@@ -127,16 +127,11 @@ class Market:
         now = env._now
         for t, callback, order in self.buckets.pop(k, ()):
             Stage(env, t - now, callback, order)
-
-    def _deadline(self, t: float, h: int, window: int) -> float:
-        seconds, blocks = self.windows[window]
-        by_blocks = self.times[h + blocks - 1]
-        return t + seconds if t + seconds < by_blocks else by_blocks
-
-    def _fail(self, reason: str) -> None:
-        self.failures[reason] += 1
-        if self.first_failure_s[reason] is None:
-            self.first_failure_s[reason] = self.env._now
+        callbacks = self.plan_callbacks
+        for plan, times, kinds, indices in self.plan_buckets.pop(k, ()):
+            live = np.frombuffer(plan.funded, dtype=np.uint8)[indices] != 2   # drop orders that failed funding
+            for t, kind, i in zip(times[live].tolist(), kinds[live].tolist(), indices[live].tolist()):
+                Stage(env, t - now, callbacks[kind], (plan, i))
 
     # --- arrival (called by the buyer process)
     def arrive(self, mode: int, price: int, ch: int, ship: float, transit: float, act: int, act_delay: float,
@@ -147,8 +142,10 @@ class Market:
         order = [mode, price, ch, ship, transit, act, act_delay, ruling, handling, release_vb, h, INF, False, False,
                  0.0, None]
         if mode == LN:
-            if not self._lock_htlc(order, price, ch):
+            c = self._take_slot(price, ch)
+            if c < 0:
                 return
+            order[_CH] = c
             order[_GUARD] = self.times[h + self.guard_blocks - 1]
         elif mode == ONCHAIN:
             # the buyer's funding transaction waits for block space, then k confirmations
@@ -166,14 +163,15 @@ class Market:
             dl = order[_GUARD]
         t = now + ship
         if t < dl:
-            self._at(t, self._shipped, order)
+            self._at(t, self.cb_shipped, order)
         else:
-            self._at(dl, self._ship_timeout, order)
+            self._at(dl, self.cb_ship_timeout, order)
 
-    def _lock_htlc(self, order: list, price: int, ch: int) -> bool:
+    def _take_slot(self, price: int, ch: int) -> int:
+        """Lock a hold HTLC on the first channel the route finds room on; -1 if none has room."""
         if not self.cltv_fits:  # senders refuse routes whose CLTV exceeds their cap
             self._fail("cltv_budget")
-            return False
+            return -1
         slots, inflight, n = self.slots, self.inflight_sats, self.channels
         first_reason = None
         for i in range(self.attempts):
@@ -186,10 +184,9 @@ class Market:
                 break
         else:
             self._fail(first_reason)
-            return False
+            return -1
         s = slots[c] = slots[c] + 1
         sats = inflight[c] = inflight[c] + price
-        order[_CH] = c
         self.held_htlcs += 1
         self.locked_sats[LN] += price
         peak = self.peak
@@ -199,10 +196,9 @@ class Market:
             peak["channel_slots"] = s
         if sats > peak["channel_sats"]:
             peak["channel_sats"] = sats
-        return True
+        return c
 
-    def _free_htlc(self, order: list) -> None:
-        c, price = order[_CH], order[_PRICE]
+    def _free_htlc(self, c: int, price: int) -> None:
         self.slots[c] -= 1
         self.inflight_sats[c] -= price
         self.held_htlcs -= 1
@@ -212,7 +208,7 @@ class Market:
         """Schedule the order's next stage, letting the guardian act first if its height comes sooner."""
         if t > order[_GUARD] and not order[_CUSTODY]:
             order[_NEXT_AT], order[_NEXT_CB] = t, callback
-            self._at(order[_GUARD], self._guardian, order)
+            self._at(order[_GUARD], self.cb_guardian, order)
         else:
             self._at(t, callback, order)
 
@@ -230,9 +226,9 @@ class Market:
         dl = self._deadline(now, self.height, 1)
         t = now + order[_TRANSIT]
         if t < dl:
-            self._next(order, t, self._delivered)
+            self._next(order, t, self.cb_delivered)
         else:
-            self._next(order, dl, self._undelivered)
+            self._next(order, dl, self.cb_undelivered)
 
     def _delivered(self, ev: Stage) -> None:
         order = ev._value
@@ -243,11 +239,11 @@ class Market:
         act = order[_ACT]
         t = now + order[_ACT_DELAY]
         if act == DISPUTE and t < dl:
-            self._next(order, t, self._buyer_disputes)
+            self._next(order, t, self.cb_buyer_disputes)
         elif act == CONFIRM and t < dl:
-            self._next(order, t, self._release)
+            self._next(order, t, self.cb_release)
         else:
-            self._next(order, dl, self._release)
+            self._next(order, dl, self.cb_release)
 
     def _release(self, ev: Stage) -> None:
         self.awaiting_release -= 1
@@ -270,14 +266,14 @@ class Market:
         dl = self._deadline(now, self.height, 3)
         if order[_GUARD] < dl and not order[_CUSTODY]:
             order[_NEXT_AT], order[_NEXT_CB] = INF, None
-            self._at(order[_GUARD], self._guardian, order)
-        self._at(dl, self._ruling_timeout, order)
+            self._at(order[_GUARD], self.cb_guardian, order)
+        self._at(dl, self.cb_ruling_timeout, order)
 
     def _guardian(self, ev: Stage) -> None:
         order = ev._value
         if order[_DONE]:
             return
-        self._free_htlc(order)              # settled into custody: the hold HTLC is gone
+        self._free_htlc(order[_CH], order[_PRICE])   # settled into custody: the hold HTLC is gone
         order[_CUSTODY] = True
         self.custody_sats += order[_PRICE]
         self.custody_moves += 1
@@ -302,25 +298,32 @@ class Market:
         order[_DONE] = True
         mode, price = order[_MODE], order[_PRICE]
         self.resolved += 1
+        if mode != ONCHAIN:
+            self._settle(mode, price, order[_CH], order[_H_FUND], order[_CUSTODY], outcome)
+            return
+        self.outcomes[mode][outcome] += 1
+        seller_part = 0 if outcome == REFUND else price if outcome == RELEASE else price - int(price * self.split_buyer)
+        self.commission_sats += seller_part * self.fee_ppm // 1_000_000
+        mined_at = self.mempool.submit(order[_RELEASE_VB], self.height, "release")
+        mined_at = mined_at if mined_at < len(self.times) else len(self.times) - 1
+        order[_NEXT_AT] = mined_at
+        self._at(self.times[mined_at - 1], self.cb_closed_onchain, order)
+
+    def _settle(self, mode: int, price: int, ch: int, fund_height: int, custody: bool, outcome: int) -> None:
+        """A Lightning or custodial escrow ends: settle or cancel, pay out, withdraw."""
         self.outcomes[mode][outcome] += 1
         seller_part = 0 if outcome == REFUND else price if outcome == RELEASE else price - int(price * self.split_buyer)
         commission = seller_part * self.fee_ppm // 1_000_000
         self.commission_sats += commission
         if mode == LN:
-            if order[_CUSTODY]:
+            if custody:
                 self.custody_sats -= price
                 if price - seller_part:
                     self._payout(price - seller_part)   # the buyer's share goes back from custody
             else:
-                self._free_htlc(order)
+                self._free_htlc(ch, price)
             if seller_part:
                 self._payout(seller_part - commission)
-            self._duration(order, self.height)
-        elif mode == ONCHAIN:
-            mined_at = self.mempool.submit(order[_RELEASE_VB], self.height, "release")
-            mined_at = mined_at if mined_at < len(self.times) else len(self.times) - 1
-            order[_NEXT_AT] = mined_at
-            self._at(self.times[mined_at - 1], self._closed_onchain, order)
         else:
             self.locked_sats[CUSTODIAL] -= price
             withdrawn = int((seller_part - commission) * self.withdraw_fraction)
@@ -331,12 +334,14 @@ class Market:
                     self.hot_wallet_short += 1
                     if self.first_failure_s["hot_wallet"] is None:
                         self.first_failure_s["hot_wallet"] = self.env._now
-            self._duration(order, self.height)
+        blocks = self.height - fund_height
+        self.durations[mode][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
 
     def _closed_onchain(self, ev: Stage) -> None:
         order = ev._value
         self.locked_sats[ONCHAIN] -= order[_PRICE]
-        self._duration(order, order[_NEXT_AT])
+        blocks = order[_NEXT_AT] - order[_H_FUND]
+        self.durations[ONCHAIN][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
 
     def _payout(self, amount: int) -> None:
         base, ppm, limit = self.payout_fee
@@ -350,7 +355,3 @@ class Market:
             self.outbound_short += 1
             if self.first_failure_s["outbound_liquidity"] is None:
                 self.first_failure_s["outbound_liquidity"] = self.env._now
-
-    def _duration(self, order: list, height: int) -> None:
-        blocks = height - order[_H_FUND]
-        self.durations[order[_MODE]][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1

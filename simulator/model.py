@@ -34,6 +34,7 @@ class ModelRun:
     events: int
     wall_s: float        # the whole run: drawing the chain, the event loop, the summary
     loop_s: float        # the event loop alone (the actors' own draws included)
+    loop_cpu_s: float    # the same, in CPU time of this process (robust on a shared machine)
 
 
 def processed_events(env: simpy.Environment) -> int:
@@ -72,18 +73,19 @@ def run(cfg: SimConfig, days: float | None = None, multiplier: float | None = No
     rec = Recorder(cfg.run.sample_interval_s)
     agents.start(env, market, cfg, math.ceil(days), multiplier, rng)
     env.process(recorder(env, market, rec))
-    loop_started = time.perf_counter()
+    loop_started, cpu_started = time.perf_counter(), time.process_time()
     with gc_paused():
         env.run(until=horizon_s)
     loop_s = time.perf_counter() - loop_started
+    loop_cpu_s = time.process_time() - cpu_started
     rec.sample(market)
-    events = processed_events(env)
+    events = processed_events(env) - market.skipped   # stages of orders that never funded do not count
     wall = time.perf_counter() - started
     summary = summarize(market, rec, horizon_s)
     summary["load_multiplier"] = multiplier
     summary["seed"] = cfg.run.seed if seed is None else seed
     summary["_histograms"] = {name: _trim(market.durations[i]) for i, name in enumerate(MODE_NAMES)}
-    return ModelRun(summary, rec, market, events, wall, loop_s)
+    return ModelRun(summary, rec, market, events, wall, loop_s, loop_cpu_s)
 
 
 def _trim(hist: list[int]) -> list[int]:

@@ -1,0 +1,96 @@
+"""A day of orders planned in bulk: every stage time of every Lightning and custodial order.
+
+Once funded at arrival, such an order's path depends only on what its seller, courier
+and buyer will do (drawn) and on the block times (drawn up front): the same rules as the
+per-order path in ``market`` (windows end at the first of seconds and blocks; the guardian
+acts at funding height + ``guardian_after_blocks``), computed with numpy. The stages are
+then filed into the market's calendar buckets as compact arrays, and become simpy events
+only when their bucket opens, each carrying ``(plan, index)``. On-chain orders, whose
+funding waits on the mempool, and disputes, which wait on arbiters, take the per-order path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# stage kinds, in the order of Market.plan_callbacks
+SHIP, DELIVER, CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(7)
+DISPUTE_ACT, CONFIRM_ACT = 2, 1
+ONCHAIN_MODE, LN_MODE = 1, 0
+
+
+@dataclass
+class DayPlan:
+    """One day's orders: fields the stage events read, and who got funded (set at arrival)."""
+
+    mode: list[int]
+    price: list[int]
+    channel: list[int]
+    fund_height: list[int]
+    custody: bytearray        # 1 if the guardian settles this order into custody before its end
+    rows: list[tuple]         # the drawn row, for the per-order (dispute, on-chain) path
+    funded: bytearray         # 0 not arrived yet, 1 funded, 2 funding failed
+
+
+def deadline(bt: np.ndarray, t: np.ndarray, h: np.ndarray, seconds: float, blocks: int) -> np.ndarray:
+    idx = np.minimum(h + blocks - 1, len(bt) - 1)
+    return np.minimum(t + seconds, bt[idx])
+
+
+def height_at(bt: np.ndarray, t: np.ndarray) -> np.ndarray:
+    finite = np.where(np.isfinite(t), t, bt[-1])
+    return np.searchsorted(bt, finite, side="right")
+
+
+def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np.ndarray, act: np.ndarray,
+             act_delay: np.ndarray, bt: np.ndarray, windows: tuple, guard_blocks: int) -> tuple[np.ndarray, ...]:
+    """Stage rows (time, kind, order index) for the day's non-on-chain orders, plus custody flags."""
+    (s1, b1), (s2, b2), (s3, b3), _ruling = windows
+    n = len(arrive)
+    idx = np.arange(n)
+    h0 = height_at(bt, arrive)
+    guard = np.where(mode == LN_MODE, bt[np.minimum(h0 + guard_blocks - 1, len(bt) - 1)], np.inf)
+    dl1 = np.minimum(deadline(bt, arrive, h0, s1, b1), guard)
+    ts = arrive + ship
+    shipped = ts < dl1
+    dl2 = deadline(bt, ts, height_at(bt, ts), s2, b2)
+    td = ts + transit
+    delivered = shipped & (td < dl2)
+    undelivered = shipped & ~delivered
+    dl3 = deadline(bt, td, height_at(bt, td), s3, b3)
+    ta = td + act_delay
+    early = delivered & (ta < dl3)
+    buyer_dispute = early & (act == DISPUTE_ACT)
+    release_t = np.where(early & (act == CONFIRM_ACT), ta, dl3)
+    release = delivered & ~buyer_dispute
+    end = np.select([~shipped, undelivered, buyer_dispute], [dl1, dl2, ta], release_t)
+    custody = shipped & (end > guard)
+    keep = mode != ONCHAIN_MODE
+    parts = [(ts, SHIP, shipped), (td, DELIVER, delivered), (guard, CUSTODY, custody),
+             (dl1, SHIP_TIMEOUT, ~shipped), (dl2, UNDELIVERED, undelivered), (ta, BUYER_DISPUTE, buyer_dispute),
+             (release_t, RELEASE, release)]
+    times, kinds, orders = [], [], []
+    for t, kind, mask in parts:
+        m = mask & keep
+        times.append(t[m])
+        kinds.append(np.full(int(m.sum()), kind, dtype=np.int8))
+        orders.append(idx[m])
+    return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0
+
+
+def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray, kinds: np.ndarray,
+                orders: np.ndarray) -> None:
+    """Append each stage to its calendar bucket, as one array chunk per bucket and day."""
+    key = np.floor(times / bucket_s).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key, times, kinds, orders = key[order], times[order], kinds[order], orders[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [len(key)]])
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        if s == e:
+            continue
+        chunk = (plan, times[s:e], kinds[s:e], orders[s:e])
+        buckets.setdefault(int(key[s]), []).append(chunk)
