@@ -163,7 +163,8 @@ def _measure_app(label: str, run_dir: Path, env: dict[str, str], seconds: float,
 def run(env: ClusterEnv, seconds: float = 10, concurrency: int = 32, postgres: bool = True,
         seed: int = SEED_LISTINGS, progress: Callable[[str], None] = lambda _m: None) -> dict:
     run_dir = new_run_dir(env.runs_dir, "bench-api")
-    result: dict = {"seconds_per_phase": seconds, "concurrency": concurrency, "seed_listings": seed, "run_dir": str(run_dir)}
+    result: dict = {"seconds_per_phase": seconds, "concurrency": concurrency, "seed_listings": seed,
+                    "run_dir": str(run_dir)}
     ping = Served("bench.ping_app:app", run_dir, "ping", {}).wait_ready("/ping")
     try:
         progress(f"baseline: GET /ping for {seconds:.0f}s")

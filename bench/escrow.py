@@ -34,10 +34,12 @@ from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
+from regtest_cluster.waiting import wait_for
 from scenarios.actors import Buyer, Seller
 from scenarios.world import World
 
 PRICE_SATS = 1_000
+POLL_S = 0.2
 APP_SETTINGS = dict(funding_timeout_blocks=144, ship_window_blocks=144, delivery_window_blocks=144,
                     dispute_window_blocks=144, ruling_window_blocks=500, worker_interval_s=0.05,
                     payout_retry_base_s=0.2)
@@ -79,6 +81,19 @@ def _timed_pool(n: int, concurrency: int, one: Callable[[int], None],
             "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5]}
 
 
+def _wait_state(party, order_id: int, state: str, timeout: float = 120) -> int:
+    """Poll the order every POLL_S (as a client app would) until ``state``; return the polls made."""
+    polls = 0
+
+    def reached() -> bool:
+        nonlocal polls
+        polls += 1
+        return party.order(order_id)["state"] == state
+
+    wait_for(reached, timeout=timeout, what=f"order {order_id} {state}", interval=POLL_S, max_interval=POLL_S)
+    return polls
+
+
 class Market:
     """The parties of the benchmark: one buyer account per buyer node, one seller per seller node."""
 
@@ -90,19 +105,20 @@ class Market:
         self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
         self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
                          for i, s in enumerate(self.sellers)]
+        self.polls = 0  # GET /orders/{id} calls made while waiting (not atomic: a rough count)
 
     def escrow(self, i: int) -> None:
         buyer, k = self.buyers[i % len(self.buyers)], i % len(self.sellers)
         seller, listing = self.sellers[k], self.listings[k]
         order = buyer.buy(listing)
         payment = buyer.pay(order)
-        buyer.wait_state(order["id"], "FUNDED", timeout=120)
+        self.polls += _wait_state(buyer, order["id"], "FUNDED")
         seller.ship(order["id"], "fastship", f"B{uuid.uuid4().hex[:14]}")
         buyer.confirm(order["id"])
         payment.join(180)
         if payment.outcome.get("status") != "SUCCEEDED":
             raise RuntimeError(f"order {order['id']}: buyer's payment {payment.outcome}")
-        buyer.wait_state(order["id"], "RELEASED", timeout=120)
+        self.polls += _wait_state(buyer, order["id"], "RELEASED")
 
     def raw_payment(self, i: int) -> None:
         buyer, seller = self.buyers[i % len(self.buyers)], self.sellers[i % len(self.sellers)]
@@ -138,6 +154,7 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
         "escrows": figures["done"], "failed": figures["failed"],
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
         "wall_s": figures["wall_s"], "errors": figures["errors"],
+        "status_polls_per_escrow": round(market.polls / max(1, figures["done"]), 1), "poll_interval_s": POLL_S,
         # Where the machine's time went during the escrow phase: CPU seconds per escrow, by process.
         "cpu_s_per_escrow": {k: round(v / max(1, figures["done"]), 4) for k, v in sorted(cpu.items())},
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",

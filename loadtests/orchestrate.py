@@ -45,6 +45,8 @@ class LoadOptions:
     headless: bool = True
     budgets: Path | None = None
     workers: int = 0
+    remote_workers: int = 0            # workers started by hand on other machines (see the README)
+    master_port: int | None = None     # fixed, for remote workers; default: a free port
     attach: str | None = None          # a detached cluster's name; None: start the hub topology
     topology: str = "hub"
     web_port: int = 8089
@@ -101,7 +103,8 @@ def locust_argv(plan: Path, run_dir: Path, opts: LoadOptions, role: str = "local
     argv = base + ["--csv", str(run_dir / "locust"), "--csv-full-history", "--html", str(run_dir / "locust.html")]
     argv += ["--headless"] if opts.headless else ["--autostart", "--autoquit", "5", "--web-port", str(opts.web_port)]
     if role == "master":
-        argv += ["--master", "--expect-workers", str(opts.workers), "--master-bind-port", str(master_port)]
+        argv += ["--master", "--expect-workers", str(opts.workers + opts.remote_workers),
+                 "--master-bind-port", str(master_port)]
     return argv
 
 
@@ -110,11 +113,12 @@ def run_locust(plan: Path, run_dir: Path, opts: LoadOptions, deadline_s: float) 
     procs: list[subprocess.Popen] = []
     logs = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    port = PortAllocator().take() if opts.workers else 0
+    distributed = opts.workers or opts.remote_workers
+    port = (opts.master_port or PortAllocator().take()) if distributed else 0
     try:
         log = (run_dir / "locust.log").open("w")
         logs.append(log)
-        master = subprocess.Popen(locust_argv(plan, run_dir, opts, "master" if opts.workers else "local", port),
+        master = subprocess.Popen(locust_argv(plan, run_dir, opts, "master" if distributed else "local", port),
                                   stdout=log, stderr=subprocess.STDOUT, env=env, cwd=run_dir)
         procs.append(master)
         for i in range(opts.workers):
@@ -143,7 +147,8 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
     plan = {"app_url": world.app.url, "state_file": str(world.state_file),
             "courier": {"name": COURIER, "secret": world.courier_secret(COURIER)},
             "admin": {"email": ADMIN[0], "password": ADMIN[1]},
-            "stages": stages, "mix": profile.mix, "fixed": profile.fixed, "processes": max(1, opts.workers),
+            "stages": stages, "mix": profile.mix, "fixed": profile.fixed,
+            "processes": max(1, opts.workers + opts.remote_workers),
             "price_sats": opts.price_sats, "dispute_ratio": opts.dispute_ratio,
             "buyer_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "buyer"],
             "seller_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "seller"]}
@@ -157,7 +162,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
     profile = load_profile(opts.profile)
     budgets = budgets_mod.load_budgets(opts.budgets) if opts.budgets else budgets_mod.DEFAULT
     duration_s = parse_duration(opts.duration or profile.default_duration)
-    stages = profile.plan(opts.users, duration_s, max(1, opts.workers))
+    stages = profile.plan(opts.users, duration_s, max(1, opts.workers + opts.remote_workers))
     run_dir = new_run_dir(env.runs_dir, f"load-{profile.name}")
     progress(f"run folder {run_dir}")
     if opts.attach:
@@ -176,7 +181,9 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         sampler.start()
         progress(f"Locust: profile {profile.name}, {opts.users} users, {duration_s:.0f}s"
                  + (f", {opts.workers} workers" if opts.workers else ""))
-        rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120)
+        if opts.remote_workers:
+            progress(f"waiting for {opts.remote_workers} remote worker(s) on port {opts.master_port}; plan {plan}")
+        rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120 + (600 if opts.remote_workers else 0))
         sampler.stop()
         if not (run_dir / "locust_stats.csv").is_file():
             raise LoadError(f"Locust exited {rc} without statistics; see {run_dir / 'locust.log'}")

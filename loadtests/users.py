@@ -119,6 +119,9 @@ class Buyer(MarketUser):
         if not BOARD.listings:
             self.market.call("GET", "/listings", params={"limit": 20}, auth=False)
             return
+        if len(self.payments) >= PLAN.get("open_trades_per_buyer", 3):
+            self.settle()  # a buyer with enough trades open sees to them first, as a person would
+            return
         listing_id, seller_id = random.choice(BOARD.listings)
         started = time.perf_counter()
         order = self.market.call("POST", "/orders", json={"listing_id": listing_id, "quantity": 1})
@@ -150,12 +153,13 @@ class Buyer(MarketUser):
         if not done:
             self.market.call("GET", "/orders", params={"limit": 10})
             return
-        order_id = done.popleft()
-        if random.random() < PLAN.get("dispute_ratio", 0.0):
-            self.market.call("POST", f"/orders/{order_id}/dispute", name="/orders/[id]/dispute",
-                             json={"reason": "the item does not match the listing"})
-        else:
-            self.market.call("POST", f"/orders/{order_id}/confirm", name="/orders/[id]/confirm")
+        while done:  # everything that arrived since the last look
+            order_id = done.popleft()
+            if random.random() < PLAN.get("dispute_ratio", 0.0):
+                self.market.call("POST", f"/orders/{order_id}/dispute", name="/orders/[id]/dispute",
+                                 json={"reason": "the item does not match the listing"})
+            else:
+                self.market.call("POST", f"/orders/{order_id}/confirm", name="/orders/[id]/confirm")
 
 
 class Seller(MarketUser):

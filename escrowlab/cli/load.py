@@ -14,16 +14,24 @@ from .common import UserError, console, emit_json, env, progress
 
 
 def load(
-    profile: str = typer.Option("steady", "--profile", "-p", help="Shipped profile (steady, ramp, spike, soak) or a YAML file."),
+    profile: str = typer.Option("steady", "--profile", "-p",
+                                help="Shipped profile (steady, ramp, spike, soak) or a YAML file."),
     users: int = typer.Option(10, "--users", "-u", min=1, max=5_000, help="Browsers and buyers at the profile's peak."),
     duration: str = typer.Option(None, "--duration", "-d", help="Run length, e.g. 60s, 5m (default: the profile's)."),
     headless: bool = typer.Option(False, "--headless", help="No web UI; otherwise Locust's UI runs on --web-port."),
     budgets: Path = typer.Option(None, "--budgets", "-b", help="Budgets YAML; a broken budget exits 1."),
-    workers: int = typer.Option(0, "--workers", "-w", min=0, max=64, help="Locust workers (a master plus K workers)."),
-    attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting the hub topology."),
+    workers: int = typer.Option(0, "--workers", "-w", min=0, max=64,
+                                help="Local Locust workers (a master plus K workers)."),
+    remote_workers: int = typer.Option(0, "--remote-workers", min=0, max=256,
+                                       help="Also wait for this many workers started on other machines."),
+    master_port: int = typer.Option(None, "--master-port", min=1, max=65535,
+                                    help="Locust master port (fixed, for remote workers)."),
+    attach: str = typer.Option(None, "--attach",
+                               help="Use this detached cluster instead of starting the hub topology."),
     web_port: int = typer.Option(8089, "--web-port", min=1, max=65535, help="Locust web UI port (without --headless)."),
     price: int = typer.Option(1_000, "--price", min=1_000, help="Price of each listed item, sats."),
-    dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1, help="Share of delivered orders disputed."),
+    dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1,
+                                        help="Share of delivered orders disputed."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run Locust users (browse, buy and pay, ship, deliver, rule) and report; exit 1 on a broken budget."""
@@ -31,9 +39,11 @@ def load(
     from loadtests.orchestrate import LoadError, LoadOptions, run
     from loadtests.profiles import ProfileError
 
+    if remote_workers and not master_port:
+        raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
-                       workers=workers, attach=attach, web_port=web_port, price_sats=price,
-                       dispute_ratio=dispute_ratio)
+                       workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
+                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
