@@ -5,15 +5,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from reference_app.main import create_app
 from reference_app.services import gdpr
 from reference_app.services.transitions import now
 from reference_app.store.models import Notification
+from tests.reference_app.conftest import make_settings
 from tests.reference_app.test_listings import make_user
 
 
-def test_retention_drops_only_old_read_notifications(api):
+@pytest.fixture
+def quiet_api(tmp_path):
+    """The app without its market loop, so retention runs only when the test calls it."""
+    app = create_app(make_settings(tmp_path, run_market_loop=False), with_node=False)
+    with TestClient(app) as client:
+        yield client
+    app.state.ctx.db.dispose()
+
+
+def test_retention_drops_only_old_read_notifications(quiet_api):
+    api = quiet_api
     ctx = api.app.state.ctx
     uid, _headers = make_user(api, "buyer")
     old = now() - timedelta(days=ctx.settings.notification_retention_days + 1)
