@@ -10,6 +10,7 @@ import pytest
 
 from regtest_cluster.waiting import wait_for
 from scenarios.actors_custodial import list_custodial
+from tests.reference_app.escrow.conftest import ADDRESSES, open_market, release_holds
 from tests.reference_app.notifications.conftest import DEPOSIT, NOT_INITIATED_LOG, PRICE, release
 
 pytestmark = [pytest.mark.cluster, NOT_INITIATED_LOG]
@@ -76,3 +77,21 @@ def test_webhook_registration_rejects_bad_urls(market):
     assert buyer.call("GET", "/me/webhooks") == []
     unauthenticated = market.http.get("/notifications/stream")
     assert (unauthenticated.status_code, unauthenticated.json()["code"]) == (401, "not_authenticated")
+
+
+def test_every_transition_of_a_hold_invoice_order_notifies_both_parties(cluster, tmp_path):
+    with open_market(cluster, tmp_path / "ln") as ln:
+        try:
+            buyer, seller = ln.buyer(), ln.seller()
+            order = ln.funded_order(buyer, seller)
+            seller.ship(order["id"], "fastship", "NT-2001")
+            ln.courier().deliver("NT-2001", ADDRESSES["buyer1"])
+            ln.mine(6)
+            final = buyer.wait_state(order["id"], "RELEASED")
+            changes = state_changes(buyer, final["id"])
+            assert changes == ["order.awaiting_funds", "order.funded", "order.shipped", "order.delivered",
+                               "order.release_pending", "order.released"]
+            assert order_notifications(buyer, final["id"]) == changes
+            assert order_notifications(seller, final["id"]) == changes
+        finally:
+            release_holds(ln)
