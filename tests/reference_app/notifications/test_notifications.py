@@ -95,3 +95,18 @@ def test_every_transition_of_a_hold_invoice_order_notifies_both_parties(cluster,
             assert order_notifications(seller, final["id"]) == changes
         finally:
             release_holds(ln)
+
+
+def test_every_transition_of_a_disputed_order_notifies_both_parties(market):
+    buyer, _account = market.funded_buyer(DEPOSIT)
+    seller, arbiter = market.seller(bind=False), market.arbiter()
+    order = buyer.buy(list_custodial(seller, "disputed item", PRICE)["id"])
+    seller.ship(order["id"], "fastship", "NT-3001")
+    buyer.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "broken"}, expect=201)
+    arbiter.rule(order["id"], "split", 40)
+    buyer.wait_state(order["id"], "SPLIT")
+    changes = state_changes(buyer, order["id"])
+    assert changes == ["order.awaiting_funds", "order.funded", "order.shipped", "order.disputed",
+                       "order.split_pending", "order.split"]
+    assert order_notifications(buyer, order["id"]) == changes
+    assert order_notifications(seller, order["id"]) == changes
