@@ -105,20 +105,23 @@ class Market:
         self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
         self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
                          for i, s in enumerate(self.sellers)]
-        self.polls = 0  # GET /orders/{id} calls made while waiting (not atomic: a rough count)
+        self.polls = 0  # GET /orders/{id} calls made while waiting
+        self._lock = threading.Lock()
 
     def escrow(self, i: int) -> None:
         buyer, k = self.buyers[i % len(self.buyers)], i % len(self.sellers)
         seller, listing = self.sellers[k], self.listings[k]
         order = buyer.buy(listing)
         payment = buyer.pay(order)
-        self.polls += _wait_state(buyer, order["id"], "FUNDED")
+        polls = _wait_state(buyer, order["id"], "FUNDED")
         seller.ship(order["id"], "fastship", f"B{uuid.uuid4().hex[:14]}")
         buyer.confirm(order["id"])
         payment.join(180)
         if payment.outcome.get("status") != "SUCCEEDED":
             raise RuntimeError(f"order {order['id']}: buyer's payment {payment.outcome}")
-        self.polls += _wait_state(buyer, order["id"], "RELEASED")
+        polls += _wait_state(buyer, order["id"], "RELEASED")
+        with self._lock:
+            self.polls += polls
 
     def raw_payment(self, i: int) -> None:
         buyer, seller = self.buyers[i % len(self.buyers)], self.sellers[i % len(self.sellers)]

@@ -103,7 +103,7 @@ def api_cmd(
     from bench import api
 
     with progress("benchmarking the API", quiet=json_out) as step:
-        result = api.run(env(), seconds, concurrency, postgres, step)
+        result = api.run(env(), seconds, concurrency, postgres, progress=step)
     if json_out:
         emit_json(result)
     else:
