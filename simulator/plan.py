@@ -92,5 +92,5 @@ def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray
     for s, e in zip(starts.tolist(), ends.tolist()):
         if s == e:
             continue
-        chunk = (plan, times[s:e], kinds[s:e], orders[s:e])
+        chunk = (plan, times[s:e].tolist(), kinds[s:e].tolist(), orders[s:e].tolist())
         buckets.setdefault(int(key[s]), []).append(chunk)

@@ -19,9 +19,12 @@ LN, CUSTODIAL = 0, 2
 REFUND, RELEASE = 1, 0
 INF = float("inf")
 _H_FUND = 10
+# A deadline in blocks falls exactly on a block's time: the block comes first (the app acts
+# when it sees the height), so stages sort after ordinary events at the same instant.
+AFTER_BLOCKS = NORMAL + 1
 # Stages further ahead than this wait in a calendar bucket, so simpy's heap holds only the
 # next few minutes of events (a heap of months of pending stages costs cache misses on every pop).
-BUCKET_S = 900.0
+BUCKET_S = 3_600.0
 
 
 class Stage(Event):
@@ -33,7 +36,7 @@ class Stage(Event):
         self._value = order
         self._ok = True
         # env.schedule, inlined as simpy's own Timeout inlines Event.__init__: same queue, same ids
-        heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), self))
+        heappush(env._queue, (env._now + delay, AFTER_BLOCKS, next(env._eid), self))
 
 
 class PlannedStages:
