@@ -122,7 +122,10 @@ def _seed(url: str, count: int) -> tuple[str, list[int]]:
         email, password = f"seller-{random.randrange(10**9)}@bench.example", "bench-password-1"
         http.post("/auth/register", json={"email": email, "password": password, "display_name": "bench seller",
                                           "roles": ["seller"]}).raise_for_status()
-        token = http.post("/auth/login", json={"email": email, "password": password}).json()["access_token"]
+        login = http.post("/auth/login", json={"email": email, "password": password})
+        if login.status_code != 200:
+            raise RuntimeError(f"the bench seller cannot log in: HTTP {login.status_code} {login.text[:200]}")
+        token = login.json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         ids = [http.post("/listings", headers=headers, json=_listing(i)).json()["id"] for i in range(count)]
     return token, ids
