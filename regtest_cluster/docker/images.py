@@ -23,7 +23,6 @@ from typing import Callable
 
 from ..cluster import ClusterError
 from ..env import ClusterEnv
-from ..provision import bitcoind as bitcoind_provision
 from ..provision import lnd as lnd_provision
 from ..versions import LND_VERSION, PUBLIC_BITCOIND_IMAGE, PUBLIC_LND_IMAGE
 
