@@ -31,6 +31,7 @@ def _configure(environment, **_kwargs) -> None:
         raise SystemExit("loadtests: --plan FILE is required (escrowlab load writes it)")
     plan = json.loads(Path(path).read_text())
     users.PLAN.update(plan)
+    users.RNG.seed(plan["seed"])
     PlanShape.stages = plan["stages"]
     for name, cls in users.USERS.items():
         if name in plan["mix"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -52,6 +53,7 @@ class LoadOptions:
     web_port: int = 8089
     price_sats: int = 1_000
     dispute_ratio: float = 0.05
+    seed: int | None = None            # None: a fresh one, logged and written to the plan
 
 
 @dataclass
@@ -149,7 +151,7 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
             "admin": {"email": ADMIN[0], "password": ADMIN[1]},
             "stages": stages, "mix": profile.mix, "fixed": profile.fixed,
             "processes": max(1, opts.workers + opts.remote_workers),
-            "price_sats": opts.price_sats, "dispute_ratio": opts.dispute_ratio,
+            "price_sats": opts.price_sats, "dispute_ratio": opts.dispute_ratio, "seed": opts.seed,
             "buyer_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "buyer"],
             "seller_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "seller"]}
     path.write_text(json.dumps(plan, indent=2))
@@ -164,7 +166,9 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
     duration_s = parse_duration(opts.duration or profile.default_duration)
     stages = profile.plan(opts.users, duration_s, max(1, opts.workers + opts.remote_workers))
     run_dir = new_run_dir(env.runs_dir, f"load-{profile.name}")
-    progress(f"run folder {run_dir}")
+    if opts.seed is None:
+        opts.seed = random.randrange(2**31)
+    progress(f"run folder {run_dir}, seed {opts.seed}")
     if opts.attach:
         cluster = launcher.attached(env, opts.attach)
     else:
@@ -188,6 +192,9 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         if not (run_dir / "locust_stats.csv").is_file():
             raise LoadError(f"Locust exited {rc} without statistics; see {run_dir / 'locust.log'}")
         summary = report.build(run_dir, duration_s, profile.name, opts.users, opts.workers)
+        if not summary["totals"]["requests"]:
+            raise LoadError(f"Locust made no requests (exit {rc}); see {run_dir / 'locust.log'}")
+        summary["seed"] = opts.seed
         breaches = budgets_mod.check(budgets, summary)
         summary["budgets"] = {"file": str(opts.budgets) if opts.budgets else None,
                               "breaches": [str(b) for b in breaches], "passed": not breaches}

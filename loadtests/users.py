@@ -48,6 +48,7 @@ class Board:
 
 BOARD = Board()
 PLAN: dict = {}   # set by the locustfile from --plan before any user starts
+RNG = random.Random()  # seeded from the plan by the locustfile
 
 
 def node_client(name: str) -> LndRest:
@@ -86,12 +87,12 @@ class Browser(MarketUser):
     def browse(self) -> None:
         page = self.market.call("GET", "/listings", params={"limit": 20}, auth=False)
         if page["items"]:
-            listing = random.choice(page["items"])
+            listing = RNG.choice(page["items"])
             self.market.call("GET", f"/listings/{listing['id']}", name="/listings/[id]", auth=False)
 
     @task(2)
     def search(self) -> None:
-        self.market.call("GET", "/listings", name="/listings?q", params={"q": random.choice(WORDS), "limit": 20},
+        self.market.call("GET", "/listings", name="/listings?q", params={"q": RNG.choice(WORDS), "limit": 20},
                          auth=False)
 
 
@@ -105,7 +106,7 @@ class Buyer(MarketUser):
         super().on_start()
         self.market.call("PUT", "/me/address", json={"address": ADDRESS})
         self.key = self.email
-        self.node = node_client(random.choice(PLAN["buyer_nodes"]))
+        self.node = node_client(RNG.choice(PLAN["buyer_nodes"]))
         self.payments = gevent.pool.Group()
 
     def on_stop(self) -> None:
@@ -122,7 +123,7 @@ class Buyer(MarketUser):
         if len(self.payments) >= PLAN.get("open_trades_per_buyer", 3):
             self.settle()  # a buyer with enough trades open sees to them first, as a person would
             return
-        listing_id, seller_id = random.choice(BOARD.listings)
+        listing_id, seller_id = RNG.choice(BOARD.listings)
         started = time.perf_counter()
         order = self.market.call("POST", "/orders", json={"listing_id": listing_id, "quantity": 1})
         self.payments.spawn(self._pay, order, started)
@@ -155,7 +156,7 @@ class Buyer(MarketUser):
             return
         while done:  # everything that arrived since the last look
             order_id = done.popleft()
-            if random.random() < PLAN.get("dispute_ratio", 0.0):
+            if RNG.random() < PLAN.get("dispute_ratio", 0.0):
                 self.market.call("POST", f"/orders/{order_id}/dispute", name="/orders/[id]/dispute",
                                  json={"reason": "the item does not match the listing"})
             else:
@@ -170,7 +171,7 @@ class Seller(MarketUser):
 
     def on_start(self) -> None:
         super().on_start()
-        name = random.choice(PLAN["seller_nodes"])
+        name = RNG.choice(PLAN["seller_nodes"])
         node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
         macaroon = (Path(node["macaroon"]).parent / "invoice.macaroon").read_bytes().hex()
         self.market.call("PUT", "/me/payout-node", json={"node_pubkey": node["pubkey"], "rest_url": node["rest_url"],
@@ -182,7 +183,7 @@ class Seller(MarketUser):
     @task(1)
     def list_item(self) -> None:
         listing = self.market.call("POST", "/listings", json={
-            "title": f"{random.choice(WORDS)} {uuid.uuid4().hex[:6]}", "description": "load test item, as new",
+            "title": f"{RNG.choice(WORDS)} {uuid.uuid4().hex[:6]}", "description": "load test item, as new",
             "category": "electronics", "price_sats": PLAN.get("price_sats", 1_000), "stock": 1_000_000})
         BOARD.listings.append((listing["id"], self.user_id))
 

@@ -32,6 +32,7 @@ def load(
     price: int = typer.Option(1_000, "--price", min=1_000, help="Price of each listed item, sats."),
     dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1,
                                         help="Share of delivered orders disputed."),
+    seed: int = typer.Option(None, "--seed", help="Seed for the users' choices (default: a fresh one, logged)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run Locust users (browse, buy and pay, ship, deliver, rule) and report; exit 1 on a broken budget."""
@@ -43,7 +44,7 @@ def load(
         raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
-                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio)
+                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
