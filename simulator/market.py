@@ -107,7 +107,7 @@ class Market(PlannedStages):
         self.routing_fees_sats = 0.0
         self.commission_sats = 0
         self.durations = [[0] * (HIST_MAX_BLOCKS + 1) for _ in MODE_NAMES]
-        self.peak = {"held_htlcs": 0, "channel_slots": 0, "channel_sats": 0, "locked_sats": 0}
+        self.peak = {"held_htlcs": 0, "channel_slots": 0, "channel_sats": 0, "ln_locked_sats": 0}
 
     # --- helpers
     def _at(self, t: float, callback, order: list) -> None:
@@ -191,6 +191,8 @@ class Market(PlannedStages):
         self.held_htlcs += 1
         self.locked_sats[LN] += price
         peak = self.peak
+        if self.locked_sats[LN] > peak["ln_locked_sats"]:
+            peak["ln_locked_sats"] = self.locked_sats[LN]
         if self.held_htlcs > peak["held_htlcs"]:
             peak["held_htlcs"] = self.held_htlcs
         if s > peak["channel_slots"]:

@@ -90,6 +90,7 @@ def summarize(market: Market, rec: Recorder, duration_s: float) -> dict:
                       "peak_held_htlcs": m.peak["held_htlcs"], "peak_channel_slots": m.peak["channel_slots"],
                       "slot_limit": m.slot_limit, "channels": m.channels,
                       "peak_channel_sats": m.peak["channel_sats"], "usable_channel_sats": m.usable_sats,
+                      "peak_ln_locked_sats": m.peak["ln_locked_sats"],
                       "payouts": m.payouts, "payouts_over_fee_limit": m.payouts_over_fee_limit,
                       "routing_fees_sats": round(m.routing_fees_sats),
                       "outbound_short": m.outbound_short, "min_outbound_sats": min(s["outbound_sats"], default=0)},

@@ -22,10 +22,12 @@ def utilisation(summary: dict, cfg) -> dict[str, dict]:
     disputes = sum(summary["disputes"]["opened"].values())
     arbiter_load_h_per_day = disputes / days * cfg.arbiters.handling_mean_h
     rows = {
-        "htlc_slots": (ln["peak_channel_slots"], ln["slot_limit"],
-                       "busiest channel's held HTLCs vs the 483-per-direction limit"),
-        "channel_liquidity": (ln["peak_channel_sats"], ln["usable_channel_sats"],
-                              "busiest channel's held sats vs its capacity less reserve"),
+        # Pool views: the route tries several channels, so the hub runs out when all of them are
+        # full, not when the busiest one is (its peak is in the summary and the report).
+        "htlc_slots": (ln["peak_held_htlcs"], ln["slot_limit"] * ln["channels"],
+                       "held HTLCs vs 483 per direction on every incoming channel"),
+        "channel_liquidity": (ln["peak_ln_locked_sats"], ln["usable_channel_sats"] * ln["channels"],
+                              "sats held in HTLCs vs the incoming channels' capacity less reserve"),
         "cltv_budget": (ln["cltv_blocks"], ln["cltv_cap_blocks"],
                         "hold invoice CLTV vs senders' route cap (independent of load)"),
         "block_space": (oc["demand_vb_per_block"], oc["mean_block_space_vb"],
