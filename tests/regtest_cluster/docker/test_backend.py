@@ -4,6 +4,7 @@ cluster, a container that dies early, and nothing left behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 
@@ -79,3 +80,5 @@ def test_start_container_exiting_early_reports_its_logs_and_leaves_nothing(clust
     assert "no-such-flag" in message  # the container's own output says why
     assert f"run folder kept: {run_dir}" in message
     assert engine.leftovers(backend.docker, backend.cluster_id) == {"containers": [], "networks": [], "volumes": []}
+    assert (run_dir / "lnd-a").is_dir()  # kept, with the node folders, for whoever debugs it
+    shutil.rmtree(run_dir)
