@@ -9,6 +9,8 @@ body already uses (`cluster`, `fresh_cluster`, `lnd_factory`, `bitcoind`,
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from regtest_cluster.docker.engine import engine_reachable
@@ -20,6 +22,8 @@ from tests.reference_app.escrow.conftest import market  # noqa: F401  (the ln_ho
 @pytest.fixture(scope="session")
 def docker_engine(cluster_env) -> None:
     reason = engine_reachable(cluster_env)
+    if reason and os.environ.get("ESCROWLAB_REQUIRE_DOCKER"):
+        pytest.fail(f"ESCROWLAB_REQUIRE_DOCKER is set but no Docker engine answers: {reason}", pytrace=False)
     if reason:
         pytest.skip(f"no Docker engine reachable, docker backend not tested: {reason}")
 
