@@ -76,7 +76,8 @@ class LiveMarket(Scenario):
         live = self.cfg.live
         n = max(1, math.ceil(self.n_orders / ORDERS_PER_PARTY))
         self.log.info("registering %s buyers and %s sellers on %s and %s", n, n, live.buyer_nodes, live.seller_nodes)
-        self.buyers = [self.buyer(live.buyer_nodes[i % len(live.buyer_nodes)]) for i in range(n)]
+        # buyers bind their nodes too: a split or a refund from custody pays them an invoice of theirs
+        self.buyers = [self.buyer(live.buyer_nodes[i % len(live.buyer_nodes)], bind=True) for i in range(n)]
         self.sellers = [self.seller(live.seller_nodes[i % len(live.seller_nodes)]) for i in range(n)]
         self.arbiter_party = self.arbiter()
         self.couriers = {name: self.world.courier(name) for name in ("fastship", "slowpost")}
@@ -155,7 +156,11 @@ class LiveMarket(Scenario):
         """An arbiter takes each open dispute, spends the model's handling time, and rules."""
         taken = self.__dict__.setdefault("_taken", set())
         while True:
-            open_cases = yield from self._call(self.arbiter_party.call, "GET", "/disputes")
+            try:
+                open_cases = yield from self._call(self.arbiter_party.call, "GET", "/disputes")
+            except ApiError as exc:
+                self._api_error("list disputes", exc)
+                open_cases = []
             case = next((d for d in open_cases if d["order_id"] in self.my_orders and d["order_id"] not in taken
                          and d.get("ruling") is None), None)
             if case is None:
