@@ -1,8 +1,9 @@
 """The simulator's speed: simpy events our model processes a second, beside a raw simpy loop.
 
 ``events_per_s`` counts the events the model's environment actually processed (event ids
-it issued less those still queued), over the event loop's wall time; the actors' bulk
-draws happen inside that loop and are included. ``raw_simpy_events_per_s`` is a trivial
+it issued less those still queued, less the planned stages of orders whose funding failed,
+which fire only to be dropped), over the event loop's wall time; the actors' bulk draws and
+the day planning happen inside that loop and are included. ``raw_simpy_events_per_s`` is a trivial
 ``yield env.timeout(1)`` loop processing the same number of events in the same process,
 under the same conditions (cyclic GC paused for both). ``ratio`` is the first over the second.
 The ``*_cpu_s`` figures divide by this process's CPU time instead of the wall clock: on a
