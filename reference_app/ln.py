@@ -31,6 +31,10 @@ def hub_client(settings: Settings) -> LndRest:
         macaroon = Path(node["macaroon"]).read_bytes().hex()
         return LndRest(settings.hub_node, node["rest_url"], macaroon, Path(node["tls_cert"]))
     if settings.lnd_rest_url and settings.lnd_macaroon_path and settings.lnd_tls_cert_path:
+        for var, file in (("ESCROWLAB_LND_MACAROON_PATH", settings.lnd_macaroon_path),
+                          ("ESCROWLAB_LND_TLS_CERT_PATH", settings.lnd_tls_cert_path)):
+            if not Path(file).is_file():
+                raise NodeConfigError(f"{var}: no file at {file}")
         return LndRest("hub", settings.lnd_rest_url, Path(settings.lnd_macaroon_path).read_bytes().hex(),
                        Path(settings.lnd_tls_cert_path))
     raise NodeConfigError("the hub node is not configured: set ESCROWLAB_CLUSTER_STATE_FILE, or "

@@ -21,9 +21,15 @@ STATE_FILE_OPT = typer.Option(None, "--state-file", help="A cluster state file t
 
 
 def app_settings(name: str, state_file: Path | None = None, **overrides):
-    """Settings from the environment, pointed at the detached cluster's state file."""
+    """Settings from the environment, pointed at the detached cluster's state file,
+    unless the environment names the hub node itself (ESCROWLAB_LND_REST_URL and its
+    credentials: a cluster escrowlab did not start, e.g. on Kubernetes)."""
     from reference_app.config import Settings
 
+    if state_file is None and name == "default":
+        explicit = Settings(**overrides)
+        if explicit.lnd_rest_url and not explicit.cluster_state_file:
+            return explicit
     path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
         raise UserError(f"no detached cluster named {name!r} ({path} does not exist): start one with "
