@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     totp_max_failures: int = 5
     lockout_s: int = 900
     webhook_tolerance_s: int = 300
+    # rate limits (api/ratelimit.py): rule -> [burst, refill per minute]; generous for writes,
+    # so the scenarios and load profiles stay under them; login per address and per account
+    rate_limits_enabled: bool = True
+    rate_limits: dict[str, tuple[int, float]] = {
+        "login_address": (300, 60), "login_account": (10, 10), "totp": (10, 5),
+        "refresh": (60, 30), "write_account": (600, 600), "write_address": (600, 300)}
 
     # worker
     run_worker_inprocess: bool = True
@@ -120,6 +126,8 @@ class Settings(BaseSettings):
                 raise ValueError("planted_bug is for proving the test oracle and is refused in production")
             if self.planted_bug not in PLANTED_BUGS:
                 raise ValueError(f"unknown planted_bug {self.planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
+        if any(burst < 1 or per_min <= 0 for burst, per_min in self.rate_limits.values()):
+            raise ValueError("each rate limit needs a burst of at least 1 and a positive refill per minute")
         if self.hold_expiry_delta_blocks < 1 or self.guardian_margin_blocks < 1:
             raise ValueError("guardian_margin_blocks and hold_expiry_delta_blocks must be positive")
         return self

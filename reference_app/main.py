@@ -62,10 +62,12 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.state.ctx = ctx
     app.state.worker = worker
     app.state.market_loop = market_loop
-    from .api import errors
+    from .api import errors, openapi, ratelimit
     from .api.routes import ROUTERS
 
     errors.install(app)
+    openapi.install(app)
+    ratelimit.install(app, ctx.settings)
     for router in ROUTERS:
         app.include_router(router)
     from .web.views import router as dashboard

@@ -12,6 +12,8 @@ from ..context import AppContext
 from ..services import policy, tokens
 from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.models import Order, User
+from . import ratelimit
+from .params import Id
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -29,7 +31,7 @@ def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> Iterato
         yield s
 
 
-def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
                  ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> User:
     if creds is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
@@ -39,7 +41,14 @@ def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
         raise NotAuthenticated("token no longer valid")
     if user.blocked:
         raise PermissionDenied("this account is blocked")
+    if request.method not in SAFE_METHODS:
+        ratelimit.hit(request, "write_account", str(user.id))
     return user
+
+
+def anonymous_write(request: Request) -> None:
+    """Writes without an account (registration, login) count against the client address."""
+    ratelimit.hit(request, "write_address", ratelimit.client_address(request))
 
 
 def require_role(role: str):
@@ -52,7 +61,7 @@ def require_role(role: str):
 
 def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
-    def dep(order_id: int, user: User = Depends(current_user), session: Session = Depends(get_session)) -> Order:
+    def dep(order_id: Id, user: User = Depends(current_user), session: Session = Depends(get_session)) -> Order:
         order = session.get(Order, order_id)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")

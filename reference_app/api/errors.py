@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..services.errors import DomainError
@@ -38,6 +39,14 @@ def install(app: FastAPI) -> None:
         field = _field(tuple(first.get("loc", ())))
         return problem(422, "validation_failed", "ValidationFailed", f"{field}: {first['msg']}", field=field,
                        errors=[{"field": _field(tuple(e.get("loc", ()))), "message": e["msg"]} for e in errors])
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_req: Request, _exc: Exception):
+        # SQLite cannot bind an int beyond 64 bits (OverflowError) and PostgreSQL refuses one
+        # (DataError): a number in the request was out of range, not a server fault.
+        return problem(422, "validation_failed", "ValidationFailed",
+                       "a number in the request is out of range (beyond a 64-bit integer)")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException):

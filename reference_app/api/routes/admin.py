@@ -10,6 +10,7 @@ from ...context import AppContext
 from ...services import admin, gdpr
 from ...store.models import User
 from ..deps import current_user, get_ctx, get_session, require_role
+from ..params import Id
 
 router = APIRouter(tags=["admin"])
 admin_only = require_role("admin")
@@ -51,7 +52,7 @@ def erase_me(user: User = Depends(current_user), ctx: AppContext = Depends(get_c
 
 
 @router.post("/admin/users/{user_id}/erase")
-def erase_user(user_id: int, admin_user: User = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
+def erase_user(user_id: Id, admin_user: User = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
                session: Session = Depends(get_session)) -> dict:
     """Delete a user: anonymised as /me/erase does, under the same refusal rules."""
     return gdpr.erase(ctx, session, user_id, admin_user)

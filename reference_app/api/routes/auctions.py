@@ -11,6 +11,7 @@ from ...services import auctions
 from ...store.models import User
 from ...store.models_market import Auction, Bid
 from ..deps import current_user, get_ctx, get_session, require_role
+from ..params import Id
 from .wallet import account_holder
 from ..schemas.market import AuctionIn, AuctionOut, BidIn
 
@@ -41,12 +42,12 @@ def list_auctions(state: str = Query("OPEN", pattern="^(OPEN|CLOSED)$"), limit: 
 
 
 @router.get("/{auction_id}", response_model=AuctionOut)
-def read_auction(auction_id: int, session: Session = Depends(get_session)) -> AuctionOut:
+def read_auction(auction_id: Id, session: Session = Depends(get_session)) -> AuctionOut:
     return auction_out(session, auctions.get(session, auction_id))
 
 
 @router.post("/{auction_id}/bids", status_code=status.HTTP_201_CREATED, response_model=AuctionOut)
-def place_bid(auction_id: int, body: BidIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+def place_bid(auction_id: Id, body: BidIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
               session: Session = Depends(get_session), key: str | None = BID_KEY) -> AuctionOut:
     """Bid at least the minimum; the amount is held from your balance and the bid you beat is released."""
     auction, _bid = auctions.bid(ctx, session, auction_id, user, body.amount_sats, key)
@@ -54,7 +55,7 @@ def place_bid(auction_id: int, body: BidIn, user: User = Depends(current_user), 
 
 
 @router.post("/{auction_id}/close", response_model=AuctionOut)
-def close_auction(auction_id: int, _user: User = Depends(account_holder),
+def close_auction(auction_id: Id, _user: User = Depends(account_holder),
                   ctx: AppContext = Depends(get_ctx)) -> AuctionOut:
     """Close an auction whose end height has passed (the market loop does this too); repeating is harmless."""
     height = auctions.chain_height(ctx)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import accounts
 from ...store.models import User
-from ..deps import current_user, get_ctx, get_session
+from .. import ratelimit
+from ..deps import anonymous_write, current_user, get_ctx, get_session
 from ..schemas.accounts import LoginIn, RefreshIn, RegisterIn, TokensOut, TotpCodeIn, TotpEnrolOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+def _limit_login(request: Request, email: str, totp_code: str | None) -> None:
+    address = ratelimit.client_address(request)
+    ratelimit.hit(request, "login_address", address)
+    ratelimit.hit(request, "login_account", f"{address} {email.strip().lower()}")
+    if totp_code:
+        ratelimit.hit(request, "totp", email.strip().lower())
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, dependencies=[Depends(anonymous_write)])
 def register(body: RegisterIn, ctx: AppContext = Depends(get_ctx),
              session: Session = Depends(get_session)) -> UserOut:
     """Create an account as buyer, seller and/or courier (arbiter and admin come from an admin)."""
@@ -23,15 +32,18 @@ def register(body: RegisterIn, ctx: AppContext = Depends(get_ctx),
 
 
 @router.post("/login")
-def login(body: LoginIn, ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> TokensOut:
+def login(body: LoginIn, request: Request, ctx: AppContext = Depends(get_ctx),
+          session: Session = Depends(get_session)) -> TokensOut:
     """Password (plus ``totp_code`` when two-factor is on) for an access and a refresh token."""
+    _limit_login(request, body.email, body.totp_code)
     pair = accounts.login(session, ctx, body.email, body.password, body.totp_code)
     return TokensOut.of(pair, ctx.settings.access_token_ttl_s)
 
 
 @router.post("/refresh")
-def refresh(body: RefreshIn, ctx: AppContext = Depends(get_ctx),
+def refresh(body: RefreshIn, request: Request, ctx: AppContext = Depends(get_ctx),
             session: Session = Depends(get_session)) -> TokensOut:
+    ratelimit.hit(request, "refresh", ratelimit.client_address(request))
     pair = accounts.refresh(session, ctx, body.refresh_token)
     return TokensOut.of(pair, ctx.settings.access_token_ttl_s)
 
@@ -50,12 +62,14 @@ def totp_enrol(user: User = Depends(current_user), ctx: AppContext = Depends(get
 
 
 @router.post("/totp/verify", status_code=status.HTTP_204_NO_CONTENT)
-def totp_verify(body: TotpCodeIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                session: Session = Depends(get_session)) -> None:
+def totp_verify(body: TotpCodeIn, request: Request, user: User = Depends(current_user),
+                ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> None:
+    ratelimit.hit(request, "totp", user.email)
     accounts.totp_verify(session, ctx, user, body.code)
 
 
 @router.post("/totp/disable", status_code=status.HTTP_204_NO_CONTENT)
-def totp_disable(body: TotpCodeIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                 session: Session = Depends(get_session)) -> None:
+def totp_disable(body: TotpCodeIn, request: Request, user: User = Depends(current_user),
+                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> None:
+    ratelimit.hit(request, "totp", user.email)
     accounts.totp_disable(session, ctx, user, body.code)

@@ -12,6 +12,7 @@ from ...context import AppContext
 from ...services import listings
 from ...store.models import Listing, User
 from ..deps import current_user, get_ctx, get_session, require_role
+from ..params import Id
 from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
 
 router = APIRouter(prefix="/listings", tags=["listings"])
@@ -19,7 +20,7 @@ router = APIRouter(prefix="/listings", tags=["listings"])
 
 def authorized_listing(action: str) -> Callable[..., Listing]:
     """Load the listing in the path and check, once, that the user may do ``action`` to it."""
-    def dep(listing_id: int, user: User = Depends(current_user),
+    def dep(listing_id: Id, user: User = Depends(current_user),
             session: Session = Depends(get_session)) -> Listing:
         listing = listings.get(session, listing_id)
         listings.authorize(user, listing, action)
@@ -49,7 +50,7 @@ def search_listings(
 
 
 @router.get("/{listing_id}", response_model=ListingOut)
-def read_listing(listing_id: int, session: Session = Depends(get_session)) -> Listing:
+def read_listing(listing_id: Id, session: Session = Depends(get_session)) -> Listing:
     return listings.get(session, listing_id)
 
 

@@ -23,6 +23,7 @@ from ...services.errors import NotFound
 from ...store.models import User
 from ...store.models_market import WebhookEndpoint
 from ..deps import current_user, get_ctx, get_session
+from ..params import Id
 from ..schemas.market import WebhookIn, WebhookOut
 from .wallet import account_holder
 
@@ -82,7 +83,7 @@ def list_webhooks(user: User = Depends(current_user), session: Session = Depends
 
 
 @router.delete("/me/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_webhook(endpoint_id: int, user: User = Depends(current_user),
+def remove_webhook(endpoint_id: Id, user: User = Depends(current_user),
                    session: Session = Depends(get_session)) -> None:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.user_id != user.id:

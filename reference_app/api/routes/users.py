@@ -9,6 +9,7 @@ from ...context import AppContext
 from ...services import accounts, inbox
 from ...store.models import User
 from ..deps import current_user, get_ctx, get_session, require_role
+from ..params import Id
 from ..schemas.accounts import (AddressIn, AddressOut, BlockIn, MarkedReadOut, NotificationOut, NotificationPage,
                                 PayoutNodeIn, RoleChangeIn, UserOut, UserPage, UserUpdate)
 
@@ -76,7 +77,7 @@ def list_users(limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0
 
 
 @router.post("/admin/users/{user_id}/roles")
-def change_role(user_id: int, body: RoleChangeIn, admin: User = Depends(admin_only),
+def change_role(user_id: Id, body: RoleChangeIn, admin: User = Depends(admin_only),
                 session: Session = Depends(get_session)) -> UserOut:
     if body.grant:
         user = accounts.grant_role(session, user_id, body.role)
@@ -86,7 +87,7 @@ def change_role(user_id: int, body: RoleChangeIn, admin: User = Depends(admin_on
 
 
 @router.post("/admin/users/{user_id}/block")
-def block(user_id: int, body: BlockIn, admin: User = Depends(admin_only),
+def block(user_id: Id, body: BlockIn, admin: User = Depends(admin_only),
           session: Session = Depends(get_session)) -> UserOut:
     """Block (revoking the user's tokens) or unblock an account."""
     return UserOut.of(accounts.set_blocked(session, admin, user_id, body.blocked))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..params import UtcDateTime
 
 
 class OrderCreate(BaseModel):
@@ -48,13 +49,13 @@ class OrderOut(BaseModel):
     tracking_number: str | None
     delivered_evidence: bool
     disputed: bool
-    deadline_at: datetime | None
+    deadline_at: UtcDateTime | None
     deadline_height: int | None
     allowed_events: list[str]
     hold: HoldOut | None
     payouts: list[PayoutOut] = []
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class OrderPage(BaseModel):
@@ -69,7 +70,7 @@ class EventOut(BaseModel):
     actor: str
     height: int | None
     detail: str
-    at: datetime
+    at: UtcDateTime
 
 
 class ShipIn(BaseModel):
@@ -102,7 +103,7 @@ class RulingIn(BaseModel):
 class MessageOut(BaseModel):
     author_id: int
     body: str
-    at: datetime
+    at: UtcDateTime
 
 
 class DisputeOut(BaseModel):
@@ -112,8 +113,8 @@ class DisputeOut(BaseModel):
     ruling: str | None
     buyer_share_ppm: int | None
     arbiter_id: int | None
-    opened_at: datetime
-    ruled_at: datetime | None
+    opened_at: UtcDateTime
+    ruled_at: UtcDateTime | None
     messages: list[MessageOut]
     evidence: list[MessageOut] = Field(default=[], description="the order's buyer-seller thread")
 

@@ -1,0 +1,74 @@
+"""The OpenAPI document, with every error declared once: each operation may answer
+problem+json 400/401/403/404/409/422/429/503, as ``errors.install`` makes them.
+
+FastAPI declares 422 as its own ``HTTPValidationError`` body, which this app never
+sends (its validation errors are problem+json too); that entry is replaced here.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from .errors import PROBLEM
+
+PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "stable machine-readable cause"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+ERRORS = {
+    "400": "Bad request",
+    "401": "Not authenticated, or the token is no longer valid",
+    "403": "Authenticated but not allowed",
+    "404": "No such object (or not yours to see)",
+    "409": "The object's state forbids this now",
+    "422": "The request does not validate",
+    "429": "Too many attempts; see Retry-After",
+    "503": "A Lightning or bitcoin node is unavailable",
+}
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def _problem(status: str, description: str) -> dict:
+    response = {"description": description,
+                "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if status == "429":
+        response["headers"] = {"Retry-After": {"description": "seconds until a retry may succeed",
+                                               "schema": {"type": "string"}}}
+    return response
+
+
+def document(app: FastAPI) -> dict:
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for ops in schema.get("paths", {}).values():
+        for method, op in ops.items():
+            if method not in METHODS:
+                continue
+            responses = op.setdefault("responses", {})
+            for status, description in ERRORS.items():
+                responses[status] = _problem(status, description)
+    return schema
+
+
+def install(app: FastAPI) -> None:
+    """Serve the document above at /openapi.json (built once, on first request)."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi
