@@ -92,6 +92,7 @@ def buyer(env: simpy.Environment, market: Market, cfg: SimConfig, days: int, mul
                 arrive(*row)     # funding waits on the mempool: the per-order path
             else:
                 fund(plan, i)
+        market.account(plan)
 
 
 def miner(env: simpy.Environment, market: Market):

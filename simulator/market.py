@@ -45,7 +45,7 @@ _H_FUND, _GUARD, _DONE, _CUSTODY, _NEXT_AT, _NEXT_CB = range(10, 16)
 class Market(PlannedStages):
     """Counters for every resource, updated by the order events; sampled by the recorder."""
 
-    def __init__(self, env: simpy.Environment, cfg: SimConfig, chain: Chain) -> None:
+    def __init__(self, env: simpy.Environment, cfg: SimConfig, chain: Chain, horizon_s: float) -> None:
         self.env, self.cfg, self.chain = env, cfg, chain
         self.times = chain.times_s
         self.height = 0
@@ -73,8 +73,13 @@ class Market(PlannedStages):
         self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) chunks
         self.block_times = np.asarray(chain.times_s)
         self.skipped = 0                            # planned stages of orders whose funding failed
-        self.plan_callbacks = [self._p_ship, self._p_deliver, self._p_custody, self._p_ship_timeout,
-                               self._p_undelivered, self._p_buyer_dispute, self._p_release]
+        self.plan_callbacks = [self._p_custody, self._p_ship_timeout, self._p_undelivered, self._p_buyer_dispute,
+                               self._p_release]
+        # planned orders' queue depths: +1/-1 steps per sample interval (see PlannedStages.account)
+        self.sample_interval_s = cfg.run.sample_interval_s
+        steps = int(horizon_s // self.sample_interval_s) + 2
+        self.queue_steps = {q: np.zeros(steps, dtype=np.int64)
+                            for q in ("awaiting_ship", "in_transit", "awaiting_release")}
         # bound once: a bound method made per call would be one more object per pending stage
         self.cb_shipped = self._shipped
         self.cb_delivered = self._delivered
@@ -93,7 +98,7 @@ class Market(PlannedStages):
         self.outbound_sats = ln.outbound_liquidity_sats
         self.hot_wallet_sats = cfg.custodial.hot_wallet_initial_sats
         self.cold_wallet_sats = 0
-        # queue depths
+        # queue depths of the per-order path (planned orders are counted in queue_steps)
         self.awaiting_ship = self.in_transit = self.awaiting_release = self.in_dispute = 0
         # totals
         self.arrivals = self.funded = self.resolved = 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # stage kinds, in the order of Market.plan_callbacks
-SHIP, DELIVER, CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(7)
+CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(5)
 DISPUTE_ACT, CONFIRM_ACT = 2, 1
 ONCHAIN_MODE, LN_MODE = 1, 0
 
@@ -32,6 +32,7 @@ class DayPlan:
     custody: bytearray        # 1 if the guardian settles this order into custody before its end
     rows: list[tuple]         # the drawn row, for the per-order (dispute, on-chain) path
     funded: bytearray         # 0 not arrived yet, 1 funded, 2 funding failed
+    queues: dict              # per queue, (entry times, exit times) of each planned order (inf: never)
 
 
 def deadline(bt: np.ndarray, t: np.ndarray, h: np.ndarray, seconds: float, blocks: int) -> np.ndarray:
@@ -68,7 +69,14 @@ def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np
     end = np.select([~shipped, undelivered, buyer_dispute], [dl1, dl2, ta], release_t)
     custody = shipped & (end > guard)
     keep = mode != ONCHAIN_MODE
-    parts = [(ts, SHIP, shipped), (td, DELIVER, delivered), (guard, CUSTODY, custody),
+    never = np.full(n, np.inf)
+    # Queue depths need no events of their own: who enters and leaves each queue when is known here,
+    # and is counted once the day's arrivals say which orders were funded (Market.account).
+    queues = {"awaiting_ship": (np.where(keep, arrive, never), np.where(keep, np.where(shipped, ts, dl1), never)),
+              "in_transit": (np.where(keep & shipped, ts, never),
+                             np.where(keep & shipped, np.where(delivered, td, dl2), never)),
+              "awaiting_release": (np.where(keep & delivered, td, never), np.where(keep & delivered, end, never))}
+    parts = [(guard, CUSTODY, custody),
              (dl1, SHIP_TIMEOUT, ~shipped), (dl2, UNDELIVERED, undelivered), (ta, BUYER_DISPUTE, buyer_dispute),
              (release_t, RELEASE, release)]
     times, kinds, orders = [], [], []
@@ -77,7 +85,7 @@ def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np
         times.append(t[m])
         kinds.append(np.full(int(m.sum()), kind, dtype=np.int8))
         orders.append(idx[m])
-    return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0
+    return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0, queues
 
 
 def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray, kinds: np.ndarray,

@@ -43,14 +43,24 @@ class PlannedStages:
     """Mixed into Market: it provides the counters and _take_slot, _free_htlc, _settle, _open_dispute."""
 
     def plan(self, arrays: dict, rows: list[tuple]) -> planning.DayPlan:
-        times, kinds, indices, custody, h0 = planning.plan_day(
+        times, kinds, indices, custody, h0, queues = planning.plan_day(
             arrays["arrive"], arrays["mode"], arrays["ship"], arrays["transit"], arrays["act"], arrays["act_delay"],
             self.block_times, self.windows, self.guard_blocks)
         n = len(rows)
         day = planning.DayPlan(arrays["mode"].tolist(), arrays["price"].tolist(), arrays["channel"].tolist(),
-                               h0.tolist(), bytearray(custody.astype(np.uint8).tobytes()), rows, bytearray(n))
+                               h0.tolist(), bytearray(custody.astype(np.uint8).tobytes()), rows, bytearray(n), queues)
         planning.file_stages(self.plan_buckets, BUCKET_S, day, times, kinds, indices)
         return day
+
+    def account(self, day: planning.DayPlan) -> None:
+        """Count the day's funded orders into the queue-depth series (called once its arrivals are over)."""
+        funded = np.frombuffer(day.funded, dtype=np.uint8) == 1
+        last = len(self.queue_steps["awaiting_ship"]) - 1
+        for name, (enter, leave) in day.queues.items():
+            for times, sign in ((enter[funded], 1), (leave[funded], -1)):
+                bins = np.minimum(np.ceil(times[np.isfinite(times)] / self.sample_interval_s), last).astype(np.int64)
+                self.queue_steps[name] += sign * np.bincount(bins, minlength=last + 1)
+        day.queues = {}
 
     def fund(self, day: planning.DayPlan, i: int) -> None:
         """A planned (Lightning or custodial) order arrives: fund it, or record why it could not be."""
@@ -68,23 +78,6 @@ class PlannedStages:
             self.hot_wallet_sats += price      # the buyer deposited just in time
         day.funded[i] = 1
         self.funded += 1
-        self.awaiting_ship += 1
-
-    def _p_ship(self, ev: Stage) -> None:
-        day, i = ev._value
-        if day.funded[i] != 1:
-            self.skipped += 1
-            return
-        self.awaiting_ship -= 1
-        self.in_transit += 1
-
-    def _p_deliver(self, ev: Stage) -> None:
-        day, i = ev._value
-        if day.funded[i] != 1:
-            self.skipped += 1
-            return
-        self.in_transit -= 1
-        self.awaiting_release += 1
 
     def _p_custody(self, ev: Stage) -> None:
         day, i = ev._value
@@ -101,7 +94,6 @@ class PlannedStages:
         if day.funded[i] != 1:
             self.skipped += 1
             return
-        self.awaiting_ship -= 1
         self.ship_timeouts += 1
         self.resolved += 1
         self._settle(day.mode[i], day.price[i], day.channel[i], day.fund_height[i], False, REFUND)
@@ -111,7 +103,6 @@ class PlannedStages:
         if day.funded[i] != 1:
             self.skipped += 1
             return
-        self.awaiting_release -= 1
         self.resolved += 1
         self._settle(day.mode[i], day.price[i], day.channel[i], day.fund_height[i], day.custody[i], RELEASE)
 
@@ -120,7 +111,6 @@ class PlannedStages:
         if day.funded[i] != 1:
             self.skipped += 1
             return
-        self.in_transit -= 1
         self.disputes_opened["undelivered"] += 1
         self._open_dispute(self._order_of(day, i))
 
@@ -129,7 +119,6 @@ class PlannedStages:
         if day.funded[i] != 1:
             self.skipped += 1
             return
-        self.awaiting_release -= 1
         self.disputes_opened["buyer"] += 1
         self._open_dispute(self._order_of(day, i))
 
