@@ -31,8 +31,9 @@ def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> Iterato
         yield s
 
 
-def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> User:
+def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session),
+                 request: Request = None) -> User:
     if creds is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
     claims = tokens.verify(ctx.settings.secret_key, creds.credentials, "access")
@@ -41,7 +42,7 @@ def current_user(request: Request, creds: HTTPAuthorizationCredentials | None = 
         raise NotAuthenticated("token no longer valid")
     if user.blocked:
         raise PermissionDenied("this account is blocked")
-    if request.method not in SAFE_METHODS:
+    if request is not None and request.method not in SAFE_METHODS:
         ratelimit.hit(request, "write_account", str(user.id))
     return user
 

@@ -122,3 +122,13 @@ def test_limits_off_when_disabled(tmp_path):
         for i in range(3):
             _register(http, f"f{i}@example.com")
     app.state.ctx.db.dispose()
+
+
+def test_wallet_writes_limited_per_account(tmp_path):
+    """Wallet routes authenticate through ``account_holder``, which must pass the request on
+    to the one ``current_user`` (a regression: it once called it without)."""
+    for http in _app(tmp_path, write_account=(1, 1)):
+        _register(http, "g@example.com")
+        auth = {"Authorization": f"Bearer {_token(http, 'g@example.com')}"}
+        assert http.post("/wallet/deposits/ln", json={}, headers=auth).status_code != 429
+        assert_limited(http.post("/wallet/deposits/ln", json={}, headers=auth), "write_account")

@@ -7,7 +7,7 @@ on a read session instead of holding the request's writer meanwhile.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from regtest_cluster.nodes.bitcoind import RpcError
@@ -28,11 +28,11 @@ IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", min_length=1, max_length
                          description="Repeating a request with the same key returns the first result.")
 
 
-def account_holder(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+def account_holder(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
                    ctx: AppContext = Depends(get_ctx)) -> User:
     """The signed-in user, checked by the one ``current_user`` on a short read session."""
     with ctx.db.session(write=False) as session:
-        return current_user(creds, ctx, session)
+        return current_user(creds, ctx, session, request)
 
 
 def custodial(ctx: AppContext = Depends(get_ctx)) -> CustodialMode:
