@@ -40,6 +40,9 @@ from scenarios.world import World
 
 PRICE_SATS = 1_000
 POLL_S = 0.2
+# Where an escrow's latency goes: order request (hold invoice issued), buyer pays until the app
+# says FUNDED, ship + confirm, then settle + payout until RELEASED.
+PHASES = ("order", "fund", "ship_confirm", "settle_payout")
 APP_SETTINGS = dict(funding_timeout_blocks=144, ship_window_blocks=144, delivery_window_blocks=144,
                     dispute_window_blocks=144, ruling_window_blocks=500, worker_interval_s=0.05,
                     payout_retry_base_s=0.2)
@@ -106,22 +109,30 @@ class Market:
         self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
                          for i, s in enumerate(self.sellers)]
         self.polls = 0  # GET /orders/{id} calls made while waiting
+        self.phases: dict[str, list[float]] = {p: [] for p in PHASES}
         self._lock = threading.Lock()
 
     def escrow(self, i: int) -> None:
         buyer, k = self.buyers[i % len(self.buyers)], i % len(self.sellers)
         seller, listing = self.sellers[k], self.listings[k]
+        marks = [time.monotonic()]
         order = buyer.buy(listing)
+        marks.append(time.monotonic())
         payment = buyer.pay(order)
         polls = _wait_state(buyer, order["id"], "FUNDED")
+        marks.append(time.monotonic())
         seller.ship(order["id"], "fastship", f"B{uuid.uuid4().hex[:14]}")
         buyer.confirm(order["id"])
+        marks.append(time.monotonic())
         payment.join(180)
         if payment.outcome.get("status") != "SUCCEEDED":
             raise RuntimeError(f"order {order['id']}: buyer's payment {payment.outcome}")
         polls += _wait_state(buyer, order["id"], "RELEASED")
+        marks.append(time.monotonic())
         with self._lock:
             self.polls += polls
+            for phase, (a, b) in zip(PHASES, zip(marks, marks[1:])):
+                self.phases[phase].append(b - a)
 
     def raw_payment(self, i: int) -> None:
         buyer, seller = self.buyers[i % len(self.buyers)], self.sellers[i % len(self.sellers)]
@@ -158,6 +169,7 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
         "wall_s": figures["wall_s"], "errors": figures["errors"],
         "status_polls_per_escrow": round(market.polls / max(1, figures["done"]), 1), "poll_interval_s": POLL_S,
+        "phase_p50_s": {p: percentiles(v)["p50_s"] for p, v in market.phases.items()},
         # Where the machine's time went during the escrow phase: CPU seconds per escrow, by process.
         "cpu_s_per_escrow": {k: round(v / max(1, figures["done"]), 4) for k, v in sorted(cpu.items())},
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
