@@ -28,10 +28,12 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
+from regtest_cluster.postgres import PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
@@ -142,8 +144,38 @@ class Market:
             raise RuntimeError(f"raw payment {result.get('status')}: {result.get('failure_reason')}")
 
 
+@contextmanager
+def _database(db: str) -> Iterator[None]:
+    """The app's database for the run: its default SQLite (WAL), or a throwaway PostgreSQL.
+
+    The app reads ``DATABASE_URL`` when it starts; the child inherits it from here."""
+    if db == "sqlite":
+        yield
+        return
+    server = PostgresServer().start()
+    before = os.environ.get("DATABASE_URL")
+    try:
+        os.environ["DATABASE_URL"] = server.create_database("bench_escrow")
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = before
+        server.stop()
+
+
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
-        topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None) -> dict:
+        topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
+        db: str = "sqlite") -> dict:
+    with _database(db):
+        result = _run(env, escrows, concurrency, raw, topology, attach, progress)
+    result["database"] = "sqlite_wal" if db == "sqlite" else db
+    return result
+
+
+def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topology: str, attach: str | None,
+         progress: Callable[[str], None]) -> dict:
     raw = raw if raw is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
@@ -201,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--escrows", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--raw", type=int, default=None, help="baseline payments (default: as many as escrows)")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
     result = run(ClusterEnv.from_environ(), args.escrows, args.concurrency, args.raw,
-                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+                 progress=lambda m: print(m, file=sys.stderr, flush=True), db=args.db)
     print(json.dumps(result, indent=2))
     return 0
 

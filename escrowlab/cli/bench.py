@@ -6,7 +6,7 @@ import typer
 
 from bench import cluster as cluster_bench
 
-from .common import console, emit_json, env, progress
+from .common import UserError, console, emit_json, env, progress
 
 app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=True)
 
@@ -77,13 +77,16 @@ def escrow_cmd(
     raw: int = typer.Option(None, "--raw", min=1, help="Baseline raw LND payments (default: as many as escrows)."),
     topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
     attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting one."),
+    db: str = typer.Option("sqlite", "--db", help="The app's database: sqlite (WAL) or postgres (throwaway)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Hold-invoice escrows settled per second through the app, beside raw LND invoice+pay."""
     from bench import escrow
 
+    if db not in ("sqlite", "postgres"):
+        raise UserError(f"--db must be sqlite or postgres, not {db!r}")
     with progress("benchmarking escrows", quiet=json_out) as step:
-        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step)
+        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db)
     if json_out:
         emit_json(result)
     else:
