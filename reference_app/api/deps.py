@@ -31,8 +31,16 @@ def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> Iterato
         yield s
 
 
+# Every route takes the session through this one object. scope="function" ends the
+# session (commit, or rollback on error) before the response is sent; FastAPI's default
+# ("request") commits after it, so a client could be told 201 and not find the row on
+# its next request, or be told success for a commit that then failed. One object also
+# means one cache key, so a request never holds two sessions (two SQLite writers).
+DbSession = Depends(get_session, scope="function")
+
+
 def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session),
+                 ctx: AppContext = Depends(get_ctx), session: Session = DbSession,
                  request: Request = None) -> User:
     if creds is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
@@ -62,7 +70,7 @@ def require_role(role: str):
 
 def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
-    def dep(order_id: Id, user: User = Depends(current_user), session: Session = Depends(get_session)) -> Order:
+    def dep(order_id: Id, user: User = Depends(current_user), session: Session = DbSession) -> Order:
         order = session.get(Order, order_id)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")

@@ -10,7 +10,7 @@ from ...context import AppContext
 from ...services import auctions
 from ...store.models import User
 from ...store.models_market import Auction, Bid
-from ..deps import current_user, get_ctx, get_session, require_role
+from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from .wallet import account_holder
 from ..schemas.market import AuctionIn, AuctionOut, BidIn
@@ -28,7 +28,7 @@ def auction_out(session: Session, auction: Auction) -> AuctionOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AuctionOut)
 def create_auction(body: AuctionIn, seller: User = Depends(require_role("seller")),
-                   ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> AuctionOut:
+                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> AuctionOut:
     """Auction one unit of your custodial listing; it ends ``duration_blocks`` from now."""
     auction = auctions.create(ctx, session, seller, **body.model_dump())
     return auction_out(session, auction)
@@ -36,19 +36,19 @@ def create_auction(body: AuctionIn, seller: User = Depends(require_role("seller"
 
 @router.get("", response_model=list[AuctionOut])
 def list_auctions(state: str = Query("OPEN", pattern="^(OPEN|CLOSED)$"), limit: int = Query(50, ge=1, le=200),
-                  session: Session = Depends(get_session)) -> list[AuctionOut]:
+                  session: Session = DbSession) -> list[AuctionOut]:
     rows = session.scalars(select(Auction).where(Auction.state == state).order_by(Auction.id.desc()).limit(limit))
     return [auction_out(session, a) for a in rows]
 
 
 @router.get("/{auction_id}", response_model=AuctionOut)
-def read_auction(auction_id: Id, session: Session = Depends(get_session)) -> AuctionOut:
+def read_auction(auction_id: Id, session: Session = DbSession) -> AuctionOut:
     return auction_out(session, auctions.get(session, auction_id))
 
 
 @router.post("/{auction_id}/bids", status_code=status.HTTP_201_CREATED, response_model=AuctionOut)
 def place_bid(auction_id: Id, body: BidIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-              session: Session = Depends(get_session), key: str | None = BID_KEY) -> AuctionOut:
+              session: Session = DbSession, key: str | None = BID_KEY) -> AuctionOut:
     """Bid at least the minimum; the amount is held from your balance and the bid you beat is released."""
     auction, _bid = auctions.bid(ctx, session, auction_id, user, body.amount_sats, key)
     return auction_out(session, auction)

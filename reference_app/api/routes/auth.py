@@ -9,7 +9,7 @@ from ...context import AppContext
 from ...services import accounts
 from ...store.models import User
 from .. import ratelimit
-from ..deps import anonymous_write, current_user, get_ctx, get_session
+from ..deps import anonymous_write, current_user, get_ctx, DbSession
 from ..schemas.accounts import LoginIn, RefreshIn, RegisterIn, TokensOut, TotpCodeIn, TotpEnrolOut, UserOut
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -25,7 +25,7 @@ def _limit_login(request: Request, email: str, totp_code: str | None) -> None:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, dependencies=[Depends(anonymous_write)])
 def register(body: RegisterIn, ctx: AppContext = Depends(get_ctx),
-             session: Session = Depends(get_session)) -> UserOut:
+             session: Session = DbSession) -> UserOut:
     """Create an account as buyer, seller and/or courier (arbiter and admin come from an admin)."""
     user = accounts.register(session, ctx, body.email, body.password, body.display_name, body.roles)
     return UserOut.of(user)
@@ -33,7 +33,7 @@ def register(body: RegisterIn, ctx: AppContext = Depends(get_ctx),
 
 @router.post("/login")
 def login(body: LoginIn, request: Request, ctx: AppContext = Depends(get_ctx),
-          session: Session = Depends(get_session)) -> TokensOut:
+          session: Session = DbSession) -> TokensOut:
     """Password (plus ``totp_code`` when two-factor is on) for an access and a refresh token."""
     _limit_login(request, body.email, body.totp_code)
     pair = accounts.login(session, ctx, body.email, body.password, body.totp_code)
@@ -42,7 +42,7 @@ def login(body: LoginIn, request: Request, ctx: AppContext = Depends(get_ctx),
 
 @router.post("/refresh")
 def refresh(body: RefreshIn, request: Request, ctx: AppContext = Depends(get_ctx),
-            session: Session = Depends(get_session)) -> TokensOut:
+            session: Session = DbSession) -> TokensOut:
     ratelimit.hit(request, "refresh", ratelimit.client_address(request))
     pair = accounts.refresh(session, ctx, body.refresh_token)
     return TokensOut.of(pair, ctx.settings.access_token_ttl_s)
@@ -63,13 +63,13 @@ def totp_enrol(user: User = Depends(current_user), ctx: AppContext = Depends(get
 
 @router.post("/totp/verify", status_code=status.HTTP_204_NO_CONTENT)
 def totp_verify(body: TotpCodeIn, request: Request, user: User = Depends(current_user),
-                ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> None:
+                ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> None:
     ratelimit.hit(request, "totp", user.email)
     accounts.totp_verify(session, ctx, user, body.code)
 
 
 @router.post("/totp/disable", status_code=status.HTTP_204_NO_CONTENT)
 def totp_disable(body: TotpCodeIn, request: Request, user: User = Depends(current_user),
-                 ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> None:
+                 ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> None:
     ratelimit.hit(request, "totp", user.email)
     accounts.totp_disable(session, ctx, user, body.code)

@@ -10,7 +10,7 @@ from ...context import AppContext
 from ...services import messaging, orders
 from ...services.errors import NotFound
 from ...store.models import Dispute, DisputeMessage, Order, User
-from ..deps import authorized_order, current_user, get_ctx, get_session, require_role
+from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
 from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
 from .orders import _height, order_out
 
@@ -31,13 +31,13 @@ def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
 @router.post("/orders/{order_id}/dispute", status_code=status.HTTP_201_CREATED, response_model=DisputeOut)
 def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispute")),
                  user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                 session: Session = Depends(get_session)) -> DisputeOut:
+                 session: Session = DbSession) -> DisputeOut:
     """Either party opens a dispute; automatic release and refund stop (I12)."""
     return dispute_out(session, orders.open_dispute(ctx, session, order, user, body.reason, _height(ctx)))
 
 
 @router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
-def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = Depends(get_session)) -> DisputeOut:
+def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
     dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
@@ -46,14 +46,14 @@ def get_dispute(order: Order = Depends(authorized_order("view")), session: Sessi
 
 @router.post("/orders/{order_id}/dispute/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
 def add_message(body: MessageIn, order: Order = Depends(authorized_order("message")),
-                user: User = Depends(current_user), session: Session = Depends(get_session)) -> MessageOut:
+                user: User = Depends(current_user), session: Session = DbSession) -> MessageOut:
     m = orders.add_message(session, order, user, body.body)
     return MessageOut(author_id=m.author_id, body=m.body, at=m.at)
 
 
 @router.post("/orders/{order_id}/dispute/ruling", response_model=OrderOut)
 def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user: User = Depends(current_user),
-         ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+         ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """An arbiter (who is not a party) rules: release, refund, or split with the buyer's share."""
     orders.rule(ctx, session, order, user, body.ruling, body.buyer_share_pct, _height(ctx))
     return order_out(session, order)
@@ -61,7 +61,7 @@ def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user:
 
 @router.get("/disputes", response_model=list[DisputeOut])
 def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
-                  session: Session = Depends(get_session)) -> list[DisputeOut]:
+                  session: Session = DbSession) -> list[DisputeOut]:
     """Disputes waiting for a ruling (arbiters only)."""
     rows = session.scalars(select(Dispute).where(Dispute.ruling.is_(None)).order_by(Dispute.id))
     return [dispute_out(session, d) for d in rows]

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from ...services import messaging, ratings
 from ...services.errors import NotFound
 from ...store.models import Order, User
-from ..deps import current_user, get_session
+from ..deps import current_user, DbSession
 from ..params import Id
 from ..schemas.market import OrderMessageIn, OrderMessageOut, RatingIn, RatingOut, ReputationOut
 
@@ -24,13 +24,13 @@ def _order(session: Session, order_id: int) -> Order:
 
 @router.post("/orders/{order_id}/rating", status_code=status.HTTP_201_CREATED, response_model=RatingOut)
 def rate(order_id: Id, body: RatingIn, user: User = Depends(current_user),
-         session: Session = Depends(get_session)) -> RatingOut:
+         session: Session = DbSession) -> RatingOut:
     """Rate the other party of an order that has ended: once, by its buyer or its seller."""
     return RatingOut.of(ratings.rate(session, order_id, user, body.stars, body.comment))
 
 
 @router.get("/users/{user_id}/reputation", response_model=ReputationOut)
-def reputation(user_id: Id, session: Session = Depends(get_session)) -> ReputationOut:
+def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
     if session.get(User, user_id) is None:
         raise NotFound(f"user {user_id} does not exist")
     seller_avg, seller_n = ratings.reputation(session, user_id, "seller")
@@ -41,12 +41,12 @@ def reputation(user_id: Id, session: Session = Depends(get_session)) -> Reputati
 
 @router.get("/orders/{order_id}/messages", response_model=list[OrderMessageOut])
 def read_thread(order_id: Id, user: User = Depends(current_user),
-                session: Session = Depends(get_session)) -> list[OrderMessageOut]:
+                session: Session = DbSession) -> list[OrderMessageOut]:
     """The order's thread: its buyer and seller, and its arbiter once it is disputed."""
     return [OrderMessageOut.of(m) for m in messaging.thread(session, _order(session, order_id), user)]
 
 
 @router.post("/orders/{order_id}/messages", status_code=status.HTTP_201_CREATED, response_model=OrderMessageOut)
 def post_message(order_id: Id, body: OrderMessageIn, user: User = Depends(current_user),
-                 session: Session = Depends(get_session)) -> OrderMessageOut:
+                 session: Session = DbSession) -> OrderMessageOut:
     return OrderMessageOut.of(messaging.post(session, _order(session, order_id), user, body.body))

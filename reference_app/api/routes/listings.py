@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import listings
 from ...store.models import Listing, User
-from ..deps import current_user, get_ctx, get_session, require_role
+from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/listings", tags=["listings"])
 def authorized_listing(action: str) -> Callable[..., Listing]:
     """Load the listing in the path and check, once, that the user may do ``action`` to it."""
     def dep(listing_id: Id, user: User = Depends(current_user),
-            session: Session = Depends(get_session)) -> Listing:
+            session: Session = DbSession) -> Listing:
         listing = listings.get(session, listing_id)
         listings.authorize(user, listing, action)
         return listing
@@ -40,7 +40,7 @@ def search_listings(
     offset: int = Query(0, ge=0, le=listings.SATS_MAX),
     sort: listings.Sort = "relevance",
     min_seller_rating: float | None = Query(None, ge=1, le=5, description="the seller's average rating, 1-5"),
-    session: Session = Depends(get_session),
+    session: Session = DbSession,
 ) -> ListingPage:
     items, total = listings.search(session, q=q, category=category, min_price=min_price, max_price=max_price,
                                    seller_id=seller_id, limit=limit, offset=offset, sort=sort,
@@ -50,23 +50,23 @@ def search_listings(
 
 
 @router.get("/{listing_id}", response_model=ListingOut)
-def read_listing(listing_id: Id, session: Session = Depends(get_session)) -> Listing:
+def read_listing(listing_id: Id, session: Session = DbSession) -> Listing:
     return listings.get(session, listing_id)
 
 
 @router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
 def create_listing(body: ListingCreate, seller: User = Depends(require_role("seller")),
-                   ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> Listing:
+                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Listing:
     return listings.create(session, ctx.settings, seller, **body.model_dump())
 
 
 @router.patch("/{listing_id}", response_model=ListingOut)
 def update_listing(body: ListingUpdate, listing: Listing = Depends(authorized_listing("update")),
-                   ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> Listing:
+                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Listing:
     return listings.update(session, ctx.settings, listing, body.model_dump(exclude_unset=True))
 
 
 @router.delete("/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete_listing(listing: Listing = Depends(authorized_listing("delete")),
-                   session: Session = Depends(get_session)) -> None:
+                   session: Session = DbSession) -> None:
     listings.delete(session, listing)

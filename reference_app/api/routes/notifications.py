@@ -22,7 +22,7 @@ from ...services import outbox
 from ...services.errors import NotFound
 from ...store.models import User
 from ...store.models_market import WebhookEndpoint
-from ..deps import current_user, get_ctx, get_session
+from ..deps import current_user, get_ctx, DbSession
 from ..params import Id
 from ..schemas.market import WebhookIn, WebhookOut
 from .wallet import account_holder
@@ -69,14 +69,14 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
 
 @router.post("/me/webhooks", status_code=status.HTTP_201_CREATED, response_model=WebhookOut)
 def add_webhook(body: WebhookIn, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                session: Session = Depends(get_session)) -> WebhookOut:
+                session: Session = DbSession) -> WebhookOut:
     """Every notification of yours is POSTed here, signed with the secret returned (once)."""
     endpoint, secret = outbox.add_endpoint(ctx, session, user, body.url)
     return WebhookOut(id=endpoint.id, url=endpoint.url, active=True, secret=secret)
 
 
 @router.get("/me/webhooks", response_model=list[WebhookOut])
-def list_webhooks(user: User = Depends(current_user), session: Session = Depends(get_session)) -> list[WebhookOut]:
+def list_webhooks(user: User = Depends(current_user), session: Session = DbSession) -> list[WebhookOut]:
     rows = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id,
                                                          WebhookEndpoint.active.is_(True)))
     return [WebhookOut(id=e.id, url=e.url, active=e.active) for e in rows]
@@ -84,7 +84,7 @@ def list_webhooks(user: User = Depends(current_user), session: Session = Depends
 
 @router.delete("/me/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_webhook(endpoint_id: Id, user: User = Depends(current_user),
-                   session: Session = Depends(get_session)) -> None:
+                   session: Session = DbSession) -> None:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.user_id != user.id:
         raise NotFound(f"webhook {endpoint_id} does not exist")

@@ -10,7 +10,7 @@ from ...context import AppContext
 from ...services import orders, payouts
 from ...services.lifecycle import allowed_events
 from ...store.models import Order, OrderEvent, Payout, User
-from ..deps import authorized_order, current_user, get_ctx, get_session
+from ..deps import authorized_order, current_user, get_ctx, DbSession
 from ..schemas.orders import EventOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn, ShipIn
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -36,7 +36,7 @@ def _height(ctx: AppContext) -> int | None:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
 def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                 session: Session = Depends(get_session)) -> OrderOut:
+                 session: Session = DbSession) -> OrderOut:
     """Order a listing; the response carries the hold invoice the buyer's node must pay."""
     order = orders.create(ctx, session, user, body.listing_id, body.quantity)
     return order_out(session, order)
@@ -44,7 +44,7 @@ def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: App
 
 @router.get("", response_model=OrderPage)
 def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
-                user: User = Depends(current_user), session: Session = Depends(get_session)) -> OrderPage:
+                user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
     """Your orders as buyer or seller; arbiters and admins see every order."""
     query = select(Order)
     if not (user.has_role("admin") or user.has_role("arbiter")):
@@ -57,13 +57,13 @@ def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), 
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def get_order(order: Order = Depends(authorized_order("view")), session: Session = Depends(get_session)) -> OrderOut:
+def get_order(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> OrderOut:
     return order_out(session, order)
 
 
 @router.get("/{order_id}/events", response_model=list[EventOut])
 def order_events(order: Order = Depends(authorized_order("view")),
-                 session: Session = Depends(get_session)) -> list[EventOut]:
+                 session: Session = DbSession) -> list[EventOut]:
     """The order's timeline: every transition, who caused it, and the chain height."""
     rows = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))
     return [EventOut.model_validate(r, from_attributes=True) for r in rows]
@@ -71,14 +71,14 @@ def order_events(order: Order = Depends(authorized_order("view")),
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
 def ship(body: ShipIn, order: Order = Depends(authorized_order("ship")), user: User = Depends(current_user),
-         ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+         ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
     return order_out(session, order)
 
 
 @router.post("/{order_id}/confirm", response_model=OrderOut)
 def confirm(order: Order = Depends(authorized_order("confirm")), user: User = Depends(current_user),
-            ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> OrderOut:
+            ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """The buyer confirms receipt: the payment is released to the seller."""
     orders.confirm(ctx, session, order, user, _height(ctx))
     return order_out(session, order)
@@ -87,7 +87,7 @@ def confirm(order: Order = Depends(authorized_order("confirm")), user: User = De
 @router.post("/{order_id}/payout-invoice", response_model=OrderOut)
 def payout_invoice(body: PayoutInvoiceIn, order: Order = Depends(authorized_order("payout_invoice")),
                    user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                   session: Session = Depends(get_session)) -> OrderOut:
+                   session: Session = DbSession) -> OrderOut:
     """Hand in the invoice your payout should pay (instead of a bound node)."""
     beneficiary = "seller" if order.seller_id == user.id else "buyer"
     payouts.submit_invoice(ctx, session, order, user, beneficiary, body.payment_request)

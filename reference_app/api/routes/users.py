@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import accounts, inbox
 from ...store.models import User
-from ..deps import current_user, get_ctx, get_session, require_role
+from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from ..schemas.accounts import (AddressIn, AddressOut, BlockIn, MarkedReadOut, NotificationOut, NotificationPage,
                                 PayoutNodeIn, RoleChangeIn, UserOut, UserPage, UserUpdate)
@@ -57,7 +57,7 @@ def unbind_payout_node(user: User = Depends(current_user)) -> None:
 
 @router.get("/me/notifications")
 def notifications(unread: bool = False, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0),
-                  user: User = Depends(current_user), session: Session = Depends(get_session)) -> NotificationPage:
+                  user: User = Depends(current_user), session: Session = DbSession) -> NotificationPage:
     """Newest first; ``unread=true`` keeps only those not yet marked read."""
     items, total = inbox.notifications(session, user, unread, limit, offset)
     return NotificationPage(items=[NotificationOut.of(n) for n in items], total=total, limit=limit, offset=offset)
@@ -65,20 +65,20 @@ def notifications(unread: bool = False, limit: int = Query(50, ge=1, le=200), of
 
 @router.post("/me/notifications/read")
 def mark_notifications_read(user: User = Depends(current_user),
-                            session: Session = Depends(get_session)) -> MarkedReadOut:
+                            session: Session = DbSession) -> MarkedReadOut:
     return MarkedReadOut(marked=inbox.mark_all_read(session, user))
 
 
 @router.get("/admin/users")
 def list_users(limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0),
-               _admin: User = Depends(admin_only), session: Session = Depends(get_session)) -> UserPage:
+               _admin: User = Depends(admin_only), session: Session = DbSession) -> UserPage:
     users, total = accounts.list_users(session, limit, offset)
     return UserPage(items=[UserOut.of(u) for u in users], total=total, limit=limit, offset=offset)
 
 
 @router.post("/admin/users/{user_id}/roles")
 def change_role(user_id: Id, body: RoleChangeIn, admin: User = Depends(admin_only),
-                session: Session = Depends(get_session)) -> UserOut:
+                session: Session = DbSession) -> UserOut:
     if body.grant:
         user = accounts.grant_role(session, user_id, body.role)
     else:
@@ -88,6 +88,6 @@ def change_role(user_id: Id, body: RoleChangeIn, admin: User = Depends(admin_onl
 
 @router.post("/admin/users/{user_id}/block")
 def block(user_id: Id, body: BlockIn, admin: User = Depends(admin_only),
-          session: Session = Depends(get_session)) -> UserOut:
+          session: Session = DbSession) -> UserOut:
     """Block (revoking the user's tokens) or unblock an account."""
     return UserOut.of(accounts.set_blocked(session, admin, user_id, body.blocked))

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import webhooks
-from ..deps import get_ctx, get_session
+from ..deps import get_ctx, DbSession
 from ..schemas.orders import WebhookResult
 from .orders import _height
 
@@ -22,7 +22,7 @@ async def raw_body(request: Request) -> bytes:
 def courier_event(courier: str, body: bytes = Depends(raw_body),
                   x_escrowlab_timestamp: str | None = Header(default=None),
                   x_escrowlab_signature: str | None = Header(default=None),
-                  ctx: AppContext = Depends(get_ctx), session: Session = Depends(get_session)) -> WebhookResult:
+                  ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> WebhookResult:
     """A signed tracking event. Delivered to the buyer's address moves a shipped order to DELIVERED."""
     event = webhooks.verify(ctx, courier, x_escrowlab_timestamp, x_escrowlab_signature, body)
     return WebhookResult(**webhooks.handle(ctx, session, courier, event, _height(ctx)))
