@@ -32,7 +32,9 @@ DEADLINE_EVENTS = {
 
 
 class Worker:
-    def __init__(self, ctx: AppContext, interval_s: float | None = None, threads: int = 8) -> None:
+    # A drive blocks on the hub while the payout's SendPaymentV2 runs (~1 s), so this pool caps
+    # releases per second: with 8 threads and 48 escrows in flight, settle+payout queued for ~7 s.
+    def __init__(self, ctx: AppContext, interval_s: float | None = None, threads: int = 32) -> None:
         self.ctx = ctx
         self.interval = interval_s if interval_s is not None else ctx.settings.worker_interval_s
         self._stop = threading.Event()
