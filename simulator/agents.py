@@ -2,7 +2,8 @@
 
 ``buyer`` draws a day of arrivals at a time (a non-homogeneous Poisson process: a Poisson
 count for the day, times from the hourly profile) together with what the seller, the
-courier and the buyer will do for each order, then releases the orders one event each.
+courier and the buyer will do for each order, and has the market plan the day: each
+order's arrival and each later stage is then one event.
 Drawing in bulk with numpy keeps the event loop cheap; every draw comes from a generator
 seeded by the ``random.Random`` the run passes in, so a seed replays a run exactly.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import simpy
 
 from simulator.config import MODES, SimConfig
-from simulator.market import BUCKET_S, CONFIRM, DISPUTE, ONCHAIN, RULINGS, Market
+from simulator.market import BUCKET_S, CONFIRM, DISPUTE, RULINGS, Market
 
 DAY_S = 86_400.0
 # A buyer who confirms does so a while after delivery; the spread of that delay (log-normal sigma).
@@ -29,13 +31,30 @@ def numpy_generator(rng: random.Random) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(rng.getrandbits(128)))
 
 
+ROW_FIELDS = ("mode", "price", "channel", "ship", "transit", "act", "act_delay", "ruling", "handling", "release_vb")
+
+
 @dataclass(frozen=True)
 class Draws:
-    """Everything decided about one day's orders, as parallel lists."""
+    """Everything decided about one day's orders, as numpy arrays (see ``ROW_FIELDS``)."""
 
-    arrive_s: list[float]
-    rows: list[tuple]
-    arrays: dict          # the same draws as numpy arrays, for planning the day in bulk
+    arrays: dict
+
+    @cached_property
+    def columns(self) -> list[list]:
+        return [self.arrays[k].tolist() for k in ROW_FIELDS]
+
+    def row(self, i: int) -> tuple:
+        """Order ``i``'s draws as plain Python values, in ``ROW_FIELDS`` order (the per-order path)."""
+        return tuple(col[i] for col in self.columns)
+
+    @property
+    def arrive_s(self) -> list[float]:
+        return self.arrays["arrive"].tolist()
+
+    @property
+    def rows(self) -> list[tuple]:
+        return list(zip(*self.columns))
 
 
 def draw_day(cfg: SimConfig, day: int, multiplier: float, gen: np.random.Generator) -> Draws:
@@ -65,34 +84,22 @@ def draw_day(cfg: SimConfig, day: int, multiplier: float, gen: np.random.Generat
     ruling = gen.choice(3, size=n, p=rmix / rmix.sum()) if rmix.sum() > 0 else np.zeros(n, dtype=np.int64)
     handling = gen.exponential(cfg.arbiters.handling_mean_h * 3600, n)
     release_vb = gen.uniform(cfg.blocks.release_tx_min_vb, cfg.blocks.release_tx_max_vb, n)
-    rows = list(zip(mode.tolist(), price.tolist(), channel.tolist(), ship.tolist(), transit.tolist(), act.tolist(),
-                    act_delay.tolist(), ruling.tolist(), handling.tolist(), release_vb.tolist()))
-    arrays = {"arrive": arrive, "mode": mode, "price": price, "channel": channel, "ship": ship, "transit": transit,
-              "act": act, "act_delay": act_delay}
-    return Draws(arrive.tolist(), rows, arrays)
+    return Draws({"arrive": arrive, "mode": mode, "price": price, "channel": channel, "ship": ship,
+                  "transit": transit, "act": act, "act_delay": act_delay, "ruling": ruling, "handling": handling,
+                  "release_vb": release_vb})
 
 
 def buyer(env: simpy.Environment, market: Market, cfg: SimConfig, days: int, multiplier: float,
           gen: np.random.Generator):
     """Buyers arrive, pick a basket and an escrow mode, and fund the escrow.
 
-    Each day is drawn and planned a day ahead, so its stages land in calendar buckets
-    that have not opened yet."""
-    arrive, fund = market.arrive, market.fund
-    ahead = draw_day(cfg, 0, multiplier, gen)
-    ahead_plan = market.plan(ahead.arrays, ahead.rows)
+    Each day is drawn and planned a day ahead: every order's arrival and later stages land
+    in calendar buckets that have not opened yet, and become one event each when they do."""
+    market.plan(draw_day(cfg, 0, multiplier, gen))
     for day in range(days):
-        draws, plan = ahead, ahead_plan
         if day + 1 < days:
-            ahead = draw_day(cfg, day + 1, multiplier, gen)
-            ahead_plan = market.plan(ahead.arrays, ahead.rows)
-        for i, (t, row) in enumerate(zip(draws.arrive_s, draws.rows)):
-            yield env.timeout(t - env._now)
-            if row[0] == ONCHAIN:
-                arrive(*row)     # funding waits on the mempool: the per-order path
-            else:
-                fund(plan, i)
-        market.account(plan)
+            market.plan(draw_day(cfg, day + 1, multiplier, gen))
+        yield env.timeout((day + 1) * DAY_S - env._now)
 
 
 def miner(env: simpy.Environment, market: Market):

@@ -45,7 +45,7 @@ _H_FUND, _GUARD, _DONE, _CUSTODY, _NEXT_AT, _NEXT_CB = range(10, 16)
 class Market(PlannedStages):
     """Counters for every resource, updated by the order events; sampled by the recorder."""
 
-    def __init__(self, env: simpy.Environment, cfg: SimConfig, chain: Chain, horizon_s: float) -> None:
+    def __init__(self, env: simpy.Environment, cfg: SimConfig, chain: Chain) -> None:
         self.env, self.cfg, self.chain = env, cfg, chain
         self.times = chain.times_s
         self.height = 0
@@ -70,16 +70,10 @@ class Market(PlannedStages):
         self.withdraw_fraction = cfg.custodial.seller_withdraw_fraction
         self.disputes: simpy.Store = simpy.Store(env)
         self.buckets: dict[int, list] = {}          # per-order stages: (time, callback, order)
-        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) chunks
+        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) array chunks
         self.block_times = np.asarray(chain.times_s)
         self.skipped = 0                            # planned stages of orders whose funding failed
-        self.plan_callbacks = [self._p_custody, self._p_ship_timeout, self._p_undelivered, self._p_buyer_dispute,
-                               self._p_release]
-        # planned orders' queue depths: +1/-1 steps per sample interval (see PlannedStages.account)
-        self.sample_interval_s = cfg.run.sample_interval_s
-        steps = int(horizon_s // self.sample_interval_s) + 2
-        self.queue_steps = {q: np.zeros(steps, dtype=np.int64)
-                            for q in ("awaiting_ship", "in_transit", "awaiting_release")}
+        self.plan_callbacks = self.stage_callbacks()
         # bound once: a bound method made per call would be one more object per pending stage
         self.cb_shipped = self._shipped
         self.cb_delivered = self._delivered
@@ -98,7 +92,7 @@ class Market(PlannedStages):
         self.outbound_sats = ln.outbound_liquidity_sats
         self.hot_wallet_sats = cfg.custodial.hot_wallet_initial_sats
         self.cold_wallet_sats = 0
-        # queue depths of the per-order path (planned orders are counted in queue_steps)
+        # queue depths
         self.awaiting_ship = self.in_transit = self.awaiting_release = self.in_dispute = 0
         # totals
         self.arrivals = self.funded = self.resolved = 0
@@ -112,7 +106,7 @@ class Market(PlannedStages):
         self.routing_fees_sats = 0.0
         self.commission_sats = 0
         self.durations = [[0] * (HIST_MAX_BLOCKS + 1) for _ in MODE_NAMES]
-        self.peak = {"held_htlcs": 0, "channel_slots": 0, "channel_sats": 0, "ln_locked_sats": 0}
+        self.peak_held_htlcs = self.peak_channel_slots = self.peak_channel_sats = self.peak_ln_locked_sats = 0
 
     # --- helpers
     def _at(self, t: float, callback, order: list) -> None:
@@ -136,7 +130,7 @@ class Market(PlannedStages):
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
         for plan, times, kinds, indices in self.plan_buckets.pop(k, ()):
-            for t, kind, i in zip(times, kinds, indices):
+            for t, kind, i in zip(times.tolist(), kinds.tolist(), indices.tolist()):
                 Stage(env, t - now, callbacks[kind], (plan, i))
 
     # --- arrival (called by the buyer process)
@@ -175,6 +169,29 @@ class Market(PlannedStages):
 
     def _take_slot(self, price: int, ch: int) -> int:
         """Lock a hold HTLC on the first channel the route finds room on; -1 if none has room."""
+        slots, inflight = self.slots, self.inflight_sats
+        if slots[ch] < self.slot_limit and inflight[ch] + price <= self.usable_sats and self.cltv_fits:
+            c = ch      # the channel tried first has room: the common case
+        else:
+            c = self._route(price, ch)
+            if c < 0:
+                return -1
+        s = slots[c] = slots[c] + 1
+        sats = inflight[c] = inflight[c] + price
+        held = self.held_htlcs = self.held_htlcs + 1
+        locked = self.locked_sats[LN] = self.locked_sats[LN] + price
+        if locked > self.peak_ln_locked_sats:
+            self.peak_ln_locked_sats = locked
+        if held > self.peak_held_htlcs:
+            self.peak_held_htlcs = held
+        if s > self.peak_channel_slots:
+            self.peak_channel_slots = s
+        if sats > self.peak_channel_sats:
+            self.peak_channel_sats = sats
+        return c
+
+    def _route(self, price: int, ch: int) -> int:
+        """The route's next channels with room, or -1 and the reason the first one had none."""
         if not self.cltv_fits:  # senders refuse routes whose CLTV exceeds their cap
             self._fail("cltv_budget")
             return -1
@@ -187,24 +204,14 @@ class Market(PlannedStages):
             elif inflight[c] + price > self.usable_sats:
                 first_reason = first_reason or "channel_liquidity"
             else:
-                break
-        else:
-            self._fail(first_reason)
-            return -1
-        s = slots[c] = slots[c] + 1
-        sats = inflight[c] = inflight[c] + price
-        self.held_htlcs += 1
-        self.locked_sats[LN] += price
-        peak = self.peak
-        if self.locked_sats[LN] > peak["ln_locked_sats"]:
-            peak["ln_locked_sats"] = self.locked_sats[LN]
-        if self.held_htlcs > peak["held_htlcs"]:
-            peak["held_htlcs"] = self.held_htlcs
-        if s > peak["channel_slots"]:
-            peak["channel_slots"] = s
-        if sats > peak["channel_sats"]:
-            peak["channel_sats"] = sats
-        return c
+                return c
+        self._fail(first_reason)
+        return -1
+
+    @property
+    def peak(self) -> dict:
+        return {"held_htlcs": self.peak_held_htlcs, "channel_slots": self.peak_channel_slots,
+                "channel_sats": self.peak_channel_sats, "ln_locked_sats": self.peak_ln_locked_sats}
 
     def _free_htlc(self, c: int, price: int) -> None:
         self.slots[c] -= 1
@@ -334,14 +341,7 @@ class Market(PlannedStages):
                 self._payout(seller_part - commission)
         else:
             self.locked_sats[CUSTODIAL] -= price
-            withdrawn = int((seller_part - commission) * self.withdraw_fraction)
-            if withdrawn:
-                self.mempool.submit(self.withdrawal_vb, self.height, "withdrawal")
-                self.hot_wallet_sats -= withdrawn
-                if self.hot_wallet_sats < 0:
-                    self.hot_wallet_short += 1
-                    if self.first_failure_s["hot_wallet"] is None:
-                        self.first_failure_s["hot_wallet"] = self.env._now
+            self._withdraw(int((seller_part - commission) * self.withdraw_fraction))
         blocks = self.height - fund_height
         self.durations[mode][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
 
@@ -350,6 +350,16 @@ class Market(PlannedStages):
         self.locked_sats[ONCHAIN] -= order[_PRICE]
         blocks = order[_NEXT_AT] - order[_H_FUND]
         self.durations[ONCHAIN][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
+
+    def _withdraw(self, withdrawn: int) -> None:
+        """The seller withdraws part of a custodial payout from the hot wallet, on chain."""
+        if withdrawn:
+            self.mempool.submit(self.withdrawal_vb, self.height, "withdrawal")
+            self.hot_wallet_sats -= withdrawn
+            if self.hot_wallet_sats < 0:
+                self.hot_wallet_short += 1
+                if self.first_failure_s["hot_wallet"] is None:
+                    self.first_failure_s["hot_wallet"] = self.env._now
 
     def _payout(self, amount: int) -> None:
         base, ppm, limit = self.payout_fee
@@ -360,6 +370,9 @@ class Market(PlannedStages):
             self.payouts_over_fee_limit += 1
         self.outbound_sats -= amount
         if self.outbound_sats < 0:
-            self.outbound_short += 1
-            if self.first_failure_s["outbound_liquidity"] is None:
-                self.first_failure_s["outbound_liquidity"] = self.env._now
+            self._short_outbound()
+
+    def _short_outbound(self) -> None:
+        self.outbound_short += 1
+        if self.first_failure_s["outbound_liquidity"] is None:
+            self.first_failure_s["outbound_liquidity"] = self.env._now

@@ -69,7 +69,7 @@ def run(cfg: SimConfig, days: float | None = None, multiplier: float | None = No
     tail_s = (w.ruling_window_blocks + w.ship_window_blocks + w.delivery_window_blocks + w.dispute_window_blocks) \
         * cfg.blocks.interval_mean_s * 2
     chain = Chain.draw(cfg.blocks, horizon_s + tail_s, agents.numpy_generator(rng))
-    market = Market(env, cfg, chain, horizon_s)
+    market = Market(env, cfg, chain)
     rec = Recorder(cfg.run.sample_interval_s)
     agents.start(env, market, cfg, math.ceil(days), multiplier, rng)
     env.process(recorder(env, market, rec))
@@ -79,7 +79,6 @@ def run(cfg: SimConfig, days: float | None = None, multiplier: float | None = No
     loop_s = time.perf_counter() - loop_started
     loop_cpu_s = time.process_time() - cpu_started
     rec.sample(market)
-    rec.add_planned_queues(market)
     events = processed_events(env) - market.skipped   # stages of orders that never funded do not count
     wall = time.perf_counter() - started
     summary = summarize(market, rec, horizon_s)

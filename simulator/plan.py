@@ -3,10 +3,12 @@
 Once funded at arrival, such an order's path depends only on what its seller, courier
 and buyer will do (drawn) and on the block times (drawn up front): the same rules as the
 per-order path in ``market`` (windows end at the first of seconds and blocks; the guardian
-acts at funding height + ``guardian_after_blocks``), computed with numpy. The stages are
-then filed into the market's calendar buckets as compact arrays, and become simpy events
-only when their bucket opens, each carrying ``(plan, index)``. On-chain orders, whose
-funding waits on the mempool, and disputes, which wait on arbiters, take the per-order path.
+acts at funding height + ``guardian_after_blocks``), computed with numpy. Each stage of
+the order's life (arrival and funding, shipped, delivered, guardian custody, and its end:
+ship timeout, release, or the step into a dispute) is filed into the market's calendar
+buckets as compact arrays, and becomes one simpy event when its bucket opens, carrying
+``(plan, index)``. On-chain orders, whose funding waits on the mempool, get an arrival
+stage here and then take the per-order path; so do disputes, which wait on arbiters.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # stage kinds, in the order of Market.plan_callbacks
-CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(5)
+FUND, ARRIVE_ONCHAIN, SHIPPED, DELIVERED, CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(9)
 DISPUTE_ACT, CONFIRM_ACT = 2, 1
 ONCHAIN_MODE, LN_MODE = 1, 0
 
@@ -30,9 +32,8 @@ class DayPlan:
     channel: list[int]
     fund_height: list[int]
     custody: bytearray        # 1 if the guardian settles this order into custody before its end
-    rows: list[tuple]         # the drawn row, for the per-order (dispute, on-chain) path
+    draws: object             # the day's agents.Draws: a full row for the per-order (dispute, on-chain) path
     funded: bytearray         # 0 not arrived yet, 1 funded, 2 funding failed
-    queues: dict              # per queue, (entry times, exit times) of each planned order (inf: never)
 
 
 def deadline(bt: np.ndarray, t: np.ndarray, h: np.ndarray, seconds: float, blocks: int) -> np.ndarray:
@@ -47,7 +48,7 @@ def height_at(bt: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np.ndarray, act: np.ndarray,
              act_delay: np.ndarray, bt: np.ndarray, windows: tuple, guard_blocks: int) -> tuple[np.ndarray, ...]:
-    """Stage rows (time, kind, order index) for the day's non-on-chain orders, plus custody flags."""
+    """Stage rows (time, kind, order index) for the day's orders, plus custody flags and funding heights."""
     (s1, b1), (s2, b2), (s3, b3), _ruling = windows
     n = len(arrive)
     idx = np.arange(n)
@@ -69,28 +70,24 @@ def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np
     end = np.select([~shipped, undelivered, buyer_dispute], [dl1, dl2, ta], release_t)
     custody = shipped & (end > guard)
     keep = mode != ONCHAIN_MODE
-    never = np.full(n, np.inf)
-    # Queue depths need no events of their own: who enters and leaves each queue when is known here,
-    # and is counted once the day's arrivals say which orders were funded (Market.account).
-    queues = {"awaiting_ship": (np.where(keep, arrive, never), np.where(keep, np.where(shipped, ts, dl1), never)),
-              "in_transit": (np.where(keep & shipped, ts, never),
-                             np.where(keep & shipped, np.where(delivered, td, dl2), never)),
-              "awaiting_release": (np.where(keep & delivered, td, never), np.where(keep & delivered, end, never))}
-    parts = [(guard, CUSTODY, custody),
-             (dl1, SHIP_TIMEOUT, ~shipped), (dl2, UNDELIVERED, undelivered), (ta, BUYER_DISPUTE, buyer_dispute),
-             (release_t, RELEASE, release)]
+    parts = [(arrive, FUND, keep), (arrive, ARRIVE_ONCHAIN, ~keep),
+             (ts, SHIPPED, keep & shipped), (td, DELIVERED, keep & delivered), (guard, CUSTODY, keep & custody),
+             (dl1, SHIP_TIMEOUT, keep & ~shipped), (dl2, UNDELIVERED, keep & undelivered),
+             (ta, BUYER_DISPUTE, keep & buyer_dispute), (release_t, RELEASE, keep & release)]
     times, kinds, orders = [], [], []
-    for t, kind, mask in parts:
-        m = mask & keep
+    for t, kind, m in parts:
         times.append(t[m])
         kinds.append(np.full(int(m.sum()), kind, dtype=np.int8))
         orders.append(idx[m])
-    return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0, queues
+    return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0
 
 
 def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray, kinds: np.ndarray,
                 orders: np.ndarray) -> None:
-    """Append each stage to its calendar bucket, as one array chunk per bucket and day."""
+    """Append each stage to its calendar bucket, as one array chunk per bucket and day.
+
+    The chunks stay numpy arrays until their bucket opens: a few compact buffers per hour
+    instead of Python objects allocated days before they are used."""
     key = np.floor(times / bucket_s).astype(np.int64)
     order = np.argsort(key, kind="stable")
     key, times, kinds, orders = key[order], times[order], kinds[order], orders[order]
@@ -100,5 +97,5 @@ def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray
     for s, e in zip(starts.tolist(), ends.tolist()):
         if s == e:
             continue
-        chunk = (plan, times[s:e].tolist(), kinds[s:e].tolist(), orders[s:e].tolist())
+        chunk = (plan, times[s:e], kinds[s:e], orders[s:e])
         buckets.setdefault(int(key[s]), []).append(chunk)

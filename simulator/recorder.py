@@ -36,16 +36,6 @@ class Recorder:
         self.channel_slots.append(list(market.slots))
 
 
-    def add_planned_queues(self, market: Market) -> None:
-        """Add the planned orders' queue depths, counted in steps per interval, to the sampled ones."""
-        import numpy as np
-
-        for name, steps in market.queue_steps.items():
-            level = np.cumsum(steps)
-            at = [min(int(t // market.sample_interval_s), len(level) - 1) for t in self.series["t_s"]]
-            self.series[name] = [v + int(level[i]) for v, i in zip(self.series[name], at)]
-
-
 def recorder(env: simpy.Environment, market: Market, rec: Recorder):
     """Samples every resource at a fixed interval."""
     while True:
