@@ -21,6 +21,7 @@ from scenarios.runner import UnknownScenario
 from . import app as app_cmd
 from . import bench, cluster, demo, nodes, scenario, simulate
 from . import load as load_cmd
+from . import torture as torture_cmd
 from .common import UserError, console
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(bench.app, name="bench")
 app.command(name="demo")(demo.demo)
 app.command(name="simulate")(simulate.simulate)
 app.command(name="load")(load_cmd.load)
+app.command(name="torture")(torture_cmd.torture)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.
 KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,

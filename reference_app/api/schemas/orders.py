@@ -81,7 +81,7 @@ class ShipIn(BaseModel):
 
 class PayoutInvoiceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    payment_request: str = Field(min_length=20, max_length=2000)
+    payment_request: str = Field(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9]+$")  # bech32 only
 
 
 class DisputeIn(BaseModel):

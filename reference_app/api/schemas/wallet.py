@@ -17,9 +17,16 @@ class WalletOut(BaseModel):
     confirmations: int
 
 
+LND_MAX_INVOICE_SATS = 100_000 * 100_000_000
+# bech32 characters only: the invoice goes into the hub's URL path (decodepayreq), where a
+# control character made httpx raise InvalidURL (a 500)
+BOLT11_PATTERN = r"^[A-Za-z0-9]+$"
+
+
 class LnDepositIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount_sats: int = Field(gt=0, le=MAX_SATS)
+    # lnd refuses invoices above 100,000 BTC (a 500 from the hub before this bound)
+    amount_sats: int = Field(gt=0, le=min(MAX_SATS, LND_MAX_INVOICE_SATS))
 
 
 class LnDepositOut(BaseModel):
@@ -31,7 +38,7 @@ class LnDepositOut(BaseModel):
 
 class LnWithdrawalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    payment_request: str = Field(min_length=20, max_length=2000)
+    payment_request: str = Field(min_length=20, max_length=2000, pattern=BOLT11_PATTERN)
 
 
 class LnWithdrawalOut(BaseModel):

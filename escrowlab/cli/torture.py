@@ -1,0 +1,52 @@
+"""`escrowlab torture`: kill the app mid-escrow, over and over, and count what was lost."""
+
+from __future__ import annotations
+
+import random
+
+import typer
+from rich.table import Table
+
+from regtest_cluster import launcher
+from regtest_cluster.topology import load
+from scenarios.torture import torture as run_torture
+
+from .common import UserError, console, emit_json, env, progress
+
+
+def torture(
+    runs: int = typer.Option(10, "--runs", help="How many kill-and-restart runs."),
+    seed: int = typer.Option(None, "--seed", help="Replay a torture's choices (paths, kills, delays)."),
+    json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
+) -> None:
+    """On one hub cluster, kill the app (crash point or SIGKILL) mid-escrow in each run, restart it,
+    and check the oracle's invariants; exit 1 on any failure or any sat lost."""
+    if runs < 1:
+        raise UserError(f"--runs must be at least 1, got {runs}")
+    seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
+    with progress("torture", quiet=False) as step:
+        step(f"seed {seed} (replay with --seed {seed})")
+        cluster = launcher.launch(load("hub"), env(), step)
+        try:
+            def report(i, plan, result) -> None:
+                verdict = "ok" if result.passed else "FAILED"
+                step(f"[{i + 1}/{runs}] {plan.path} killed at {plan.label}: {verdict} in {result.duration_s}s")
+
+            summary = run_torture(cluster, cluster.run_dir, runs, seed, report)
+        finally:
+            cluster.stop()
+    data = {**summary.as_dict(), "run_dir": str(cluster.run_dir)}
+    table = Table(title=f"torture, seed {seed}")
+    for col in ("runs", "kills by point", "armed but not reached", "escrows checked", "sats lost", "failures"):
+        table.add_column(col)
+    table.add_row(str(data["runs"]), " ".join(f"{k}={v}" for k, v in sorted(data["kill_points"].items())),
+                  " ".join(f"{k}={v}" for k, v in sorted(data["missed_points"].items())) or "-",
+                  str(data["escrows_checked"]), str(data["sats_lost"]), str(len(data["failures"])))
+    console.print(table)
+    for failure in data["failures"]:
+        console.print(f"[red]run {failure['run']} {failure['plan']}[/red]: {failure['error'] or ''} "
+                      f"{'; '.join(failure['violations'])}")
+    if json_out:
+        emit_json(data)
+    if data["failures"] or data["sats_lost"]:
+        raise typer.Exit(1)

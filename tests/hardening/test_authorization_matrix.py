@@ -1,0 +1,38 @@
+"""The authorization matrix: every operation of the OpenAPI document, as every
+role, on an object of the sender's own and on someone else's (the IDOR attempt),
+against the expected allow/deny in ``authz_matrix.MATRIX``. An operation without
+a row fails the test, so a new endpoint needs its row before it ships."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.hardening import authz
+from tests.hardening.authz_matrix import MATRIX
+
+pytestmark = pytest.mark.cluster
+
+
+def test_matrix_has_a_row_for_every_operation(hardened_market):
+    ops = set(authz.operations(hardened_market.http.app.openapi()))
+    assert not ops - MATRIX.keys(), f"operations without a matrix row: {sorted(ops - MATRIX.keys())}"
+    assert not MATRIX.keys() - ops, f"matrix rows for operations that are gone: {sorted(MATRIX.keys() - ops)}"
+    for op, row in MATRIX.items():
+        assert set(row) <= set(authz.ROLES) | {"*"}, f"{op}: unknown role in {sorted(row)}"
+        for role in authz.ROLES:
+            assert authz.expected(row, role, "any") in (authz.ALLOW, authz.DENY), f"{op}: no cell for {role}"
+
+
+def test_every_cell_gets_its_expected_answer(hardened_market, personas):
+    objects = authz.Objects(personas)
+    objects.setup()
+    answers: dict[tuple[str, str, str], int] = {}
+    cells = authz.run(personas, objects, authz.operations(hardened_market.http.app.openapi()),
+                      lambda op, role, variant, status: answers.__setitem__((op, role, variant), status))
+    wrong = [f"{op} as {role}{'' if variant == 'any' else ' (' + variant + ')'}: expected "
+             f"{authz.expected(MATRIX[op], role, variant)}, got {verdict} (HTTP {answers[(op, role, variant)]})"
+             for (op, role, variant), verdict in cells.items()
+             if verdict != authz.expected(MATRIX[op], role, variant)]
+    print(f"\nauthorization matrix: {len(cells)} cells over {len(MATRIX)} operations")
+    assert len(cells) >= len(MATRIX) * len(authz.ROLES)
+    assert not wrong, "cells that differ:\n" + "\n".join(wrong)
