@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import simpy
@@ -40,13 +39,9 @@ class Draws:
 
     arrays: dict
 
-    @cached_property
-    def columns(self) -> list[list]:
-        return [self.arrays[k].tolist() for k in ROW_FIELDS]
-
-    def row(self, i: int) -> tuple:
-        """Order ``i``'s draws as plain Python values, in ``ROW_FIELDS`` order (the per-order path)."""
-        return tuple(col[i] for col in self.columns)
+    def rows_of(self, orders: np.ndarray) -> list[tuple]:
+        """The rows of ``orders`` as plain Python values, in ``ROW_FIELDS`` order (the per-order path)."""
+        return list(zip(*(self.arrays[k][orders].tolist() for k in ROW_FIELDS)))
 
     @property
     def arrive_s(self) -> list[float]:
@@ -54,7 +49,7 @@ class Draws:
 
     @property
     def rows(self) -> list[tuple]:
-        return list(zip(*self.columns))
+        return self.rows_of(np.arange(len(self.arrays["arrive"])))
 
 
 def draw_day(cfg: SimConfig, day: int, multiplier: float, gen: np.random.Generator) -> Draws:

@@ -18,12 +18,13 @@ disputed is settled into custody and its case goes on.
 from __future__ import annotations
 
 import math
+from heapq import heappush
 
 import numpy as np
 import simpy
 
 from simulator.chain import Chain, Mempool
-from simulator.stages import BUCKET_S, PlannedStages, Stage
+from simulator.stages import AFTER_BLOCKS, BUCKET_S, HIST_MAX_BLOCKS, PlannedStages, Stage
 from simulator.config import SimConfig, guardian_after_blocks, hold_cltv_blocks
 
 LN, ONCHAIN, CUSTODIAL = 0, 1, 2
@@ -34,7 +35,6 @@ OUTCOMES = ("released", "refunded", "split")
 SILENT, CONFIRM, DISPUTE = 0, 1, 2
 FAILURES = ("htlc_slots", "channel_liquidity", "cltv_budget")
 INF = math.inf
-HIST_MAX_BLOCKS = 4_096
 
 # order fields: drawn at arrival ...
 _MODE, _PRICE, _CH, _SHIP, _TRANSIT, _ACT, _ACT_DELAY, _RULING, _HANDLING, _RELEASE_VB = range(10)
@@ -127,11 +127,18 @@ class Market(PlannedStages):
         for t, callback, order in self.buckets.pop(k, ()):
             Stage(env, t - now, callback, order)
         callbacks = self.plan_callbacks
+        queue, eid, new = env._queue, env._eid, Stage.__new__
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
-        for plan, times, kinds, indices in self.plan_buckets.pop(k, ()):
-            for t, kind, i in zip(times.tolist(), kinds.tolist(), indices.tolist()):
-                Stage(env, t - now, callbacks[kind], (plan, i))
+        for plan, (times, kinds, indices, modes, prices, heights) in self.plan_buckets.pop(k, ()):
+            for t, kind, i, mode, price, h in zip(times.tolist(), kinds.tolist(), indices.tolist(), modes.tolist(),
+                                                  prices.tolist(), heights.tolist()):
+                # Stage(env, t - now, ...) inlined: the hottest loop of the model, one event per stage
+                ev = new(Stage)
+                ev.env = env
+                ev.callbacks = [callbacks[kind]]
+                ev._value = (plan, i, mode, price, h)
+                heappush(queue, (t, AFTER_BLOCKS, next(eid), ev))
 
     # --- arrival (called by the buyer process)
     def arrive(self, mode: int, price: int, ch: int, ship: float, transit: float, act: int, act_delay: float,

@@ -13,26 +13,29 @@ stage here and then take the per-order path; so do disputes, which wait on arbit
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
 
 # stage kinds, in the order of Market.plan_callbacks
 FUND, ARRIVE_ONCHAIN, SHIPPED, DELIVERED, CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(9)
+PER_ORDER_KINDS = (ARRIVE_ONCHAIN, UNDELIVERED, BUYER_DISPUTE)   # the order goes on with its full record
 DISPUTE_ACT, CONFIRM_ACT = 2, 1
 ONCHAIN_MODE, LN_MODE = 1, 0
 
 
 @dataclass
 class DayPlan:
-    """One day's orders: fields the stage events read, and who got funded (set at arrival)."""
+    """One day's orders: what is decided at arrival (who got funded, on which channel).
 
-    mode: list[int]
-    price: list[int]
-    channel: list[int]
-    fund_height: list[int]
+    Compact buffers, not lists: a stage days later reads a few bytes here instead of chasing a
+    pointer to an int object allocated when the day was planned. What a stage needs that is
+    known in advance (mode, price, funding height) travels in its event's value instead."""
+
+    channel: array            # the channel the hold HTLC is on (the route may move on from the drawn one)
     custody: bytearray        # 1 if the guardian settles this order into custody before its end
-    draws: object             # the day's agents.Draws: a full row for the per-order (dispute, on-chain) path
+    rows: dict                # order index -> its drawn row (agents.ROW_FIELDS), for the per-order path only
     funded: bytearray         # 0 not arrived yet, 1 funded, 2 funding failed
 
 
@@ -83,19 +86,20 @@ def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np
 
 
 def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray, kinds: np.ndarray,
-                orders: np.ndarray) -> None:
+                orders: np.ndarray, payload: tuple[np.ndarray, ...]) -> None:
     """Append each stage to its calendar bucket, as one array chunk per bucket and day.
 
-    The chunks stay numpy arrays until their bucket opens: a few compact buffers per hour
-    instead of Python objects allocated days before they are used."""
+    A chunk holds, per stage: time, kind, order index and the order's ``payload`` fields
+    (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
+    compact buffers per hour instead of Python objects allocated days before they are used."""
     key = np.floor(times / bucket_s).astype(np.int64)
     order = np.argsort(key, kind="stable")
-    key, times, kinds, orders = key[order], times[order], kinds[order], orders[order]
+    key = key[order]
+    columns = [times[order], kinds[order], orders[order]] + [p[orders[order]] for p in payload]
     cuts = np.flatnonzero(np.diff(key)) + 1
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [len(key)]])
     for s, e in zip(starts.tolist(), ends.tolist()):
         if s == e:
             continue
-        chunk = (plan, times[s:e], kinds[s:e], orders[s:e])
-        buckets.setdefault(int(key[s]), []).append(chunk)
+        buckets.setdefault(int(key[s]), []).append((plan, [c[s:e] for c in columns]))

@@ -9,6 +9,7 @@ dispute, and every on-chain order from its arrival on, joins the per-order path 
 
 from __future__ import annotations
 
+from array import array
 from heapq import heappush
 
 import numpy as np
@@ -21,6 +22,7 @@ LN, CUSTODIAL = 0, 2
 REFUND, RELEASE = 1, 0
 INF = float("inf")
 _CH, _H_FUND = 2, 10
+HIST_MAX_BLOCKS = 4_096
 # A deadline in blocks falls exactly on a block's time: the block comes first (the app acts
 # when it sees the height), so stages sort after ordinary events at the same instant.
 AFTER_BLOCKS = NORMAL + 1
@@ -32,11 +34,12 @@ BUCKET_S = 3_600.0
 class Stage(Event):
     """An order reaching its next state: a Timeout with its callback already attached."""
 
+    _ok = True      # a stage never fails
+
     def __init__(self, env: simpy.Environment, delay: float, callback, order: list) -> None:
         self.env = env
         self.callbacks = [callback]
         self._value = order
-        self._ok = True
         # env.schedule, inlined as simpy's own Timeout inlines Event.__init__: same queue, same ids
         heappush(env._queue, (env._now + delay, AFTER_BLOCKS, next(env._eid), self))
 
@@ -54,17 +57,18 @@ class PlannedStages:
         times, kinds, indices, custody, h0 = planning.plan_day(
             a["arrive"], a["mode"], a["ship"], a["transit"], a["act"], a["act_delay"],
             self.block_times, self.windows, self.guard_blocks)
-        n = len(h0)
-        day = planning.DayPlan(a["mode"].tolist(), a["price"].tolist(), a["channel"].tolist(), h0.tolist(),
-                               bytearray(custody.astype(np.uint8).tobytes()), draws, bytearray(n))
-        planning.file_stages(self.plan_buckets, BUCKET_S, day, times, kinds, indices)
+        # full rows only for the orders that will take the per-order path: on-chain ones, disputes
+        per_order = np.unique(indices[np.isin(kinds, planning.PER_ORDER_KINDS)])
+        rows = dict(zip(per_order.tolist(), draws.rows_of(per_order)))
+        day = planning.DayPlan(array("q", a["channel"].astype(np.int64).tobytes()),
+                               bytearray(custody.astype(np.uint8).tobytes()), rows, bytearray(len(h0)))
+        planning.file_stages(self.plan_buckets, BUCKET_S, day, times, kinds, indices, (a["mode"], a["price"], h0))
         return day
 
-    # --- stage callbacks: ``ev._value`` is (day plan, order index)
+    # --- stage callbacks: ``ev._value`` is (day plan, order index, mode, price, funding height)
     def _p_fund(self, ev: Stage) -> None:
         """A planned (Lightning or custodial) order arrives: fund it, or record why it could not be."""
-        day, i = ev._value
-        mode, price = day.mode[i], day.price[i]
+        day, i, mode, price, _h = ev._value
         self.arrivals += 1
         self.by_mode_arrivals[mode] += 1
         if mode == LN:
@@ -81,11 +85,11 @@ class PlannedStages:
         self.awaiting_ship += 1
 
     def _p_arrive_onchain(self, ev: Stage) -> None:
-        day, i = ev._value
-        self.arrive(*day.draws.row(i))    # funding waits on the mempool: the per-order path
+        day, i, _mode, _price, _h = ev._value
+        self.arrive(*day.rows[i])    # funding waits on the mempool: the per-order path
 
     def _p_shipped(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, _mode, _price, _h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
@@ -93,7 +97,7 @@ class PlannedStages:
         self.in_transit += 1
 
     def _p_delivered(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, _mode, _price, _h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
@@ -101,57 +105,83 @@ class PlannedStages:
         self.awaiting_release += 1
 
     def _p_custody(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, _mode, price, _h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
-        price = day.price[i]
         self._free_htlc(day.channel[i], price)
         self.custody_sats += price
         self.custody_moves += 1
 
     def _p_ship_timeout(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, mode, price, h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_ship -= 1
         self.ship_timeouts += 1
         self.resolved += 1
-        self._settle(day.mode[i], day.price[i], day.channel[i], day.fund_height[i], False, REFUND)
+        self._settle(mode, price, day.channel[i], h, False, REFUND)
 
     def _p_release(self, ev: Stage) -> None:
-        day, i = ev._value
+        """The buyer confirmed, or the dispute window closed: settle, pay the seller (Market._settle's
+        rules for a release, inlined: most orders end here)."""
+        day, i, mode, price, h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_release -= 1
         self.resolved += 1
-        self._settle(day.mode[i], day.price[i], day.channel[i], day.fund_height[i], day.custody[i], RELEASE)
+        self.outcomes[mode][RELEASE] += 1
+        commission = price * self.fee_ppm // 1_000_000
+        self.commission_sats += commission
+        if mode == LN:
+            if day.custody[i]:
+                self.custody_sats -= price
+            else:
+                c = day.channel[i]
+                self.slots[c] -= 1
+                self.inflight_sats[c] -= price
+                self.held_htlcs -= 1
+                self.locked_sats[LN] -= price
+            base, ppm, limit = self.payout_fee
+            amount = price - commission
+            fee = base + amount * ppm
+            self.payouts += 1
+            self.routing_fees_sats += fee
+            if fee > limit:
+                self.payouts_over_fee_limit += 1
+            self.outbound_sats -= amount
+            if self.outbound_sats < 0:
+                self._short_outbound()
+        else:
+            self.locked_sats[CUSTODIAL] -= price
+            self._withdraw(int((price - commission) * self.withdraw_fraction))
+        blocks = self.height - h
+        self.durations[mode][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
 
     def _p_undelivered(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, mode, _price, h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
         self.in_transit -= 1
         self.disputes_opened["undelivered"] += 1
-        self._open_dispute(self._order_of(day, i))
+        self._open_dispute(self._order_of(day, i, mode, h))
 
     def _p_buyer_dispute(self, ev: Stage) -> None:
-        day, i = ev._value
+        day, i, mode, _price, h = ev._value
         if day.funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_release -= 1
         self.disputes_opened["buyer"] += 1
-        self._open_dispute(self._order_of(day, i))
+        self._open_dispute(self._order_of(day, i, mode, h))
 
-    def _order_of(self, day: planning.DayPlan, i: int) -> list:
+    def _order_of(self, day: planning.DayPlan, i: int, mode: int, h: int) -> list:
         """A planned order joins the per-order path (a dispute): its full record."""
-        mode, h = day.mode[i], day.fund_height[i]
         guard = self.times[h + self.guard_blocks - 1] if mode == LN else INF
-        order = [*day.draws.row(i)[:_H_FUND], h, guard, False, bool(day.custody[i]), 0.0, None]
+        order = [*day.rows[i][:_H_FUND], h, guard, False, bool(day.custody[i]), 0.0, None]
         order[_CH] = day.channel[i]       # the channel the route found room on, not the one first tried
         return order
 
