@@ -18,7 +18,7 @@ disputed is settled into custody and its case goes on.
 from __future__ import annotations
 
 import math
-from heapq import heappush
+from heapq import heapify
 
 import numpy as np
 import simpy
@@ -128,6 +128,7 @@ class Market(PlannedStages):
             Stage(env, t - now, callback, order)
         callbacks = self.plan_callbacks
         queue, eid, new = env._queue, env._eid, Stage.__new__
+        push = queue.append
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
         for plan, (times, kinds, indices, modes, prices, heights) in self.plan_buckets.pop(k, ()):
@@ -138,7 +139,8 @@ class Market(PlannedStages):
                 ev.env = env
                 ev.callbacks = [callbacks[kind]]
                 ev._value = (plan, i, mode, price, h)
-                heappush(queue, (t, AFTER_BLOCKS, next(eid), ev))
+                push((t, AFTER_BLOCKS, next(eid), ev))
+        heapify(queue)      # once for the whole bucket: cheaper than sifting each stage in
 
     # --- arrival (called by the buyer process)
     def arrive(self, mode: int, price: int, ch: int, ship: float, transit: float, act: int, act_delay: float,

@@ -92,9 +92,8 @@ def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray
     A chunk holds, per stage: time, kind, order index and the order's ``payload`` fields
     (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
     compact buffers per hour instead of Python objects allocated days before they are used."""
-    key = np.floor(times / bucket_s).astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
+    order = np.argsort(times, kind="stable")   # by time, so by bucket too
+    key = np.floor(times[order] / bucket_s).astype(np.int64)
     columns = [times[order], kinds[order], orders[order]] + [p[orders[order]] for p in payload]
     cuts = np.flatnonzero(np.diff(key)) + 1
     starts = np.concatenate([[0], cuts])
