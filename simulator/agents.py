@@ -98,11 +98,15 @@ def buyer(env: simpy.Environment, market: Market, cfg: SimConfig, days: int, mul
 
 
 def miner(env: simpy.Environment, market: Market):
-    """Blocks arrive as a Poisson process (times drawn up front in ``Chain``)."""
-    mempool = market.mempool
+    """Blocks arrive as a Poisson process (times drawn up front in ``Chain``).
+
+    Each block also notes how many events wait in simpy's queue: sampled at Poisson times,
+    their mean is the time average (``bench sim`` builds a raw baseline of that depth)."""
+    mempool, queue = market.mempool, env._queue
     for height, t in enumerate(market.times, start=1):
         yield env.timeout(t - env._now)
         market.height = height
+        market.pending_events_sum += len(queue)
         mempool.mine(height)
 
 

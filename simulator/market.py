@@ -73,6 +73,7 @@ class Market(PlannedStages):
         self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) array chunks
         self.block_times = np.asarray(chain.times_s)
         self.skipped = 0                            # planned stages of orders whose funding failed
+        self.pending_events_sum = 0                 # simpy's queue length, summed at each block
         self.plan_callbacks = self.stage_callbacks()
         # bound once: a bound method made per call would be one more object per pending stage
         self.cb_shipped = self._shipped

@@ -35,6 +35,7 @@ class ModelRun:
     wall_s: float        # the whole run: drawing the chain, the event loop, the summary
     loop_s: float        # the event loop alone (the actors' own draws included)
     loop_cpu_s: float    # the same, in CPU time of this process (robust on a shared machine)
+    mean_pending_events: float   # events waiting in simpy's queue, on average over the run
 
 
 def processed_events(env: simpy.Environment) -> int:
@@ -85,7 +86,8 @@ def run(cfg: SimConfig, days: float | None = None, multiplier: float | None = No
     summary["load_multiplier"] = multiplier
     summary["seed"] = cfg.run.seed if seed is None else seed
     summary["_histograms"] = {name: _trim(market.durations[i]) for i, name in enumerate(MODE_NAMES)}
-    return ModelRun(summary, rec, market, events, wall, loop_s, loop_cpu_s)
+    pending = market.pending_events_sum / max(1, market.height)
+    return ModelRun(summary, rec, market, events, wall, loop_s, loop_cpu_s, pending)
 
 
 def _trim(hist: list[int]) -> list[int]:
