@@ -132,9 +132,8 @@ class Market(PlannedStages):
         push = queue.append
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
-        for plan, (times, kinds, indices, modes, prices, heights) in self.plan_buckets.pop(k, ()):
-            for t, kind, i, mode, price, h in zip(times.tolist(), kinds.tolist(), indices.tolist(), modes.tolist(),
-                                                  prices.tolist(), heights.tolist()):
+        for plan, times, fields in self.plan_buckets.pop(k, ()):
+            for t, (kind, i, mode, price, h) in zip(times.tolist(), fields.tolist()):
                 # Stage(env, t - now, ...) inlined: the hottest loop of the model, one event per stage
                 ev = new(Stage)
                 ev.env = env

@@ -89,16 +89,17 @@ def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray
                 orders: np.ndarray, payload: tuple[np.ndarray, ...]) -> None:
     """Append each stage to its calendar bucket, as one array chunk per bucket and day.
 
-    A chunk holds, per stage: time, kind, order index and the order's ``payload`` fields
-    (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
+    A chunk holds the stages' times, and per stage one row of kind, order index and the
+    order's ``payload`` fields (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
     compact buffers per hour instead of Python objects allocated days before they are used."""
     order = np.argsort(times, kind="stable")   # by time, so by bucket too
     key = np.floor(times[order] / bucket_s).astype(np.int64)
-    columns = [times[order], kinds[order], orders[order]] + [p[orders[order]] for p in payload]
+    at = times[order]
+    fields = np.stack([kinds[order], orders[order]] + [p[orders[order]] for p in payload], axis=1).astype(np.int64)
     cuts = np.flatnonzero(np.diff(key)) + 1
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [len(key)]])
     for s, e in zip(starts.tolist(), ends.tolist()):
         if s == e:
             continue
-        buckets.setdefault(int(key[s]), []).append((plan, [c[s:e] for c in columns]))
+        buckets.setdefault(int(key[s]), []).append((plan, at[s:e], fields[s:e]))
