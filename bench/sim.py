@@ -100,7 +100,8 @@ def run(config_path: str = DEFAULT_CONFIG, days: float = 30.0, repeat: int = 1) 
     ratios = {k: round(best[a] / best[b], 3) for k, (a, b) in pairs.items()}
     return {"events_per_s": best["events_per_s"], "raw_simpy_events_per_s": best["raw_simpy_events_per_s"],
             "ratio": ratios["ratio"], "orders_per_s": best["orders_per_s"],
-            "events_per_cpu_s": best["events_per_cpu_s"], "raw_simpy_events_per_cpu_s": best["raw_simpy_events_per_cpu_s"],
+            "events_per_cpu_s": best["events_per_cpu_s"],
+            "raw_simpy_events_per_cpu_s": best["raw_simpy_events_per_cpu_s"],
             "ratio_cpu": ratios["ratio_cpu"], "mean_pending_events": runs[0]["mean_pending_events"],
             "raw_simpy_same_depth_events_per_s": best["raw_simpy_same_depth_events_per_s"],
             "ratio_same_depth": ratios["ratio_same_depth"],

@@ -33,7 +33,7 @@ def cluster_cmd(
 def sim_cmd(
     config: str = typer.Option("simulator/configs/year-10k.yaml", "--config", "-c", help="Simulator YAML."),
     days: float = typer.Option(30.0, "--days", min=0.1, help="Simulated days to run."),
-    repeat: int = typer.Option(1, "--repeat", min=1, max=10, help="Runs; each rate is its best run, each ratio best over best."),
+    repeat: int = typer.Option(1, "--repeat", min=1, max=10, help="Runs; best rate of each, ratios best over best."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Simulator speed: simpy events our model processes a second, beside a raw simpy loop."""
