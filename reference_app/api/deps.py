@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import AsyncIterator, Iterator
+
+import anyio
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..context import AppContext
 from ..services import policy, tokens
+from ..services.faults import planted
 from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.models import Order, User
 from . import ratelimit
@@ -25,7 +28,25 @@ def get_ctx(request: Request) -> AppContext:
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> Iterator[Session]:
+async def one_writer_at_a_time(request: Request, ctx: AppContext = Depends(get_ctx)) -> AsyncIterator[None]:
+    """On SQLite, write requests queue here, in the event loop, before they take a worker
+    thread. Queued in threads instead (on the write lock), forty waiting writers filled the
+    thread pool while the lock holder waited for a thread to run its endpoint: every write
+    then failed with "database is locked" after the 30 s busy timeout."""
+    # The queue is per process; with several app processes the compare-and-swap alone keeps
+    # racing writers apart. The planted skip_cas bug stands for such a deployment.
+    if request.method in SAFE_METHODS or not ctx.db.single_writer or planted(ctx.settings, "skip_cas"):
+        yield
+        return
+    gate = getattr(request.app.state, "sqlite_writer_gate", None)
+    if gate is None:
+        gate = request.app.state.sqlite_writer_gate = anyio.Lock()
+    async with gate:
+        yield
+
+
+def get_session(request: Request, ctx: AppContext = Depends(get_ctx),
+                _queued: None = Depends(one_writer_at_a_time, scope="function")) -> Iterator[Session]:
     """The request's one session: a reader for safe methods, a writer otherwise."""
     with ctx.db.session(write=request.method not in SAFE_METHODS) as s:
         yield s

@@ -40,7 +40,9 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith("sqlite"):
+        # SQLite takes one writer at a time (BEGIN IMMEDIATE); callers queue writers early.
+        self.single_writer = url.startswith("sqlite")
+        if self.single_writer:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:

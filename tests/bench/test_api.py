@@ -28,3 +28,13 @@ def test_run_api_bench_reports_reads_writes_and_ratio(tmp_path):
             assert figures["requests"] > 0 and figures["failed"] == 0, (db, kind, figures["errors"])
             assert figures["p50_ms"] <= figures["p99_ms"]
         assert result[db]["reads_ratio_to_ping"] > 0
+
+
+def test_many_concurrent_sqlite_writers_none_fails(tmp_path):
+    """More writers than the server's 40 worker threads: each queues in the event loop
+    (deps.one_writer_at_a_time), not on SQLite's lock inside a thread, where the lock
+    holder could not get a thread back and every writer failed after the busy timeout."""
+    env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
+    result = api.run(env, seconds=4, concurrency=64, postgres=False, seed=5)
+    writes = result["sqlite_wal"]["writes"]
+    assert writes["requests"] > 0 and writes["failed"] == 0, writes["errors"]
