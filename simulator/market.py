@@ -70,7 +70,7 @@ class Market(PlannedStages):
         self.withdraw_fraction = cfg.custodial.seller_withdraw_fraction
         self.disputes: simpy.Store = simpy.Store(env)
         self.buckets: dict[int, list] = {}          # per-order stages: (time, callback, order)
-        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, kinds, indices) array chunks
+        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, rows of kind, index, payload)
         self.block_times = np.asarray(chain.times_s)
         self.skipped = 0                            # planned stages of orders whose funding failed
         self.pending_events_sum = 0                 # simpy's queue length, summed at each block
