@@ -41,6 +41,11 @@ def raw_simpy_events_per_s(events: int) -> tuple[float, float]:
             yield env.timeout(1)
 
     env.process(loop(env, events - 2))  # the process's start and end are events too
+    return _events_per_s(env)
+
+
+def _events_per_s(env: simpy.Environment) -> tuple[float, float]:
+    """Run ``env`` to the end with the collector paused: events per wall second and per CPU second."""
     started, cpu_started = time.perf_counter(), time.process_time()
     with model.gc_paused():
         env.run()
@@ -64,12 +69,7 @@ def raw_simpy_same_depth_events_per_s(events: int, depth: int, seed: int = 1) ->
 
     for _ in range(depth):
         env.process(loop(env, gen.exponential(1.0, per).tolist()))
-    started, cpu_started = time.perf_counter(), time.process_time()
-    with model.gc_paused():
-        env.run()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    n = model.processed_events(env)
-    return n / elapsed, n / max(cpu, 1e-9)
+    return _events_per_s(env)
 
 
 def run(config_path: str = DEFAULT_CONFIG, days: float = 30.0, repeat: int = 1) -> dict:

@@ -146,16 +146,7 @@ class PlannedStages:
                 self.inflight_sats[c] -= price
                 self.held_htlcs -= 1
                 self.locked_sats[LN] -= price
-            base, ppm, limit = self.payout_fee
-            amount = price - commission
-            fee = base + amount * ppm
-            self.payouts += 1
-            self.routing_fees_sats += fee
-            if fee > limit:
-                self.payouts_over_fee_limit += 1
-            self.outbound_sats -= amount
-            if self.outbound_sats < 0:
-                self._short_outbound()
+            self._payout(price - commission)
         else:
             self.locked_sats[CUSTODIAL] -= price
             self._withdraw(int((price - commission) * self.withdraw_fraction))
