@@ -1,4 +1,4 @@
-"""Named crash points in the settle and payout paths, for fault injection.
+"""Named crash points in the settle, payout, refund and withdrawal paths, for fault injection.
 
 Set ``ESCROWLAB_FAULT_POINTS='["after_settle"]'`` and the process dies
 (SIGKILL-like, no cleanup) the first time it reaches that point, as a crash
@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import os
 
-POINTS = ("after_claim_release", "after_settle", "after_payout_marker", "after_payout_sent", "after_cancel")
+# Each point sits where a crash leaves work half-done: something committed, the node step after it not yet
+# done or not yet recorded. Restarted, the app must finish it exactly once (scenarios/torture.py).
+POINTS = (
+    # ln_hold: modes/ln_hold.py and payouts.py
+    "after_claim_release", "after_settle", "after_payout_marker", "after_payout_sent", "after_cancel",
+    # custodial escrow: the outcome's ledger transfer posted, its transition not yet (one uncommitted transaction)
+    "custodial_outcome_uncommitted",
+    # custodial Lightning withdrawal: reserved (debited) but not sent; sent but not recorded final
+    "after_ln_withdraw_reserve", "after_ln_withdraw_sent",
+    # custodial on-chain withdrawal batch: claimed (requests BATCHED) but not sent; sent but not recorded
+    "after_batch_claim", "after_batch_sent",
+    # onchain_multisig: the spend recorded but not broadcast; broadcast but the outcome not recorded
+    "after_spend_recorded", "after_spend_broadcast",
+)
 
 
 def point(name: str, enabled: list[str]) -> None:

@@ -36,6 +36,7 @@ from regtest_cluster.waiting import WaitTimeout, wait_for
 
 from ...context import AppContext
 from ...store.models_ledger import LnDepositInvoice, LnWithdrawal
+from .. import faults
 from ..errors import Conflict, NodeUnavailable, ValidationFailed
 from ..holds import node_call
 from . import ledger
@@ -102,6 +103,7 @@ def ln_withdraw(ctx: AppContext, user_id: int, payment_request: str, *,
         raise ValidationFailed("the hub has already paid this invoice", field="payment_request")
     fee_limit = fee_reserve(amount, fee_reserve_ppm, fee_reserve_min_sats)
     _reserve(ctx, user_id, payment_request, payment_hash, amount, fee_limit, internal=False)
+    faults.point("after_ln_withdraw_reserve", ctx.settings.fault_points)  # debited, not sent: resume sends
     _send(ctx, payment_hash, payment_request, fee_limit, payment_timeout_s)
     return _advance(ctx, payment_hash, wait_s, payment_timeout_s)
 
@@ -152,6 +154,7 @@ def _send(ctx: AppContext, payment_hash: str, payment_request: str, fee_limit: i
     """Start the payment. Any doubt leaves the row as it is for ``_advance`` to resolve."""
     try:
         node_call(ctx.hub.send_payment, payment_request, timeout_s=timeout_s, fee_limit_sats=fee_limit, wait=False)
+        faults.point("after_ln_withdraw_sent", ctx.settings.fault_points)  # sent, not final: resume tracks it
     except NodeUnavailable as exc:
         _note(ctx, payment_hash, exc.message)
     except LndError as exc:

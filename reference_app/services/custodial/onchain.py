@@ -16,8 +16,11 @@ a fee bump (``replaced_by_txid``) is followed to the replacement; a transaction
 that lost to a confirmed conflict (negative confirmations) fails the batch and
 returns every reservation. A transaction that merely vanished from the mempool
 is left alone (it may still confirm), and a batch whose ``send`` was cut off
-without an answer is looked for in the wallet by its outputs, and given back
-to the queue if the wallet never made it.
+without an answer is looked for in the wallet by its outputs (among the
+transactions no other batch recorded), and given back to the queue if the
+wallet never made it. A batch left BUILDING by a process that died (crashed
+between the claim and the send) is given back soon after the worker restarts,
+not after the long grace a lost answer gets: its sender is gone.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError, sats
 from ...context import AppContext
 from ...store.models import utcnow
 from ...store.models_ledger import OnchainWithdrawal, WithdrawalBatch
+from .. import faults
 from ..errors import Conflict, ValidationFailed
 from . import ledger
 from .deposits import DEFAULT_CONFIRMATIONS
@@ -40,6 +44,7 @@ from .ledger import HOT_WALLET, ONCHAIN_OUTGOING, user_account
 
 DEFAULT_MIN_WITHDRAWAL_SATS = 10_000   # well above dust plus a fee share at regtest fee rates
 DEFAULT_MAX_OUTPUTS = 200
+ORPHAN_GRACE_S = 10.0   # after a restart, for the dead sender's last RPC (if any) to land in the wallet
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ def run_withdrawal_batch(ctx: AppContext, wallet: BitcoinRpc, *, confirmations: 
     batch_id, outputs = _claim(ctx, max_outputs)
     if batch_id is None:
         return None
+    faults.point("after_batch_claim", ctx.settings.fault_points)  # reserved and claimed, nothing sent
     try:
         sent = wallet.send([(a, amt) for _rid, a, amt in outputs], minconf=confirmations,
                            subtract_fee_from=list(range(len(outputs))), fee_rate_sat_vb=fee_rate_sat_vb)
@@ -122,6 +128,7 @@ def run_withdrawal_batch(ctx: AppContext, wallet: BitcoinRpc, *, confirmations: 
             _set(ctx, batch_id, last_error=exc.message)
             return batch(ctx, batch_id)
         return _unclaim(ctx, batch_id, exc.message)
+    faults.point("after_batch_sent", ctx.settings.fault_points)  # paid on the chain, not recorded
     return _broadcast(ctx, wallet, batch_id, sent["txid"])
 
 
@@ -174,13 +181,17 @@ def _broadcast(ctx: AppContext, wallet: BitcoinRpc, batch_id: int, txid: str) ->
 
 
 def check_batches(ctx: AppContext, wallet: BitcoinRpc, confirmations: int = DEFAULT_CONFIRMATIONS,
-                  building_grace_s: float = 300.0) -> list[BatchView]:
+                  building_grace_s: float = 300.0, restarted_at: datetime | None = None,
+                  orphan_grace_s: float = ORPHAN_GRACE_S) -> list[BatchView]:
     """Settle batches with k confirmations, follow fee bumps, fail conflicted ones.
 
     A batch left BUILDING (its run crashed, or lost bitcoind's answer) is looked for in
     the wallet; once ``building_grace_s`` has passed without the wallet knowing such a
     transaction, it was never made (the wallet records a transaction before it
-    broadcasts it), so its requests go back to PENDING for the next run.
+    broadcasts it), so its requests go back to PENDING for the next run. A batch made
+    before ``restarted_at`` (when this worker started: its maker died or stopped) waits
+    only ``orphan_grace_s`` after the restart, since no RPC of a dead process is pending
+    longer than that.
     """
     with ctx.db.session(write=False) as s:
         open_batches = s.execute(select(WithdrawalBatch.id, WithdrawalBatch.txid, WithdrawalBatch.status,
@@ -193,7 +204,7 @@ def check_batches(ctx: AppContext, wallet: BitcoinRpc, confirmations: int = DEFA
             found = _find_sent(ctx, wallet, batch_id)
             if found:
                 views.append(_broadcast(ctx, wallet, batch_id, found))
-            elif _age_s(created_at) > building_grace_s:
+            elif _age_s(created_at) > building_grace_s or _orphaned(created_at, restarted_at, orphan_grace_s):
                 views.append(_unclaim(ctx, batch_id, "never broadcast: no wallet transaction pays this batch"))
             continue
         tx = wallet.gettransaction(txid)
@@ -210,13 +221,21 @@ def check_batches(ctx: AppContext, wallet: BitcoinRpc, confirmations: int = DEFA
     return views
 
 
+def _orphaned(created_at: datetime, restarted_at: datetime | None, grace_s: float) -> bool:
+    return restarted_at is not None and _aware(created_at) < restarted_at and _age_s(restarted_at) > grace_s
+
+
 def _find_sent(ctx: AppContext, wallet: BitcoinRpc, batch_id: int) -> str | None:
-    """A wallet transaction paying exactly this batch's outputs (after a lost ``send`` answer)."""
+    """A wallet transaction paying exactly this batch's outputs (after a lost ``send`` answer).
+    Transactions another batch recorded are not candidates: an earlier batch to the same
+    addresses would otherwise be taken for this one (its txid is unique, so the batch
+    stayed BUILDING for good, retried on every pass)."""
     with ctx.db.session(write=False) as s:
         want = {r.address for r in s.scalars(select(OnchainWithdrawal).where(OnchainWithdrawal.batch_id == batch_id))}
+        recorded = set(s.scalars(select(WithdrawalBatch.txid).where(WithdrawalBatch.txid.is_not(None))))
     paid: dict[str, set[str]] = {}
     for t in wallet.listsinceblock("", 1, include_removed=False).get("transactions", []):
-        if t.get("category") == "send" and int(t.get("confirmations", 0)) >= 0:
+        if t.get("category") == "send" and int(t.get("confirmations", 0)) >= 0 and t["txid"] not in recorded:
             paid.setdefault(t["txid"], set()).add(t.get("address"))
     return next((txid for txid, addrs in paid.items() if addrs == want), None)
 
@@ -251,10 +270,13 @@ def _fail(ctx: AppContext, batch_id: int, txid: str, reason: str) -> BatchView:
         return _batch_view(s, b)
 
 
-def _age_s(moment: datetime) -> float:
+def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; they were written in UTC.
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return (utcnow() - moment).total_seconds()
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _age_s(moment: datetime) -> float:
+    return (utcnow() - _aware(moment)).total_seconds()
 
 
 def _set(ctx: AppContext, batch_id: int, **values) -> None:

@@ -32,10 +32,10 @@ from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
 from regtest_cluster.nodes.lnd import LndError
 
 from ...context import AppContext
-from ...store.models import Order, User
+from ...store.models import Order, User, utcnow
 from ...store.models_ledger import (DepositAddress, LedgerAccount, LnDepositInvoice, LnWithdrawal,
                                     OnchainDeposit, OnchainWithdrawal, WithdrawalBatch)
-from .. import transitions
+from .. import faults, transitions
 from ..custodial import (check_batches, custody_wallet, escrow, ledger, poll_ln_deposits, reconcile,
                          resume_withdrawals, run_withdrawal_batch, scan_deposits)
 from ..custodial.reconcile import Report
@@ -74,6 +74,7 @@ class CustodialMode:
         self._cycle = threading.Lock()
         self._last_watch = 0.0
         self._batch_after = 0.0
+        self._started_at = utcnow()  # batches left BUILDING from before it were made by a dead worker
         self._stop = threading.Event()
 
     @property
@@ -118,11 +119,13 @@ class CustodialMode:
             state = S(order.state)
             if state == S.RELEASE_PENDING:
                 escrow.release(session, order.id, order.seller_id, order.price_sats, order.fee_sats)
+                faults.point("custodial_outcome_uncommitted", s.fault_points)  # the transfer must roll back
                 transitions.apply(session, s, order, E.RELEASED, "worker", height,
                                   detail=f"seller credited {order.price_sats - order.fee_sats} sats, "
                                          f"fee {order.fee_sats}")
             elif state == S.REFUND_PENDING:
                 escrow.refund(session, order.id, order.buyer_id)
+                faults.point("custodial_outcome_uncommitted", s.fault_points)
                 transitions.apply(session, s, order, E.REFUNDED, "worker", height,
                                   detail=f"buyer credited {order.price_sats} sats")
             elif state == S.SPLIT_PENDING:
@@ -139,6 +142,7 @@ class CustodialMode:
     def start(self) -> None:
         self._stop.clear()
         self._last_watch = 0.0  # the first tick after a (re)start resumes in-flight withdrawals (I11)
+        self._started_at = utcnow()
 
     def stop(self) -> None:
         self._stop.set()
@@ -157,7 +161,8 @@ class CustodialMode:
         k = self.ctx.settings.custodial_confirmations
         steps = [("on-chain deposits", lambda: scan_deposits(self.ctx, self.wallet, k)),
                  ("withdrawal batch", self._batch),
-                 ("batch confirmations", lambda: check_batches(self.ctx, self.wallet, k))]
+                 ("batch confirmations",
+                  lambda: check_batches(self.ctx, self.wallet, k, restarted_at=self._started_at))]
         if self.ctx.hub is not None:
             steps += [("LN deposits", lambda: poll_ln_deposits(self.ctx)),
                       ("LN withdrawals", lambda: resume_withdrawals(self.ctx, wait_s=0.0))]

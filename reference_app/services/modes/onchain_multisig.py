@@ -32,7 +32,7 @@ from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
 from ...context import AppContext
 from ...store.models import Notification, Order, User
 from ...store.models_onchain import OnchainEscrow, OnchainKeys
-from .. import onchain, transitions
+from .. import faults, onchain, transitions
 from ..errors import DomainError, NodeUnavailable, NotFound, ValidationFailed
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 from ..onchain.flows import _fold_dust, _require_price, refund_outputs, release_outputs
@@ -315,7 +315,9 @@ class OnchainMode:
         with self.ctx.db.session() as session:  # recorded before it is sent: a crash resends the same tx
             fresh = escrow_row(session, row.order_id)
             fresh.spend_txid, fresh.spend_hex = txid, tx_hex
+        faults.point("after_spend_recorded", self.ctx.settings.fault_points)  # resume rebroadcasts it
         self._send(row.order_id, tx_hex)
+        faults.point("after_spend_broadcast", self.ctx.settings.fault_points)  # resume waits for k, records
 
     def _send(self, order_id: int, tx_hex: str) -> None:
         try:

@@ -9,6 +9,7 @@ from reference_app.services.custodial import (check_batches, deposit_address, re
 from reference_app.services.custodial.ledger import UserBalances
 from reference_app.services.custodial import onchain
 from reference_app.services.custodial.onchain import withdrawal_requests
+from reference_app.store.models import utcnow
 from regtest_cluster.nodes.bitcoind import sats
 from tests.reference_app.custodial.conftest import add_users, balances
 
@@ -112,4 +113,56 @@ def test_batch_never_sent_goes_back_to_the_queue(custody):
     assert [r.status for r in withdrawal_requests(ctx, alice)] == ["PENDING"]
     assert run_withdrawal_batch(ctx, custody.wallet, confirmations=K).status == "BROADCAST"
     assert balances(ctx, alice) == UserBalances(available=70_000, held=0, inflight=30_000)
+    assert_reconciled(custody)
+
+
+def test_batch_left_by_a_dead_worker_goes_back_after_the_restart(custody):
+    ctx = custody.ctx
+    (alice,) = add_users(ctx, 1)
+    deposit(custody, [alice], 100_000)
+    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
+    batch_id, _outputs = onchain._claim(ctx, max_outputs=10)  # then the worker died (torture: after_batch_claim)
+    restarted = utcnow()
+
+    # Regression: it waited the whole lost-answer grace (5 min) although its sender was gone.
+    assert check_batches(ctx, custody.wallet, K, restarted_at=restarted, orphan_grace_s=3600) == []
+    [given_back] = check_batches(ctx, custody.wallet, K, restarted_at=restarted, orphan_grace_s=0)
+    assert (given_back.id, given_back.status) == (batch_id, "FAILED")
+    assert run_withdrawal_batch(ctx, custody.wallet, confirmations=K).status == "BROADCAST"
+    assert balances(ctx, alice) == UserBalances(available=70_000, held=0, inflight=30_000)
+    assert_reconciled(custody)
+
+
+def test_batch_made_in_this_run_is_not_an_orphan(custody):
+    ctx = custody.ctx
+    (alice,) = add_users(ctx, 1)
+    deposit(custody, [alice], 100_000)
+    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
+    started = utcnow()
+    onchain._claim(ctx, max_outputs=10)  # its send may still be running: only the long grace applies
+    assert check_batches(ctx, custody.wallet, K, restarted_at=started, orphan_grace_s=0) == []
+
+
+def test_lost_answer_is_not_taken_for_an_earlier_batch_to_the_same_address(custody):
+    ctx = custody.ctx
+    (alice,) = add_users(ctx, 1)
+    deposit(custody, [alice], 200_000)
+    address = custody.miner.getnewaddress()
+    request_onchain_withdrawal(ctx, alice, address, 30_000)
+    first = run_withdrawal_batch(ctx, custody.wallet, confirmations=K)
+    custody.mine(K)
+    assert [b.status for b in check_batches(ctx, custody.wallet, K)] == ["CONFIRMED"]
+    request_onchain_withdrawal(ctx, alice, address, 30_000)
+    batch_id, _outputs = onchain._claim(ctx, max_outputs=10)  # then the process died
+
+    # Regression: the first batch's transaction (same address set) was taken for this one; its txid
+    # is unique, so recording it failed on every pass and the batch stayed BUILDING for good.
+    assert check_batches(ctx, custody.wallet, K) == []
+    [given_back] = check_batches(ctx, custody.wallet, K, building_grace_s=0)
+    assert (given_back.id, given_back.status, given_back.txid) == (batch_id, "FAILED", None)
+    second = run_withdrawal_batch(ctx, custody.wallet, confirmations=K)
+    assert second.status == "BROADCAST" and second.txid != first.txid
+    custody.mine(K)
+    check_batches(ctx, custody.wallet, K)
+    assert balances(ctx, alice) == UserBalances(available=140_000, held=0, inflight=0)
     assert_reconciled(custody)
