@@ -7,17 +7,18 @@ Secrets (address, TOTP seed, payout macaroon and certificate) are sealed with
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Iterable, NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..store.models import User
+from ..store.models import RefreshFamily, User
 from . import lockout, node_credentials, tokens
 from .crypto import address_hash
 from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, TwoFactorRequired, ValidationFailed
@@ -83,18 +84,47 @@ def login(session: Session, ctx: AppContext, email: str, password: str,
                    NotAuthenticated("wrong two-factor code", field="totp_code"))
     lockout.clear_failures(user)
     _upgrade_hash(user, password)
-    return _issue_pair(ctx, user)
+    return _start_family(session, ctx, user)
 
 
 def refresh(session: Session, ctx: AppContext, refresh_token: str) -> TokenPair:
-    """Trade a refresh token for a fresh pair; ``logout_all`` invalidates every earlier one."""
+    """Trade a refresh token for a fresh pair. Each refresh token works once: the pair
+    carries its successor, and ``logout_all`` invalidates every earlier one.
+
+    A used one coming back means two holders (the owner and a thief, in some order),
+    so it is refused and, as OAuth's refresh-token rotation prescribes, the login's
+    whole family is revoked; the account's token version is bumped too, so access
+    tokens already handed out, the thief's included, stop working at once."""
     claims = tokens.verify(ctx.settings.secret_key, refresh_token, "refresh")
     user = session.get(User, int(claims["sub"]))
     if user is None or claims.get("ver", 0) != user.token_version:
         raise NotAuthenticated("refresh token no longer valid: log in again")
+    family = session.get(RefreshFamily, str(claims.get("fam", "")))
+    if family is None or family.user_id != user.id or family.revoked_at is not None or "jti" not in claims:
+        raise NotAuthenticated("refresh token no longer valid: log in again")
     if user.blocked:
         raise PermissionDenied("this account is blocked")
-    return _issue_pair(ctx, user)
+    jti = tokens.new_id()
+    # Compare-and-swap: of two requests with the same token, exactly one moves the family on.
+    moved = session.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.id == family.id, RefreshFamily.current_jti == str(claims["jti"]),
+               RefreshFamily.revoked_at.is_(None))
+        .values(current_jti=jti, expires_at=_refresh_expiry(ctx))).rowcount
+    if moved != 1:
+        _revoke_after_reuse(session, user, family)
+    return _issue_pair(ctx, user, family.id, jti)
+
+
+def _revoke_after_reuse(session: Session, user: User, family: RefreshFamily) -> None:
+    """Commits before raising: the request's transaction rolls back on the error, and a
+    rolled-back revocation would leave the thief's copy working."""
+    session.execute(update(RefreshFamily).where(RefreshFamily.id == family.id)
+                    .values(revoked_at=datetime.now(timezone.utc)))
+    session.execute(update(User).where(User.id == user.id).values(token_version=User.token_version + 1))
+    session.commit()
+    raise tokens.RefreshTokenReused("this refresh token was already used, so a copy of it exists: "
+                                    "every session of this account is revoked, log in again")
 
 
 def logout_all(user: User) -> None:
@@ -233,11 +263,26 @@ def _duplicate(email: str) -> Conflict:
     return Conflict(f"an account with email {email} already exists", field="email")
 
 
-def _issue_pair(ctx: AppContext, user: User) -> TokenPair:
+def _refresh_expiry(ctx: AppContext) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(seconds=ctx.settings.refresh_token_ttl_s)
+
+
+def _start_family(session: Session, ctx: AppContext, user: User) -> TokenPair:
+    """A login starts a new chain of refresh tokens; the user's expired chains go."""
+    session.execute(delete(RefreshFamily).where(RefreshFamily.user_id == user.id,
+                                                RefreshFamily.expires_at < datetime.now(timezone.utc)))
+    family = RefreshFamily(id=tokens.new_id(), user_id=user.id, current_jti=tokens.new_id(),
+                           expires_at=_refresh_expiry(ctx))
+    session.add(family)
+    session.flush()
+    return _issue_pair(ctx, user, family.id, family.current_jti)
+
+
+def _issue_pair(ctx: AppContext, user: User, family: str, jti: str) -> TokenPair:
     s = ctx.settings
     return TokenPair(access=tokens.issue(s.secret_key, user.id, "access", s.access_token_ttl_s, user.token_version),
                      refresh=tokens.issue(s.secret_key, user.id, "refresh", s.refresh_token_ttl_s,
-                                          user.token_version))
+                                          user.token_version, fam=family, jti=jti))
 
 
 def _password_matches(user: User, password: str) -> bool:

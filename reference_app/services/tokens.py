@@ -1,7 +1,12 @@
-"""JWT access and refresh tokens (HS256)."""
+"""JWT access and refresh tokens (HS256).
+
+A refresh token also names its login's family (``fam``) and its own id (``jti``):
+services/accounts.refresh lets each one be used once (rotation with reuse detection).
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import jwt
@@ -9,9 +14,19 @@ import jwt
 from .errors import NotAuthenticated
 
 
-def issue(secret: str, user_id: int, kind: str, ttl_s: int, version: int = 0) -> str:
+class RefreshTokenReused(NotAuthenticated):
+    """A refresh token that was already traded in: someone holds a copy, so its family is revoked."""
+
+    code = "refresh_token_reused"
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+def issue(secret: str, user_id: int, kind: str, ttl_s: int, version: int = 0, **extra: str) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": str(user_id), "typ": kind, "iat": now, "exp": now + ttl_s, "ver": version},
+    return jwt.encode({"sub": str(user_id), "typ": kind, "iat": now, "exp": now + ttl_s, "ver": version, **extra},
                       secret, algorithm="HS256")
 
 

@@ -2,10 +2,13 @@
 
 The seed is stored sealed by ``ctx.box``; enrolment stores it without enabling
 it, so a user who never proves they can read codes cannot lock themselves out.
+A code counts once (RFC 6238, section 5.2): the time step of the last accepted
+code is stored, and a code of that step or an earlier one is refused.
 """
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import pyotp
@@ -32,6 +35,7 @@ def totp_enrol(ctx: AppContext, user: User) -> Enrolment:
         raise Conflict("two-factor authentication is already enabled: disable it before enrolling again")
     secret = pyotp.random_base32()
     user.totp_secret_enc = ctx.box.seal(secret.encode())
+    user.totp_last_step = None  # a new seed: its codes have never been used
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
     return Enrolment(secret=secret, otpauth_uri=uri)
 
@@ -59,10 +63,24 @@ def check_code(session: Session, ctx: AppContext, user: User, code: str, wrong: 
     """Accept a valid code, or count a failure (shared with passwords) and raise ``wrong``."""
     lockout.lock_row(session, user)
     lockout.ensure_not_locked(user)
-    secret = ctx.box.open(user.totp_secret_enc).decode()
-    if not pyotp.TOTP(secret).verify(code, valid_window=VALID_WINDOW):
+    step = matching_step(ctx.box.open(user.totp_secret_enc).decode(), code)
+    if step is None:
         lockout.record_failure(session, ctx, user, wrong)
+    if user.totp_last_step is not None and step <= user.totp_last_step:
+        # Counted like a wrong code: a replayed code is what a shoulder-surfer or a phisher sends.
+        lockout.record_failure(session, ctx, user, type(wrong)(
+            "this two-factor code was already used: wait for the next one", **wrong.extra))
+    user.totp_last_step = step
     lockout.clear_failures(user)
+
+
+def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step (within VALID_WINDOW of now) whose code is ``code``, or None."""
+    totp = pyotp.TOTP(secret)
+    now = int((time.time() if at is None else at) // totp.interval)
+    matches = [step for step in range(now - VALID_WINDOW, now + VALID_WINDOW + 1)
+               if pyotp.utils.strings_equal(str(code), totp.generate_otp(step))]
+    return max(matches, default=None)
 
 
 def _wrong_code() -> ValidationFailed:

@@ -33,6 +33,7 @@ class User(Base):
     auth_failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     token_version: Mapped[int] = mapped_column(Integer, default=0)   # bump to revoke refresh tokens
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # a code counts once
     # profile: shipping address encrypted at rest, plus its hash for courier matching
     address_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     address_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -44,6 +45,21 @@ class User(Base):
 
     def has_role(self, role: str) -> bool:
         return role in self.roles.split(",")
+
+
+class RefreshFamily(Base):
+    """One login's chain of refresh tokens: only ``current_jti`` may be used, once.
+
+    A refresh token of the family that is not the current one was used before, so
+    someone holds a copy: the family is revoked (see services/accounts.refresh)."""
+
+    __tablename__ = "refresh_families"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    current_jti: Mapped[str] = mapped_column(String(32))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Listing(Base):

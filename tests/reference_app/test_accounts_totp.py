@@ -24,8 +24,9 @@ def enrol(api: TestClient, headers: dict) -> str:
 
 
 def enable_totp(api: TestClient, headers: dict) -> str:
+    """Enable with the previous step's code (still in the window), so ``now()`` stays unused for the test."""
     secret = enrol(api, headers)
-    resp = api.post("/auth/totp/verify", headers=headers, json={"code": pyotp.TOTP(secret).now()})
+    resp = api.post("/auth/totp/verify", headers=headers, json={"code": pyotp.TOTP(secret).at(time.time() - 30)})
     assert resp.status_code == 204, resp.text
     return secret
 

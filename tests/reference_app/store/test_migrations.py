@@ -14,7 +14,7 @@ def test_upgrade_head_leaves_no_difference_from_the_models(tmp_path):
     db = Database(make_settings(tmp_path).database_url)
     try:
         migrate.upgrade(db)
-        assert migrate.current(db) == "0004"
+        assert migrate.current(db) == "0005"
         with db.engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"include_name": migrate.include_name})
             diff = compare_metadata(ctx, Base.metadata)
