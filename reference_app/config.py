@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limits: dict[str, tuple[int, float]] = {
         "login_address": (300, 60), "login_account": (10, 10), "totp": (10, 5),
-        "refresh": (60, 30), "write_account": (600, 600), "write_address": (600, 300)}
+        "refresh": (60, 30), "write_account": (600, 600), "write_address": (600, 300),
+        "webhook_courier": (600, 600)}
 
     # worker
     run_worker_inprocess: bool = True

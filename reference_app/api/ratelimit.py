@@ -3,8 +3,8 @@
 Each rule is a bucket of ``burst`` requests refilled at ``per_min`` a minute.
 Logins are limited per address (credential stuffing across many accounts) and
 per address and account (guessing one password); two-factor codes per account;
-writes per account, and anonymous writes (registration, courier webhooks) per
-address. The per-account failure lockout (services/lockout.py) still applies
+writes per account, anonymous writes (registration) per address, and courier
+webhooks per courier, after their signature check (api/routes/webhooks.py). The per-account failure lockout (services/lockout.py) still applies
 underneath: these limits cap the rate of attempts, the lockout their count.
 
 A refusal is problem+json 429 with the stable code ``rate_limited`` and a

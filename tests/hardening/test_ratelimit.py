@@ -1,17 +1,22 @@
 """Rate limits: the token bucket itself (a fake clock, no nodes), and the limits
-as the API applies them: logins, two-factor codes and writes, each refused with
+as the API applies them: logins, two-factor codes, writes and courier webhooks, each refused with
 problem+json 429, a stable code and Retry-After."""
 
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from typing import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from reference_app.api.ratelimit import Limiter, RateLimited
 from reference_app.config import Settings
 from reference_app.main import create_app
+from reference_app.services.webhooks import sign
 from tests.reference_app.conftest import make_settings
 
 
@@ -132,3 +137,26 @@ def test_wallet_writes_limited_per_account(tmp_path):
         auth = {"Authorization": f"Bearer {_token(http, 'g@example.com')}"}
         assert http.post("/wallet/deposits/ln", json={}, headers=auth).status_code != 429
         assert_limited(http.post("/wallet/deposits/ln", json={}, headers=auth), "write_account")
+
+
+def _courier_event(http: TestClient, courier: str, secret: str) -> httpx.Response:
+    body = json.dumps({"event_id": uuid.uuid4().hex, "tracking_number": "TRACK-NONE", "status": "delivered",
+                       "address_hash": "0" * 64}).encode()
+    ts = int(time.time())
+    return http.post(f"/webhooks/courier/{courier}", content=body,
+                     headers={"X-Escrowlab-Timestamp": str(ts), "X-Escrowlab-Signature": sign(secret, ts, body),
+                              "Content-Type": "application/json"})
+
+
+def test_courier_webhooks_limited_per_courier_after_the_signature_check(tmp_path):
+    """Forgeries keep their 401 and spend nothing; signed events spend the courier's own bucket."""
+    for http in _app(tmp_path, webhook_courier=(2, 1)):
+        secrets = http.app.state.ctx.settings.courier_secrets
+        for _ in range(5):
+            forged = _courier_event(http, "fastship", "not-the-secret")
+            assert forged.status_code == 401 and forged.json()["code"] == "webhook_rejected", forged.text
+        for _ in range(2):  # signed, for no shipped order: past the limit, then 404
+            assert _courier_event(http, "fastship", secrets["fastship"]).status_code == 404
+        assert_limited(_courier_event(http, "fastship", secrets["fastship"]), "webhook_courier")
+        assert _courier_event(http, "fastship", "not-the-secret").status_code == 401  # still its own error
+        assert _courier_event(http, "slowpost", secrets["slowpost"]).status_code == 404  # another courier's bucket

@@ -1,4 +1,10 @@
-"""Courier webhooks: the only way delivery evidence enters the system."""
+"""Courier webhooks: the only way delivery evidence enters the system.
+
+Rate limited per courier (rule ``webhook_courier``), counted after the signature
+check: a forged or unsigned event keeps its 401 ``webhook_rejected`` and never
+spends the courier's budget, so a flood of forgeries cannot starve the real
+courier's deliveries. A correctly signed flood (a leaked key, a runaway client)
+gets 429 ``rate_limited``."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import webhooks
+from .. import ratelimit
 from ..deps import get_ctx, DbSession
 from ..schemas.orders import WebhookResult
 from .orders import _height
@@ -19,10 +26,11 @@ async def raw_body(request: Request) -> bytes:
 
 
 @router.post("/courier/{courier}", response_model=WebhookResult)
-def courier_event(courier: str, body: bytes = Depends(raw_body),
+def courier_event(courier: str, request: Request, body: bytes = Depends(raw_body),
                   x_escrowlab_timestamp: str | None = Header(default=None),
                   x_escrowlab_signature: str | None = Header(default=None),
                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> WebhookResult:
     """A signed tracking event. Delivered to the buyer's address moves a shipped order to DELIVERED."""
     event = webhooks.verify(ctx, courier, x_escrowlab_timestamp, x_escrowlab_signature, body)
+    ratelimit.hit(request, "webhook_courier", courier)
     return WebhookResult(**webhooks.handle(ctx, session, courier, event, _height(ctx)))
