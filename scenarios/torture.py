@@ -1,35 +1,38 @@
-"""Crash-recovery torture: runs that kill the app mid-escrow and check the oracle.
+"""Crash-recovery torture: runs that kill the app mid-escrow or mid-withdrawal and check the oracle.
 
 Each run is a scenario (``TortureRun``) on the shared hub cluster with a fresh
-app and database. A seeded ``random.Random`` picks the escrow path (a release
-that settles and pays out, or a refund that cancels the hold) and the kill:
-either an armed crash point (``ESCROWLAB_FAULT_POINTS``, services/faults.py),
-where the app dies by itself, or a SIGKILL from outside after a seeded delay
-while the escrow is in flight. The app is restarted, the order must reach a
-terminal state, and the base class runs every invariant of the oracle on node
-truth. ``sats lost`` is what the conservation check (I1) finds missing.
+app and database. A seeded ``random.Random`` picks the path (scenarios/torture_paths.py:
+an ln_hold release that settles and pays out, an ln_hold refund that cancels
+the hold, a custodial release inside the ledger, a custodial Lightning or
+on-chain withdrawal, an on-chain multisig release) and the kill: either an
+armed crash point (``ESCROWLAB_FAULT_POINTS``, services/faults.py), where the
+app dies by itself, or a SIGKILL from outside a seeded delay after the trigger
+request is sent. The first runs take every path once, in a seeded order, so
+any torture of at least that many runs covers them all. The app is restarted,
+the order or withdrawal must reach its end, and the base class runs every
+invariant of the oracle on node truth; a withdrawal is also checked against
+its payee's node (paid once, for exactly what was debited). ``sats lost`` is
+what the conservation checks (I1) find missing.
 """
 
 from __future__ import annotations
 
+import random
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import httpx
 
 from scenarios.actors import ApiError
 from scenarios.base import Scenario, ScenarioResult
-from scenarios.world import BASE_SETTINGS, World
+from scenarios.torture_paths import PATH_CLASSES
+from scenarios.world import World
 
+BY_NAME = {cls.name: cls for cls in PATH_CLASSES}
 # The crash points each path passes through, in order (services/faults.py POINTS).
-PATHS = {
-    "release": ("after_claim_release", "after_settle", "after_payout_marker", "after_payout_sent"),
-    "refund": ("after_cancel",),
-}
+PATHS = {cls.name: cls.points for cls in PATH_CLASSES}
 SIGKILL = "sigkill"
-MAX_KILL_DELAY_S = 1.5
-TERMINAL = {"release": "RELEASED", "refund": "REFUNDED"}
 
 
 @dataclass(frozen=True)
@@ -43,42 +46,49 @@ class Plan:
         return self.kill if self.kill != SIGKILL else f"sigkill@{self.path}"
 
 
+def plan_for(seed: int, index: int) -> Plan:
+    """Run ``index`` of a torture seeded ``seed``: the first runs take every path once."""
+    names = sorted(PATHS)
+    if index < len(names):
+        path = random.Random(f"torture-order:{seed}").sample(names, len(names))[index]
+    else:
+        path = random.Random(f"torture-path:{seed}:{index}").choice(names)
+    rng = random.Random(f"torture:{seed}:{index}")
+    kill = rng.choice([*PATHS[path], SIGKILL])
+    delay = round(rng.uniform(0, BY_NAME[path].max_kill_delay_s), 2) if kill == SIGKILL else 0.0
+    return Plan(path, kill, delay)
+
+
 class TortureRun(Scenario):
     name = "torture"
-    summary = "The app is killed mid-escrow (crash point or SIGKILL); restarted, the escrow ends and nothing is lost."
+    summary = "The app is killed mid-escrow or mid-withdrawal; restarted, everything ends and nothing is lost."
+    settings = {"custodial_confirmations": 1}  # deposits and batches confirm in one block: shorter runs
 
     def __init__(self, world: World, seed: int, index: int) -> None:
         super().__init__(world, seed)
-        self.rng.seed(f"torture:{seed}:{index}")
-        path = self.rng.choice(sorted(PATHS))
-        kills = list(PATHS[path]) + [SIGKILL]
-        kill = self.rng.choice(kills)
-        self.plan = Plan(path, kill, round(self.rng.uniform(0, MAX_KILL_DELAY_S), 2) if kill == SIGKILL else 0.0)
+        self.index = index
+        self.rng.seed(f"torture:{seed}:{index}:story")
+        self.plan = plan_for(seed, index)
         self.hit = False
-
-    def setup(self):
-        self.b, self.s = self.buyer(), self.seller()
+        self.extra: list = []
+        self.path = BY_NAME[self.plan.path](self)
 
     def run(self):
-        plan = self.plan
-        order = self.place(self.b, self.s)
-        if plan.path == "release":
-            self.s.ship(order["id"], "fastship", self.tracking(order))
+        plan, path = self.plan, self.path
+        path.prepare()
         self.arm()
-        self.log.info("the escrow is set in motion toward %s", TERMINAL[plan.path])
+        self.log.info("the %s is set in motion", plan.path)
+        if plan.kill == SIGKILL:
+            self.killer.start()
         try:
-            if plan.path == "release":
-                self.b.confirm(order["id"])
-            else:
-                self.world.mine(BASE_SETTINGS["ship_window_blocks"] + 1)
+            path.trigger()
         except (httpx.HTTPError, ApiError) as exc:  # the app died under the request: expected here
             self.log.info("the trigger request broke off: %s", type(exc).__name__)
         self.await_kill()
         self.log.info("restarting the app without faults")
         self.world.restart_app()
-        if plan.path == "refund":
-            self.world.mine(1)  # a block for the guardian's next look, should the kill have eaten its turn
-        self.settle_on(self.b, order, TERMINAL[plan.path], timeout=90)
+        path.finish()
+        self.extra = path.verify()
 
     def arm(self) -> None:
         plan = self.plan
@@ -86,7 +96,7 @@ class TortureRun(Scenario):
             self.log.info("the app is armed to crash at '%s'", plan.kill)
             self.world.restart_app(fault_points=[plan.kill])
             return
-        self.log.info("the app will be SIGKILLed %.2f s after the trigger", plan.delay_s)
+        self.log.info("the app will be SIGKILLed %.2f s after the trigger is sent", plan.delay_s)
         self.killer = threading.Timer(plan.delay_s, self._sigkill)
 
     def _sigkill(self) -> None:
@@ -96,7 +106,6 @@ class TortureRun(Scenario):
 
     def await_kill(self) -> None:
         if self.plan.kill == SIGKILL:
-            self.killer.start()
             self.killer.join()
             return
         try:
@@ -106,6 +115,13 @@ class TortureRun(Scenario):
         except TimeoutError:
             self.log.info("the app never reached '%s'", self.plan.kill)
 
+    def _check(self, started: float):
+        violations, checked, orders, balances = super()._check(started)
+        return violations + self.extra, checked, orders, balances
+
+    def teardown(self) -> None:
+        self.path.teardown()
+
 
 @dataclass
 class TortureSummary:
@@ -113,29 +129,44 @@ class TortureSummary:
     runs: int = 0
     kill_points: Counter = field(default_factory=Counter)   # kills that happened, per point
     missed_points: Counter = field(default_factory=Counter)  # armed but never reached
+    by_path: dict = field(default_factory=lambda: defaultdict(Counter))  # path -> kill label -> kills
     escrows_checked: int = 0
+    withdrawals_checked: int = 0
     sats_lost: int = 0
     failures: list[dict] = field(default_factory=list)
 
     def add(self, run: TortureRun, result: ScenarioResult) -> None:
         self.runs += 1
         (self.kill_points if run.hit else self.missed_points)[run.plan.label] += 1
+        if run.hit:
+            self.by_path[run.plan.path][run.plan.label] += 1
         self.escrows_checked += len(result.orders)
+        self.withdrawals_checked += run.path.withdrawals
         self.sats_lost += lost_sats(result)
         if not result.passed:
             self.failures.append({"run": self.runs, "plan": run.plan.__dict__, "error": result.error,
                                   "violations": [f"{v.invariant}: {v.message}" for v in result.violations]})
 
+    def paths_hit(self) -> set[str]:
+        return {path for path, kills in self.by_path.items() if sum(kills.values())}
+
     def as_dict(self) -> dict:
         return {"seed": self.seed, "runs": self.runs, "kill_points": dict(self.kill_points),
-                "missed_points": dict(self.missed_points), "escrows_checked": self.escrows_checked,
+                "missed_points": dict(self.missed_points),
+                "kills_by_path": {p: dict(k) for p, k in sorted(self.by_path.items())},
+                "escrows_checked": self.escrows_checked, "withdrawals_checked": self.withdrawals_checked,
                 "sats_lost": self.sats_lost, "failures": self.failures}
 
 
+def _sats(value) -> int:
+    return sum(value.values()) if isinstance(value, dict) else int(value)
+
+
 def lost_sats(result: ScenarioResult) -> int:
-    """Sats the conservation check (I1) found short of what the rules give, over all nodes."""
-    return sum(max(0, v.evidence["expected"] - v.evidence["actual"]) for v in result.violations
-               if v.invariant == "I1" and "expected" in v.evidence)
+    """Sats the conservation checks (I1) found short of what the rules give, over all nodes,
+    ledgers and escrows."""
+    return sum(max(0, _sats(v.evidence["expected"]) - _sats(v.evidence["actual"])) for v in result.violations
+               if v.invariant == "I1" and "expected" in v.evidence and "actual" in v.evidence)
 
 
 def torture(cluster, run_dir, runs: int, seed: int, progress=lambda _i, _plan, _result: None) -> TortureSummary:
