@@ -4,6 +4,7 @@
       max_failure_ratio: 0.0
       min_rps: 20
       min_escrows_settled_per_s: 1
+      max_memory_slope_mib_per_h: 50   # the steepest of the app's and nodes' memory lines
     endpoints:                   # "<type> <name>" as Locust groups them; "*" matches anything
       "GET /listings": {max_p95_ms: 300}
       "*": {max_p99_ms: 5000, max_failure_ratio: 0.01}
@@ -40,6 +41,7 @@ class EndpointBudget(BaseModel):
 class TotalsBudget(EndpointBudget):
     min_escrows_settled_per_s: float | None = Field(default=None, ge=0)
     max_failures: int | None = Field(default=None, ge=0)
+    max_memory_slope_mib_per_h: float | None = Field(default=None, description="the steepest process's slope")
 
 
 class Budgets(BaseModel):

@@ -2,8 +2,10 @@
 
 Locust monkeypatches the whole process at import, so this module never imports
 it: it writes a plan file and runs ``python -m locust -f loadtests/locustfile.py``
-(a master and K workers with ``workers``). While Locust runs, a thread samples
-the hub's held HTLCs (the sats locked in escrow, as node truth).
+(a master and K workers with ``workers``). While Locust runs, threads sample
+the hub's held HTLCs (the sats locked in escrow, as node truth) and the memory
+of the app and every node. Afterwards the oracle ends and judges every order
+the run created (``loadtests.oracle_check``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +23,27 @@ from typing import Callable
 from regtest_cluster import launcher
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.env import ClusterEnv
-from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
+from scenarios import evidence
 from scenarios.world import ADMIN, World
 
 from . import budgets as budgets_mod
+from . import oracle_check
+from .samplers import LockedSampler, MemorySampler, process_pids
 from .profiles import load_profile, parse_duration
 
 LOCUSTFILE = Path(__file__).parent / "locustfile.py"
 COURIER = "fastship"
-# Trade windows long enough that no deadline fires during a load run; tokens that outlive a soak.
-# Every virtual user calls from this one address, which the per-address rate limits are not for.
-APP_SETTINGS = dict(funding_timeout_blocks=144, ship_window_blocks=144, delivery_window_blocks=144,
-                    dispute_window_blocks=144, ruling_window_blocks=500, worker_interval_s=0.2,
+# No block is mined while Locust runs, so no block window fires then; once it stops, the
+# oracle's drain mines past these windows to end the orders left open (the shorter, the
+# quicker). Tokens outlive a soak. Every virtual user calls from this one address, which
+# the per-address rate limits are not for.
+APP_SETTINGS = dict(funding_timeout_blocks=30, ship_window_blocks=30, delivery_window_blocks=30,
+                    dispute_window_blocks=30, ruling_window_blocks=40, worker_interval_s=0.2,
                     access_token_ttl_s=12 * 3600, rate_limits_enabled=False)
+DRAIN_MAX_BLOCKS = 200
 
 
 @dataclass
@@ -56,6 +62,7 @@ class LoadOptions:
     price_sats: int = 1_000
     dispute_ratio: float = 0.05
     seed: int | None = None            # None: a fresh one, logged and written to the plan
+    oracle: bool = True                # end every order afterwards and check the invariants on it
 
 
 @dataclass
@@ -67,36 +74,12 @@ class LoadResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.breaches or self.locust_exit not in (0, 1) else 0
+        oracle_failed = not self.summary.get("oracle", {}).get("passed", True)
+        return 1 if self.breaches or oracle_failed or self.locust_exit not in (0, 1) else 0
 
 
 class LoadError(RuntimeError):
     """Locust could not run (not a broken budget); the message says where its log is."""
-
-
-class LockedSampler(threading.Thread):
-    """Every second: the sats held in the hub's incoming HTLCs, and how many."""
-
-    def __init__(self, cluster: Cluster, out: Path, hub: str = "hub") -> None:
-        super().__init__(name="locked-sats", daemon=True)
-        self.rest, self.out, self.stop_event = cluster.node(hub).rest, out, threading.Event()
-
-    def run(self) -> None:
-        t0 = time.time()
-        with self.out.open("w") as f:
-            f.write("t_s,locked_sats,held_htlcs\n")
-            while not self.stop_event.wait(1.0):
-                try:
-                    htlcs = [h for ch in self.rest.listchannels() for h in ch.get("pending_htlcs", [])
-                             if h.get("incoming")]
-                except LndError:
-                    continue  # a busy node skips a sample; the plot shows the gap
-                f.write(f"{time.time() - t0:.1f},{sum(int(h['amount']) for h in htlcs)},{len(htlcs)}\n")
-                f.flush()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(timeout=10)
 
 
 def locust_argv(plan: Path, run_dir: Path, opts: LoadOptions, role: str = "local", master_port: int = 0) -> list[str]:
@@ -153,11 +136,14 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
             "admin": {"email": ADMIN[0], "password": ADMIN[1]},
             "stages": stages, "mix": profile.mix, "fixed": profile.fixed,
             "processes": max(1, opts.workers + opts.remote_workers),
+            "parties_file": str(path.parent / "parties.jsonl"),
             "price_sats": opts.price_sats, "dispute_ratio": opts.dispute_ratio, "seed": opts.seed,
             "buyer_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "buyer"],
             "seller_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "seller"]}
     path.write_text(json.dumps(plan, indent=2))
     os.chmod(path, 0o600)  # it holds the admin's and the courier's secrets
+    parties = path.parent / "parties.jsonl"  # the traders' logins, for the oracle afterwards
+    parties.touch(mode=0o600)
 
 
 def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
@@ -177,34 +163,46 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         progress(f"starting the {opts.topology} cluster")
         cluster = launcher.launch(load_topology(opts.topology), env, progress)
     world = World(cluster, run_dir)
-    sampler = None
+    samplers = []
     try:
         progress("starting the marketplace")
         world.start_app(APP_SETTINGS)
         plan = run_dir / "plan.json"
         write_plan(plan, world, opts, stages, profile)
-        sampler = LockedSampler(cluster, run_dir / "locked_sats.csv")
-        sampler.start()
+        balances_before, started_at = evidence.channel_balances(cluster), time.time()
+        samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
+                    MemorySampler(process_pids(cluster, world.app.daemon.pid), run_dir / "memory.csv",
+                                  interval_s=min(10.0, max(1.0, duration_s / 360)))]
+        for sampler in samplers:
+            sampler.start()
         progress(f"Locust: profile {profile.name}, {opts.users} users, {duration_s:.0f}s"
                  + (f", {opts.workers} workers" if opts.workers else ""))
         if opts.remote_workers:
             progress(f"waiting for {opts.remote_workers} remote worker(s) on port {opts.master_port}; plan {plan}")
         rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120 + (600 if opts.remote_workers else 0))
-        sampler.stop()
+        for sampler in samplers:
+            sampler.stop()
         if not (run_dir / "locust_stats.csv").is_file():
             raise LoadError(f"Locust exited {rc} without statistics; see {run_dir / 'locust.log'}")
         summary = report.build(run_dir, duration_s, profile.name, opts.users, opts.workers)
         if not summary["totals"]["requests"]:
             raise LoadError(f"Locust made no requests (exit {rc}); see {run_dir / 'locust.log'}")
         summary["seed"] = opts.seed
+        if opts.oracle:
+            try:
+                summary["oracle"] = oracle_check.check(world, run_dir, APP_SETTINGS, balances_before, started_at,
+                                                       DRAIN_MAX_BLOCKS, progress)
+            except oracle_check.OracleSkipped as exc:
+                summary["oracle"] = {"skipped": str(exc), "passed": True}
         breaches = budgets_mod.check(budgets, summary)
         summary["budgets"] = {"file": str(opts.budgets) if opts.budgets else None,
                               "breaches": [str(b) for b in breaches], "passed": not breaches}
         report.write(run_dir, summary)
         return LoadResult(run_dir, summary, breaches, rc)
     finally:
-        if sampler and sampler.is_alive():
-            sampler.stop()
+        for sampler in samplers:
+            if sampler.is_alive():
+                sampler.stop()
         world.stop_app()
         if not opts.attach:
             cluster.stop()

@@ -1,8 +1,15 @@
-"""Load run summary: per-endpoint figures from Locust's CSVs, escrows settled, locked sats.
+"""Load run summary: per-endpoint figures from Locust's CSVs, escrows settled, locked sats, memory.
 
 Reads ``locust_stats.csv`` and ``locust_stats_history.csv`` (Locust's own
-output) and ``locked_sats.csv`` (the hub's held HTLCs, sampled each second),
-and writes ``summary.json``, ``summary.md`` and ``load.png`` beside them.
+output), ``locked_sats.csv`` (the hub's held HTLCs, sampled each second) and
+``memory.csv`` (resident memory of the app and each node), and writes
+``summary.json``, ``summary.md``, ``load.png`` and ``memory.png`` beside them.
+
+Memory slope: a least-squares line through each process's samples after the
+warm-up (the first tenth of the run, or up to a minute when that is more but
+still under a quarter of the run), in MiB per hour. A
+process that keeps its memory flat has a slope near 0; a leak shows as a
+steady positive slope.
 Schema ``escrowlab.load-run/1``; fields are only ever added.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
@@ -19,6 +26,7 @@ from pathlib import Path
 
 SCHEMA = "escrowlab.load-run/1"
 NOT_APP = ("LND", "ESCROW")
+WARMUP_FRACTION, WARMUP_MIN_S = 0.1, 60.0
 
 
 def _num(text: str) -> float:
@@ -70,11 +78,52 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
         "locked_sats_max": max((int(_num(r["locked_sats"])) for r in locked), default=0),
         "held_htlcs_max": max((int(_num(r["held_htlcs"])) for r in locked), default=0),
     }
+    memory = memory_figures(_rows(run_dir / "memory.csv"))
+    if memory:
+        totals["memory_slope_mib_per_h"] = max(m["slope_mib_per_h"] for m in memory.values())
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
             "profile": profile, "users": users, "workers": workers, "duration_s": round(elapsed, 1),
-            "totals": totals, "endpoints": endpoints,
+            "totals": totals, "endpoints": endpoints, "memory": memory,
             "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
-                      "locked_sats_csv": "locked_sats.csv"}}
+                      "locked_sats_csv": "locked_sats.csv", "memory_csv": "memory.csv", "memory_plot": "memory.png"}}
+
+
+def _by_process(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in rows:
+        t, mib = series.setdefault(r["process"], ([], []))
+        t.append(_num(r["t_s"]))
+        mib.append(_num(r["rss_mib"]))
+    return series
+
+
+def memory_slope(t: list[float], mib: list[float]) -> float | None:
+    """MiB per hour, least squares, after the warm-up; None with too few samples."""
+    if not t:
+        return None
+    span = t[-1] - t[0]
+    warm = max(WARMUP_FRACTION * span, min(WARMUP_MIN_S, span / 4)) + t[0]
+    points = [(x, y) for x, y in zip(t, mib) if x >= warm]
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx * 3600
+
+
+def memory_figures(rows: list[dict]) -> dict:
+    out = {}
+    for name, (t, mib) in _by_process(rows).items():
+        slope = memory_slope(t, mib)
+        if slope is None:
+            continue
+        mean = sum(mib) / len(mib)
+        out[name] = {"samples": len(mib), "start_mib": mib[0], "end_mib": mib[-1], "max_mib": max(mib),
+                     "slope_mib_per_h": round(slope, 2), "slope_pct_per_h": round(100 * slope / mean, 2)}
+    return out
 
 
 def _series(history: list[dict]) -> dict:
@@ -127,6 +176,19 @@ def plot(run_dir: Path) -> Path:
     path = run_dir / "load.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    series = _by_process(_rows(run_dir / "memory.csv"))
+    if series:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        for name, (t, mib) in sorted(series.items()):
+            slope = memory_slope(t, mib)
+            ax.plot(t, mib, label=f"{name} ({slope:+.1f} MiB/h)" if slope is not None else name)
+        ax.set_xlabel("seconds since start")
+        ax.set_ylabel("resident memory, MiB")
+        ax.set_title("memory of the app and the nodes (slope after warm-up)")
+        ax.legend(loc="upper left", fontsize="small", ncol=2)
+        fig.tight_layout()
+        fig.savefig(run_dir / "memory.png", dpi=90)
+        plt.close(fig)
     return path
 
 
@@ -141,6 +203,19 @@ def markdown(summary: dict) -> str:
     for key, e in sorted(summary["endpoints"].items()):
         lines.append(f"| {key} | {e['requests']} | {e['failures']} | {e['rps']} | {e['p50_ms']:g} | "
                      f"{e['p95_ms']:g} | {e['p99_ms']:g} |")
+    if summary.get("memory"):
+        lines += ["", "| process | start MiB | end MiB | max MiB | slope MiB/h | slope %/h |", "|---|---|---|---|---|---|"]
+        for name, m in sorted(summary["memory"].items()):
+            lines.append(f"| {name} | {m['start_mib']:g} | {m['end_mib']:g} | {m['max_mib']:g} | "
+                         f"{m['slope_mib_per_h']:+g} | {m['slope_pct_per_h']:+g} |")
+    check = summary.get("oracle")
+    if check and "skipped" in check:
+        lines += ["", f"oracle: skipped ({check['skipped']})"]
+    elif check:
+        lines += ["", f"oracle: {'passed' if check['passed'] else 'FAILED'} on {check['orders_checked']} orders "
+                      f"({', '.join(f'{k} {v}' for k, v in sorted(check['final_states'].items()))}); "
+                      f"drain mined {check['blocks_mined']} blocks, ruled {check['disputes_ruled']} disputes",
+                  *[f"- {v['invariant']} order {v['order_id']}: {v['message']}" for v in check["violations"][:50]]]
     budgets = summary.get("budgets")
     if budgets:
         lines += ["", "budgets: " + ("kept" if budgets["passed"] else "BROKEN"),

@@ -105,8 +105,18 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
             payout_invoices=payout_invoices,
             buyer_payment=buyer_payments.get(order["hold"]["payment_hash"]) if order["hold"] else None)
     for party in parties:
-        ev.notifications[party.id] = party.call("GET", "/me/notifications", params={"limit": 100})["items"]
+        ev.notifications[party.id] = notifications(party)
     return ev
+
+
+def notifications(party) -> list[dict]:
+    """Every notification of one party, page by page (a load run's trader has thousands)."""
+    items: list[dict] = []
+    while True:
+        page = party.call("GET", "/me/notifications", params={"limit": 200, "offset": len(items)})
+        items += page["items"]
+        if not page["items"] or len(items) >= page["total"]:
+            return items
 
 
 __all__ = ["Evidence", "OrderEvidence", "gather", "channel_balances"]

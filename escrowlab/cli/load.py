@@ -33,9 +33,13 @@ def load(
     dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1,
                                         help="Share of delivered orders disputed."),
     seed: int = typer.Option(None, "--seed", help="Seed for the users' choices (default: a fresh one, logged)."),
+    oracle: bool = typer.Option(True, "--oracle/--no-oracle",
+                                help="Afterwards, end every order the run created and check the invariants."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Run Locust users (browse, buy and pay, ship, deliver, rule) and report; exit 1 on a broken budget."""
+    """Run Locust users (browse, buy and pay, ship, deliver, rule) and report.
+
+    Exit 1 on a broken budget or when the oracle finds a violated invariant."""
     from loadtests.budgets import BudgetError
     from loadtests.orchestrate import LoadError, LoadOptions, run
     from loadtests.profiles import ProfileError
@@ -44,7 +48,8 @@ def load(
         raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
-                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed)
+                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
+                       oracle=oracle)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
@@ -54,8 +59,11 @@ def load(
         emit_json(result.summary)
     else:
         console.print((result.run_dir / "summary.md").read_text(), markup=False)
-        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png)")
+        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png, memory.png)")
     for breach in result.breaches:
         console.print(f"budget broken: {breach}", style="bold red", markup=False)
+    for violation in result.summary.get("oracle", {}).get("violations", []):
+        console.print(f"oracle: {violation['invariant']} order {violation['order_id']}: {violation['message']}",
+                      style="bold red", markup=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

@@ -34,7 +34,13 @@ def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     run_dir = Path(summary["run_dir"])
     for name in ("locust.html", "locust_stats.csv", "locust_stats_history.csv", "summary.json", "load.png"):
         assert (run_dir / name).is_file(), name
-    assert summary["endpoints"]["POST /orders"]["requests"] > 0
+    created = summary["endpoints"]["POST /orders"]
+    assert created["requests"] > 0
+    # the budgets broke, but the escrows did not: every order the run made ended and passed the oracle
+    check = summary["oracle"]
+    assert (check["passed"], check["violations"], check["still_open"]) == (True, [], 0)
+    assert check["orders_checked"] == created["requests"] - created["failures"]
+    assert {"app", "bitcoind", "hub"} <= set(summary["memory"]) and (run_dir / "memory.png").is_file()
     assert processes_under(run_dir) == []
 
 

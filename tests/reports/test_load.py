@@ -63,3 +63,45 @@ def test_write_summary_files_and_plot(tmp_path):
     assert "| POST /orders | 50 | 2 | 5.0 | 30 | 90 | 200 |" in text
     assert "budgets: BROKEN\n- totals: rps is 15, budget 20" in text
     assert (tmp_path / "load.png").stat().st_size > 0
+
+
+def _write_memory(run_dir: Path) -> None:
+    """10 minutes of samples: the app leaks 1 MiB every 10 s after a warm-up spike, the hub stays flat."""
+    rows = ["t_s,process,rss_mib"]
+    for t in range(0, 601, 10):
+        rows.append(f"{t},app,{300 if t < 60 else 100 + t // 10}")  # warm-up spike, then +360 MiB/h
+        rows.append(f"{t},hub,{80 + (t // 10) % 2}")                       # flat, with noise
+    (run_dir / "memory.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_build_memory_slope_after_warmup(tmp_path):
+    _write_run(tmp_path)
+    _write_memory(tmp_path)
+    memory = load.build(tmp_path, duration_s=600)["memory"]
+    assert memory["app"]["slope_mib_per_h"] == 360.0        # the spike before 60 s is left out
+    assert abs(memory["hub"]["slope_mib_per_h"]) < 1
+    assert (memory["app"]["max_mib"], memory["hub"]["samples"]) == (300.0, 61)
+
+
+def test_memory_slope_breaks_budget(tmp_path):
+    from loadtests import budgets
+
+    _write_run(tmp_path)
+    _write_memory(tmp_path)
+    summary = load.build(tmp_path, duration_s=600)
+    breaches = budgets.check(budgets.parse_budgets({"totals": {"max_memory_slope_mib_per_h": 20}}), summary)
+    assert [str(b) for b in breaches] == ["totals: memory_slope_mib_per_h is 360, budget 20"]
+
+
+def test_write_memory_plot_and_oracle_lines(tmp_path):
+    _write_run(tmp_path)
+    _write_memory(tmp_path)
+    summary = load.build(tmp_path, duration_s=600)
+    summary["oracle"] = {"passed": False, "orders_checked": 2, "final_states": {"RELEASED": 2},
+                         "blocks_mined": 36, "disputes_ruled": 1,
+                         "violations": [{"invariant": "I1", "order_id": None, "message": "hub: +1"}]}
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| app | 300 | 160 | 300 | +360 | " in text
+    assert "oracle: FAILED on 2 orders (RELEASED 2); drain mined 36 blocks, ruled 1 disputes\n- I1 order None: hub: +1" in text
+    assert (tmp_path / "memory.png").stat().st_size > 0

@@ -1,0 +1,102 @@
+"""Threads that sample the system while Locust runs, each into its own CSV.
+
+- ``LockedSampler``: every second, the sats held in the hub's incoming HTLCs
+  (the sats locked in escrow, as node truth).
+- ``MemorySampler``: every few seconds, the resident memory of the app and of
+  every node process, for the soak's memory-slope figure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from regtest_cluster.cluster import Cluster
+from regtest_cluster.nodes.lnd import LndError
+
+
+class Sampler(threading.Thread):
+    """Writes ``header`` then one ``sample()`` row set per ``interval_s`` until stopped."""
+
+    header = ""
+    interval_s = 1.0
+
+    def __init__(self, out: Path, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.out, self.stop_event = out, threading.Event()
+
+    def run(self) -> None:
+        t0 = time.time()
+        with self.out.open("w") as f:
+            f.write(self.header + "\n")
+            while not self.stop_event.wait(self.interval_s):
+                for row in self.sample():
+                    f.write(f"{time.time() - t0:.1f},{row}\n")
+                f.flush()
+
+    def sample(self) -> list[str]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=10)
+
+
+class LockedSampler(Sampler):
+    header = "t_s,locked_sats,held_htlcs"
+
+    def __init__(self, cluster: Cluster, out: Path, hub: str = "hub") -> None:
+        super().__init__(out, "locked-sats")
+        self.rest = cluster.node(hub).rest
+
+    def sample(self) -> list[str]:
+        try:
+            htlcs = [h for ch in self.rest.listchannels() for h in ch.get("pending_htlcs", []) if h.get("incoming")]
+        except LndError:
+            return []  # a busy node skips a sample; the plot shows the gap
+        return [f"{sum(int(h['amount']) for h in htlcs)},{len(htlcs)}"]
+
+
+class MemorySampler(Sampler):
+    """Resident set size (MiB) of each named process, children included (the app's
+    server and worker run in one process; a node is one process)."""
+
+    header = "t_s,process,rss_mib"
+
+    def __init__(self, pids: dict[str, int | None], out: Path, interval_s: float = 5.0) -> None:
+        super().__init__(out, "memory")
+        self.interval_s = interval_s
+        self.procs: dict[str, psutil.Process] = {}
+        for name, pid in pids.items():
+            try:
+                if pid:
+                    self.procs[name] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                pass  # gone before the run began: nothing to sample
+
+    def sample(self) -> list[str]:
+        rows = []
+        for name, proc in self.procs.items():
+            try:
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                continue  # exited (a crash shows as the series ending)
+            rows.append(f"{name},{rss / 2**20:.1f}")
+        return rows
+
+
+def process_pids(cluster: Cluster, app_pid: int | None) -> dict[str, int | None]:
+    """The app's and every node's process id (None where a backend has no local process)."""
+    pids = {"app": app_pid, "bitcoind": _pid(cluster.bitcoind.daemon)}
+    pids.update({name: _pid(node.daemon) for name, node in cluster.nodes.items()})
+    return pids
+
+
+def _pid(daemon) -> int | None:
+    """A process backend's pid; a container's is the engine's business (not sampled)."""
+    from regtest_cluster.daemon import ProcessDaemon
+
+    return daemon.pid if isinstance(daemon, ProcessDaemon) else None
