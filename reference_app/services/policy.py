@@ -1,14 +1,17 @@
 """Who may do what to an order: one table, checked in one place (I4).
 
 A user's relation to an order is buyer, seller, arbiter (an arbiter who is not
-a party: no conflict of interest) or admin. Each action lists the relations
-that may perform it.
+a party: no conflict of interest, on an order that needs or had a ruling) or
+admin. Each action lists the relations that may perform it.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement, or_
+
 from ..store.models import Order, User
 from .errors import PermissionDenied
+from .lifecycle import S
 
 ORDER_ACTIONS: dict[str, frozenset[str]] = {
     "view": frozenset({"buyer", "seller", "arbiter", "admin"}),
@@ -27,11 +30,22 @@ def relations(user: User, order: Order) -> set[str]:
         rel.add("buyer")
     if order.seller_id == user.id:
         rel.add("seller")
-    if user.has_role("arbiter") and not rel:
+    if user.has_role("arbiter") and not rel and needs_arbiter(order):
         rel.add("arbiter")
     if user.has_role("admin"):
         rel.add("admin")
     return rel
+
+
+def needs_arbiter(order: Order) -> bool:
+    """Disputed (by a party or by a missed delivery; it stays so after the ruling), or held
+    in custody awaiting a ruling. Other orders are none of an arbiter's business."""
+    return bool(order.disputed) or order.state == S.HELD_IN_CUSTODY
+
+
+def arbiter_scope() -> ColumnElement[bool]:
+    """``needs_arbiter`` as a query filter, for listing orders."""
+    return or_(Order.disputed.is_(True), Order.state == S.HELD_IN_CUSTODY.value)
 
 
 def check_order(user: User, order: Order, action: str) -> set[str]:

@@ -3,7 +3,11 @@
 A row maps a role to ALLOW or DENY, or to (own, other) for roles that own such
 objects: own is the sender's object, other is someone else's (the IDOR attempt).
 "*" is every role not named in the row. Review a change here as you would a change
-to the permission code."""
+to the permission code.
+
+The orders cells point at undisputed orders, so an arbiter (not a party) is denied
+them: arbiters see only orders that need or had a ruling. The allowed side is shown
+by tests/reference_app/test_orders_arbiter_scope.py."""
 
 from __future__ import annotations
 
@@ -35,21 +39,21 @@ MATRIX: dict[str, dict] = {
     "DELETE /listings/{listing_id}": {"*": D, "seller": (A, D), "admin": A},
     "POST /orders": {"*": A, "anonymous": D},
     "GET /orders": {"*": A, "anonymous": D},
-    "GET /orders/{order_id}": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
-    "GET /orders/{order_id}/events": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
+    "GET /orders/{order_id}": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
+    "GET /orders/{order_id}/events": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
     "POST /orders/{order_id}/ship": {"*": D, "buyer": (D, D), "seller": (A, D)},
     "POST /orders/{order_id}/confirm": {"*": D, "buyer": (A, D), "seller": (D, D)},
     "POST /orders/{order_id}/payout-invoice": {"*": D, "buyer": (A, D), "seller": (A, D)},
     "POST /orders/{order_id}/dispute": {"*": D, "buyer": (A, D), "seller": (A, D)},
-    "GET /orders/{order_id}/dispute": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
-    "POST /orders/{order_id}/dispute/messages": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A},
-    "POST /orders/{order_id}/dispute/ruling": {"*": D, "buyer": (D, D), "seller": (D, D), "arbiter": A},
+    "GET /orders/{order_id}/dispute": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
+    "POST /orders/{order_id}/dispute/messages": {"*": D, "buyer": (A, D), "seller": (A, D)},
+    "POST /orders/{order_id}/dispute/ruling": {"*": D, "buyer": (D, D), "seller": (D, D)},
     "GET /disputes": {"*": D, "arbiter": A},
     "POST /webhooks/courier/{courier}": {"*": D},
     "PUT /me/onchain-keys": {"*": A, "anonymous": D},
-    "GET /orders/{order_id}/escrow": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
-    "GET /orders/{order_id}/psbt": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
-    "POST /orders/{order_id}/psbt": {"*": D, "buyer": (A, D), "seller": (A, D), "arbiter": A, "admin": A},
+    "GET /orders/{order_id}/escrow": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
+    "GET /orders/{order_id}/psbt": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
+    "POST /orders/{order_id}/psbt": {"*": D, "buyer": (A, D), "seller": (A, D), "admin": A},
     "GET /wallet": {"*": A, "anonymous": D},
     "POST /wallet/deposits/ln": {"*": A, "anonymous": D},
     "POST /wallet/withdrawals/ln": {"*": A, "anonymous": D},

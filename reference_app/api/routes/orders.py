@@ -7,7 +7,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
-from ...services import orders, payouts
+from ...services import orders, payouts, policy
 from ...services.lifecycle import allowed_events
 from ...store.models import Order, OrderEvent, Payout, User
 from ..deps import authorized_order, current_user, get_ctx, DbSession
@@ -45,9 +45,12 @@ def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: App
 @router.get("", response_model=OrderPage)
 def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
                 user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
-    """Your orders as buyer or seller; arbiters and admins see every order."""
+    """Your orders as buyer or seller; arbiters also see the orders that need or had a ruling,
+    admins every order."""
     query = select(Order)
-    if not (user.has_role("admin") or user.has_role("arbiter")):
+    if user.has_role("arbiter") and not user.has_role("admin"):
+        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id, policy.arbiter_scope()))
+    elif not user.has_role("admin"):
         query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id))
     if state:
         query = query.where(Order.state == state)
