@@ -70,11 +70,11 @@ class Market(PlannedStages):
         self.withdraw_fraction = cfg.custodial.seller_withdraw_fraction
         self.disputes: simpy.Store = simpy.Store(env)
         self.buckets: dict[int, list] = {}          # per-order stages: (time, callback, order)
-        self.plan_buckets: dict[int, list] = {}     # planned stages: (plan, times, rows of kind, index, payload)
+        self.plan_buckets: dict[int, list] = {}     # planned stages: (times, rows [kind, order, mode, price, height])
         self.block_times = np.asarray(chain.times_s)
         self.skipped = 0                            # planned stages of orders whose funding failed
         self.pending_events_sum = 0                 # simpy's queue length, summed at each block
-        self.plan_callbacks = self.stage_callbacks()
+        self.init_planned(env)
         # bound once: a bound method made per call would be one more object per pending stage
         self.cb_shipped = self._shipped
         self.cb_delivered = self._delivered
@@ -127,18 +127,16 @@ class Market(PlannedStages):
         now = env._now
         for t, callback, order in self.buckets.pop(k, ()):
             Stage(env, t - now, callback, order)
-        callbacks = self.plan_callbacks
+        classes = self.stage_classes
         queue, eid, new = env._queue, env._eid, Stage.__new__
         push = queue.append
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
-        for plan, times, fields in self.plan_buckets.pop(k, ()):
-            for t, (kind, i, mode, price, h) in zip(times.tolist(), fields.tolist()):
+        for times, rows in self.plan_buckets.pop(k, ()):
+            for t, row in zip(times.tolist(), rows.tolist()):
                 # Stage(env, t - now, ...) inlined: the hottest loop of the model, one event per stage
-                ev = new(Stage)
-                ev.env = env
-                ev.callbacks = [callbacks[kind]]
-                ev._value = (plan, i, mode, price, h)
+                ev = new(classes[row[0]])
+                ev._value = row
                 push((t, AFTER_BLOCKS, next(eid), ev))
         heapify(queue)      # once for the whole bucket: cheaper than sifting each stage in
 

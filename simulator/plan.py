@@ -7,36 +7,20 @@ acts at funding height + ``guardian_after_blocks``), computed with numpy. Each s
 the order's life (arrival and funding, shipped, delivered, guardian custody, and its end:
 ship timeout, release, or the step into a dispute) is filed into the market's calendar
 buckets as compact arrays, and becomes one simpy event when its bucket opens, carrying
-``(plan, index)``. On-chain orders, whose funding waits on the mempool, get an arrival
-stage here and then take the per-order path; so do disputes, which wait on arbiters.
+``[kind, order number, mode, price, funding height]``. On-chain orders, whose funding waits
+on the mempool, get an arrival stage here and then take the per-order path; so do disputes,
+which wait on arbiters.
 """
 
 from __future__ import annotations
 
-from array import array
-from dataclasses import dataclass
-
 import numpy as np
 
-# stage kinds, in the order of Market.plan_callbacks
+# stage kinds, in the order of Market.stage_classes
 FUND, ARRIVE_ONCHAIN, SHIPPED, DELIVERED, CUSTODY, SHIP_TIMEOUT, UNDELIVERED, BUYER_DISPUTE, RELEASE = range(9)
 PER_ORDER_KINDS = (ARRIVE_ONCHAIN, UNDELIVERED, BUYER_DISPUTE)   # the order goes on with its full record
 DISPUTE_ACT, CONFIRM_ACT = 2, 1
 ONCHAIN_MODE, LN_MODE = 1, 0
-
-
-@dataclass
-class DayPlan:
-    """One day's orders: what is decided at arrival (who got funded, on which channel).
-
-    Compact buffers, not lists: a stage days later reads a few bytes here instead of chasing a
-    pointer to an int object allocated when the day was planned. What a stage needs that is
-    known in advance (mode, price, funding height) travels in its event's value instead."""
-
-    channel: array            # the channel the hold HTLC is on (the route may move on from the drawn one)
-    custody: bytearray        # 1 if the guardian settles this order into custody before its end
-    rows: dict                # order index -> its drawn row (agents.ROW_FIELDS), for the per-order path only
-    funded: bytearray         # 0 not arrived yet, 1 funded, 2 funding failed
 
 
 def deadline(bt: np.ndarray, t: np.ndarray, h: np.ndarray, seconds: float, blocks: int) -> np.ndarray:
@@ -85,21 +69,23 @@ def plan_day(arrive: np.ndarray, mode: np.ndarray, ship: np.ndarray, transit: np
     return np.concatenate(times), np.concatenate(kinds), np.concatenate(orders), custody & keep, h0
 
 
-def file_stages(buckets: dict, bucket_s: float, plan: DayPlan, times: np.ndarray, kinds: np.ndarray,
-                orders: np.ndarray, payload: tuple[np.ndarray, ...]) -> None:
+def file_stages(buckets: dict, bucket_s: float, times: np.ndarray, kinds: np.ndarray,
+                orders: np.ndarray, first: int, payload: tuple[np.ndarray, ...]) -> None:
     """Append each stage to its calendar bucket, as one array chunk per bucket and day.
 
-    A chunk holds the stages' times, and per stage one row of kind, order index and the
+    A chunk holds the stages' times, and per stage one row of kind, order number (``first`` plus
+    the day's index) and the
     order's ``payload`` fields (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
     compact buffers per hour instead of Python objects allocated days before they are used."""
     order = np.argsort(times, kind="stable")   # by time, so by bucket too
     key = np.floor(times[order] / bucket_s).astype(np.int64)
     at = times[order]
-    fields = np.stack([kinds[order], orders[order]] + [p[orders[order]] for p in payload], axis=1).astype(np.int64)
+    fields = np.stack([kinds[order], orders[order] + first] + [p[orders[order]] for p in payload],
+                      axis=1).astype(np.int64)
     cuts = np.flatnonzero(np.diff(key)) + 1
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [len(key)]])
     for s, e in zip(starts.tolist(), ends.tolist()):
         if s == e:
             continue
-        buckets.setdefault(int(key[s]), []).append((plan, at[s:e], fields[s:e]))
+        buckets.setdefault(int(key[s]), []).append((at[s:e], fields[s:e]))

@@ -46,90 +46,111 @@ class Stage(Event):
         heappush(env._queue, (env._now + delay, AFTER_BLOCKS, next(env._eid), self))
 
 
+def stage_classes(env: simpy.Environment, callbacks: list) -> list[type]:
+    """One ``Stage`` subclass per planned stage kind, its environment and callback held by the class:
+    a planned stage is then one object with one attribute (its row). simpy's ``step`` reads
+    ``event.callbacks`` (the class's one-callback list, never changed) and sets the instance's to None."""
+    return [type(f"Stage{kind}", (Stage,), {"env": env, "callbacks": [cb]}) for kind, cb in enumerate(callbacks)]
+
+
 class PlannedStages:
-    """Mixed into Market: it provides the counters and _take_slot, _free_htlc, _settle, _open_dispute."""
+    """Mixed into Market: it provides the counters and _take_slot, _free_htlc, _settle, _open_dispute.
 
-    def stage_callbacks(self) -> list:
-        """One callback per stage kind, in the order of ``plan``'s kinds."""
-        return [self._p_fund, self._p_arrive_onchain, self._p_shipped, self._p_delivered, self._p_custody,
-                self._p_ship_timeout, self._p_undelivered, self._p_buyer_dispute, self._p_release]
+    Planned orders are numbered across days; what is decided at arrival lives in compact buffers
+    indexed by that number (a stage days later reads a few bytes, not an object made when its
+    day was planned): ``order_channel`` (the channel the hold HTLC is on: the route may move on
+    from the drawn one), ``order_custody`` (1 if the guardian settles it into custody before its
+    end), ``order_funded`` (0 not arrived yet, 1 funded, 2 funding failed) and ``order_rows``
+    (the drawn row, agents.ROW_FIELDS, only for the orders that take the per-order path)."""
 
-    def plan(self, draws) -> planning.DayPlan:
+    def init_planned(self, env: simpy.Environment) -> None:
+        self.order_channel = array("q")
+        self.order_custody = bytearray()
+        self.order_funded = bytearray()
+        self.order_rows: dict[int, tuple] = {}
+        self.planned_orders = 0
+        # one class per kind, in the order of ``plan``'s kinds
+        self.stage_classes = stage_classes(env, [
+            self._p_fund, self._p_arrive_onchain, self._p_shipped, self._p_delivered, self._p_custody,
+            self._p_ship_timeout, self._p_undelivered, self._p_buyer_dispute, self._p_release])
+
+    def plan(self, draws) -> None:
         a = draws.arrays
         times, kinds, indices, custody, h0 = planning.plan_day(
             a["arrive"], a["mode"], a["ship"], a["transit"], a["act"], a["act_delay"],
             self.block_times, self.windows, self.guard_blocks)
+        first = self.planned_orders
+        self.planned_orders += len(h0)
         # full rows only for the orders that will take the per-order path: on-chain ones, disputes
         per_order = np.unique(indices[np.isin(kinds, planning.PER_ORDER_KINDS)])
-        rows = dict(zip(per_order.tolist(), draws.rows_of(per_order)))
-        day = planning.DayPlan(array("q", a["channel"].astype(np.int64).tobytes()),
-                               bytearray(custody.astype(np.uint8).tobytes()), rows, bytearray(len(h0)))
-        planning.file_stages(self.plan_buckets, BUCKET_S, day, times, kinds, indices, (a["mode"], a["price"], h0))
-        return day
+        self.order_rows.update(zip((per_order + first).tolist(), draws.rows_of(per_order)))
+        self.order_channel.frombytes(a["channel"].astype(np.int64).tobytes())
+        self.order_custody += custody.astype(np.uint8).tobytes()
+        self.order_funded += bytes(len(h0))
+        planning.file_stages(self.plan_buckets, BUCKET_S, times, kinds, indices, first, (a["mode"], a["price"], h0))
 
-    # --- stage callbacks: ``ev._value`` is (day plan, order index, mode, price, funding height)
+    # --- stage callbacks: ``ev._value`` is [kind, order number, mode, price, funding height]
     def _p_fund(self, ev: Stage) -> None:
         """A planned (Lightning or custodial) order arrives: fund it, or record why it could not be."""
-        day, i, mode, price, _h = ev._value
+        _k, i, mode, price, _h = ev._value
         self.arrivals += 1
         self.by_mode_arrivals[mode] += 1
         if mode == LN:
-            c = self._take_slot(price, day.channel[i])
+            c = self._take_slot(price, self.order_channel[i])
             if c < 0:
-                day.funded[i] = 2
+                self.order_funded[i] = 2
                 return
-            day.channel[i] = c
+            self.order_channel[i] = c
         else:
             self.locked_sats[CUSTODIAL] += price
             self.hot_wallet_sats += price      # the buyer deposited just in time
-        day.funded[i] = 1
+        self.order_funded[i] = 1
         self.funded += 1
         self.awaiting_ship += 1
 
     def _p_arrive_onchain(self, ev: Stage) -> None:
-        day, i, _mode, _price, _h = ev._value
-        self.arrive(*day.rows[i])    # funding waits on the mempool: the per-order path
+        self.arrive(*self.order_rows.pop(ev._value[1]))    # funding waits on the mempool: the per-order path
 
     def _p_shipped(self, ev: Stage) -> None:
-        day, i, _mode, _price, _h = ev._value
-        if day.funded[i] != 1:
+        _k, i, _mode, _price, _h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_ship -= 1
         self.in_transit += 1
 
     def _p_delivered(self, ev: Stage) -> None:
-        day, i, _mode, _price, _h = ev._value
-        if day.funded[i] != 1:
+        _k, i, _mode, _price, _h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.in_transit -= 1
         self.awaiting_release += 1
 
     def _p_custody(self, ev: Stage) -> None:
-        day, i, _mode, price, _h = ev._value
-        if day.funded[i] != 1:
+        _k, i, _mode, price, _h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
-        self._free_htlc(day.channel[i], price)
+        self._free_htlc(self.order_channel[i], price)
         self.custody_sats += price
         self.custody_moves += 1
 
     def _p_ship_timeout(self, ev: Stage) -> None:
-        day, i, mode, price, h = ev._value
-        if day.funded[i] != 1:
+        _k, i, mode, price, h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_ship -= 1
         self.ship_timeouts += 1
         self.resolved += 1
-        self._settle(mode, price, day.channel[i], h, False, REFUND)
+        self._settle(mode, price, self.order_channel[i], h, False, REFUND)
 
     def _p_release(self, ev: Stage) -> None:
         """The buyer confirmed, or the dispute window closed: settle, pay the seller (Market._settle's
         rules for a release, inlined: most orders end here)."""
-        day, i, mode, price, h = ev._value
-        if day.funded[i] != 1:
+        _k, i, mode, price, h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_release -= 1
@@ -138,10 +159,10 @@ class PlannedStages:
         commission = price * self.fee_ppm // 1_000_000
         self.commission_sats += commission
         if mode == LN:
-            if day.custody[i]:
+            if self.order_custody[i]:
                 self.custody_sats -= price
             else:
-                c = day.channel[i]
+                c = self.order_channel[i]
                 self.slots[c] -= 1
                 self.inflight_sats[c] -= price
                 self.held_htlcs -= 1
@@ -154,28 +175,28 @@ class PlannedStages:
         self.durations[mode][blocks if blocks < HIST_MAX_BLOCKS else HIST_MAX_BLOCKS] += 1
 
     def _p_undelivered(self, ev: Stage) -> None:
-        day, i, mode, _price, h = ev._value
-        if day.funded[i] != 1:
+        _k, i, mode, _price, h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.in_transit -= 1
         self.disputes_opened["undelivered"] += 1
-        self._open_dispute(self._order_of(day, i, mode, h))
+        self._open_dispute(self._order_of(i, mode, h))
 
     def _p_buyer_dispute(self, ev: Stage) -> None:
-        day, i, mode, _price, h = ev._value
-        if day.funded[i] != 1:
+        _k, i, mode, _price, h = ev._value
+        if self.order_funded[i] != 1:
             self.skipped += 1
             return
         self.awaiting_release -= 1
         self.disputes_opened["buyer"] += 1
-        self._open_dispute(self._order_of(day, i, mode, h))
+        self._open_dispute(self._order_of(i, mode, h))
 
-    def _order_of(self, day: planning.DayPlan, i: int, mode: int, h: int) -> list:
+    def _order_of(self, i: int, mode: int, h: int) -> list:
         """A planned order joins the per-order path (a dispute): its full record."""
         guard = self.times[h + self.guard_blocks - 1] if mode == LN else INF
-        order = [*day.rows[i][:_H_FUND], h, guard, False, bool(day.custody[i]), 0.0, None]
-        order[_CH] = day.channel[i]       # the channel the route found room on, not the one first tried
+        order = [*self.order_rows.pop(i)[:_H_FUND], h, guard, False, bool(self.order_custody[i]), 0.0, None]
+        order[_CH] = self.order_channel[i]       # the channel the route found room on, not the one first tried
         return order
 
     def _deadline(self, t: float, h: int, window: int) -> float:
