@@ -13,6 +13,7 @@ import logging
 import pytest
 
 from tests.reference_app.escrow.conftest import local_sats, open_market, release_holds
+from regtest_cluster.waiting import wait_for
 from scenarios.world import ADDRESSES
 
 pytestmark = pytest.mark.cluster
@@ -50,7 +51,9 @@ def test_trade_logs_no_secret(cluster, tmp_path, caplog):
         courier.deliver("FS-SECRET-1", ADDRESSES["buyer1"])
         market.mine(6)
         final = buyer.wait_state(order["id"], "RELEASED")
-        assert final["payouts"][0]["status"] == "SUCCEEDED" and local_sats(seller.node) > before
+        assert final["payouts"][0]["status"] == "SUCCEEDED"
+        # the hub reports the payment before the seller's side of the commitment dance is done
+        wait_for(lambda: local_sats(seller.node) > before, timeout=30, what="the payout in the seller's channel")
 
         totp = buyer.call("POST", "/auth/totp/enrol")["secret"]
         hook = seller.call("POST", "/me/webhooks", json={"url": "http://127.0.0.1:9/hook"}, expect=201)["secret"]
