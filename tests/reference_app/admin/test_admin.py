@@ -32,7 +32,7 @@ def test_metrics_monitoring_and_export_scope_by_user(market):
     assert metrics["orders_by_state"] == {"DISPUTED": 1, "RELEASED": 1}
     assert metrics["locked_sats_by_mode"] == {"custodial": 30_000}
     assert metrics["open_disputes"] == 1
-    assert metrics["reconciliation"]["status"] == "ok"
+    assert metrics["reconciliation"]["status"] == "ok", metrics["reconciliation"]
     denied = seller.attempt("GET", "/admin/metrics")
     assert (denied.status_code, denied.json()["code"]) == (403, "permission_denied")
 
