@@ -73,6 +73,13 @@ class TortureRun(Scenario):
         self.extra: list = []
         self.path = BY_NAME[self.plan.path](self)
 
+    def configure(self) -> dict:
+        # Armed from the start: no path passes its own crash points before its trigger (a point
+        # reached early would kill the app under the preparation, and the run would fail), and
+        # one app start per run is saved.
+        armed = {"fault_points": [self.plan.kill]} if self.plan.kill != SIGKILL else {}
+        return {**super().configure(), **armed}
+
     def run(self):
         plan, path = self.plan, self.path
         path.prepare()
@@ -86,6 +93,7 @@ class TortureRun(Scenario):
             self.log.info("the trigger request broke off: %s", type(exc).__name__)
         self.await_kill()
         self.log.info("restarting the app without faults")
+        self.world.app.settings = {**self.world.app.settings, "fault_points": []}
         self.world.restart_app()
         path.finish()
         self.extra = path.verify()
@@ -94,7 +102,6 @@ class TortureRun(Scenario):
         plan = self.plan
         if plan.kill != SIGKILL:
             self.log.info("the app is armed to crash at '%s'", plan.kill)
-            self.world.restart_app(fault_points=[plan.kill])
             return
         self.log.info("the app will be SIGKILLed %.2f s after the trigger is sent", plan.delay_s)
         self.killer = threading.Timer(plan.delay_s, self._sigkill)

@@ -238,7 +238,8 @@ class OnchainWithdrawal(_CustodialPath):
         got = sats(received[0]["amount"]) if received else 0
         balances = self.account.wallet()
         if len(txids) > 1:
-            out.append(Violation("I3", None, f"{len(txids)} transactions paid the withdrawal address", {"txids": txids}))
+            out.append(Violation("I3", None, f"{len(txids)} transactions paid the withdrawal address",
+                                 {"txids": txids}))
         miner_fee = 0
         if txids:
             custody = self.world.cluster.bitcoind.wallet(self.wallet_name)
