@@ -84,9 +84,13 @@ def file_stages(buckets: dict, bucket_s: float, times: np.ndarray, kinds: np.nda
     fields = np.stack([kinds[order], orders[order] + first] + [p[orders[order]] for p in payload],
                       axis=1).astype(np.int64)
     cuts = np.flatnonzero(np.diff(key)) + 1
-    starts = np.concatenate([[0], cuts])
-    ends = np.concatenate([cuts, [len(key)]])
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        if s == e:
-            continue
-        buckets.setdefault(int(key[s]), []).append((at[s:e], fields[s:e]))
+    starts = [0] + cuts.tolist()
+    ends = cuts.tolist() + [len(key)]
+    keys = key[starts].tolist() if len(key) else []
+    for k, s, e in zip(keys, starts, ends):
+        chunk = (at[s:e], fields[s:e])
+        chunks = buckets.get(k)
+        if chunks is None:
+            buckets[k] = [chunk]
+        else:
+            chunks.append(chunk)

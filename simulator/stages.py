@@ -112,16 +112,14 @@ class PlannedStages:
         self.arrive(*self.order_rows.pop(ev._value[1]))    # funding waits on the mempool: the per-order path
 
     def _p_shipped(self, ev: Stage) -> None:
-        _k, i, _mode, _price, _h = ev._value
-        if self.order_funded[i] != 1:
+        if self.order_funded[ev._value[1]] != 1:
             self.skipped += 1
             return
         self.awaiting_ship -= 1
         self.in_transit += 1
 
     def _p_delivered(self, ev: Stage) -> None:
-        _k, i, _mode, _price, _h = ev._value
-        if self.order_funded[i] != 1:
+        if self.order_funded[ev._value[1]] != 1:
             self.skipped += 1
             return
         self.in_transit -= 1
