@@ -77,6 +77,15 @@ class MarketUser(FastHttpUser):
         self.market.token = tokens["access_token"]
         self.user_id = self.market.call("GET", "/me")["id"]
 
+    def bind_payout_node(self, name: str) -> None:
+        """Let the hub ask this user's node for invoices: a seller's payouts, a buyer's refunds
+        after the hub took custody (without it such a refund waits for an invoice from the buyer)."""
+        node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
+        macaroon = (Path(node["macaroon"]).parent / "invoice.macaroon").read_bytes().hex()
+        self.market.call("PUT", "/me/payout-node", json={"node_pubkey": node["pubkey"], "rest_url": node["rest_url"],
+                                                         "macaroon_hex": macaroon,
+                                                         "tls_cert_pem": Path(node["tls_cert"]).read_text()})
+
     def record_party(self, node: str) -> None:
         """Leave this trader's login for the oracle that checks every order once the run is over."""
         path = PLAN.get("parties_file")
@@ -117,6 +126,7 @@ class Buyer(MarketUser):
         name = RNG.choice(PLAN["buyer_nodes"])
         self.node = node_client(name)
         self.payments = gevent.pool.Group()
+        self.bind_payout_node(name)
         self.record_party(name)
 
     def on_stop(self) -> None:
@@ -182,11 +192,7 @@ class Seller(MarketUser):
     def on_start(self) -> None:
         super().on_start()
         name = RNG.choice(PLAN["seller_nodes"])
-        node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
-        macaroon = (Path(node["macaroon"]).parent / "invoice.macaroon").read_bytes().hex()
-        self.market.call("PUT", "/me/payout-node", json={"node_pubkey": node["pubkey"], "rest_url": node["rest_url"],
-                                                         "macaroon_hex": macaroon,
-                                                         "tls_cert_pem": Path(node["tls_cert"]).read_text()})
+        self.bind_payout_node(name)
         self.record_party(name)
         for _ in range(3):
             self.list_item()

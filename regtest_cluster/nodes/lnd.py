@@ -214,8 +214,18 @@ class LndRest:
                               method="GET")
         return next(stream)
 
-    def listpayments(self) -> list[dict]:
-        return self._request("GET", "/v1/payments", params={"include_incomplete": "true"}).get("payments", [])
+    def listpayments(self, page: int = 1_000) -> list[dict]:
+        """Every payment, oldest first, page by page (lnd returns 100 a call unless told)."""
+        payments: list[dict] = []
+        offset = 0
+        while True:
+            got = self._request("GET", "/v1/payments", params={
+                "include_incomplete": "true", "index_offset": str(offset), "max_payments": str(page)})
+            batch = got.get("payments", [])
+            payments += batch
+            if len(batch) < page:
+                return payments
+            offset = int(got["last_index_offset"])
 
 
 @dataclass

@@ -44,6 +44,16 @@ def test_cluster_pay_routes_buyer_through_hub_to_seller(cluster):
              timeout=10, what="seller1's channel balance to grow by 12345")
 
 
+def test_lnd_listpayments_pages_through_every_payment(cluster):
+    """lnd answers 100 payments a call unless told; the client must page (a soak's oracle
+    once saw 4,000 payouts as missing)."""
+    buyer = cluster.node("buyer2").rest
+    hashes = [cluster.pay("buyer2", "hub", 1_000 + i)["payment_hash"] for i in range(3)]
+    listed = [p["payment_hash"] for p in buyer.listpayments(page=2)]
+    assert listed[-3:] == hashes and len(listed) == len(set(listed))
+    assert listed == [p["payment_hash"] for p in buyer.listpayments()]
+
+
 def test_cluster_mine_in_steps_keeps_every_node_synced(cluster):
     start = cluster.bitcoind.rpc.getblockcount()
     height = cluster.mine(20)
