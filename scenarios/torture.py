@@ -7,8 +7,9 @@ the hold, a custodial release inside the ledger, a custodial Lightning or
 on-chain withdrawal, an on-chain multisig release) and the kill: either an
 armed crash point (``ESCROWLAB_FAULT_POINTS``, services/faults.py), where the
 app dies by itself, or a SIGKILL from outside a seeded delay after the trigger
-request is sent. The first runs take every path once, in a seeded order, so
-any torture of at least that many runs covers them all. The app is restarted,
+request is sent. The first runs take every path once, in a seeded order, and
+the next ones every remaining (path, kill) pair once, so a torture of at least
+that many runs (17 today) kills at every point of every path. The app is restarted,
 the order or withdrawal must reach its end, and the base class runs every
 invariant of the oracle on node truth; a withdrawal is also checked against
 its payee's node (paid once, for exactly what was debited). ``sats lost`` is
@@ -46,15 +47,25 @@ class Plan:
         return self.kill if self.kill != SIGKILL else f"sigkill@{self.path}"
 
 
+def first_kills(seed: int) -> list[tuple[str, str]]:
+    """Every (path, kill) once, in a seeded order that takes every path once first."""
+    order = random.Random(f"torture-order:{seed}")
+    names = order.sample(sorted(PATHS), len(PATHS))
+    first = [(path, order.choice([*PATHS[path], SIGKILL])) for path in names]
+    rest = [(path, kill) for path in sorted(PATHS) for kill in (*PATHS[path], SIGKILL) if (path, kill) not in first]
+    return first + order.sample(rest, len(rest))
+
+
 def plan_for(seed: int, index: int) -> Plan:
-    """Run ``index`` of a torture seeded ``seed``: the first runs take every path once."""
-    names = sorted(PATHS)
-    if index < len(names):
-        path = random.Random(f"torture-order:{seed}").sample(names, len(names))[index]
-    else:
-        path = random.Random(f"torture-path:{seed}:{index}").choice(names)
+    """Run ``index`` of a torture seeded ``seed``. The first runs take every path once, the
+    next every remaining (path, kill) once; later runs pick at random."""
     rng = random.Random(f"torture:{seed}:{index}")
-    kill = rng.choice([*PATHS[path], SIGKILL])
+    combos = first_kills(seed)
+    if index < len(combos):
+        path, kill = combos[index]
+    else:
+        path = random.Random(f"torture-path:{seed}:{index}").choice(sorted(PATHS))
+        kill = rng.choice([*PATHS[path], SIGKILL])
     delay = round(rng.uniform(0, BY_NAME[path].max_kill_delay_s), 2) if kill == SIGKILL else 0.0
     return Plan(path, kill, delay)
 

@@ -34,6 +34,13 @@ def test_plan_first_runs_take_every_path():
         assert {p.path for p in plans(seed, len(PATHS))} == set(PATHS)
 
 
+def test_plan_first_runs_take_every_kill_of_every_path_once():
+    every = {(path, kill) for path, points in PATHS.items() for kill in (*points, SIGKILL)}
+    for seed in (SEED, 7, 1, 99):
+        first = [(p.path, p.kill) for p in plans(seed, len(every))]
+        assert sorted(first) == sorted(every)
+
+
 def test_plan_points_are_the_apps():
     assert {point for points in PATHS.values() for point in points} == set(POINTS)
 

@@ -128,6 +128,11 @@ class LnHoldMode:
                     return
         except (LndError, DomainError) as exc:
             log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, exc)
+        except Exception as exc:
+            if not self._stop.is_set():
+                raise
+            # stopped: the database or the node may be gone already; the next start reconciles
+            log.info("invoice stream for order %s ended after stop: %s", order_id, exc)
         finally:
             with self._lock:
                 self._watching.discard(order_id)
