@@ -45,9 +45,7 @@ class Path:
     def teardown(self) -> None:
         pass
 
-    @property
-    def withdrawals(self) -> int:
-        return 0
+    withdrawals = 0  # withdrawals a run of this path checks
 
 
 # --- ln_hold (settle and pay out; cancel the hold)
@@ -127,22 +125,26 @@ class CustodialRelease(_CustodialPath):
         self.run.settle_on(self.b, self.order, self.terminal, timeout=60)
 
 
-class LnWithdrawal(_CustodialPath):
-    name = "ln_withdrawal"
-    points = ("after_ln_withdraw_reserve", "after_ln_withdraw_sent")
+class _Withdrawal(_CustodialPath):
+    withdrawals = 1
 
-    @property
-    def withdrawals(self) -> int:
-        return 1
-
-    def prepare(self):
+    def funded_buyer(self, how: str, deposit) -> None:
+        """buyer1 with a custodial balance; half of it is the amount to withdraw."""
         self.b = self.run.buyer()
         self.account = Account(self.b, self.world.cluster)
         self.custody_wallet(self.account)
         self.deposit = self.run.price(40_000, 80_000)
-        self.log.info("buyer1 deposits %s sats over Lightning", self.deposit)
-        self.account.deposit_ln(self.deposit)
+        self.log.info("buyer1 deposits %s sats %s", self.deposit, how)
+        deposit(self.account, self.deposit)
         self.amount = self.deposit // 2
+
+
+class LnWithdrawal(_Withdrawal):
+    name = "ln_withdrawal"
+    points = ("after_ln_withdraw_reserve", "after_ln_withdraw_sent")
+
+    def prepare(self):
+        self.funded_buyer("over Lightning", Account.deposit_ln)
         self.invoice = self.b.node.rest.addinvoice(self.amount, memo=f"torture withdrawal {self.run.seed}")
         self.payment_hash = self.b.node.rest.decodepayreq(self.invoice["payment_request"])["payment_hash"]
 
@@ -189,23 +191,13 @@ class LnWithdrawal(_CustodialPath):
         return out
 
 
-class OnchainWithdrawal(_CustodialPath):
+class OnchainWithdrawal(_Withdrawal):
     name = "onchain_withdrawal"
     points = ("after_batch_claim", "after_batch_sent")
     max_kill_delay_s = 3.0  # the worker batches on its next pass, up to 2 s after the request
 
-    @property
-    def withdrawals(self) -> int:
-        return 1
-
     def prepare(self):
-        self.b = self.run.buyer()
-        self.account = Account(self.b, self.world.cluster)
-        self.custody_wallet(self.account)
-        self.deposit = self.run.price(40_000, 80_000)
-        self.log.info("buyer1 deposits %s sats on chain", self.deposit)
-        self.account.deposit_onchain(self.deposit)
-        self.amount = self.deposit // 2
+        self.funded_buyer("on chain", Account.deposit_onchain)
         self.miner = self.world.cluster.bitcoind.miner()
         self.address = self.miner.getnewaddress()
         self.key = f"torture-{self.run.seed}-{self.run.index}"
