@@ -66,11 +66,12 @@ def drain(world: World, max_blocks: int, step: int = 6, progress=lambda _m: None
         except ApiError:
             pass  # ruled meanwhile by the run's own arbiter, or already timed out
     mined = 0
+    open_now = [o for o in all_orders(world) if o["state"] not in TERMINAL]
 
-    def still_open() -> list[dict]:
-        return [o for o in all_orders(world) if o["state"] not in TERMINAL]
+    def still_open() -> list[dict]:  # no order is made meanwhile: look again only at the open ones
+        return [o for o in (world.admin.call("GET", f"/orders/{o['id']}") for o in open_now)
+                if o["state"] not in TERMINAL]
 
-    open_now = still_open()
     while open_now:
         if all(o["state"] in WAITING_ON_NODES for o in open_now) or mined >= max_blocks:
             try:  # no block helps these: the worker finishes them against the nodes

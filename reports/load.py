@@ -24,6 +24,8 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy
+
 SCHEMA = "escrowlab.load-run/1"
 NOT_APP = ("LND", "ESCROW")
 WARMUP_FRACTION, WARMUP_MIN_S = 0.1, 60.0
@@ -104,14 +106,10 @@ def memory_slope(t: list[float], mib: list[float]) -> float | None:
     span = t[-1] - t[0]
     warm = max(WARMUP_FRACTION * span, min(WARMUP_MIN_S, span / 4)) + t[0]
     points = [(x, y) for x, y in zip(t, mib) if x >= warm]
-    if len(points) < 3:
+    if len(points) < 3 or len({x for x, _ in points}) < 2:
         return None
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    if sxx == 0:
-        return None
-    return sum((x - mx) * (y - my) for x, y in points) / sxx * 3600
+    xs, ys = zip(*points)
+    return float(numpy.polyfit(xs, ys, 1)[0]) * 3600
 
 
 def memory_figures(rows: list[dict]) -> dict:

@@ -230,14 +230,14 @@ def _find_sent(ctx: AppContext, wallet: BitcoinRpc, batch_id: int) -> str | None
     Transactions another batch recorded are not candidates: an earlier batch to the same
     addresses would otherwise be taken for this one (its txid is unique, so the batch
     stayed BUILDING for good, retried on every pass)."""
-    with ctx.db.session(write=False) as s:
-        want = {r.address for r in s.scalars(select(OnchainWithdrawal).where(OnchainWithdrawal.batch_id == batch_id))}
-        recorded = set(s.scalars(select(WithdrawalBatch.txid).where(WithdrawalBatch.txid.is_not(None))))
     paid: dict[str, set[str]] = {}
     for t in wallet.listsinceblock("", 1, include_removed=False).get("transactions", []):
-        if t.get("category") == "send" and int(t.get("confirmations", 0)) >= 0 and t["txid"] not in recorded:
+        if t.get("category") == "send" and int(t.get("confirmations", 0)) >= 0:
             paid.setdefault(t["txid"], set()).add(t.get("address"))
-    return next((txid for txid, addrs in paid.items() if addrs == want), None)
+    with ctx.db.session(write=False) as s:
+        want = {r.address for r in s.scalars(select(OnchainWithdrawal).where(OnchainWithdrawal.batch_id == batch_id))}
+        recorded = set(s.scalars(select(WithdrawalBatch.txid).where(WithdrawalBatch.txid.in_(list(paid)))))
+    return next((txid for txid, addrs in paid.items() if addrs == want and txid not in recorded), None)
 
 
 def _settle(ctx: AppContext, batch_id: int, txid: str, confs: int) -> BatchView:

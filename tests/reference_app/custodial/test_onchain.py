@@ -25,6 +25,16 @@ def deposit(custody, users: list[int], amount: int, confirmations: int = K) -> N
     assert len(credited) == len(users)
 
 
+def claimed_batch(custody) -> tuple[int, int, list]:
+    """alice (100,000 sats deposited) asks to withdraw 30,000; a batch claims it, and the
+    process stops there, before the wallet's ``send``: (alice, batch id, outputs)."""
+    (alice,) = add_users(custody.ctx, 1)
+    deposit(custody, [alice], 100_000)
+    request_onchain_withdrawal(custody.ctx, alice, custody.miner.getnewaddress(), 30_000)
+    batch_id, outputs = onchain._claim(custody.ctx, max_outputs=10)
+    return alice, batch_id, outputs
+
+
 def assert_reconciled(custody) -> dict:
     report = reconcile(custody.ctx, custody.wallet)
     assert report.ok, report.describe()
@@ -84,10 +94,7 @@ def test_batch_refused_by_wallet_keeps_requests_reserved(custody):
 
 def test_batch_whose_send_answer_was_lost_is_found_in_the_wallet(custody):
     ctx = custody.ctx
-    (alice,) = add_users(ctx, 1)
-    deposit(custody, [alice], 100_000)
-    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
-    batch_id, outputs = onchain._claim(ctx, max_outputs=10)
+    alice, batch_id, outputs = claimed_batch(custody)
     # bitcoind sent it, but the connection broke before its answer came back
     txid = custody.wallet.send([(address, amount) for _id, address, amount in outputs], minconf=K,
                                subtract_fee_from=[0])["txid"]
@@ -102,10 +109,7 @@ def test_batch_whose_send_answer_was_lost_is_found_in_the_wallet(custody):
 
 def test_batch_never_sent_goes_back_to_the_queue(custody):
     ctx = custody.ctx
-    (alice,) = add_users(ctx, 1)
-    deposit(custody, [alice], 100_000)
-    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
-    batch_id, _outputs = onchain._claim(ctx, max_outputs=10)  # then the process died
+    alice, batch_id, _outputs = claimed_batch(custody)  # then the process died
 
     assert check_batches(ctx, custody.wallet, K) == []  # within the grace period: wait
     [given_back] = check_batches(ctx, custody.wallet, K, building_grace_s=0)
@@ -118,10 +122,7 @@ def test_batch_never_sent_goes_back_to_the_queue(custody):
 
 def test_batch_left_by_a_dead_worker_goes_back_after_the_restart(custody):
     ctx = custody.ctx
-    (alice,) = add_users(ctx, 1)
-    deposit(custody, [alice], 100_000)
-    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
-    batch_id, _outputs = onchain._claim(ctx, max_outputs=10)  # then the worker died (torture: after_batch_claim)
+    alice, batch_id, _outputs = claimed_batch(custody)  # then the worker died (torture: after_batch_claim)
     restarted = utcnow()
 
     # Regression: it waited the whole lost-answer grace (5 min) although its sender was gone.
@@ -135,11 +136,8 @@ def test_batch_left_by_a_dead_worker_goes_back_after_the_restart(custody):
 
 def test_batch_made_in_this_run_is_not_an_orphan(custody):
     ctx = custody.ctx
-    (alice,) = add_users(ctx, 1)
-    deposit(custody, [alice], 100_000)
-    request_onchain_withdrawal(ctx, alice, custody.miner.getnewaddress(), 30_000)
     started = utcnow()
-    onchain._claim(ctx, max_outputs=10)  # its send may still be running: only the long grace applies
+    claimed_batch(custody)  # its send may still be running: only the long grace applies
     assert check_batches(ctx, custody.wallet, K, restarted_at=started, orphan_grace_s=0) == []
 
 
