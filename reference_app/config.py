@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRETS_FILE = "app-secrets.json"
@@ -20,7 +20,11 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("runs/app")
-    database_url: str = Field(default="", validation_alias="DATABASE_URL")
+    # bare DATABASE_URL, as hosting platforms set it (ESCROWLAB_DATABASE_URL works too)
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "ESCROWLAB_DATABASE_URL",
+                                                                        "database_url"))
+    # the harness's runs folder, whose reports the dashboard lists (ESCROWLAB_RUNS; unset: ./runs)
+    runs_dir: Path | None = Field(default=None, validation_alias=AliasChoices("ESCROWLAB_RUNS", "runs_dir"))
     auto_migrate: bool = True
 
     # secrets: generated and kept in data_dir in development, required in production

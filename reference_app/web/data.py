@@ -2,14 +2,13 @@
 
 Cluster: every node in the cluster state file (or just the hub), read over LND
 REST, and the app's bitcoind. Reports: the newest files under ``*/reports/``
-(and one level deeper) in the runs folder (``ESCROWLAB_RUNS``, else ./runs) and
-in the app's data dir.
+(and one level deeper) in the runs folder (``Settings.runs_dir``, from
+``ESCROWLAB_RUNS``, else ./runs) and in the app's data dir.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def auctions(session: Session) -> list[Auction]:
 
 
 def report_roots(ctx: AppContext) -> list[Path]:
-    roots = [Path(os.environ.get("ESCROWLAB_RUNS") or Path.cwd() / "runs"), Path(ctx.settings.data_dir)]
+    roots = [Path(ctx.settings.runs_dir or Path.cwd() / "runs"), Path(ctx.settings.data_dir)]
     seen, out = set(), []
     for root in roots:
         resolved = root.resolve()

@@ -33,7 +33,7 @@ def test_dashboard_shows_cluster_orders_and_reports_in_chromium(served_market, t
     report_dir = runs / "0001-scenarios" / "reports"
     report_dir.mkdir(parents=True)
     (report_dir / "summary.json").write_text('{"schema": "escrowlab.scenario-run/1", "passed": 1}')
-    monkeypatch.setenv("ESCROWLAB_RUNS", str(runs))
+    monkeypatch.setattr(market.ctx, "settings", market.ctx.settings.model_copy(update={"runs_dir": runs}))
 
     buyer, _account = market.funded_buyer(DEPOSIT)
     seller = market.seller(bind=False)

@@ -30,8 +30,8 @@ def test_report_files_cannot_escape_the_runs_folder(api, tmp_path, monkeypatch):
     (runs / "0001-load" / "reports").mkdir(parents=True)
     (runs / "0001-load" / "reports" / "load.json").write_text("{}")
     (tmp_path / "secret.json").write_text("{}")
-    monkeypatch.setenv("ESCROWLAB_RUNS", str(runs))
     ctx = api.app.state.ctx
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"runs_dir": runs}))  # ESCROWLAB_RUNS
     found = data.reports(ctx)
     assert [(r["run"], r["name"]) for r in found if r["run"] == "0001-load"] == [("0001-load", "load.json")]
     root = next(r["root"] for r in found if r["run"] == "0001-load")
