@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import uvicorn
 from fastapi import FastAPI
 
-from regtest_cluster.ports import PortAllocator
-from regtest_cluster.waiting import wait_for
+from .polling import poll_until
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel has just handed out as free on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 class ServedApp:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.app = app
         self.host = host
-        self.port = port or PortAllocator().take()
+        self.port = port or free_port(host)
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
                                                     lifespan="on"))
         self._thread = threading.Thread(target=self.server.run, name="served-app", daemon=True)
@@ -26,7 +33,7 @@ class ServedApp:
 
     def __enter__(self) -> "ServedApp":
         self._thread.start()
-        wait_for(lambda: self.server.started or not self._thread.is_alive(), timeout=30, what="app server started")
+        poll_until(lambda: self.server.started or not self._thread.is_alive(), timeout_s=30)
         if not self.server.started:
             raise RuntimeError(f"the app server failed to start on {self.url}")
         return self

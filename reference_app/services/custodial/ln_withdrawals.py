@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from regtest_cluster.nodes.lnd import LndError
-from regtest_cluster.waiting import WaitTimeout, wait_for
 
 from ...context import AppContext
+from ...polling import poll_until
 from ...store.models_ledger import LnDepositInvoice, LnWithdrawal
 from .. import faults
 from ..errors import Conflict, NodeUnavailable, ValidationFailed
@@ -186,10 +186,7 @@ def _advance(ctx: AppContext, payment_hash: str, wait_s: float, timeout_s: int) 
             _send(ctx, payment_hash, request, fee_limit, timeout_s)
             tracked = _track(ctx, payment_hash)
         if tracked is not None and tracked.get("status") not in FINAL and wait_s > 0:
-            try:
-                tracked = wait_for(final, timeout=wait_s, what=f"payment {payment_hash[:12]} final")
-            except WaitTimeout:
-                pass
+            tracked = poll_until(final, timeout_s=wait_s) or tracked
     except NodeUnavailable as exc:
         _note(ctx, payment_hash, exc.message)
         tracked = None
