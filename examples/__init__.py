@@ -1,0 +1,1 @@
+"""Example marketplaces that escrowlab judges from outside, each with its own driver."""
