@@ -1,7 +1,9 @@
-"""The background worker: enforces deadlines and the guardian, lets each
-escrow mode watch its funding, and drives pending outcomes. In-process for
-development, or its own process (``escrowlab app worker``). Restart-safe: each
-mode reconciles with its nodes when the worker starts (I11).
+"""The background worker: it only schedules. Each tick it selects what came due
+(deadlines, the guardian's lock horizons) and hands it to services/deadlines.py,
+lets each escrow mode watch its funding, and drives pending outcomes through
+the modes. In-process for development, or its own process (``escrowlab app
+worker``). Restart-safe: each mode reconciles with its nodes when the worker
+starts (I11).
 """
 
 from __future__ import annotations
@@ -10,25 +12,12 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import or_, select
-
 from .context import AppContext
-from .services import holds, transitions
+from .services import deadlines, holds, orders
 from .services.errors import DomainError
-from .services.faults import planted
-from .services.lifecycle import PENDING, TERMINAL, E, S
-from .store.models import Dispute, Listing, Order
+from .services.lifecycle import TERMINAL, S
 
 log = logging.getLogger("escrowlab.worker")
-
-DEADLINE_EVENTS = {
-    S.CREATED: E.FUNDING_TIMEOUT,
-    S.AWAITING_FUNDS: E.FUNDING_TIMEOUT,
-    S.FUNDED: E.SHIP_TIMEOUT,
-    S.SHIPPED: E.DELIVERY_TIMEOUT,
-    S.DELIVERED: E.DISPUTE_WINDOW_END,
-    S.DISPUTED: E.GUARDIAN_CUSTODY,
-}
 
 
 class Worker:
@@ -69,8 +58,7 @@ class Worker:
         self._wake.set()
 
     def _created(self, order_id: int) -> None:
-        with self.ctx.db.session(write=False) as session:
-            mode = self.ctx.modes.get(session.get(Order, order_id).escrow_mode)
+        mode = self.ctx.modes.get(orders.escrow_mode_of(self.ctx, order_id))
         if mode:
             mode.on_created(order_id)
 
@@ -98,56 +86,20 @@ class Worker:
                 log.exception("%s: watching failed; retrying next tick", mode.name)
         self.drive_pending(self.height)
 
-    def _ids(self, *conditions) -> list[int]:
-        with self.ctx.db.session(write=False) as session:
-            return list(session.scalars(select(Order.id).where(*conditions)))
-
-    # --- time
+    # --- time: what came due is selected here and decided by services/deadlines.py, which
+    # re-checks it in the claiming transaction (the order may have moved on since)
     def guardian(self, height: int) -> None:
         """When a lock nears expiry: cancel an unshipped order, settle a shipped one into custody (I7)."""
-        if planted(self.ctx.settings, "no_guardian"):
-            return
-        with self.ctx.db.session(write=False) as session:
-            due = [d for mode in self.ctx.modes.values() for d in mode.guardian_due(session, height)]
-        for order_id, event in due:
-            self._timed(order_id, height, event, "guardian", f"lock horizon reached at height {height}")
+        for due in deadlines.guardian_due(self.ctx, height):
+            deadlines.claim(self.ctx, due, height)
 
     def deadlines(self, height: int) -> None:
-        states = [st.value for st in (*DEADLINE_EVENTS, S.HELD_IN_CUSTODY)]
-        for order_id in self._ids(Order.state.in_(states),
-                                  or_(Order.deadline_at <= transitions.now(), Order.deadline_height <= height)):
-            self._timed(order_id, height)
-
-    def _timed(self, order_id: int, height: int, event: E | None = None, actor: str = "worker",
-               detail: str = "deadline passed") -> None:
-        try:
-            with self.ctx.db.session() as session:
-                order = session.get(Order, order_id)
-                state = S(order.state)
-                if event is None and state == S.HELD_IN_CUSTODY:
-                    event = E.RULING_TIMEOUT_RELEASE if order.delivered_evidence and not order.disputed \
-                        else E.RULING_TIMEOUT_REFUND
-                    detail = "ruling deadline passed: default ruling"
-                event = event or DEADLINE_EVENTS[state]
-                transitions.apply(session, self.ctx.settings, order, event, actor, height, detail=detail,
-                                  **({"disputed": True} if event == E.DELIVERY_TIMEOUT else {}))
-                if event == E.DELIVERY_TIMEOUT:
-                    session.add(Dispute(order_id=order.id, opened_by=order.buyer_id,
-                                        reason="delivery was not confirmed in time"))
-                if event == E.FUNDING_TIMEOUT:
-                    session.get(Listing, order.listing_id).stock += order.quantity
-                mode = self.ctx.modes.get(order.escrow_mode)
-            if event == E.FUNDING_TIMEOUT and mode:
-                mode.expire(order_id)  # after the claim committed (I5)
-        except DomainError as exc:
-            log.info("order %s: %s", order_id, exc)
+        for due in deadlines.deadlines_due(self.ctx, height):
+            deadlines.claim(self.ctx, due, height)
 
     # --- pending outcomes
     def drive_pending(self, height: int) -> None:
-        states = [s.value for s in (*PENDING, S.HELD_IN_CUSTODY)]
-        with self.ctx.db.session(write=False) as session:
-            rows = session.execute(select(Order.id, Order.escrow_mode).where(Order.state.in_(states))).all()
-        for order_id, mode_name in rows:
+        for order_id, mode_name in orders.pending(self.ctx):
             mode = self.ctx.modes.get(mode_name)
             with self._lock:
                 if mode is None or order_id in self._driving:

@@ -43,6 +43,8 @@ PLANTED_BUGS = {
     "funded_without_accept": "an unpaid (OPEN) invoice counts as funding: I9",
     "fee_from_escrow": "the payout's routing budget comes out of the seller's amount: I13",
     "trust_payout_invoice": "payout invoices are paid without checking the amount: I10",
+    "stale_deadline": "a deadline applies the event of whatever state the order is in when claimed, unchecked: "
+                      "a ship landing with the ship deadline is pushed into dispute at once (I2, I15)",
 }
 
 

@@ -15,7 +15,7 @@ from ..store.models import Dispute, DisputeMessage, Listing, Order, User
 from . import holds, transitions
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
-from .lifecycle import E, S
+from .lifecycle import PENDING, E, S
 
 PPM = 1_000_000
 
@@ -139,3 +139,17 @@ def rule(ctx: AppContext, session: Session, order: Order, arbiter: User, ruling:
         dispute.ruled_at = transitions.now()
     session.flush()
     return order
+
+
+# --- reads for the worker
+def escrow_mode_of(ctx: AppContext, order_id: int) -> str | None:
+    with ctx.db.session(write=False) as session:
+        return session.scalar(select(Order.escrow_mode).where(Order.id == order_id))
+
+
+def pending(ctx: AppContext) -> list[tuple[int, str]]:
+    """(order id, escrow mode) of every order with an outcome to carry out on its nodes."""
+    states = [st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]
+    with ctx.db.session(write=False) as session:
+        return [(oid, mode) for oid, mode in session.execute(
+            select(Order.id, Order.escrow_mode).where(Order.state.in_(states)).order_by(Order.id))]

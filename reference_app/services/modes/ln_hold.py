@@ -20,7 +20,7 @@ from regtest_cluster.nodes.lnd import LndError
 
 from ...context import AppContext
 from ...store.models import HoldInvoice, Order, User
-from .. import faults, holds, payouts, transitions
+from .. import deadlines, faults, holds, payouts, transitions
 from ..errors import DomainError
 from ..faults import planted
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
@@ -161,14 +161,8 @@ class LnHoldMode:
                 self.on_created(order_id)
 
     # --- the guardian (I7)
-    def guardian_due(self, session: Session, height: int) -> list[tuple[int, E]]:
-        watched = [st.value for st in (S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED)]
-        due = []
-        for o in session.scalars(select(Order).where(Order.state.in_(watched), Order.escrow_mode == self.name)):
-            horizon = transitions.lock_horizon(self.ctx.settings, o.hold.htlc_expiry_height if o.hold else None)
-            if horizon is not None and height >= horizon:
-                due.append((o.id, E.GUARDIAN_CANCEL if S(o.state) == S.FUNDED else E.GUARDIAN_CUSTODY))
-        return due
+    def guardian_due(self, session: Session, height: int) -> list[deadlines.Due]:
+        return deadlines.guarded(self.ctx, session, self.name, height)
 
     # --- outcomes: settle, cancel, pay
     def _settled(self, order: Order, height: int | None) -> bool:

@@ -180,7 +180,7 @@ class OnchainMode:
     def on_created(self, order_id: int) -> None:
         self.wake()
 
-    def guardian_due(self, session: Session, height: int) -> list[tuple[int, E]]:
+    def guardian_due(self, session: Session, height: int) -> list:
         return []  # the multisig never expires on a node: nothing to guard
 
     # --- watching: one listunspent for every open escrow, each compared with its last sighting
