@@ -347,11 +347,11 @@ class Escrow:
                            "VALUES (?, ?, ?, ?)", (order["id"], beneficiary, user_id, amount))
         payouts = self.store.all("SELECT * FROM payouts WHERE order_id = ?", order["id"])
         done = all(self.pay(p, order) == "SUCCEEDED" for p in payouts)
-        if done and self.bug == "double_payout" and any(p["attempts"] == 1 for p in payouts):
-            with self.store.tx() as db:  # the bug: forget the payout was made, so it is made again
-                db.execute("UPDATE payouts SET status = 'PENDING', payment_hash = NULL, payment_request = NULL "
-                           "WHERE order_id = ? AND attempts = 1", (order["id"],))
-            return False
+        if done and self.bug == "double_payout":
+            with self.store.tx() as db:  # the bug: forget a first payout was made, so it is made again
+                forgot = db.execute("UPDATE payouts SET status = 'PENDING', payment_hash = NULL, "
+                                    "payment_request = NULL WHERE order_id = ? AND attempts = 1", (order["id"],))
+            return forgot.rowcount == 0
         return done
 
     def pay(self, p: dict, order: dict) -> str:
