@@ -8,8 +8,11 @@ channels, and one 6-block step confirms and announces them all.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,9 +66,32 @@ class ProcessBackend:
     The docker backend (``regtest_cluster.docker``) subclasses this and builds
     the same nodes as containers, with a network and volumes around them;
     everything else about a cluster is the ``Cluster`` below, whatever the backend.
+    Both implement ``regtest_cluster.faults.Backend``, faults included.
+
+    Every LND's p2p port is reached through the cluster's relay
+    (``regtest_cluster.faults.relay``, its own small process): lnd listens on a
+    private port and advertises the relay's, so a partition can refuse the
+    connections between two nodes whichever of them dials.
     """
 
     name = "process"
+    relays_p2p = True
+    relay: ProcessDaemon | None = None
+    relay_port: int | None = None
+
+    def __init__(self, relay: ProcessDaemon | None = None, relay_port: int | None = None) -> None:
+        self.relay = relay
+        self.relay_port = relay_port
+
+    @classmethod
+    def from_record(cls, record: dict, run_dir: Path) -> "ProcessBackend":
+        """The backend a state file recorded, its relay adopted (if still ours and running)."""
+        relay = record.get("relay")
+        if not relay:
+            return cls()
+        pid = relay.get("pid")
+        daemon = ProcessDaemon.adopt("relay", pid if runs_from(pid, run_dir) else None, run_dir / "relay.log", run_dir)
+        return cls(daemon, relay.get("control_port"))
 
     def bitcoind(self, binaries: Binaries, datadir: Path, ports: BitcoinDPorts, *,
                  rpc_password: str | None = None, daemon_factory=None) -> BitcoinD:
@@ -76,19 +102,56 @@ class ProcessBackend:
             bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
         return LndNode(name, role, binaries.lnd, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
 
-    def prepare(self) -> None:
-        """Before any daemon starts (the docker backend makes its network here)."""
+    def lnd_ports(self, take: Callable[[], int]) -> dict[str, int]:
+        """One LND's ports; behind the relay, peers dial ``p2p`` and lnd listens on ``p2p_listen``."""
+        ports = {"rpc": take(), "rest": take(), "p2p": take()}
+        if self.relays_p2p:
+            ports["p2p_listen"] = take()
+        return ports
+
+    def prepare(self, cluster: "Cluster | None" = None) -> None:
+        """Before any daemon starts (the docker backend makes its network here). For a cluster
+        with LNDs, start the relay; it gets ready while bitcoind and lnd start."""
+        if cluster is None or not cluster.nodes or not self.relays_p2p:
+            return
+        from .faults import relay
+
+        run_dir = cluster.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Run as a script (it imports nothing of ours): starts fast, and needs no installed package.
+        argv = [sys.executable, relay.__file__, "--run-dir", str(run_dir)]
+        self.relay = ProcessDaemon("relay", argv, run_dir / "relay.log", run_dir)
+        self.relay.start()
+
+    def nodes_ready(self, cluster: "Cluster") -> None:
+        """Every LND runs on its final ports: route each relay port to its lnd."""
+        if self.relay is None:
+            return
+        from .faults.relay import RelayError
+
+        line = self.relay.wait_for_log(r"relay control on ", timeout=30)
+        self.relay_port = int(line.rsplit(":", 1)[1])
+        try:
+            self.relay_client().set_routes({
+                name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(n.lnddir)}
+                for name, n in cluster.nodes.items() if n.ports.p2p_listen})
+        except RelayError as exc:
+            raise self.relay.died(str(exc)) from None
 
     def release(self) -> None:
         """After every daemon stopped (the docker backend removes containers, network, volumes)."""
+        if self.relay is not None:
+            self.relay.stop(timeout=5)
 
     def record(self) -> dict:
         """What a state file keeps to attach to this backend's daemons again."""
-        return {}
+        if self.relay is None:
+            return {}
+        return {"relay": {"pid": self.relay.pid, "control_port": self.relay_port}}
 
     def leftovers(self) -> list[str]:
-        """What ``release`` should have removed but is still there (none for processes)."""
-        return []
+        """What ``release`` should have removed but is still there."""
+        return ["relay"] if self.relay is not None and self.relay.is_running() else []
 
     def node_record(self, daemon) -> dict:
         return {}
@@ -104,6 +167,55 @@ class ProcessBackend:
             return daemon
 
         return factory
+
+    # --- faults (the ``regtest_cluster.faults.Backend`` protocol)
+    def pause(self, daemon) -> None:
+        _signal_group(daemon, signal.SIGSTOP)
+
+    def resume(self, daemon) -> None:
+        _signal_group(daemon, signal.SIGCONT)
+
+    def is_paused(self, daemon) -> bool:
+        pid = daemon.pid
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] in ("T", "t")
+        except (OSError, IndexError, TypeError):
+            return False
+
+    def relay_client(self):
+        from .faults.relay import RelayClient
+
+        if self.relay_port is None:
+            raise ClusterError("this cluster's LNDs are not behind the p2p relay (a cluster started "
+                               "by an older escrowlab?), so two of them cannot be partitioned")
+        return RelayClient(self.relay_port)
+
+    def partition(self, cluster: "Cluster", a: LndNode, b: LndNode) -> None:
+        self.relay_client().partition(a.name, b.name)
+
+    def heal(self, cluster: "Cluster", a: LndNode, b: LndNode) -> None:
+        self.relay_client().heal(a.name, b.name)
+
+    def partitions(self, cluster: "Cluster") -> list[tuple[str, str]]:
+        if self.relay_port is None:
+            return []
+        return [tuple(p) for p in self.relay_client().status()["partitions"]]
+
+    def heal_partitions(self, cluster: "Cluster") -> list[tuple[str, str]]:
+        if self.relay_port is None:
+            return []
+        return [tuple(p) for p in self.relay_client().heal_all()]
+
+
+def _signal_group(daemon, sig: int) -> None:
+    pid = daemon.pid
+    if pid is None:
+        raise ClusterError(f"{daemon.name} has no process to signal")
+    try:
+        os.killpg(pid, sig)  # its own session: the daemon and anything it forked
+    except PermissionError:
+        os.kill(pid, sig)
 
 
 class Cluster:
@@ -130,7 +242,7 @@ class Cluster:
 
     def _lnd_ports(self) -> LndPorts:
         t = self._ports.take
-        return LndPorts(rpc=t(), rest=t(), p2p=t())
+        return LndPorts(**self.backend.lnd_ports(self._ports.take))
 
     def _start_with_port_retry(self, name: str, start: Callable[[], None], repick: Callable[[], None]) -> None:
         for attempt in range(3):
@@ -157,7 +269,7 @@ class Cluster:
 
     def _start(self, progress: Progress, t0: float) -> None:
         tm = self.timings
-        self.backend.prepare()
+        self.backend.prepare(self)
         progress("starting bitcoind")
 
         def repick_bitcoind() -> None:
@@ -198,6 +310,7 @@ class Cluster:
                 self._start_with_port_retry(node.name, node.start, repick)
 
         parallel(ready, self.nodes.values())
+        self.backend.nodes_ready(self)
         tm.lnd_start_s = time.monotonic() - t_lnd
 
         progress("funding nodes on-chain")
@@ -318,6 +431,16 @@ class Cluster:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # --- helpers for tests, scenarios and the CLI
+    @property
+    def faults(self):
+        """This cluster's ``regtest_cluster.faults.Faults``: stop, kill, pause, partition, reorg..."""
+        faults = self.__dict__.get("_faults")
+        if faults is None:
+            from .faults import Faults
+
+            faults = self.__dict__["_faults"] = Faults(self)
+        return faults
+
     def node(self, name: str) -> LndNode:
         try:
             return self.nodes[name]
@@ -328,8 +451,8 @@ class Cluster:
         height = height if height is not None else self.bitcoind.rpc.getblockcount()
 
         def synced(node: LndNode) -> None:
-            if not node.daemon.is_running():
-                return  # a node stopped on purpose does not hold the others back
+            if not node.daemon.is_running() or self.backend.is_paused(node.daemon):
+                return  # a node stopped or paused on purpose does not hold the others back
 
             def at_height() -> bool:
                 info = node.rest.getinfo()

@@ -78,7 +78,7 @@ def backend_of(data: dict) -> ProcessBackend:
         from .docker.backend import DockerBackend
 
         return DockerBackend.from_record(data.get("backend_state") or {})
-    return ProcessBackend()
+    return ProcessBackend.from_record(data.get("backend_state") or {}, Path(data["run_dir"]))
 
 
 def attach(data: dict) -> Cluster:

@@ -121,9 +121,15 @@ class DockerLndNode(LndNode):
 
 
 class DockerBackend(ProcessBackend):
-    """Builds a cluster's nodes as containers; ``release`` removes everything labelled with its id."""
+    """Builds a cluster's nodes as containers; ``release`` removes everything labelled with its id.
+
+    Faults: ``docker pause``/``unpause`` freeze a node, ``docker stop``/``kill`` end it (through
+    ``ContainerDaemon``), and a partition disconnects the pair's p2p path on the cluster's network
+    (see ``partition``).
+    """
 
     name = "docker"
+    relays_p2p = False  # peers reach each other by container name on the cluster's network
 
     def __init__(self, docker, image_set: images.ImageSet, cluster_id: str, docker_host: str | None) -> None:
         self.docker = docker
@@ -162,7 +168,7 @@ class DockerBackend(ProcessBackend):
             bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
         return DockerLndNode(self, name, role, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
 
-    def prepare(self) -> None:
+    def prepare(self, cluster=None) -> None:
         self.docker.networks.create(self.network, driver="bridge", labels=self.labels())
 
     def release(self) -> None:
@@ -182,6 +188,33 @@ class DockerBackend(ProcessBackend):
         def factory(name, argv, log, cwd):
             return ContainerDaemon.adopt(name, entry["container"], log, cwd, self.docker)
         return factory
+
+    # --- faults (the ``regtest_cluster.faults.Backend`` protocol)
+    def _container(self, daemon):
+        container = getattr(daemon, "_container", None)
+        if container is None:
+            from ..cluster import ClusterError
+
+            raise ClusterError(f"{daemon.name} has no container")
+        return container
+
+    def pause(self, daemon) -> None:
+        self._container(daemon).pause()
+
+    def resume(self, daemon) -> None:
+        self._container(daemon).unpause()
+
+    def is_paused(self, daemon) -> bool:
+        container = getattr(daemon, "_container", None)
+        if container is None:
+            return False
+        from docker.errors import NotFound
+
+        try:
+            container.reload()
+        except NotFound:
+            return False
+        return container.status == "paused"
 
     # --- containers
     def labels(self, node: str | None = None) -> dict[str, str]:

@@ -232,7 +232,8 @@ class LndRest:
 class LndPorts:
     rpc: int
     rest: int
-    p2p: int
+    p2p: int  # where peers reach lnd (the relay's port, for a process behind the cluster's relay)
+    p2p_listen: int | None = None  # where lnd itself listens, when that is not ``p2p``
 
 
 class LndNode:
@@ -261,8 +262,9 @@ class LndNode:
         return self.lnddir / "lnd.log"
 
     def listen_ports(self) -> LndPorts:
-        """The ports lnd binds (for a process, the host's own)."""
-        return self.ports
+        """The ports lnd binds (for a process, the host's own; behind the relay, its private p2p port)."""
+        p = self.ports
+        return LndPorts(p.rpc, p.rest, p.p2p_listen) if p.p2p_listen else p
 
     def dir_args(self) -> list[str]:
         return [f"--lnddir={self.lnddir}"]
