@@ -14,6 +14,8 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
+from escrow_protocol import formulas
+
 Positive = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -231,11 +233,9 @@ def as_dict(config: SimConfig) -> dict:
 
 
 def hold_cltv_blocks(w: Windows) -> int:
-    """The app's hold-invoice CLTV (reference_app/services/transitions.py hold_cltv_blocks)."""
-    import math
-
-    trade = w.ship_window_blocks + w.delivery_window_blocks + w.dispute_window_blocks
-    return max(24, math.ceil(trade * w.speedup_factor) + w.guardian_margin_blocks + w.hold_expiry_delta_blocks)
+    """The hold-invoice CLTV of the protocol's formula, for these windows."""
+    return formulas.hold_cltv_blocks(w.ship_window_blocks, w.delivery_window_blocks, w.dispute_window_blocks,
+                                     w.speedup_factor, w.guardian_margin_blocks, w.hold_expiry_delta_blocks)
 
 
 def guardian_after_blocks(w: Windows) -> int:

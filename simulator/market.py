@@ -23,12 +23,12 @@ from heapq import heapify
 import numpy as np
 import simpy
 
+from escrow_protocol.modes import MODE_NAMES
 from simulator.chain import Chain, Mempool
 from simulator.stages import AFTER_BLOCKS, BUCKET_S, HIST_MAX_BLOCKS, PlannedStages, Stage
 from simulator.config import SimConfig, guardian_after_blocks, hold_cltv_blocks
 
 LN, ONCHAIN, CUSTODIAL = 0, 1, 2
-MODE_NAMES = ("ln_hold", "onchain_multisig", "custodial")
 RELEASE, REFUND, SPLIT = 0, 1, 2
 RULINGS = ("release", "refund", "split")
 OUTCOMES = ("released", "refunded", "split")

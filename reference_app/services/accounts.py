@@ -17,10 +17,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+
 from ..context import AppContext
 from ..store.models import RefreshFamily, User
 from . import lockout, node_credentials, tokens
-from .crypto import address_hash
+from escrow_protocol.webhook import address_hash
 from .errors import Conflict, NotAuthenticated, NotFound, PermissionDenied, TwoFactorRequired, ValidationFailed
 from .totp import check_code
 # Re-exported: routes see one accounts API, while the TOTP rules keep their own module.

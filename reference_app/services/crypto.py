@@ -6,8 +6,6 @@ putting a new key first and re-encrypting with ``rotate``.
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
@@ -28,9 +26,3 @@ class Box:
 
     def rotate(self, token: bytes) -> bytes:
         return self._f.rotate(token)
-
-
-def address_hash(address: str) -> str:
-    """The hash a courier reports for a delivery address: normalised, then sha256."""
-    normal = " ".join(address.lower().replace(",", " ").split())
-    return hashlib.sha256(normal.encode()).hexdigest()

@@ -1,7 +1,8 @@
 """The order lifecycle as data: one table of ``(state, event) -> state``.
 
-The service applies it with compare-and-swap, the API turns its refusals into
-409s, and the scenario oracle checks recorded timelines against it.
+The states and events are the escrow protocol's (``escrow_protocol.states``); this
+table, which moves between them, is this app's rule. The service applies it with
+compare-and-swap and the API turns its refusals into 409s.
 
 Every irreversible node action (settle, cancel, pay) happens in a ``*_PENDING``
 state, after the claim of that state has committed. Terminal states absorb.
@@ -11,56 +12,12 @@ event moves it on, so time alone always reaches a terminal state (I15).
 
 from __future__ import annotations
 
-from enum import StrEnum
+from escrow_protocol.states import FUNDED_STATES, PENDING, TERMINAL, Event, State
 
 
-class S(StrEnum):
-    CREATED = "CREATED"
-    AWAITING_FUNDS = "AWAITING_FUNDS"
-    FUNDED = "FUNDED"
-    SHIPPED = "SHIPPED"
-    DELIVERED = "DELIVERED"
-    DISPUTED = "DISPUTED"
-    HELD_IN_CUSTODY = "HELD_IN_CUSTODY"
-    RELEASE_PENDING = "RELEASE_PENDING"
-    REFUND_PENDING = "REFUND_PENDING"
-    SPLIT_PENDING = "SPLIT_PENDING"
-    RELEASED = "RELEASED"
-    REFUNDED = "REFUNDED"
-    SPLIT = "SPLIT"
-    EXPIRED = "EXPIRED"
-
-
-class E(StrEnum):
-    INVOICE_ISSUED = "invoice_issued"
-    ESCROW_OPENED = "escrow_opened"      # on-chain address or custodial hold made (modes without invoices)
-    FUNDING_REORGED = "funding_reorged"  # the funding's confirmations were reorged away (I17)
-    FUNDED = "funded"                    # ACCEPTED for the full amount (or k confirmations)
-    FUNDING_TIMEOUT = "funding_timeout"
-    SHIP = "ship"
-    SHIP_TIMEOUT = "ship_timeout"
-    DELIVERED = "delivered"              # courier webhook matching the buyer's address
-    DELIVERY_TIMEOUT = "delivery_timeout"
-    BUYER_CONFIRM = "buyer_confirm"
-    DISPUTE_WINDOW_END = "dispute_window_end"
-    OPEN_DISPUTE = "open_dispute"
-    RULE_RELEASE = "rule_release"
-    RULE_REFUND = "rule_refund"
-    RULE_SPLIT = "rule_split"
-    RULING_TIMEOUT_RELEASE = "ruling_timeout_release"
-    RULING_TIMEOUT_REFUND = "ruling_timeout_refund"
-    GUARDIAN_CANCEL = "guardian_cancel"
-    GUARDIAN_CUSTODY = "guardian_custody"
-    LOCK_LOST = "lock_lost"              # the node cancelled the hold behind our back
-    RELEASED = "released"
-    REFUNDED = "refunded"
-    SPLIT_DONE = "split_done"
-
-
-TERMINAL = frozenset({S.RELEASED, S.REFUNDED, S.SPLIT, S.EXPIRED})
-PENDING = frozenset({S.RELEASE_PENDING, S.REFUND_PENDING, S.SPLIT_PENDING})
-# Where the buyer's funds are provably locked (I9: nothing ships or is disputed before this).
-FUNDED_STATES = frozenset({S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED, S.HELD_IN_CUSTODY})
+# The canonical vocabulary is the protocol's; the app names them S and E for short.
+S = State
+E = Event
 
 TRANSITIONS: dict[tuple[S, E], S] = {
     (S.CREATED, E.INVOICE_ISSUED): S.AWAITING_FUNDS,

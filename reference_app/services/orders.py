@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from escrow_protocol.formulas import PPM, fee_sats
+
 from ..context import AppContext
 from ..store.models import Dispute, DisputeMessage, Listing, Order, User
 from . import holds, transitions
@@ -17,12 +19,9 @@ from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
 from .lifecycle import PENDING, E, S
 
-PPM = 1_000_000
-
-
 def fee_for(settings, amount_sats: int) -> int:
     """The marketplace's commission, rounded down: the seller never pays more than the rate."""
-    return amount_sats * settings.fee_ppm // PPM
+    return fee_sats(amount_sats, settings.fee_ppm)
 
 
 def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int,

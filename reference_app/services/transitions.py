@@ -9,12 +9,13 @@ notifications are written in the same transaction (I18).
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+
+from escrow_protocol import formulas
 
 from ..config import Settings
 from ..store.models import Notification, Order, OrderEvent
@@ -73,16 +74,17 @@ def deadlines(settings: Settings, state: S, height: int | None, lock_horizon: in
 def hold_cltv_blocks(settings: Settings) -> int:
     """CLTV for the hold invoice: the trade windows, stretched for fast blocks (I8),
     plus the guardian's margin and LND's own hold expiry delta."""
-    trade = settings.ship_window_blocks + settings.delivery_window_blocks + settings.dispute_window_blocks
-    return max(24, math.ceil(trade * settings.speedup_factor) + settings.guardian_margin_blocks
-               + settings.hold_expiry_delta_blocks)
+    return formulas.hold_cltv_blocks(settings.ship_window_blocks, settings.delivery_window_blocks,
+                                     settings.dispute_window_blocks, settings.speedup_factor,
+                                     settings.guardian_margin_blocks, settings.hold_expiry_delta_blocks)
 
 
 def lock_horizon(settings: Settings, htlc_expiry_height: int | None) -> int | None:
     """The height at which the guardian must act (I7)."""
     if htlc_expiry_height is None or planted(settings, "no_guardian"):
         return None
-    return htlc_expiry_height - settings.hold_expiry_delta_blocks - settings.guardian_margin_blocks
+    return formulas.lock_horizon(htlc_expiry_height, settings.hold_expiry_delta_blocks,
+                                 settings.guardian_margin_blocks)
 
 
 def apply(session: Session, settings: Settings, order: Order, event: E, actor: str,

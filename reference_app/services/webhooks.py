@@ -7,7 +7,6 @@ The event id is unique per courier, so a replayed event changes nothing (409).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import time
@@ -16,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from escrow_protocol.webhook import COURIER_STATUSES, sign_courier
+
 from ..context import AppContext
 from ..store.models import Order, WebhookEvent
 from . import transitions
@@ -23,12 +24,8 @@ from .faults import planted
 from .errors import NotFound, ValidationFailed, WebhookRejected, WebhookReplayed
 from .lifecycle import E
 
-STATUSES = ("label_created", "in_transit", "out_for_delivery", "delivered", "exception", "lost")
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"v1={mac}"
+STATUSES = COURIER_STATUSES
+sign = sign_courier  # the protocol's signature (escrow_protocol.webhook)
 
 
 def verify(ctx: AppContext, courier: str, timestamp: str | None, signature: str | None, body: bytes) -> dict:

@@ -23,9 +23,12 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from escrow_protocol.modes import MODE_NAMES
+
 from ...store.models import Order, User
 
-MODE_NAMES = ("ln_hold", "onchain_multisig", "custodial")
+__all__ = ["MODE_NAMES", "EscrowMode", "build"]
+
 
 
 class EscrowMode(Protocol):
