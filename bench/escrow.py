@@ -37,17 +37,16 @@ from regtest_cluster.postgres import PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
-from scenarios.actors import Buyer, Seller
-from scenarios.world import World
+from harness.actors import Buyer, Seller
+from harness.presets import BENCH_SETTINGS
+from harness.world import World
 
 PRICE_SATS = 1_000
 POLL_S = 0.2
 # Where an escrow's latency goes: order request (hold invoice issued), buyer pays until the app
 # says FUNDED, ship + confirm, then settle + payout until RELEASED.
 PHASES = ("order", "fund", "ship_confirm", "settle_payout")
-APP_SETTINGS = dict(funding_timeout_blocks=144, ship_window_blocks=144, delivery_window_blocks=144,
-                    dispute_window_blocks=144, ruling_window_blocks=500, worker_interval_s=0.05,
-                    payout_retry_base_s=0.2, rate_limits_enabled=False)  # one client address, many parties
+APP_SETTINGS = BENCH_SETTINGS
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -105,7 +104,7 @@ class Market:
     def __init__(self, world: World) -> None:
         cluster = world.cluster
         self.world = world
-        self.buyers = [Buyer.register(world.http, name, ["buyer"], node, f"{name} Bench Street")
+        self.buyers = [Buyer.register(world.market, name, ["buyer"], node, f"{name} Bench Street")
                        for name, node in cluster.nodes.items() if node.role == "buyer"]
         self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
         self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
@@ -186,7 +185,7 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
         baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
-        pids = {"app": world.app.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
+        pids = {"app": world.market.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
         cpu0, bench0 = {k: _cpu_s(p) for k, p in pids.items()}, _own_cpu_s()
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 from regtest_cluster.waiting import WaitTimeout, wait_for
-from scenarios import evidence, oracle
-from scenarios.actors import ApiError, Party
-from scenarios.base import DEFAULTS
-from scenarios.oracle import TERMINAL
-from scenarios.world import BASE_SETTINGS, World
+from harness import evidence, oracle
+from harness.actors import ApiError, Party
+from harness.oracle import TERMINAL
+from harness.world import World
 
 PAGE = 100
 WAITING_ON_NODES = {"RELEASE_PENDING", "REFUND_PENDING", "SPLIT_PENDING"}  # no block needed to end these
@@ -34,7 +33,7 @@ class OracleSkipped(RuntimeError):
 def all_orders(world: World) -> list[dict]:
     orders, offset = [], 0
     while True:
-        page = world.admin.call("GET", "/orders", params={"limit": PAGE, "offset": offset})
+        page = world.market.orders(world.admin, offset, PAGE)
         orders += page["items"]
         offset += PAGE
         if offset >= page["total"]:
@@ -48,8 +47,8 @@ def parties(world: World, path: Path) -> list[Party]:
         return out
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        party = Party(world.http, rec["email"], rec["roles"], world.cluster.node(rec["node"]),
-                      password=rec["password"])
+        party = Party(world.market, rec["email"].split("@")[0], rec["roles"], world.cluster.node(rec["node"]),
+                      email=rec["email"], password=rec["password"])
         party.login()
         out.append(party)
     return out
@@ -59,9 +58,9 @@ def drain(world: World, max_blocks: int, step: int = 6, progress=lambda _m: None
     """Rule open disputes, then mine in steps until every order is terminal (or ``max_blocks``)."""
     arbiter = world.arbiter("drain-arbiter")
     ruled = 0
-    for dispute in arbiter.call("GET", "/disputes"):
+    for dispute in world.market.disputes(arbiter):
         try:
-            arbiter.call("POST", f"/orders/{dispute['order_id']}/dispute/ruling", json={"ruling": "release"})
+            arbiter.rule(dispute["order_id"], "release")
             ruled += 1
         except ApiError:
             pass  # ruled meanwhile by the run's own arbiter, or already timed out
@@ -69,7 +68,7 @@ def drain(world: World, max_blocks: int, step: int = 6, progress=lambda _m: None
     open_now = [o for o in all_orders(world) if o["state"] not in TERMINAL]
 
     def still_open() -> list[dict]:  # no order is made meanwhile: look again only at the open ones
-        return [o for o in (world.admin.call("GET", f"/orders/{o['id']}") for o in open_now)
+        return [o for o in (world.market.order(world.admin, o["id"]) for o in open_now)
                 if o["state"] not in TERMINAL]
 
     while open_now:
@@ -106,7 +105,7 @@ def check(world: World, run_dir: Path, settings: dict, balances_before: dict[str
     if strangers - known:
         raise OracleSkipped(f"{len(strangers - known)} traders' logins are not in {run_dir / 'parties.jsonl'} "
                             "(remote workers keep theirs)")
-    cx = oracle.Context(settings={**DEFAULTS, **BASE_SETTINGS, **settings, "_start": started_at},
+    cx = oracle.Context(settings={**world.market.rules(), "_start": started_at},
                         user_nodes={p.id: p.node.name for p in traders})
     progress(f"oracle: gathering node truth for {len(orders)} orders")
     ev = evidence.gather(world, [o["id"] for o in orders], traders, balances_before, started_at)

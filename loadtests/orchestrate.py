@@ -26,8 +26,9 @@ from regtest_cluster.env import ClusterEnv
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
-from scenarios import evidence
-from scenarios.world import ADMIN, World
+from harness import evidence
+from harness.presets import LOAD_SETTINGS
+from harness.world import ADMIN, World
 
 from . import budgets as budgets_mod
 from . import oracle_check
@@ -40,9 +41,7 @@ COURIER = "fastship"
 # oracle's drain mines past these windows to end the orders left open (the shorter, the
 # quicker). Tokens outlive a soak. Every virtual user calls from this one address, which
 # the per-address rate limits are not for.
-APP_SETTINGS = dict(funding_timeout_blocks=30, ship_window_blocks=30, delivery_window_blocks=30,
-                    dispute_window_blocks=30, ruling_window_blocks=40, worker_interval_s=0.2,
-                    access_token_ttl_s=12 * 3600, rate_limits_enabled=False)
+APP_SETTINGS = LOAD_SETTINGS
 DRAIN_MAX_BLOCKS = 200
 
 
@@ -131,8 +130,8 @@ def run_locust(plan: Path, run_dir: Path, opts: LoadOptions, deadline_s: float) 
 
 
 def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], profile) -> None:
-    plan = {"app_url": world.app.url, "state_file": str(world.state_file),
-            "courier": {"name": COURIER, "secret": world.courier_secret(COURIER)},
+    plan = {"app_url": world.market.url, "state_file": str(world.market.state_file),
+            "courier": {"name": COURIER, "secret": world.market.courier_secret(COURIER)},
             "admin": {"email": ADMIN[0], "password": ADMIN[1]},
             "stages": stages, "mix": profile.mix, "fixed": profile.fixed,
             "processes": max(1, opts.workers + opts.remote_workers),
@@ -171,7 +170,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         write_plan(plan, world, opts, stages, profile)
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
         samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
-                    MemorySampler(process_pids(cluster, world.app.daemon.pid), run_dir / "memory.csv",
+                    MemorySampler(process_pids(cluster, world.market.daemon.pid), run_dir / "memory.csv",
                                   interval_s=min(10.0, max(1.0, duration_s / 360)))]
         for sampler in samplers:
             sampler.start()

@@ -25,8 +25,8 @@ import gevent
 import gevent.pool
 from locust import FastHttpUser, between, task
 
-from reference_app.services.crypto import address_hash
-from reference_app.services.webhooks import sign
+from escrow_protocol.webhook import address_hash
+from escrow_protocol.webhook import sign_courier as sign
 from regtest_cluster.nodes.lnd import LndError, LndRest
 from regtest_cluster.waiting import WaitTimeout, wait_for
 

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from scenarios.oracle import NOT_YET
-from scenarios.oracle import names as oracle_names
+from harness.oracle import NOT_YET
+from harness.oracle import names as oracle_names
 
 SCHEMA = "escrowlab.scenario-run/1"
 

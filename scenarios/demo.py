@@ -10,23 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import httpx
-
-from reference_app.config import Settings
-from reference_app.main import build_context, create_app
-from reference_app.serve import ServedApp
+from harness import actors_custodial as cu
+from harness import actors_onchain as oc
+from harness.presets import ADDRESSES
+from harness.world import World
 from regtest_cluster.cluster import Cluster
-from regtest_cluster.nodes.bitcoind import BitcoinRpc, sats
-from regtest_cluster.nodes.lnd import LndRest
+from regtest_cluster.nodes.bitcoind import sats
 from regtest_cluster.waiting import wait_for
-from scenarios import actors_custodial as cu
-from scenarios import actors_onchain as oc
-from scenarios.actors import Arbiter, Buyer, Courier, Party, Seller
 
 log = logging.getLogger("escrowlab.demo")
-ADDRESSES = {"buyer1": "1 Main Street, Springfield", "buyer2": "22 Elm Road, Shelbyville"}
-WINDOWS = dict(funding_timeout_blocks=6, ship_window_blocks=6, delivery_window_blocks=6,
-               dispute_window_blocks=6, ruling_window_blocks=500, worker_interval_s=0.1)
 NODES = ("buyer1", "buyer2", "hub", "seller1", "seller2")
 
 
@@ -35,79 +27,75 @@ def local_sats(cluster: Cluster, name: str) -> int:
 
 
 def run(cluster: Cluster, data_dir: Path, step=lambda _m: None) -> dict:
-    settings = Settings(environment="development", data_dir=data_dir, **WINDOWS,
-                        bootstrap_admin_email="admin@example.com", bootstrap_admin_password="demo-admin-password")
-    ctx = build_context(settings, with_node=False)
-    hub = cluster.node("hub")
-    ctx.hub = LndRest("hub", hub.rest_url, hub.macaroon_path.read_bytes().hex(), hub.tls_cert)
-    b = cluster.bitcoind
-    ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
-    fee_ppm = ctx.settings.fee_ppm
-    with ServedApp(create_app(ctx=ctx)) as served, httpx.Client(base_url=served.url, timeout=60) as http:
-        step(f"marketplace serving on {served.url}")
-        admin = Party(http, settings.bootstrap_admin_email, ["admin"], password=settings.bootstrap_admin_password)
-        admin.login()
-        arbiter = Arbiter.register(http, "arbiter", ["buyer"])
-        admin.call("POST", f"/admin/users/{arbiter.id}/roles", json={"role": "arbiter", "grant": True})
-        sellers = {n: Seller.register(http, n, ["seller"], cluster.node(n)) for n in ("seller1", "seller2")}
-        buyers = {n: Buyer.register(http, n, ["buyer"], cluster.node(n), ADDRESSES[n]) for n in ("buyer1", "buyer2")}
-        for party in (*sellers.values(), buyers["buyer2"]):
-            party.bind_payout_node()
-        courier = Courier(http, "fastship", ctx.settings.courier_secrets["fastship"])
-        before = {n: local_sats(cluster, n) for n in NODES}
+    """The story on the reference marketplace, started the way every scenario starts it."""
+    world = World(cluster, data_dir)
+    world.start_app()
+    try:
+        return _story(world, step)
+    finally:
+        world.stop_app()
 
-        def place(buyer: str, seller: str, price: int, title: str) -> dict:
-            listing = sellers[seller].list_item(title, price)
-            order = buyers[buyer].buy(listing["id"])
-            buyers[buyer].pay(order)
-            return buyers[buyer].wait_state(order["id"], "FUNDED")
 
-        step("three buyers' payments are held by the hub (hold invoices ACCEPTED)")
-        released = place("buyer1", "seller1", 25_000, "mechanical keyboard")
-        refunded = place("buyer2", "seller2", 40_000, "vintage camera")
-        split = place("buyer2", "seller1", 30_000, "road bike helmet")
+def _story(world: World, step) -> dict:
+    cluster, market = world.cluster, world.market
+    rules = market.rules()
+    fee_ppm = rules["fee_ppm"]
+    step(f"marketplace serving on {market.url}")
+    arbiter = world.arbiter()
+    sellers = {n: world.seller(n) for n in ("seller1", "seller2")}
+    buyers = {n: world.buyer(n, bind=n == "buyer2") for n in ("buyer1", "buyer2")}
+    courier = world.courier()
+    before = {n: local_sats(cluster, n) for n in NODES}
 
-        step("seller1 ships two orders; the courier confirms one delivery; buyer2 disputes the other")
-        sellers["seller1"].ship(released["id"], "fastship", "FS-DEMO-1")
-        sellers["seller1"].ship(split["id"], "fastship", "FS-DEMO-2")
-        courier.deliver("FS-DEMO-1", ADDRESSES["buyer1"])
-        buyers["buyer2"].call("POST", f"/orders/{split['id']}/dispute",
-                              json={"reason": "the helmet arrived cracked"}, expect=201)
+    def place(buyer: str, seller: str, price: int, title: str) -> dict:
+        listing = sellers[seller].list_item(title, price)
+        order = buyers[buyer].buy(listing["id"])
+        buyers[buyer].pay(order)
+        return buyers[buyer].wait_state(order["id"], "FUNDED")
 
-        step("6 blocks pass: the dispute window closes (release) and seller2's ship window closes (refund)")
-        cluster.mine(6)
-        buyers["buyer1"].wait_state(released["id"], "RELEASED")
-        buyers["buyer2"].wait_state(refunded["id"], "REFUNDED")
+    step("three buyers' payments are held by the hub (hold invoices ACCEPTED)")
+    released = place("buyer1", "seller1", 25_000, "mechanical keyboard")
+    refunded = place("buyer2", "seller2", 40_000, "vintage camera")
+    split = place("buyer2", "seller1", 30_000, "road bike helmet")
 
-        step("the arbiter splits the disputed order: 40 % back to the buyer")
-        arbiter.call("POST", f"/orders/{split['id']}/dispute/ruling", json={"ruling": "split", "buyer_share_pct": 40})
-        buyers["buyer2"].wait_state(split["id"], "SPLIT")
+    step("seller1 ships two orders; the courier confirms one delivery; buyer2 disputes the other")
+    sellers["seller1"].ship(released["id"], "fastship", "FS-DEMO-1")
+    sellers["seller1"].ship(split["id"], "fastship", "FS-DEMO-2")
+    courier.deliver("FS-DEMO-1", ADDRESSES["buyer1"])
+    buyers["buyer2"].dispute(split["id"], "the helmet arrived cracked")
 
-        fee1 = 25_000 * fee_ppm // 1_000_000
-        buyer_part = 30_000 * 40 // 100
-        fee3 = (30_000 - buyer_part) * fee_ppm // 1_000_000
-        expected = {"buyer1": -25_000, "buyer2": -30_000 + buyer_part, "hub": fee1 + fee3,
-                    "seller1": (25_000 - fee1) + (30_000 - buyer_part - fee3), "seller2": 0}
-        step("reading every node's channel balance from LND")
-        try:
-            wait_for(lambda: all(local_sats(cluster, n) - before[n] == expected[n] for n in NODES),
-                     timeout=20, what="balances to settle")
-        except TimeoutError:
-            pass  # reported below, node truth against the rules
-        actual = {n: local_sats(cluster, n) - before[n] for n in NODES}
-        orders = [{"id": o["id"], "mode": "ln_hold", "price_sats": o["price_sats"],
-                   "outcome": buyers["buyer1" if o is released else "buyer2"].order(o["id"])["state"]}
-                  for o in (released, refunded, split)]
-        balances = [{"party": n, "mode": "ln_hold", "evidence": "LND channel balance",
-                     "expected_delta_sats": expected[n], "node_delta_sats": actual[n]} for n in NODES]
-        onchain_order, onchain_rows = onchain_escrow(cluster, buyers["buyer1"], sellers["seller1"], ctx, step)
-        custodial_order, custodial_rows = custodial_escrow(cluster, buyers["buyer2"], sellers["seller2"], ctx.settings, step)
-        orders += [onchain_order, custodial_order]
-        balances += onchain_rows + custodial_rows
-        step("reconciling the custodial ledger with bitcoind and the hub")
-        reconcile = admin.call("GET", "/admin/reconcile")
-    ctx.hub.close()
-    ctx.db.dispose()
+    step("6 blocks pass: the dispute window closes (release) and seller2's ship window closes (refund)")
+    cluster.mine(6)
+    buyers["buyer1"].wait_state(released["id"], "RELEASED")
+    buyers["buyer2"].wait_state(refunded["id"], "REFUNDED")
+
+    step("the arbiter splits the disputed order: 40 % back to the buyer")
+    arbiter.rule(split["id"], "split", 40)
+    buyers["buyer2"].wait_state(split["id"], "SPLIT")
+
+    fee1 = 25_000 * fee_ppm // 1_000_000
+    buyer_part = 30_000 * 40 // 100
+    fee3 = (30_000 - buyer_part) * fee_ppm // 1_000_000
+    expected = {"buyer1": -25_000, "buyer2": -30_000 + buyer_part, "hub": fee1 + fee3,
+                "seller1": (25_000 - fee1) + (30_000 - buyer_part - fee3), "seller2": 0}
+    step("reading every node's channel balance from LND")
+    try:
+        wait_for(lambda: all(local_sats(cluster, n) - before[n] == expected[n] for n in NODES),
+                 timeout=20, what="balances to settle")
+    except TimeoutError:
+        pass  # reported below, node truth against the rules
+    actual = {n: local_sats(cluster, n) - before[n] for n in NODES}
+    orders = [{"id": o["id"], "mode": "ln_hold", "price_sats": o["price_sats"],
+               "outcome": buyers["buyer1" if o is released else "buyer2"].order(o["id"])["state"]}
+              for o in (released, refunded, split)]
+    balances = [{"party": n, "mode": "ln_hold", "evidence": "LND channel balance",
+                 "expected_delta_sats": expected[n], "node_delta_sats": actual[n]} for n in NODES]
+    onchain_order, onchain_rows = onchain_escrow(cluster, buyers["buyer1"], sellers["seller1"], step)
+    custodial_order, custodial_rows = custodial_escrow(cluster, buyers["buyer2"], sellers["seller2"], rules, step)
+    orders += [onchain_order, custodial_order]
+    balances += onchain_rows + custodial_rows
+    step("reconciling the custodial ledger with bitcoind and the hub")
+    reconcile = market.reconcile(world.admin)
     for row in balances:
         row["ok"] = row["expected_delta_sats"] == row["node_delta_sats"]
     mismatches = reconcile.get("mismatches", [])
@@ -123,7 +111,7 @@ def _wallet_sats(rpc) -> int:
     return sats(rpc.getbalance())
 
 
-def onchain_escrow(cluster: Cluster, buyer, seller, ctx, step) -> tuple[dict, list[dict]]:
+def onchain_escrow(cluster: Cluster, buyer, seller, step) -> tuple[dict, list[dict]]:
     """One 2-of-3 multisig order: the buyer pays the escrow address, the seller co-signs the release."""
     price = 150_000
     bw = oc.ChainWallet.create(cluster, "buyer", 1_000_000)
@@ -159,7 +147,7 @@ def onchain_escrow(cluster: Cluster, buyer, seller, ctx, step) -> tuple[dict, li
             "release_txid": view["spend"]["txid"]}, rows
 
 
-def custodial_escrow(cluster: Cluster, buyer, seller, settings, step) -> tuple[dict, list[dict]]:
+def custodial_escrow(cluster: Cluster, buyer, seller, rules: dict, step) -> tuple[dict, list[dict]]:
     """One custodial order: buyer2 deposits over Lightning, buys, and seller2 withdraws its proceeds."""
     price, deposit = 40_000, 50_000
     nodes = ("buyer2", "hub", "seller2")
@@ -173,14 +161,14 @@ def custodial_escrow(cluster: Cluster, buyer, seller, settings, step) -> tuple[d
     seller.ship(order["id"], "slowpost", "SP-DEMO-CUSTODY")
     buyer.confirm(order["id"])
     final = buyer.wait_state(order["id"], "RELEASED")
-    proceeds = price - price * settings.fee_ppm // 1_000_000
+    proceeds = price - price * rules["fee_ppm"] // 1_000_000
     # A withdrawal reserves a routing-fee budget on top of its amount; what routing
     # does not use comes back, so withdraw what fits with its reserve.
-    amount = proceeds * 1_000_000 // (1_000_000 + settings.custodial_fee_reserve_ppm)
+    amount = proceeds * 1_000_000 // (1_000_000 + rules["custodial_fee_reserve_ppm"])
     step(f"custodial: seller2 withdraws {amount:,} of its {proceeds:,} sats over Lightning")
     answer = seller_account.withdraw_ln(amount)
     if answer.status_code >= 300:
-        raise AssertionError(f"seller2's withdrawal failed: {answer.text}")
+        raise AssertionError(f"seller2's withdrawal failed: {answer.body}")
     seller_account.wait_balance(available_sats=proceeds - amount, inflight_sats=0)
     expected = {"buyer2": -deposit, "seller2": amount, "hub": deposit - amount}
     wait_for(lambda: all(local_sats(cluster, n) - before[n] == expected[n] for n in nodes), timeout=20,

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from scenarios.actors import ApiError
-from scenarios.base import Scenario, ScenarioResult
+from harness.actors import ApiError
+from harness.scenario import Scenario, ScenarioResult
 from scenarios.torture_paths import PATH_CLASSES
-from scenarios.world import World
+from harness.world import World
 
 BY_NAME = {cls.name: cls for cls in PATH_CLASSES}
 # The crash points each path passes through, in order (services/faults.py POINTS).
@@ -104,7 +104,7 @@ class TortureRun(Scenario):
             self.log.info("the trigger request broke off: %s", type(exc).__name__)
         self.await_kill()
         self.log.info("restarting the app without faults")
-        self.world.app.settings = {**self.world.app.settings, "fault_points": []}
+        self.world.market.settings = {**self.world.market.settings, "fault_points": []}
         self.world.restart_app()
         path.finish()
         self.extra = path.verify()
@@ -118,8 +118,8 @@ class TortureRun(Scenario):
         self.killer = threading.Timer(plan.delay_s, self._sigkill)
 
     def _sigkill(self) -> None:
-        if self.world.app.daemon and self.world.app.daemon.is_running():
-            self.world.app.kill()
+        if self.world.market.daemon and self.world.market.daemon.is_running():
+            self.world.market.kill()
             self.hit = True
 
     def await_kill(self) -> None:
@@ -127,7 +127,7 @@ class TortureRun(Scenario):
             self.killer.join()
             return
         try:
-            self.world.app.wait_exit(timeout=60)
+            self.world.market.wait_exit(timeout=60)
             self.hit = True
             self.log.info("the app crashed at '%s'", self.plan.kill)
         except TimeoutError:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from regtest_cluster.nodes.bitcoind import sats
 from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.waiting import WaitTimeout, wait_for
-from scenarios import actors_onchain as oc
-from scenarios.actors_custodial import Account, list_custodial
-from scenarios.oracle import Violation
-from scenarios.world import BASE_SETTINGS
+from harness import actors_onchain as oc
+from harness.actors_custodial import Account, list_custodial
+from harness.oracle import Violation
+from harness.presets import SCENARIO_SETTINGS
 
 
 class Path:
@@ -77,7 +77,7 @@ class LnHoldRefund(LnHoldRelease):
         self.order = self.run.place(self.b, self.s)
 
     def trigger(self):
-        self.world.mine(BASE_SETTINGS["ship_window_blocks"] + 1)
+        self.world.mine(SCENARIO_SETTINGS["ship_window_blocks"] + 1)
 
     def finish(self):
         self.world.mine(1)  # a block for the guardian's next look, should the kill have eaten its turn
@@ -89,7 +89,7 @@ class LnHoldRefund(LnHoldRelease):
 class _CustodialPath(Path):
     def custody_wallet(self, account: Account) -> None:
         account.wallet()  # makes the custody wallet; teardown unloads it (one per run's database)
-        self.wallet_name = self.world.admin.call("GET", "/admin/ledger")["wallet"]
+        self.wallet_name = self.world.market.ledger(self.world.admin)["wallet"]
 
     def teardown(self):
         name = getattr(self, "wallet_name", None)

@@ -25,10 +25,11 @@ import simpy.rt
 
 from regtest_cluster import launcher
 from regtest_cluster.topology import load as load_topology
-from scenarios.actors import ApiError
-from scenarios.base import Scenario
-from scenarios.oracle import TERMINAL
-from scenarios.world import ADDRESSES, World
+from harness.actors import ApiError
+from harness.scenario import Scenario
+from harness.oracle import TERMINAL
+from harness.presets import ADDRESSES, LIVE_SETTINGS
+from harness.world import World
 from simulator import agents, model
 from simulator.config import SimConfig
 from simulator.market import CONFIRM, DISPUTE, RULINGS
@@ -50,7 +51,7 @@ def app_settings(cfg: SimConfig) -> dict:
     w = cfg.windows
     # A live run outlasts the default 15-minute access token (the scenario's parties log in once),
     # and all its simulated users write from one address, which the per-address rate limit is not for.
-    return dict(access_token_ttl_s=6 * 3600, rate_limits_enabled=False, ship_window_blocks=w.ship_window_blocks, delivery_window_blocks=w.delivery_window_blocks,
+    return dict(LIVE_SETTINGS, ship_window_blocks=w.ship_window_blocks, delivery_window_blocks=w.delivery_window_blocks,
                 dispute_window_blocks=w.dispute_window_blocks, ruling_window_blocks=w.ruling_window_blocks,
                 speedup_factor=w.speedup_factor, guardian_margin_blocks=w.guardian_margin_blocks,
                 hold_expiry_delta_blocks=w.hold_expiry_delta_blocks, fee_ppm=w.fee_ppm)
@@ -119,7 +120,7 @@ class LiveMarket(Scenario):
         yield self.stories_done
         self.log.info("every order has played its part; blocks and arbiters go on until each one is final")
         while True:
-            states = yield from self._call(lambda: [self.world.admin.call("GET", f"/orders/{oid}")["state"]
+            states = yield from self._call(lambda: [self.world.market.order(self.world.admin, oid)["state"]
                                                     for oid in self.orders])
             if all(s in TERMINAL for s in states):
                 break
@@ -158,7 +159,7 @@ class LiveMarket(Scenario):
         taken = self.__dict__.setdefault("_taken", set())
         while True:
             try:
-                open_cases = yield from self._call(self.arbiter_party.call, "GET", "/disputes")
+                open_cases = yield from self._call(self.world.market.disputes, self.arbiter_party)
             except ApiError as exc:
                 self._api_error("list disputes", exc)
                 open_cases = []
@@ -216,11 +217,10 @@ class LiveMarket(Scenario):
                 self.outcome["delivered_late"] += 1
             yield self.env.timeout(act_delay)
             if act == CONFIRM:
-                yield from self._call(buyer.attempt, "POST", f"/orders/{order['id']}/confirm")
+                yield from self._call(buyer.act, "confirm", order["id"])
             elif act == DISPUTE:
-                r = yield from self._call(buyer.attempt, "POST", f"/orders/{order['id']}/dispute",
-                                          json={"reason": "not as described"})
-                self.outcome["buyer_disputes"] += r.status_code == 201
+                r = yield from self._call(buyer.act, "dispute", order["id"], reason="not as described")
+                self.outcome["buyer_disputes"] += r.ok
         except ApiError as exc:
             self._api_error("order", exc)
         finally:

@@ -15,7 +15,7 @@ from regtest_cluster.provision import ProvisionError
 from regtest_cluster.topology import TopologyError
 from regtest_cluster.waiting import WaitTimeout
 from reference_app.ln import NodeConfigError
-from scenarios.actors import ApiError
+from harness.actors import ApiError
 from scenarios.runner import UnknownScenario
 
 from . import app as app_cmd

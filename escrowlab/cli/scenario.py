@@ -37,8 +37,8 @@ def run_cmd(
     names: list[str] = typer.Argument(None, help="Scenario names (see `scenario list`)."),
     all_: bool = typer.Option(False, "--all", help="Run the whole catalogue, then every planted bug."),
     seed: int = typer.Option(None, "--seed", help="Replay a run's decisions."),
-    mode: str = typer.Option(None, "--mode", help="With --all: only this escrow mode's scenarios "
-                                                  "(ln_hold, onchain_multisig, custodial)."),
+    mode: str = typer.Option(None, "--mode", help="Run in this escrow mode (ln_hold, onchain_multisig, "
+                                                  "custodial); with --all, the scenarios that have it."),
     bugs: bool = typer.Option(None, "--planted-bugs/--no-planted-bugs",
                               help="Also prove the oracle with planted bugs (default: with --all)."),
     planted_bug: str = typer.Option(None, "--planted-bug", help="Run the named scenarios with this deliberate "
@@ -48,6 +48,9 @@ def run_cmd(
     attach: bool = typer.Option(False, "--attach", help="Run on the detached cluster (--name) instead of "
                                                        "starting one; it is left running."),
     name: str = typer.Option("default", "--name", help="With --attach: which detached cluster."),
+    marketplace: str = typer.Option(None, "--marketplace", help="Judge another marketplace: module:Class, a "
+                                                                "harness.driver.Marketplace (default: the "
+                                                                "reference app)."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
@@ -55,16 +58,20 @@ def run_cmd(
         raise UserError("--attach uses the detached cluster as it was started; drop --backend")
     if backend is not None and backend not in BACKENDS:
         raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if planted_bug is not None and planted_bug not in PLANTED_BUGS:
+    if planted_bug is not None and marketplace is None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
     if not all_ and not names:
         raise UserError("name at least one scenario, or pass --all")
     chosen = runner.of_mode(mode) if all_ else list(names)
-    planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_) else []
+    # The planted-bug catalogue is the reference app's; another marketplace plants its own (--planted-bug)
+    planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_ and marketplace is None) else []
+    market = runner.marketplace(marketplace)
     runner.select(chosen)
+    for scenario in chosen:
+        runner.mode_for(scenario, mode)
     with progress("scenarios", quiet=False) as step:
         result = runner.run(env(), chosen, seed, mode or "all", planted, step, bug_everywhere=planted_bug,
-                            backend=backend, attach=name if attach else None)
+                            backend=backend, attach=name if attach else None, market=market)
     summary = build.write_all(result)
     build.console_summary(console, result, summary)
     if json_out:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from scenarios.base import Scenario
+from harness.scenario import Scenario
 
-from . import custodial, faults, flows, inputs, onchain, time
+from . import custodial, faults, flows, inputs, onchain, races, time
 
-ALL: dict[str, type[Scenario]] = {s.name: s for mod in (flows, time, faults, inputs, onchain, custodial) for s in mod.SCENARIOS}
+ALL: dict[str, type[Scenario]] = {s.name: s for mod in (flows, time, races, faults, inputs, onchain, custodial) for s in mod.SCENARIOS}
 
 # Each planted bug, and the scenario that exposes it.
 BUG_SCENARIOS = {
@@ -20,4 +20,5 @@ BUG_SCENARIOS = {
     "funded_without_accept": "unpaid_order_expires",
     "fee_from_escrow": "buyer_confirms_early",
     "trust_payout_invoice": "wrong_amount_payout_invoice",
+    "stale_deadline": "ship_at_ship_deadline",
 }

@@ -9,10 +9,10 @@ ledger transfer. The oracle compares the ledger with bitcoind and the hub
 from __future__ import annotations
 
 from regtest_cluster.waiting import wait_for
-from scenarios import oracle_custodial
-from scenarios.actors_custodial import Account, HeldInvoice, list_custodial
-from scenarios.base import Scenario
-from scenarios.world import ADDRESSES
+from harness.oracle import custodial as oracle_custodial
+from harness.actors_custodial import Account, HeldInvoice, list_custodial
+from harness.scenario import Scenario
+from harness.world import ADDRESSES
 
 OUTCOME = {"release": "RELEASED", "refund": "REFUNDED", "split": "SPLIT"}
 
@@ -106,7 +106,7 @@ class _CustodialRuling(_Custodial):
         order = self.place(self.b, self.s, price)
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.log.info("buyer2 disputes: the item is not as described")
-        self.b.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "not as described"}, expect=201)
+        self.b.dispute(order["id"], "not as described")
         self.log.info("blocks pass; the dispute freezes automatic release")
         self.world.mine(12)
         self.log.info("the arbiter rules: %s%s", self.ruling, f" ({self.share}% to the buyer)" if self.share else "")
@@ -169,7 +169,7 @@ class CustodialConcurrentWithdrawals(_Custodial):
         responses = []
 
         def buy(listing_id):
-            r = self.b.attempt("POST", "/orders", json={"listing_id": listing_id})
+            r = self.b.try_buy(listing_id)
             responses.append(r)
             return r
 

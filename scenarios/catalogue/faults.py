@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from scenarios.base import Scenario
-from scenarios.world import ADDRESSES
+from harness.scenario import Scenario
+from harness.world import ADDRESSES
 
 
 def race(calls) -> list[int]:
@@ -104,7 +104,7 @@ class _AppCrash(Scenario):
         self.log.info("the app is armed to crash at '%s'", self.point)
         self.world.restart_app(fault_points=[self.point])
         self.b.confirm(order["id"])
-        self.world.app.wait_exit()
+        self.world.market.wait_exit()
         self.log.info("the app crashed at '%s'; restarting it without the fault", self.point)
         self.world.restart_app()
         self.settle_on(self.b, order, "RELEASED", timeout=60)
@@ -141,11 +141,10 @@ class DoubleReleaseRace(Scenario):
 
     def run(self):
         order = self.place(self.b, self.s)
-        self.b.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "wrong colour"}, expect=201)
+        self.b.dispute(order["id"], "wrong colour")
         self.log.info("release and refund are ruled concurrently")
-        path = f"/orders/{order['id']}/dispute/ruling"
-        codes = race([lambda: self.arbs[0].attempt("POST", path, json={"ruling": "release"}),
-                      lambda: self.arbs[1].attempt("POST", path, json={"ruling": "refund"})])
+        codes = race([lambda: self.arbs[0].act("rule", order["id"], ruling="release"),
+                      lambda: self.arbs[1].act("rule", order["id"], ruling="refund")])
         self.log.info("answers: %s", codes)
         self.cx.race_results.append(codes)
         self.settle_on(self.b, order, "RELEASED", "REFUNDED")
@@ -162,7 +161,7 @@ class ConcurrentDuplicateConfirm(Scenario):
     def run(self):
         order = self.place(self.b, self.s)
         self.s.ship(order["id"], "fastship", self.tracking(order))
-        codes = race([lambda: self.b.attempt("POST", f"/orders/{order['id']}/confirm")] * 8)
+        codes = race([lambda: self.b.act("confirm", order["id"])] * 8)
         self.log.info("answers: %s", codes)
         self.cx.race_results.append(codes)
         self.settle_on(self.b, order, "RELEASED")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from scenarios.base import Scenario
-from scenarios.world import ADDRESSES
+from harness.scenario import Scenario
+from harness.world import ADDRESSES
 
 
 class ForgedWebhook(Scenario):
@@ -68,12 +68,11 @@ class WrongAmountPayoutInvoice(Scenario):
         node = self.world.cluster.node("seller2").rest
         greedy = node.addinvoice(order["price_sats"], memo=f"escrowlab payout order {order['id']}")
         self.log.info("seller2 asks for %s sats where %s are due", order["price_sats"], due)
-        r = self.s.attempt("POST", f"/orders/{order['id']}/payout-invoice",
-                           json={"payment_request": greedy["payment_request"]})
+        r = self.s.act("payout_invoice", order["id"], payment_request=greedy["payment_request"])
         self.log.info("the marketplace answers %s", r.status_code)
         if r.status_code >= 300:
             fair = node.addinvoice(due, memo=f"escrowlab payout order {order['id']}")
-            self.s.call("POST", f"/orders/{order['id']}/payout-invoice", json={"payment_request": fair["payment_request"]})
+            self.s.payout_invoice(order["id"], fair["payment_request"])
         self.settle_on(self.b, order, "RELEASED")
 
 

@@ -4,10 +4,10 @@ signs with one party. Funding mistakes, a reorg, a fee spike and a vanished oper
 
 from __future__ import annotations
 
-from reference_app.services.onchain import TimelockNotReached
-from scenarios import actors_onchain as oc
-from scenarios.base import Scenario
-from scenarios.world import ADDRESSES
+from harness.chain_wallet import TimelockNotReached
+from harness import actors_onchain as oc
+from harness.scenario import Scenario
+from harness.world import ADDRESSES
 
 FINAL = {"release": "RELEASED", "refund": "REFUNDED", "split": "SPLIT"}
 
@@ -103,7 +103,7 @@ class _OnchainRuling(_Onchain):
         order = self.place()
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.log.info("the buyer disputes; blocks pass, the dispute freezes the timers")
-        self.b.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "not as described"}, expect=201)
+        self.b.dispute(order["id"], "not as described")
         self.world.mine(6)
         self.log.info("the arbiter rules: %s%s", self.ruling, f" (buyer {self.share}%)" if self.share else "")
         arbiter.rule(order["id"], self.ruling, self.share)
@@ -144,7 +144,7 @@ class OnchainMarketplaceGone(_Onchain):
         view = oc.escrow(self.s, order["id"])
         self.cx.expected_final[order["id"]] = {"SHIPPED", "DISPUTED"}
         self.log.info("the marketplace stops for good; the seller kept the escrow's descriptor")
-        self.world.app.stop()
+        self.world.market.stop()
         try:
             oc.timeout_spend(self.sw, view)
             self.log.info("the timeout spend was accepted before N blocks")
@@ -214,8 +214,7 @@ class OnchainFundingReorg(_Onchain):
         self.log.info("a reorg takes away block %s, which holds the funding", block[:16])
         self.world.cluster.bitcoind.rpc.invalidateblock(block)
         self.settle_on(self.b, order, "AWAITING_FUNDS")
-        refused = self.s.attempt("POST", f"/orders/{order['id']}/ship",
-                                 json={"courier": "fastship", "tracking_number": self.tracking(order)})
+        refused = self.s.act("ship", order["id"], courier="fastship", tracking=self.tracking(order))
         self.log.info("the seller tries to ship on the vanished funding: HTTP %s", refused.status_code)
         self.log.info("a new block confirms the funding again")
         self.world.mine(1)

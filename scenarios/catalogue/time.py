@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenarios.base import Scenario
+from harness.scenario import Scenario
 
 HOLD_EXPIRY_DELTA = 18
 
@@ -23,7 +23,7 @@ class GuardianCustodyForDisputed(Scenario):
     def run(self):
         order = self.place(self.b, self.s)
         self.s.ship(order["id"], "fastship", self.tracking(order))
-        self.b.call("POST", f"/orders/{order['id']}/dispute", json={"reason": "never arrived"}, expect=201)
+        self.b.dispute(order["id"], "never arrived")
         self.log.info("the dispute drags on: mining to the guardian's horizon at height %s", horizon(order))
         self.world.mine_to(horizon(order))
         custody = self.settle_on(self.b, order, "HELD_IN_CUSTODY", timeout=20)
@@ -46,7 +46,7 @@ class GuardianCancelWorkerDown(Scenario):
     def run(self):
         order = self.place(self.b, self.s)
         self.log.info("the marketplace goes down")
-        self.world.app.stop()
+        self.world.market.stop()
         self.log.info("mining to the guardian's horizon while nobody watches")
         self.world.mine_to(horizon(order))
         self.log.info("the marketplace comes back and reconciles")
@@ -66,7 +66,7 @@ class OperatorGone(Scenario):
         order = self.place(self.b, self.s)
         self.cx.operator_gone = True
         self.log.info("the marketplace stops for good")
-        self.world.app.stop()
+        self.world.market.stop()
         self.log.info("blocks pass the hold's expiry; LND fails the HTLC back to the buyer")
         self.world.mine_to(order["hold"]["htlc_expiry_height"] - HOLD_EXPIRY_DELTA + 1)
         self.payments[order["id"]].join(60)

@@ -100,7 +100,7 @@ class Objects:
         if param == "courier":
             return "fastship"  # courier webhooks authenticate by HMAC signature, not by role
         if param == "user_id":
-            from scenarios.actors import Party
+            from harness.actors import Party
 
             return Party.register(p.market.http, "victim", ["buyer"]).id
         raise KeyError(f"no object for path parameter {param}")

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from scenarios.actors import ApiError, Buyer, Party, Seller
+from harness.actors import ApiError, Buyer, Party, Seller
 from tests.reference_app.escrow.conftest import Market, open_market, release_holds
 
 ROLES = ("buyer", "seller", "courier", "arbiter", "admin")

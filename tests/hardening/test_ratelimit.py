@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from reference_app.api.ratelimit import Limiter, RateLimited
 from reference_app.config import Settings
 from reference_app.main import create_app
-from reference_app.services.webhooks import sign
+from escrow_protocol.webhook import sign_courier as sign
 from tests.reference_app.conftest import make_settings
 
 

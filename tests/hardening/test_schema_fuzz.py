@@ -122,7 +122,7 @@ def test_deposit_beyond_lnd_maximum_is_422(personas):
 
 def test_order_times_carry_utc_offset(fuzz_app, personas):
     """Regression: SQLite's naive datetimes went out without an offset (not RFC 3339)."""
-    from scenarios.actors import Buyer
+    from harness.actors import Buyer
 
     personas.token("seller")
     listing = personas["seller"].list_item("times", 5_000)

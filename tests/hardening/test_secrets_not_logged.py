@@ -14,7 +14,7 @@ import pytest
 
 from tests.reference_app.escrow.conftest import local_sats, open_market, release_holds
 from regtest_cluster.waiting import wait_for
-from scenarios.world import ADDRESSES
+from harness.world import ADDRESSES
 
 pytestmark = pytest.mark.cluster
 

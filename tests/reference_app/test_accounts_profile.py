@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from reference_app.services import accounts
-from reference_app.services.crypto import address_hash
+from escrow_protocol.webhook import address_hash
 from reference_app.store.models import Notification, User
 
 from .test_accounts import problem, signed_in

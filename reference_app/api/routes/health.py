@@ -17,3 +17,17 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
         except Exception as exc:  # health reports, it does not fail
             node.update(reachable=False, error=str(exc))
     return {"status": "ok", "node": node}
+
+
+# The rule settings a harness needs to judge this marketplace (the escrow protocol's names).
+RULES = ("fee_ppm", "payout_fee_limit_sats", "funding_timeout_s", "funding_timeout_blocks", "ship_window_s",
+         "ship_window_blocks", "delivery_window_s", "delivery_window_blocks", "dispute_window_s",
+         "dispute_window_blocks", "ruling_window_s", "ruling_window_blocks", "speedup_factor",
+         "guardian_margin_blocks", "hold_expiry_delta_blocks", "onchain_confirmations", "onchain_timeout_blocks",
+         "onchain_fee_rate_sat_vb", "custodial_confirmations", "custodial_fee_reserve_ppm")
+
+
+@router.get("/rules")
+def rules(ctx: AppContext = Depends(get_ctx)) -> dict:
+    """The escrow rules this marketplace runs with: fee, windows, margins, and the modes it serves."""
+    return {"modes": sorted(ctx.modes), **{name: getattr(ctx.settings, name) for name in RULES}}

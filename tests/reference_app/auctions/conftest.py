@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.actors import Buyer, Party, Seller
-from scenarios.actors_custodial import Account, list_custodial
+from harness.actors import Buyer, Party, Seller
+from harness.actors_custodial import Account, list_custodial
 from tests.reference_app.custodial_mode.conftest import market  # noqa: F401  (the custodial market fixture)
 
 # Withdrawals ask the hub about a hash first; lnd logs "not yet" as an error.

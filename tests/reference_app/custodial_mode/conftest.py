@@ -10,8 +10,8 @@ import pytest
 
 from reference_app.services.modes.custodial import wallet_name
 from regtest_cluster.nodes.bitcoind import RpcError
-from scenarios.actors import Buyer, Party, Seller
-from scenarios.actors_custodial import Account, list_custodial
+from harness.actors import Buyer, Party, Seller
+from harness.actors_custodial import Account, list_custodial
 from tests.reference_app.escrow.conftest import Market, open_market
 
 K = 3  # custodial_confirmations (the default)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.actors_custodial import list_custodial
+from harness.actors_custodial import list_custodial
 from tests.reference_app.custodial_mode.conftest import CustodialMarket
 from tests.reference_app.escrow.conftest import ADDRESSES
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from escrowlab.cli import app as escrowlab
 from regtest_cluster.state import write_state
 from regtest_cluster.waiting import wait_for
-from scenarios.actors_custodial import HeldInvoice, list_custodial
+from harness.actors_custodial import HeldInvoice, list_custodial
 from tests.reference_app.custodial_mode.conftest import K
 from tests.reference_app.test_listings import make_user
 

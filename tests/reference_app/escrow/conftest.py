@@ -20,8 +20,9 @@ from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.bitcoind import BitcoinRpc
 from regtest_cluster.nodes.lnd import LndError, LndNode, LndRest
 from regtest_cluster.waiting import wait_for
-from scenarios.actors import Buyer, Party, Seller
-from scenarios.world import ADDRESSES, Cast
+from harness.actors import Buyer, Party, Seller
+from harness.http import HttpMarketplace
+from harness.world import ADDRESSES, Cast
 from tests.reference_app.conftest import make_settings
 
 WINDOWS = dict(funding_timeout_blocks=6, ship_window_blocks=6, delivery_window_blocks=6, dispute_window_blocks=6,
@@ -42,6 +43,9 @@ class Market(Cast):
 
     def __post_init__(self) -> None:
         self.payments = {}
+        # The harness's parties act through the reference app's driver, over the in-process client
+        self.market = HttpMarketplace(self.http, self.cluster, admin=self.admin,
+                                      courier_secrets=self.ctx.settings.courier_secrets)
 
     @property
     def worker(self):
@@ -114,7 +118,7 @@ def open_market(cluster: Cluster, tmp_path, cls=None, chain: bool = False, **set
         ctx.chain = BitcoinRpc(b.rpc_url, b.rpc_user, b.rpc_password)
     try:
         with TestClient(create_app(ctx=ctx)) as http:
-            admin = Party(http, settings.bootstrap_admin_email, ["admin"], password=settings.bootstrap_admin_password)
+            admin = Party(http, "admin", ["admin"], email=settings.bootstrap_admin_email, password=settings.bootstrap_admin_password)
             admin.login()
             yield (cls or Market)(http, ctx, cluster, admin)
     finally:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from reference_app.main import build_context, create_app
 from regtest_cluster.nodes.lnd import LndRest
 from regtest_cluster.ports import PortAllocator
-from scenarios.actors import Buyer, Seller
+from harness.actors import Buyer, Seller
 from tests.reference_app.conftest import make_settings
 from tests.reference_app.escrow.conftest import ADDRESSES
 from tests.reference_app.escrow.test_ln_hold import PRICE, REFUND_LOG

@@ -14,7 +14,7 @@ import pytest
 
 from reference_app.services.modes.custodial import wallet_name
 from regtest_cluster.nodes.bitcoind import RpcError
-from scenarios.actors_custodial import list_custodial
+from harness.actors_custodial import list_custodial
 from tests.reference_app.custodial_mode.conftest import CustodialMarket
 from tests.reference_app.escrow.conftest import ADDRESSES, open_market
 

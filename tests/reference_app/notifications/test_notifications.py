@@ -9,7 +9,7 @@ import json
 import pytest
 
 from regtest_cluster.waiting import wait_for
-from scenarios.actors_custodial import list_custodial
+from harness.actors_custodial import list_custodial
 from tests.reference_app.escrow.conftest import ADDRESSES, open_market, release_holds
 from tests.reference_app.notifications.conftest import DEPOSIT, NOT_INITIATED_LOG, PRICE, release
 

@@ -10,8 +10,8 @@ import pytest
 
 from regtest_cluster.nodes.bitcoind import sats
 from regtest_cluster.waiting import wait_for
-from scenarios import actors_onchain as oc
-from scenarios.actors import Buyer, Party, Seller
+from harness import actors_onchain as oc
+from harness.actors import Buyer, Party, Seller
 from tests.reference_app.escrow.conftest import ADDRESSES, Market, open_market
 
 PRICE = 200_000

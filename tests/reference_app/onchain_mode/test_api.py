@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios import actors_onchain as oc
-from scenarios.actors import Buyer, Seller
+from harness import actors_onchain as oc
+from harness.actors import Buyer, Seller
 
 from .conftest import PRICE, awaiting_psbt
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reference_app.services.onchain import TimelockNotReached
-from scenarios import actors_onchain as oc
+from harness import actors_onchain as oc
 from tests.reference_app.escrow.conftest import ADDRESSES
 
 from .conftest import FEE, PRICE, TIMEOUT_BLOCKS

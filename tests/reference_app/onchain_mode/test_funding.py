@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios import actors_onchain as oc
+from harness import actors_onchain as oc
 
 from .conftest import FEE, PRICE, wait_escrow
 

@@ -14,7 +14,7 @@ from reference_app.serve import ServedApp
 from reference_app.services.modes.custodial import wallet_name
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
 from regtest_cluster.state import write_state
-from scenarios.actors import Party
+from harness.actors import Party
 from tests.reference_app.custodial_mode.conftest import CustodialMarket
 from tests.reference_app.escrow.conftest import WINDOWS, hub_client
 from tests.reference_app.conftest import make_settings
@@ -42,7 +42,7 @@ def served_market(cluster, tmp_path) -> Iterator[ServedMarket]:
     app = create_app(ctx=ctx)
     try:
         with ServedApp(app) as served, httpx.Client(base_url=served.url, timeout=60) as http:
-            admin = Party(http, settings.bootstrap_admin_email, ["admin"], password=settings.bootstrap_admin_password)
+            admin = Party(http, "admin", ["admin"], email=settings.bootstrap_admin_email, password=settings.bootstrap_admin_password)
             admin.login()
             market = ServedMarket(http, ctx, cluster, admin, url=served.url, app=app)
             yield market

@@ -11,7 +11,7 @@ import pytest
 
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.rundir import new_run_dir
-from scenarios.actors_custodial import list_custodial
+from harness.actors_custodial import list_custodial
 from tests.reference_app.notifications.conftest import DEPOSIT, NOT_INITIATED_LOG, PRICE
 
 pytestmark = [pytest.mark.cluster, NOT_INITIATED_LOG]

@@ -1,7 +1,7 @@
 """Node truth, gathered once per scenario for the oracle.
 
-What the app claims (orders, timelines, payouts) is read through its API as
-the admin sees it; what actually happened is read from LND: the hub's
+What the marketplace claims (orders, timelines, payouts) is read through its
+driver as the admin sees it; what actually happened is read from LND: the hub's
 invoices and payments, each party's own payments and channel balances.
 """
 
@@ -37,6 +37,9 @@ class Evidence:
     notifications: dict[int, list[dict]] = field(default_factory=dict)   # user id -> their notifications
     node_pubkeys: dict[str, str] = field(default_factory=dict)
     world: object = None          # for mode-specific checks that read their own node truth
+    # Filled by the oracle's registry from each mode module: other money over the channels
+    other_channel_flows: dict[str, int] = field(default_factory=dict)
+    other_hub_payments: set[str] = field(default_factory=set)
 
 
 def channel_balances(cluster: Cluster) -> dict[str, int]:
@@ -61,11 +64,11 @@ def wait_quiet(cluster: Cluster, held_hashes: set[str], timeout: float = 30) -> 
 
 def gather(world, order_ids: list[int], parties: list, balances_before: dict[str, int],
            started_at: float = 0.0) -> Evidence:
-    cluster, admin = world.cluster, world.admin
+    cluster, admin, market = world.cluster, world.admin, world.market
     hub = cluster.node("hub").rest
     held = set()
     for oid in order_ids:
-        hold = admin.call("GET", f"/orders/{oid}")["hold"]
+        hold = market.order(admin, oid)["hold"]
         if hold:
             try:
                 if hub.lookup_invoice(bytes.fromhex(hold["payment_hash"]))["state"] == "ACCEPTED":
@@ -85,8 +88,8 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
             for p in party.node.rest.listpayments():
                 buyer_payments[p["payment_hash"]] = p
     for oid in order_ids:
-        order = admin.call("GET", f"/orders/{oid}")
-        events = admin.call("GET", f"/orders/{oid}/events")
+        order = market.order(admin, oid)
+        events = market.timeline(admin, oid)
         invoice = decoded = None
         if order["hold"]:
             try:
@@ -105,18 +108,8 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
             payout_invoices=payout_invoices,
             buyer_payment=buyer_payments.get(order["hold"]["payment_hash"]) if order["hold"] else None)
     for party in parties:
-        ev.notifications[party.id] = notifications(party)
+        ev.notifications[party.id] = market.notifications(party)
     return ev
-
-
-def notifications(party) -> list[dict]:
-    """Every notification of one party, page by page (a load run's trader has thousands)."""
-    items: list[dict] = []
-    while True:
-        page = party.call("GET", "/me/notifications", params={"limit": 200, "offset": len(items)})
-        items += page["items"]
-        if not page["items"] or len(items) >= page["total"]:
-            return items
 
 
 __all__ = ["Evidence", "OrderEvidence", "gather", "channel_balances"]

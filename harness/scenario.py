@@ -14,12 +14,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from scenarios import evidence, oracle
-from scenarios.actors import Party
-from scenarios.world import BASE_SETTINGS, World
-
-DEFAULTS = dict(fee_ppm=10_000, speedup_factor=1.7, guardian_margin_blocks=24, hold_expiry_delta_blocks=18,
-                payout_fee_limit_sats=50)
+from harness import evidence, oracle
+from harness.actors import Party
+from harness.funding import FUNDING
+from harness.world import World
 
 
 @dataclass
@@ -78,6 +76,7 @@ class Scenario:
         self.holds: list[str] = []
         self.payments: dict[int, object] = {}
         self.parties: list[Party] = []
+        self._teardowns: list = []
         self.cx = oracle.Context(settings={}, user_nodes={})
 
     # --- lifecycle, owned here
@@ -92,8 +91,8 @@ class Scenario:
             except Exception as exc:  # the story broke; node truth is still checked below
                 result.error = f"{type(exc).__name__}: {exc}"
                 self.log.info("the story failed: %s", result.error)
-            if self.world.app.daemon is None or not self.world.app.daemon.is_running():
-                self.world.restart_app()  # the oracle reads the app's claims through its API
+            if not self.world.market.running():
+                self.world.restart_app()  # the oracle reads the app's claims through its driver
             result.violations, result.checked, result.orders, result.balances = self._check(started)
             result.passed = not result.violations and result.error is None
         except Exception as exc:  # setup or evidence failed: nothing to judge
@@ -111,9 +110,10 @@ class Scenario:
 
     def _setup(self) -> None:
         settings = self.configure()
-        self.cx.settings = {**DEFAULTS, **BASE_SETTINGS, **settings, "_start": time.time()}
         self.log.info("starting the marketplace (seed %s)", self.seed)
         self.world.start_app(settings)
+        # The rules as the marketplace reports them: the oracle judges by these, not by defaults
+        self.cx.settings = {**self.world.market.rules(), "_start": time.time()}
         self.balances_before = evidence.channel_balances(self.world.cluster)
         self.started_at = time.time()
         self.setup()
@@ -151,6 +151,8 @@ class Scenario:
                 pass
         for thread in self.payments.values():
             thread.join(30)
+        for fn in self._teardowns:
+            fn()
         self.teardown()
 
     def teardown(self) -> None:
@@ -180,12 +182,23 @@ class Scenario:
         self.holds.append(order["hold"]["payment_hash"])
         return order
 
+    @property
+    def funding(self):
+        """How this run's escrow mode funds orders and sees outcomes through (harness.funding)."""
+        return FUNDING[self.mode]
+
     def place(self, buyer, seller, price: int | None = None) -> dict:
-        """List an item, buy it, and pay the hold invoice from the buyer's node; returns it FUNDED."""
-        order = self.order_unpaid(buyer, seller, price)
-        self.log.info("%s pays the %s sat hold invoice of order %s", buyer.node.name, order["price_sats"], order["id"])
-        self.payments[order["id"]] = buyer.pay(order)
-        return self.settle_on(buyer, order, "FUNDED")
+        """List an item in this run's escrow mode, buy it and fund it from the buyer's own
+        node or wallet; returns it FUNDED."""
+        return self.funding.place(self, buyer, seller, price or self.price(*self.funding.prices))
+
+    def outcome(self, party, order: dict, *states: str, timeout: float = 30) -> dict:
+        """Wait for one of ``states``, doing what the mode asks of the parties on the way
+        (the payee co-signs an on-chain spend); on timeout the order as it is."""
+        return self.funding.outcome(self, party, order, states, timeout)
+
+    def on_teardown(self, fn) -> None:
+        self._teardowns.append(fn)
 
     def settle_on(self, party, order: dict, *states: str, timeout: float = 30) -> dict:
         """Wait for one of ``states``; on timeout return the order as it is (the oracle judges)."""

@@ -1,77 +1,28 @@
-"""The invariant oracle: I1–I18 from DESIGN.md, each a named check on node truth.
+"""The Lightning hold-invoice checks: I1–I18 on the hub's invoices and payments and on
+every node's channel balances.
 
 A check returns violations; each names the order, what was expected, what
 the nodes say, and the evidence (invoice state, payment hash, balances).
-Checks that need something a scenario did not exercise report "not
-applicable" for it rather than passing vacuously.
+Other modes' money that moves over the same channels (custodial deposits and
+withdrawals) reaches these checks as ``ev.other_channel_flows`` and
+``ev.other_hub_payments``, which the registry fills from each mode module.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
 
-from scenarios.evidence import Evidence, OrderEvidence
+from harness.evidence import Evidence
+from harness.oracle.base import (AUTOMATIC, CANCELLING_CLAIMS, PPM, RELEASE_GROUNDS, SETTLING_CLAIMS, TERMINAL,
+                                 Context, Violation, _at, _first, expected_deltas)
 
-PPM = 1_000_000
-SETTLING_CLAIMS = {"RELEASE_PENDING", "SPLIT_PENDING", "HELD_IN_CUSTODY"}
-CANCELLING_CLAIMS = {"REFUND_PENDING", "EXPIRED"}
-TERMINAL = {"RELEASED", "REFUNDED", "SPLIT", "EXPIRED"}
-AUTOMATIC = {"dispute_window_end", "ship_timeout", "delivery_timeout", "funding_timeout"}
-RELEASE_GROUNDS = {"buyer_confirm", "dispute_window_end", "rule_release", "rule_split", "ruling_timeout_release"}
-
-
-@dataclass
-class Violation:
-    invariant: str
-    order_id: int | None
-    message: str
-    evidence: dict = field(default_factory=dict)
-
-
-@dataclass
-class Context:
-    """What the oracle needs besides node truth: the rules' parameters and who is who."""
-
-    settings: dict                        # fee_ppm, windows, margins, fee limit (the app's configuration)
-    user_nodes: dict[int, str]            # user id -> the node that user pays from or is paid to
-    expected_final: dict[int, set[str]] = field(default_factory=dict)  # order -> acceptable end states
-    race_results: list[list[int]] = field(default_factory=list)        # status codes of concurrent requests
-    forged_evidence: set[int] = field(default_factory=set)             # orders that only ever got forged proof
-    operator_gone: bool = False
-    reorged_blocks: list[str] = field(default_factory=list)            # blocks a scenario invalidated
-    custodial_snapshots: list[dict] = field(default_factory=list)      # mid-run ledger snapshots (I14)
-
-
-def _at(e: dict) -> float:
-    return datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
-
-
-def _first(events: list[dict], **match) -> dict | None:
-    return next((e for e in events if all(e.get(k) == v for k, v in match.items())), None)
-
-
-def expected_deltas(o: dict, fee_ppm: int) -> tuple[int, int, int]:
-    """(buyer, seller, hub) channel-balance change the rules give for an outcome."""
-    price, state = o["price_sats"], o["state"]
-    if state == "RELEASED":
-        fee = price * fee_ppm // PPM
-        return -price, price - fee, fee
-    if state == "SPLIT":
-        buyer_part = price * (o["buyer_share_ppm"] or 0) // PPM
-        seller_gross = price - buyer_part
-        fee = seller_gross * fee_ppm // PPM
-        return -seller_gross, seller_gross - fee, fee
-    return 0, 0, 0
+MODE = "ln_hold"
 
 
 def i1_conservation(ev: Evidence, cx: Context) -> list[Violation]:
     want: dict[str, int] = {n: 0 for n in ev.balances_before}
-    from scenarios import oracle_custodial  # custodial deposits and withdrawals move channel balances too
-
-    for node, delta in oracle_custodial.ln_flows(ev).items():
+    for node, delta in ev.other_channel_flows.items():  # e.g. custodial deposits and withdrawals
         want[node] = want.get(node, 0) + delta
     for oe in ev.orders.values():
         o = oe.order
@@ -116,9 +67,8 @@ def i3_at_most_once(ev: Evidence, cx: Context) -> list[Violation]:
     """Per order, no more successful hub payments than planned payouts; none unexplained."""
     out = []
     known = {p["payment_hash"] for oe in ev.orders.values() for p in oe.order["payouts"] if p["payment_hash"]}
-    from scenarios import oracle_custodial
 
-    known |= oracle_custodial.withdrawal_hashes(ev)  # custodial withdrawals are paid by the hub too
+    known |= ev.other_hub_payments  # e.g. custodial withdrawals, paid by the hub too
     per_order: dict[int, int] = {}
     for pay, decoded in ev.scenario_payments:
         if pay["status"] != "SUCCEEDED":
@@ -336,28 +286,3 @@ CHECKS = {
     "I16": ("Operator gone: LN funds return", i16_operator_gone),
     "I18": ("Both parties told of every change", i18_both_told),
 }
-
-
-# Invariants whose checks arrive with the on-chain and custodial escrow modes.
-NOT_YET = {"I14": "Custodial in-flight debits stay reserved", "I17": "Reorgs of funding or release roll back safely"}
-
-
-def registry() -> dict[str, list[tuple[str, object]]]:
-    """Every check by invariant: the Lightning checks here, plus each mode's own."""
-    from scenarios import oracle_custodial, oracle_onchain
-
-    checks: dict[str, list[tuple[str, object]]] = {}
-    for table in (CHECKS, oracle_onchain.CHECKS, oracle_custodial.CHECKS):
-        for inv, (name, fn) in table.items():
-            checks.setdefault(inv, []).append((name, fn))
-    return checks
-
-
-def names() -> dict[str, str]:
-    return {inv: fns[0][0] for inv, fns in registry().items()}
-
-
-def check(ev: Evidence, cx: Context, only: tuple[str, ...] | None = None) -> dict[str, list[Violation]]:
-    return {inv: [v for _name, fn in fns for v in fn(ev, cx)]
-            for inv, fns in sorted(registry().items(), key=lambda kv: int(kv[0][1:]))
-            if only is None or inv in only}

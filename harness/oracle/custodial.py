@@ -27,12 +27,14 @@ from collections import defaultdict
 from regtest_cluster.nodes.bitcoind import sats
 from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.waiting import WaitTimeout, wait_for
-from scenarios.evidence import Evidence
-from scenarios.oracle import PPM, Context, Violation
+from harness.evidence import Evidence
+from harness.oracle.base import PPM, Context, Violation
 
+MODE = "custodial"
 FINAL = ("SUCCEEDED", "FAILED")
 OPEN_ONCHAIN = ("PENDING", "BATCHED", "BROADCAST")
-FUNDED_STATES = {"FUNDED", "SHIPPED", "DELIVERED", "DISPUTED", "HELD_IN_CUSTODY", "RELEASE_PENDING",
+# Where the custodial ledger holds the price for the order (from funding until the payout is final)
+LOCKED_STATES = {"FUNDED", "SHIPPED", "DELIVERED", "DISPUTED", "HELD_IN_CUSTODY", "RELEASE_PENDING",
                  "REFUND_PENDING", "SPLIT_PENDING"}
 
 
@@ -44,10 +46,9 @@ def _claims(ev: Evidence) -> dict | None:
     """The app's ledger, or None when this app has no custodial mode (nothing to check)."""
     if ev.world is None or ev.world.admin is None:
         return None
-    response = ev.world.admin.attempt("GET", "/admin/ledger")
-    if response.status_code != 200:
+    claims = ev.world.market.ledger(ev.world.admin)
+    if claims is None:
         return None
-    claims = response.json()
     untouched = not (claims["accounts"] or claims["orders"] or claims["deposit_addresses"])
     return None if untouched else claims
 
@@ -61,7 +62,7 @@ def _sats_up(msat: int) -> int:
 def order_rules(o: dict, fee_ppm: int) -> tuple[list | None, dict[str, int] | None]:
     """The hold and outcome postings the rules give an order, as {account: amount}."""
     price, buyer, seller = o["price_sats"], o["buyer_id"], o["seller_id"]
-    funded = o["state"] in FUNDED_STATES or o["state"] in ("RELEASED", "REFUNDED", "SPLIT")
+    funded = o["state"] in LOCKED_STATES or o["state"] in ("RELEASED", "REFUNDED", "SPLIT")
     hold = {f"user:{buyer}:available": -price, f"user:{buyer}:held": price} if funded else None
     if o["state"] == "RELEASED":
         fee = price * fee_ppm // PPM
@@ -191,7 +192,7 @@ def _reconcile_violations(ev: Evidence) -> list[Violation]:
 
     def clean():
         nonlocal last
-        last = ev.world.admin.call("GET", "/admin/reconcile")
+        last = ev.world.market.reconcile(ev.world.admin)
         return last["ok"]
 
     try:
@@ -209,7 +210,7 @@ def i1_custodial(ev: Evidence, cx: Context) -> list[Violation]:
     orders = _custodial(ev)
     for oid in claims["orders"]:  # orders the scenario did not track still move balances
         if int(oid) not in orders:
-            orders[int(oid)] = ev.world.admin.call("GET", f"/orders/{oid}")
+            orders[int(oid)] = ev.world.market.order(ev.world.admin, int(oid))
     fee_ppm = cx.settings["fee_ppm"]
     return (_order_violations(orders, claims, fee_ppm) + _user_violations(ev, orders, claims, fee_ppm)
             + _wallet_violations(ev, claims) + _reconcile_violations(ev))
@@ -219,7 +220,7 @@ def i1_custodial(ev: Evidence, cx: Context) -> list[Violation]:
 
 def snapshot_in_flight(world) -> dict:
     """The app's withdrawals and balances next to the hub's payment status, at one moment."""
-    claims = world.admin.call("GET", "/admin/ledger")
+    claims = world.market.ledger(world.admin)
     hub = world.cluster.node("hub").rest
     node = {}
     for w in claims["ln_withdrawals"]:
@@ -274,7 +275,7 @@ def i14_in_flight_reserved(ev: Evidence, cx: Context) -> list[Violation]:
 def ln_flows(ev: Evidence) -> dict[str, int]:
     """How custodial deposits and withdrawals moved each node's channel balance (sats), from the
     nodes' own payment records: who paid each settled deposit invoice, where each withdrawal went.
-    The Lightning conservation check (oracle.i1_conservation) adds these to what escrows explain."""
+    The Lightning conservation check (ln_hold.i1_conservation) adds these to what escrows explain."""
     claims = _claims(ev)
     deltas: dict[str, int] = defaultdict(int)
     if claims is None:
@@ -306,10 +307,15 @@ def ln_flows(ev: Evidence) -> dict[str, int]:
 
 def withdrawal_hashes(ev: Evidence) -> set[str]:
     """Payment hashes of the app's custodial Lightning withdrawals: hub payments that are not
-    escrow payouts but are accounted for (the at-most-once check, oracle.i3_at_most_once, knows them
+    escrow payouts but are accounted for (the at-most-once check, ln_hold.i3_at_most_once, knows them
     by these; whether each was debited once is I1 here)."""
     claims = _claims(ev)
     return set() if claims is None else {w["payment_hash"] for w in claims["ln_withdrawals"] if not w["internal"]}
+
+
+def contributions(ev: Evidence) -> tuple[dict[str, int], set[str]]:
+    """For the registry: custodial money moving over the channels, and the hub payments it explains."""
+    return ln_flows(ev), withdrawal_hashes(ev)
 
 
 CHECKS = {

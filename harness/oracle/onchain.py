@@ -2,27 +2,36 @@
 
 The app's claims (state, timeline, the escrow's address, keys and recorded spend) come
 from its API as the admin sees them. What happened comes from bitcoind: every payment
-to the escrow address (the watch-only wallet's record, each transaction read back from
-the chain), who spent each of those coins (the active chain scanned from the first
-funding, plus the mempool), and the recorded spend's inputs, outputs and fee.
+to the escrow address (seen by the oracle's own watch-only wallet, ``oracle-watch``,
+which watches each address the marketplace showed; each transaction read back from the
+chain), who spent each of those coins (the active chain scanned from the first funding,
+plus the mempool), and the recorded spend's inputs, outputs and fee. Nothing is read
+from the marketplace's own wallets.
+
+The oracle starts watching an escrow when it gathers evidence, rescanning from the
+scenario's start: what the chain and the mempool hold then is what it judges.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reference_app.config import Settings
-from reference_app.services.onchain import DUST_SATS, WATCH_WALLET
-from regtest_cluster.nodes.bitcoind import RpcError, sats
-from scenarios.evidence import Evidence
-from scenarios.oracle import Context, Violation
+from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError, sats
+from harness.evidence import Evidence
+from harness.oracle.base import Context, Violation
 
 MODE = "onchain_multisig"
 PPM = 1_000_000
 PAID_OUT = {"RELEASED", "REFUNDED", "SPLIT"}
 FUNDED = {"FUNDED", "SHIPPED", "DELIVERED", "DISPUTED", "HELD_IN_CUSTODY",
           "RELEASE_PENDING", "REFUND_PENDING", "SPLIT_PENDING"}
-DEFAULT_FEE_RATE = Settings.model_fields["onchain_fee_rate_sat_vb"].default
+# The oracle's own expectation: no output below this exists (P2PKH's dust limit at the
+# default 3 sat/vB relay dust fee, the highest of the address types paid); a smaller share
+# goes to the fee payer instead.
+DUST_SATS = 546
+ORACLE_WALLET = "oracle-watch"
+# How far before the scenario's start the rescan of a newly watched address begins.
+RESCAN_MARGIN_S = 600
 
 
 @dataclass
@@ -55,26 +64,68 @@ def _outpoint(vin: dict) -> str:
     return f"{vin['txid']}:{vin['vout']}"
 
 
-def escrows(ev: Evidence) -> list[Escrow]:
-    """Node truth for every on-chain order of the scenario, gathered once per evidence."""
+def oracle_wallet(rpc: BitcoinRpc) -> BitcoinRpc:
+    """The oracle's watch-only wallet (no private keys, blank), created or loaded."""
+    if ORACLE_WALLET not in rpc.listwallets():
+        try:
+            rpc.createwallet(ORACLE_WALLET, disable_private_keys=True, blank=True)
+        except RpcError as exc:
+            if "already exists" not in exc.message:
+                raise
+            try:
+                rpc.loadwallet(ORACLE_WALLET)
+            except RpcError as again:
+                if "already loaded" not in again.message:
+                    raise
+    return rpc.for_wallet(ORACLE_WALLET)
+
+
+def watch(watch: BitcoinRpc, addresses: list[str], since: float) -> None:
+    """Watch the addresses the marketplace showed (``addr(...)``: the address itself, not
+    the marketplace's descriptor), rescanning from ``since`` (unix time; bitcoind starts
+    two hours earlier still). Addresses watched already are not imported again."""
+    new = sorted({a for a in addresses if not watch.getaddressinfo(a).get("ismine")})
+    if not new:
+        return
+    results = watch.importdescriptors([{"desc": watch.getdescriptorinfo(f"addr({a})")["descriptor"],
+                                        "timestamp": max(0, int(since))} for a in new])
+    failed = [(a, r.get("error", {}).get("message", r)) for a, r in zip(new, results) if not r.get("success")]
+    if failed:
+        raise RuntimeError(f"the oracle's wallet could not watch {len(failed)} escrow address(es); first: "
+                           f"{failed[0][0]}: {failed[0][1]}")
+
+
+def escrows(ev: Evidence, since: float = 0) -> list[Escrow]:
+    """Node truth for every on-chain order of the scenario, gathered once per evidence.
+    ``since``: when the scenario began (unix time), where a rescan for its escrows may start."""
     cached = ev.__dict__.get("_onchain_escrows")
     if cached is not None:
         return cached
-    found = [Escrow(oe.order, oe.events, ev.world.admin.call("GET", f"/orders/{oid}/escrow"))
+    found = [Escrow(oe.order, oe.events, ev.world.market.escrow(ev.world.admin, oid))
              for oid, oe in ev.orders.items() if oe.order["escrow_mode"] == MODE]
     if found:
-        _read_chain(ev.world.cluster.bitcoind.rpc, found)
+        _read_chain(ev.world.cluster.bitcoind.rpc, found, since)
     ev.__dict__["_onchain_escrows"] = found
     return found
 
 
-def _read_chain(rpc, found: list[Escrow]) -> None:
-    watch = rpc.for_wallet(WATCH_WALLET)
+def _since(cx: Context) -> float:
+    start = cx.settings.get("_start")
+    return float(start) - RESCAN_MARGIN_S if start else 0
+
+
+def _read_chain(rpc: BitcoinRpc, found: list[Escrow], since: float = 0) -> None:
+    watch_rpc = oracle_wallet(rpc)
+    watch(watch_rpc, [e.view["address"] for e in found], since)
+    rpc.syncwithvalidationinterfacequeue()  # the wallet has seen every transaction the node has
     for e in found:
         address = e.view["address"]
-        received = watch.call("listreceivedbyaddress", 0, True, True, address)
+        received = watch_rpc.call("listreceivedbyaddress", 0, True, True, address)
         for txid in (received[0]["txids"] if received else []):
-            tx = rpc.getrawtransaction(txid, True)
+            try:
+                tx = rpc.getrawtransaction(txid, True)
+            except RpcError:
+                continue  # neither in the chain nor in the mempool any more
             height = rpc.call("getblockheader", tx["blockhash"])["height"] if tx.get("confirmations") else None
             e.coins += [Coin(f"{txid}:{o['n']}", sats(o["value"]), height) for o in tx["vout"]
                         if o["scriptPubKey"].get("address") == address]
@@ -126,8 +177,10 @@ def expected_outputs(order: dict, in_sats: int, tx_fee: int) -> tuple[dict[str, 
 
 def i1_escrow_conservation(ev: Evidence, cx: Context) -> list[Violation]:
     out = []
-    fee_rate = float(cx.settings.get("onchain_fee_rate_sat_vb", DEFAULT_FEE_RATE))
-    for e in escrows(ev):
+    # The fee rate the marketplace reports (its rules); without one, only a positive fee is checked.
+    reported = cx.settings.get("onchain_fee_rate_sat_vb")
+    fee_rate = float(reported) if reported is not None else None
+    for e in escrows(ev, _since(cx)):
         o, spend = e.order, e.view["spend"]
         if o["state"] not in PAID_OUT and not (o["state"] == "EXPIRED" and spend and spend["txid"]):
             continue
@@ -158,7 +211,7 @@ def i1_escrow_conservation(ev: Evidence, cx: Context) -> list[Violation]:
             out.append(Violation("I1", e.id, f"{o['state']}: the rules pay {want_roles} (the {payer} pays the "
                                              f"{tx_fee}-sat fee); the chain shows {paid}",
                                  {"txid": tx["txid"], "expected": want, "actual": paid, "in_sats": in_sats}))
-        if not 0 < tx_fee <= 2 * fee_rate * tx["vsize"] + 10:
+        if tx_fee <= 0 or (fee_rate is not None and tx_fee > 2 * fee_rate * tx["vsize"] + 10):
             out.append(Violation("I1", e.id, f"miner fee {tx_fee} sats for {tx['vsize']} vB at "
                                              f"{fee_rate} sat/vB", {"txid": tx["txid"]}))
     return out
@@ -171,7 +224,7 @@ def rpc_height(ev: Evidence) -> int:
 def i2_escrow_outcome(ev: Evidence, cx: Context) -> list[Violation]:
     out = []
     k = int(cx.settings.get("onchain_confirmations", 1))
-    for e in escrows(ev):
+    for e in escrows(ev, _since(cx)):
         state = e.order["state"]
         confirmed = sum(c.amount_sats for c in e.coins if c.height is not None)
         if state in PAID_OUT and (e.spend_tx is None or e.spend_tx.get("confirmations", 0) < k):
@@ -191,8 +244,8 @@ def i2_escrow_outcome(ev: Evidence, cx: Context) -> list[Violation]:
 def i3_one_spend(ev: Evidence, cx: Context) -> list[Violation]:
     """Each escrow coin is spent once, by the spend the app recorded; none is left unspent."""
     out = []
-    watch = ev.world.cluster.bitcoind.rpc.for_wallet(WATCH_WALLET)
-    for e in escrows(ev):
+    watch_rpc = oracle_wallet(ev.world.cluster.bitcoind.rpc)
+    for e in escrows(ev, _since(cx)):
         spend = e.view["spend"]
         if not spend or not spend["txid"]:
             continue
@@ -205,7 +258,10 @@ def i3_one_spend(ev: Evidence, cx: Context) -> list[Violation]:
             elif coin.spender != spend["txid"]:
                 out.append(Violation("I3", e.id, f"escrow coin {outpoint} was spent by {coin.spender}, not by the "
                                                  f"recorded spend {spend['txid']}"))
-        conflicts = watch.gettransaction(spend["txid"]).get("walletconflicts", [])
+        try:
+            conflicts = watch_rpc.gettransaction(spend["txid"]).get("walletconflicts", [])
+        except RpcError:
+            conflicts = []  # it spends no watched coin: the check above said so already
         if conflicts:
             out.append(Violation("I3", e.id, "two spends of one escrow competed", {"conflicts": conflicts}))
     return out
@@ -216,7 +272,7 @@ def i16_recoverable(ev: Evidence, cx: Context) -> list[Violation]:
     the script with the seller's timeout branch, or the seller already took that branch."""
     out = []
     rpc = ev.world.cluster.bitcoind.rpc
-    for e in escrows(ev):
+    for e in escrows(ev, _since(cx)):
         v = e.view
         branch = f"and_v(v:pk({v['timeout_key']}),older({v['timeout_blocks']}))"
         for coin in e.coins:
@@ -246,7 +302,7 @@ def i17_reorg_rollback(ev: Evidence, cx: Context) -> list[Violation]:
     rpc = ev.world.cluster.bitcoind.rpc
     reorged = {txid for block in cx.reorged_blocks for txid in rpc.getblock(block, 1)["tx"]}
     k = int(cx.settings.get("onchain_confirmations", 1))
-    for e in escrows(ev):
+    for e in escrows(ev, _since(cx)):
         names = [x["event"] for x in e.events]
         lost = False
         for x in e.events:

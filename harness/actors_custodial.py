@@ -1,9 +1,8 @@
 """Parties with a custodial account: deposits from their own bitcoind wallet or
 Lightning node, withdrawals back to them, balances as the app reports them.
 
-Thin helpers over the wallet API, like ``scenarios.actors``: they take a
-registered ``Party`` (its HTTP client and node) and the cluster for the
-chain side.
+Thin helpers over the driver's custodial verbs, like ``harness.actors``: they take
+a registered ``Party`` (its driver and node) and the cluster for the chain side.
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-import httpx
-
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError, sats
 from regtest_cluster.waiting import wait_for
-from scenarios.actors import Party, Seller
+from harness.actors import Party, Seller
+from harness.driver import Answer
 
 PARTY_WALLET_TOP_UP_SATS = 5_000_000
 HOLD_CLTV = 40   # lnd 0.21 wants at least 24 on a hold invoice
@@ -27,9 +25,7 @@ HOLD_CLTV = 40   # lnd 0.21 wants at least 24 on a hold invoice
 
 def list_custodial(seller: Seller, title: str, price_sats: int, stock: int = 10) -> dict:
     """A listing whose orders are paid from the buyer's custodial balance."""
-    return seller.call("POST", "/listings", json={"title": title, "description": f"{title}, as new",
-                                                  "category": "electronics", "price_sats": price_sats,
-                                                  "stock": stock, "escrow_mode": "custodial"}, expect=201)
+    return seller.list_item(title, price_sats, stock, mode="custodial")
 
 
 def party_wallet(cluster: Cluster, name: str, need_sats: int) -> BitcoinRpc:
@@ -63,10 +59,10 @@ class Account:
 
     def wallet(self) -> dict:
         """Balances (available, held, inflight) and the deposit address, as the app says."""
-        return self.party.call("GET", "/wallet")
+        return self.party.market.wallet(self.party)
 
     def withdrawals(self) -> dict:
-        return self.party.call("GET", "/wallet/withdrawals")
+        return self.party.market.withdrawals(self.party)
 
     def wait_balance(self, timeout: float = 30, **want: int) -> dict:
         """Wait until the named balances (available_sats=..., inflight_sats=...) are exactly these."""
@@ -96,7 +92,7 @@ class Account:
     def deposit_ln(self, amount_sats: int) -> dict:
         """Pay a hub deposit invoice from the party's node and wait for the credit."""
         before = self.wallet()
-        invoice = self.party.call("POST", "/wallet/deposits/ln", json={"amount_sats": amount_sats}, expect=201)
+        invoice = self.party.market.ln_deposit(self.party, amount_sats)
         payment = self.party.node.rest.send_payment(invoice["payment_request"], fee_limit_sats=100)
         if payment.get("status") != "SUCCEEDED":
             raise AssertionError(f"{self.name} could not pay its deposit invoice: {payment.get('failure_reason')}")
@@ -104,20 +100,16 @@ class Account:
         return invoice
 
     # --- withdrawals
-    def withdraw_ln(self, amount_sats: int, memo: str = "withdrawal", key: str | None = None) -> httpx.Response:
+    def withdraw_ln(self, amount_sats: int, memo: str = "withdrawal", key: str | None = None) -> Answer:
         """Withdraw to an invoice of the party's own node; the raw answer (200 final, 202 in flight)."""
         invoice = self.party.node.rest.addinvoice(amount_sats, memo=memo)
         return self.pay_out(invoice["payment_request"], key)
 
-    def pay_out(self, payment_request: str, key: str | None = None) -> httpx.Response:
-        headers = {"Idempotency-Key": key} if key else {}
-        return self.party.attempt("POST", "/wallet/withdrawals/ln", json={"payment_request": payment_request},
-                                  headers=headers)
+    def pay_out(self, payment_request: str, key: str | None = None) -> Answer:
+        return self.party.market.withdraw_ln(self.party, payment_request, key)
 
-    def withdraw_onchain(self, address: str, amount_sats: int, key: str | None = None) -> httpx.Response:
-        headers = {"Idempotency-Key": key} if key else {}
-        return self.party.attempt("POST", "/wallet/withdrawals/onchain",
-                                  json={"address": address, "amount_sats": amount_sats}, headers=headers)
+    def withdraw_onchain(self, address: str, amount_sats: int, key: str | None = None) -> Answer:
+        return self.party.market.withdraw_onchain(self.party, address, amount_sats, key)
 
     def race(self, requests: list) -> list[int]:
         """Send ``requests`` (callables returning a response) at the same moment; their status codes."""

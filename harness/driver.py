@@ -1,0 +1,209 @@
+"""The `Marketplace` driver: the only way the harness acts on a marketplace and reads
+what it says.
+
+Scenarios, the oracle, the load tests and the simulator's live mode speak to a
+marketplace through one of these. ``harness.http.ReferenceMarketplace`` drives the
+reference app over HTTP; a team with its own marketplace writes one class (see
+``docs/bring-your-own-marketplace.md``) and passes it with
+``escrowlab scenario run --marketplace module:Class``.
+
+What a driver returns is in the escrow protocol's words (``escrow_protocol``):
+an **order view** is a dict with at least
+
+- ``id``, ``state`` (a ``State``), ``escrow_mode`` (a ``Mode``), ``price_sats``,
+  ``buyer_id``, ``seller_id``, ``buyer_share_ppm`` (a split's buyer part, or None);
+- ``hold``: for ``ln_hold``, ``{"payment_hash", "payment_request", "htlc_expiry_height",
+  "lnd_state"}``, else None;
+- ``payouts``: ``[{"beneficiary": "buyer"|"seller", "amount_sats", "payment_hash",
+  "status"}]``, every payout the marketplace planned;
+
+and an order's **timeline** is a list of ``{"event", "from_state", "to_state", "actor",
+"height", "at"}`` (ISO time; actor ``user:<id>``, ``worker``, ``guardian``, ``courier:<name>``).
+
+Parties are the harness's objects (``harness.actors.Party``); a driver keeps whatever
+it needs to act as one (a token, a session) on the party's ``auth`` attribute.
+Requests that may be refused go through ``attempt``, which never raises for a
+refusal; the typed verbs raise ``ApiError`` when the marketplace refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the parties are the harness's; a driver only acts as them
+    from harness.actors import Party
+    from regtest_cluster.cluster import Cluster
+    from regtest_cluster.nodes.lnd import LndNode
+
+
+class Unsupported(NotImplementedError):
+    """The marketplace (or its driver) has no such feature, e.g. a mode it does not serve."""
+
+
+@dataclass
+class Answer:
+    """What a marketplace said to one request: an HTTP-like status, a refusal code, the body."""
+
+    status: int
+    code: str = ""
+    body: Any = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 300
+
+    def json(self) -> Any:  # the shape an httpx response has, for code that reads either
+        return self.body
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+
+class ApiError(AssertionError):
+    """The marketplace refused a request the harness expected to succeed."""
+
+    def __init__(self, answer: Answer, what: str = "") -> None:
+        self.status = answer.status
+        self.problem = answer.body if isinstance(answer.body, dict) else {"detail": str(answer.body)}
+        self.code = answer.code
+        super().__init__(f"{what + ': ' if what else ''}HTTP {self.status} {self.code}: "
+                         f"{self.problem.get('detail', '')}")
+
+
+class Marketplace:
+    """A marketplace as the harness sees it. Subclass and implement what your marketplace has.
+
+    The lifecycle methods start a *fresh* marketplace (empty store) for each scenario,
+    with the rule settings it asks for; ``restart`` keeps the store (crash recovery).
+    Methods of a mode the marketplace does not serve raise ``Unsupported``.
+    """
+
+    name = "marketplace"
+
+    def __init__(self, cluster: "Cluster", run_dir: Path) -> None:
+        self.cluster = cluster
+        self.run_dir = run_dir
+
+    # --- lifecycle
+    def start(self, settings: dict) -> None:
+        """Start a fresh marketplace with these rule settings (escrow protocol names)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, **settings) -> None:
+        """Start again on the same store (after a crash or a stop)."""
+        raise Unsupported(f"{self.name} cannot be restarted by the harness")
+
+    def kill(self) -> None:
+        """SIGKILL the marketplace (a crash fault)."""
+        raise Unsupported(f"{self.name} cannot be killed by the harness")
+
+    def running(self) -> bool:
+        return True
+
+    def rules(self) -> dict:
+        """The rule settings the marketplace runs with: ``modes`` (served), ``fee_ppm``,
+        ``payout_fee_limit_sats``, the ``*_blocks`` windows, ``speedup_factor``,
+        ``guardian_margin_blocks``, ``hold_expiry_delta_blocks``, ..."""
+        raise NotImplementedError
+
+    # --- parties
+    def register(self, party: "Party", address: str = "") -> None:
+        """Register the party (its ``name`` and ``roles``); set ``party.id`` and ``party.auth``."""
+        raise NotImplementedError
+
+    def make_arbiter(self, party: "Party") -> None:
+        raise NotImplementedError
+
+    def bind_payout_node(self, party: "Party", node: "LndNode") -> None:
+        """Let the marketplace ask this party's node for payout invoices."""
+        raise Unsupported(f"{self.name} does not fetch payout invoices from a party's node")
+
+    def courier_secret(self, courier: str) -> str:
+        raise NotImplementedError
+
+    # --- trade
+    def list_item(self, seller: "Party", title: str, price_sats: int, stock: int = 10,
+                  mode: str = "ln_hold", category: str = "electronics") -> dict:
+        raise NotImplementedError
+
+    def place_order(self, buyer: "Party", listing_id: int, quantity: int = 1, **funding) -> dict:
+        """Order a listing; the order view carries the payment request or address to fund."""
+        raise NotImplementedError
+
+    def attempt(self, party: "Party | None", action: str, order_id: int, **params) -> Answer:
+        """Ask for an action of the escrow protocol's ``Action`` on an order, as this party
+        (None: unauthenticated); a refusal is an Answer, not an exception.
+        Params: ship ``courier``, ``tracking``; dispute ``reason``; rule ``ruling``,
+        ``buyer_share_pct``; payout_invoice ``payment_request``."""
+        raise NotImplementedError
+
+    def courier_event(self, courier: str, tracking: str, status: str, address: str, *,
+                      event_id: str | None = None, timestamp: int | None = None,
+                      secret: str | None = None) -> Answer:
+        """A courier's signed webhook (the protocol's format); ``secret`` overrides the real one."""
+        raise NotImplementedError
+
+    def dispute_message(self, party: "Party", order_id: int, body: str) -> None:
+        raise Unsupported(f"{self.name} has no dispute messages")
+
+    # --- reading
+    def order(self, party: "Party", order_id: int) -> dict:
+        raise NotImplementedError
+
+    def timeline(self, party: "Party", order_id: int) -> list[dict]:
+        raise NotImplementedError
+
+    def notifications(self, party: "Party") -> list[dict]:
+        """Every notification of the party: ``{"kind": "order.<state lower>", "order_id", ...}``."""
+        raise NotImplementedError
+
+    def orders(self, party: "Party", offset: int = 0, limit: int = 200) -> dict:
+        """A page of the orders the party may see: ``{"items": [...], "total": n}``."""
+        raise NotImplementedError
+
+    def disputes(self, party: "Party") -> list[dict]:
+        """Open disputes an arbiter can rule: ``[{"order_id", ...}]``."""
+        raise NotImplementedError
+
+    # --- on-chain multisig
+    def set_onchain_keys(self, party: "Party", key: str, timeout_key: str | None = None) -> dict:
+        raise Unsupported(f"{self.name} does not serve onchain_multisig")
+
+    def escrow(self, party: "Party", order_id: int) -> dict:
+        """The on-chain escrow: descriptor, address, keys, amount, spend."""
+        raise Unsupported(f"{self.name} does not serve onchain_multisig")
+
+    def pending_psbt(self, party: "Party", order_id: int) -> dict | None:
+        raise Unsupported(f"{self.name} does not serve onchain_multisig")
+
+    def submit_psbt(self, party: "Party", order_id: int, psbt: str) -> dict:
+        raise Unsupported(f"{self.name} does not serve onchain_multisig")
+
+    # --- custodial
+    def wallet(self, party: "Party") -> dict:
+        raise Unsupported(f"{self.name} does not serve custodial")
+
+    def withdrawals(self, party: "Party") -> list[dict]:
+        raise Unsupported(f"{self.name} does not serve custodial")
+
+    def ln_deposit(self, party: "Party", amount_sats: int) -> dict:
+        raise Unsupported(f"{self.name} does not serve custodial")
+
+    def withdraw_ln(self, party: "Party", payment_request: str, key: str | None = None) -> Answer:
+        raise Unsupported(f"{self.name} does not serve custodial")
+
+    def withdraw_onchain(self, party: "Party", address: str, amount_sats: int, key: str | None = None) -> Answer:
+        raise Unsupported(f"{self.name} does not serve custodial")
+
+    def ledger(self, admin: "Party") -> dict | None:
+        """The custodial ledger's claims, or None when the marketplace keeps none."""
+        return None
+
+    def reconcile(self, admin: "Party") -> dict:
+        raise Unsupported(f"{self.name} has no custodial reconciliation")

@@ -1,0 +1,291 @@
+"""Drivers for the reference marketplace: its HTTP API, and the app as a process.
+
+``HttpMarketplace`` speaks the reference app's API over any httpx client (a real one,
+or a TestClient in-process). ``ReferenceMarketplace`` adds the lifecycle: it starts
+the app as its own process (``escrowlab app serve``) against the cluster, a fresh
+database per scenario, so faults can stop, kill and restart it. Neither imports the
+app: they know it by its API, as a user's driver knows theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from escrow_protocol.actions import Action
+from escrow_protocol.webhook import courier_body, courier_headers
+from harness.driver import Answer, ApiError, Marketplace, Unsupported
+from regtest_cluster.daemon import ProcessDaemon
+from regtest_cluster.ports import PortAllocator
+from regtest_cluster.state import write_state
+from regtest_cluster.waiting import wait_for
+
+ADMIN = ("admin@example.com", "scenario-admin-password")
+
+# Each action of the protocol as a request of the reference API: method, path, body from params.
+ACTION_REQUESTS: dict[str, tuple[str, str, Any]] = {
+    Action.SHIP: ("POST", "/orders/{id}/ship", lambda p: {"courier": p.get("courier", "fastship"),
+                                                          "tracking_number": p.get("tracking", "TRK")}),
+    Action.CONFIRM: ("POST", "/orders/{id}/confirm", lambda p: None),
+    Action.DISPUTE: ("POST", "/orders/{id}/dispute", lambda p: {"reason": p.get("reason", "not as described")}),
+    Action.RULE: ("POST", "/orders/{id}/dispute/ruling",
+                  lambda p: {"ruling": p["ruling"], **({"buyer_share_pct": p["buyer_share_pct"]}
+                                                       if p.get("buyer_share_pct") else {})}),
+    Action.PAYOUT_INVOICE: ("POST", "/orders/{id}/payout-invoice",
+                            lambda p: {"payment_request": p["payment_request"]}),
+    Action.VIEW: ("GET", "/orders/{id}", lambda p: None),
+}
+
+
+def settings_env(settings: dict) -> dict[str, str]:
+    """Settings as the reference app reads them: ESCROWLAB_<NAME>, JSON for lists and dicts."""
+    return {f"ESCROWLAB_{k.upper()}": json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+            for k, v in settings.items()}
+
+
+def _answer(response: httpx.Response) -> Answer:
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:
+        body = {"detail": response.text}
+    code = body.get("code", "") if isinstance(body, dict) and response.status_code >= 300 else ""
+    return Answer(response.status_code, code, body)
+
+
+class HttpMarketplace(Marketplace):
+    """The reference app's API over an httpx client (no lifecycle: the app is already up)."""
+
+    name = "reference"
+
+    def __init__(self, http: httpx.Client, cluster=None, run_dir: Path | None = None, *, admin=None,
+                 courier_secrets: dict[str, str] | None = None) -> None:
+        super().__init__(cluster, run_dir or Path("."))
+        self.http = http
+        self.admin = admin
+        self.courier_secrets = courier_secrets or {}
+
+    # --- raw requests (for this driver, and for tests of the reference API itself)
+    def request(self, party, method: str, path: str, *, headers: dict | None = None, **kwargs) -> Answer:
+        headers = dict(headers or {})
+        token = getattr(party, "auth", None) if party is not None else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return _answer(self.http.request(method, path, headers=headers, **kwargs))
+
+    def call(self, party, method: str, path: str, expect: int | tuple[int, ...] = (200, 201, 204), **kwargs):
+        answer = self.request(party, method, path, **kwargs)
+        if answer.status not in ((expect,) if isinstance(expect, int) else expect):
+            raise ApiError(answer, f"{method} {path}")
+        return answer.body
+
+    # --- lifecycle
+    def rules(self) -> dict:
+        return self.call(None, "GET", "/rules")
+
+    def running(self) -> bool:
+        try:
+            return self.http.get("/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # --- parties
+    def register(self, party, address: str = "") -> None:
+        self.call(None, "POST", "/auth/register", json={"email": party.email, "password": party.password,
+                                                        "display_name": party.name, "roles": party.roles},
+                  expect=201)
+        self.login(party)
+        if address:
+            self.call(party, "PUT", "/me/address", json={"address": address})
+
+    def login(self, party) -> None:
+        tokens = self.call(None, "POST", "/auth/login", json={"email": party.email, "password": party.password})
+        party.auth = tokens["access_token"]
+        party.id = self.call(party, "GET", "/me")["id"]
+
+    def make_arbiter(self, party) -> None:
+        self.call(self.admin, "POST", f"/admin/users/{party.id}/roles", json={"role": "arbiter", "grant": True})
+
+    def bind_payout_node(self, party, node) -> None:
+        macaroon = (node.macaroon_path.parent / "invoice.macaroon").read_bytes().hex()
+        self.call(party, "PUT", "/me/payout-node", json={"node_pubkey": node.pubkey, "rest_url": node.rest_url,
+                                                         "macaroon_hex": macaroon,
+                                                         "tls_cert_pem": node.tls_cert.read_text()})
+
+    # --- trade
+    def list_item(self, seller, title: str, price_sats: int, stock: int = 10, mode: str = "ln_hold",
+                  category: str = "electronics") -> dict:
+        return self.call(seller, "POST", "/listings", expect=201,
+                         json={"title": title, "description": f"{title}, as new", "category": category,
+                               "price_sats": price_sats, "stock": stock, "escrow_mode": mode})
+
+    def place_order(self, buyer, listing_id: int, quantity: int = 1, **funding) -> dict:
+        return self.call(buyer, "POST", "/orders", json={"listing_id": listing_id, "quantity": quantity, **funding},
+                         expect=201)
+
+    def attempt(self, party, action: str, order_id: int, **params) -> Answer:
+        try:
+            method, path, body = ACTION_REQUESTS[Action(action)]
+        except ValueError:
+            raise Unsupported(f"no action {action!r} in the escrow protocol") from None
+        payload = body(params)
+        return self.request(party, method, path.format(id=order_id),
+                            **({"json": payload} if payload is not None else {}))
+
+    def courier_event(self, courier: str, tracking: str, status: str, address: str, *,
+                      event_id: str | None = None, timestamp: int | None = None,
+                      secret: str | None = None) -> Answer:
+        body = courier_body(tracking, status, address, event_id)
+        headers = courier_headers(secret or self.courier_secret(courier), body, timestamp)
+        return _answer(self.http.post(f"/webhooks/courier/{courier}", content=body, headers=headers))
+
+    def dispute_message(self, party, order_id: int, body: str) -> None:
+        self.call(party, "POST", f"/orders/{order_id}/dispute/messages", json={"body": body}, expect=(200, 201))
+
+    # --- reading
+    def order(self, party, order_id: int) -> dict:
+        return self.call(party, "GET", f"/orders/{order_id}")
+
+    def timeline(self, party, order_id: int) -> list[dict]:
+        return self.call(party, "GET", f"/orders/{order_id}/events")
+
+    def notifications(self, party) -> list[dict]:
+        items: list[dict] = []
+        while True:  # page by page: a load run's trader has thousands
+            page = self.call(party, "GET", "/me/notifications", params={"limit": 200, "offset": len(items)})
+            items += page["items"]
+            if not page["items"] or len(items) >= page["total"]:
+                return items
+
+    def orders(self, party, offset: int = 0, limit: int = 200) -> dict:
+        return self.call(party, "GET", "/orders", params={"limit": limit, "offset": offset})
+
+    def disputes(self, party) -> list[dict]:
+        return self.call(party, "GET", "/disputes")
+
+    # --- on-chain multisig
+    def set_onchain_keys(self, party, key: str, timeout_key: str | None = None) -> dict:
+        return self.call(party, "PUT", "/me/onchain-keys",
+                         json={"key": key, **({"timeout_key": timeout_key} if timeout_key else {})})
+
+    def escrow(self, party, order_id: int) -> dict:
+        return self.call(party, "GET", f"/orders/{order_id}/escrow")
+
+    def pending_psbt(self, party, order_id: int) -> dict | None:
+        answer = self.request(party, "GET", f"/orders/{order_id}/psbt")
+        return answer.body if answer.status == 200 else None
+
+    def submit_psbt(self, party, order_id: int, psbt: str) -> dict:
+        return self.call(party, "POST", f"/orders/{order_id}/psbt", json={"psbt": psbt})
+
+    # --- custodial
+    def wallet(self, party) -> dict:
+        return self.call(party, "GET", "/wallet")
+
+    def withdrawals(self, party) -> dict:
+        return self.call(party, "GET", "/wallet/withdrawals")
+
+    def ln_deposit(self, party, amount_sats: int) -> dict:
+        return self.call(party, "POST", "/wallet/deposits/ln", json={"amount_sats": amount_sats}, expect=201)
+
+    def withdraw_ln(self, party, payment_request: str, key: str | None = None) -> Answer:
+        return self.request(party, "POST", "/wallet/withdrawals/ln", json={"payment_request": payment_request},
+                            headers={"Idempotency-Key": key} if key else {})
+
+    def withdraw_onchain(self, party, address: str, amount_sats: int, key: str | None = None) -> Answer:
+        return self.request(party, "POST", "/wallet/withdrawals/onchain",
+                            json={"address": address, "amount_sats": amount_sats},
+                            headers={"Idempotency-Key": key} if key else {})
+
+    def ledger(self, admin) -> dict | None:
+        answer = self.request(admin, "GET", "/admin/ledger")
+        return answer.body if answer.status == 200 else None
+
+    def reconcile(self, admin) -> dict:
+        return self.call(admin, "GET", "/admin/reconcile")
+
+    def courier_secret(self, courier: str) -> str:
+        if courier not in self.courier_secrets:
+            raise Unsupported(f"this driver was not given courier {courier!r}'s secret")
+        return self.courier_secrets[courier]
+
+
+class ReferenceMarketplace(HttpMarketplace):
+    """The reference app as its own process on the cluster: a fresh database per start,
+    stop/kill/restart on the same database, the bootstrap admin logged in."""
+
+    def __init__(self, cluster, run_dir: Path) -> None:
+        super().__init__(httpx.Client(timeout=60), cluster, run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = run_dir / "cluster.json"
+        write_state(self.state_file, cluster)
+        self.data_dir = run_dir / "app"
+        self.port = PortAllocator().take()
+        self.http = httpx.Client(base_url=self.url, timeout=60)
+        self.daemon: ProcessDaemon | None = None
+        self.settings: dict = {}
+        self.starts = 0
+        self.admin = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, settings: dict) -> None:
+        self.settings = dict(settings)
+        self._launch()
+        from harness.actors import Party  # the admin is a party like the others
+
+        self.admin = Party(self, "admin", ["admin"], email=ADMIN[0], password=ADMIN[1])
+        self.login(self.admin)
+
+    def _launch(self, **extra) -> None:
+        settings = {**self.settings, **extra, "data_dir": str(self.data_dir),
+                    "bootstrap_admin_email": ADMIN[0], "bootstrap_admin_password": ADMIN[1]}
+        env = {**os.environ, **settings_env(settings)}
+        argv = [sys.executable, "-m", "escrowlab", "app", "serve", "--state-file", str(self.state_file),
+                "--port", str(self.port)]
+        self.starts += 1
+        self.daemon = ProcessDaemon(f"app-{self.starts}", argv, self.run_dir / f"app-{self.starts}.log",
+                                    self.run_dir, env)
+        self.daemon.start()
+
+        def healthy() -> bool:
+            self.daemon.check_alive()
+            return HttpMarketplace.running(self)
+
+        wait_for(healthy, timeout=60, what="the marketplace to answer /health")
+
+    def restart(self, **settings) -> None:
+        if self.daemon and self.daemon.is_running():
+            self.daemon.stop(timeout=20)
+        self._launch(**settings)
+
+    def stop(self) -> None:
+        if self.daemon:
+            self.daemon.stop(timeout=20)
+
+    def close(self) -> None:
+        self.stop()
+        self.http.close()
+
+    def kill(self) -> None:
+        if self.daemon:
+            self.daemon.kill()
+
+    def running(self) -> bool:
+        return self.daemon is not None and self.daemon.is_running()
+
+    def wait_exit(self, timeout: float = 60) -> None:
+        """Wait for the app to die by itself (a crash point)."""
+        wait_for(lambda: not self.daemon.is_running(), timeout=timeout, what="the app to crash at its fault point")
+
+    def secrets(self) -> dict:
+        return json.loads((self.data_dir / "app-secrets.json").read_text())
+
+    def courier_secret(self, courier: str) -> str:
+        return self.secrets()["courier_secrets"][courier]
