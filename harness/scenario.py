@@ -64,10 +64,10 @@ class Scenario:
     settings: dict = {}            # app settings for this scenario
     anchors: tuple[str, ...] = ()  # failure modes from the escrow anchors it covers (F1, F9, ...)
 
-    def __init__(self, world: World, seed: int, mode: str = "ln_hold", planted_bug: str | None = None) -> None:
+    def __init__(self, world: World, seed: int, mode: str | None = None, planted_bug: str | None = None) -> None:
         self.world = world
         self.seed = seed
-        self.mode = mode
+        self.mode = mode or self.modes[0]
         self.planted_bug = planted_bug
         self.rng = random.Random(f"{self.name}:{seed}")
         self.steps: list[StepLog] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from scenarios.catalogue import ALL, BUG_SCENARIOS
-from scenarios.world import World
+from harness.world import World
 
 pytestmark = pytest.mark.cluster
 
