@@ -235,11 +235,15 @@ class Escrow:
                 log.info("order %s: %s (retrying)", order["id"], exc)
 
     def reconcile(self) -> None:
-        """Compare each open hold with the hub (LookupInvoiceV2) and record what it says."""
-        watched = [S.AWAITING_FUNDS, *FUNDED, S.RELEASE_PENDING, S.SPLIT_PENDING]
-        for order in self.store.all(f"SELECT * FROM orders WHERE state IN ({','.join('?' * len(watched))}) "
-                                    "AND lnd_state != 'SETTLED'", *watched):
-            state, paid, expiry = self.lookup(order["payment_hash"])
+        """Compare each open hold with the hub and record what it says: one ListInvoices for the
+        open and accepted ones, a LookupInvoiceV2 for any that left that list (settled or cancelled)."""
+        watched = [S.AWAITING_FUNDS, *FUNDED, S.HELD_IN_CUSTODY, S.RELEASE_PENDING, S.SPLIT_PENDING]
+        orders = self.store.all(f"SELECT * FROM orders WHERE state IN ({','.join('?' * len(watched))}) "
+                                "AND lnd_state != 'SETTLED'", *watched)
+        pending = self.hub.pending_invoices() if orders else {}
+        for order in orders:
+            invoice = pending.get(order["payment_hash"])
+            state, paid, expiry = self.truth(invoice) if invoice else self.lookup(order["payment_hash"])
             with self.store.tx() as db:
                 db.execute("UPDATE orders SET lnd_state = ?, htlc_expiry_height = COALESCE(?, htlc_expiry_height) "
                            "WHERE id = ?", (state, expiry, order["id"]))
@@ -255,15 +259,19 @@ class Escrow:
                     log.info("order %s: %s", order["id"], exc.detail)
 
     def lookup(self, payment_hash: str) -> tuple[str, int, int | None]:
-        """(state, sats paid, lowest HTLC expiry height) of a hold; a vanished invoice is cancelled."""
+        """What the hub says of one hold (LookupInvoiceV2); a vanished invoice is cancelled."""
         try:
-            inv = self.hub.lookup_invoice(bytes.fromhex(payment_hash))
+            return self.truth(self.hub.lookup_invoice(bytes.fromhex(payment_hash)))
         except LndError as exc:
             if "unable to locate invoice" in exc.message:
                 return "CANCELED", 0, None
             raise
-        held = [int(h["expiry_height"]) for h in inv.get("htlcs", []) if h.get("state") in ("ACCEPTED", "SETTLED")]
-        return inv.get("state", "OPEN"), int(inv.get("amt_paid_sat", 0) or 0), min(held, default=None)
+
+    @staticmethod
+    def truth(invoice: dict) -> tuple[str, int, int | None]:
+        """(state, sats paid, lowest expiry height of the held HTLCs) of an invoice."""
+        held = [int(h["expiry_height"]) for h in invoice.get("htlcs", []) if h.get("state") in ("ACCEPTED", "SETTLED")]
+        return invoice.get("state", "OPEN"), int(invoice.get("amt_paid_sat", 0) or 0), min(held, default=None)
 
     def timers(self, height: int) -> None:
         """The guardian first (the lock horizon), then each state's own deadline."""

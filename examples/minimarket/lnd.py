@@ -85,6 +85,11 @@ class Lnd:
     def lookup_invoice(self, payment_hash: bytes) -> dict:
         return self._call("GET", "/v2/invoices/lookup", params={"payment_hash": b64url(payment_hash)})
 
+    def pending_invoices(self) -> dict[str, dict]:
+        """The hub's OPEN and ACCEPTED invoices by payment hash (hex): ListInvoices, pending only."""
+        invoices = self._call("GET", "/v1/invoices", params={"pending_only": "true", "num_max_invoices": "1000"})
+        return {base64.b64decode(i["r_hash"]).hex(): i for i in invoices.get("invoices", [])}
+
     def settle_invoice(self, preimage: bytes) -> None:
         self._call("POST", "/v2/invoices/settle", {"preimage": b64(preimage)})
 
