@@ -110,6 +110,15 @@ def get(session: Session, auction_id: int) -> Auction:
     return auction
 
 
+def listing(session: Session, state: str, limit: int) -> list[Auction]:
+    """Auctions in ``state`` (OPEN or CLOSED), newest first."""
+    return list(session.scalars(select(Auction).where(Auction.state == state).order_by(Auction.id.desc()).limit(limit)))
+
+
+def bids_of(session: Session, auction_id: int) -> list[Bid]:
+    return list(session.scalars(select(Bid).where(Bid.auction_id == auction_id).order_by(Bid.id)))
+
+
 def minimum_bid(auction: Auction) -> int:
     if auction.high_bid_sats is None:
         return auction.start_price_sats

@@ -7,14 +7,14 @@ worker's, through each escrow mode (services/modes/).
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from escrow_protocol.formulas import PPM, fee_sats
 
 from ..context import AppContext
-from ..store.models import Dispute, DisputeMessage, Listing, Order, User
-from . import holds, transitions
+from ..store.models import Dispute, DisputeMessage, Listing, Order, OrderEvent, Payout, User
+from . import holds, policy, transitions
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
 from .lifecycle import PENDING, E, S
@@ -102,7 +102,7 @@ def open_dispute(ctx: AppContext, session: Session, order: Order, user: User, re
 
 
 def add_message(session: Session, order: Order, user: User, body: str) -> DisputeMessage:
-    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    dispute = dispute_of(session, order.id)
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
     message = DisputeMessage(dispute_id=dispute.id, author_id=user.id, body=body)
@@ -117,7 +117,7 @@ RULINGS = {"release": E.RULE_RELEASE, "refund": E.RULE_REFUND, "split": E.RULE_S
 def rule(ctx: AppContext, session: Session, order: Order, arbiter: User, ruling: str,
          buyer_share_pct: float | None, height: int | None) -> Order:
     """An arbiter's ruling. A split names the buyer's share; the seller's part carries the fee."""
-    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    dispute = dispute_of(session, order.id)
     if dispute is None and not (S(order.state) == S.HELD_IN_CUSTODY):
         raise NotFound(f"order {order.id} has no dispute to rule on")
     share_ppm = None
@@ -152,3 +152,48 @@ def pending(ctx: AppContext) -> list[tuple[int, str]]:
     with ctx.db.session(write=False) as session:
         return [(oid, mode) for oid, mode in session.execute(
             select(Order.id, Order.escrow_mode).where(Order.state.in_(states)).order_by(Order.id))]
+
+
+# --- reads for the API
+def get(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
+    return order
+
+
+def page(session: Session, user: User, state: str | None, limit: int, offset: int) -> tuple[list[Order], int]:
+    """The orders ``user`` may list, newest first, and how many there are: their own as buyer
+    or seller; arbiters also those that need or had a ruling; admins every order."""
+    query = select(Order)
+    if user.has_role("arbiter") and not user.has_role("admin"):
+        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id, policy.arbiter_scope()))
+    elif not user.has_role("admin"):
+        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id))
+    if state:
+        query = query.where(Order.state == state)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    return list(session.scalars(query.order_by(Order.id.desc()).limit(limit).offset(offset))), total
+
+
+def payouts_of(session: Session, order_id: int) -> list[Payout]:
+    return list(session.scalars(select(Payout).where(Payout.order_id == order_id).order_by(Payout.id)))
+
+
+def events_of(session: Session, order_id: int) -> list[OrderEvent]:
+    """The order's timeline, oldest first."""
+    return list(session.scalars(select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)))
+
+
+def dispute_of(session: Session, order_id: int) -> Dispute | None:
+    return session.scalar(select(Dispute).where(Dispute.order_id == order_id))
+
+
+def dispute_messages(session: Session, dispute_id: int) -> list[DisputeMessage]:
+    return list(session.scalars(select(DisputeMessage).where(DisputeMessage.dispute_id == dispute_id)
+                                .order_by(DisputeMessage.id)))
+
+
+def open_disputes(session: Session) -> list[Dispute]:
+    """Disputes still waiting for a ruling, oldest first."""
+    return list(session.scalars(select(Dispute).where(Dispute.ruling.is_(None)).order_by(Dispute.id)))

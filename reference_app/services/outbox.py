@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from ..context import AppContext
 from ..store.models import Notification, User
 from ..store.models_market import WebhookDelivery, WebhookEndpoint
-from .errors import ValidationFailed
+from .errors import NotFound, ValidationFailed
 from .transitions import now
 from .webhooks import sign
 
@@ -61,6 +61,20 @@ def add_endpoint(ctx: AppContext, session: Session, user: User, url: str) -> tup
     session.add(endpoint)
     session.flush()
     return endpoint, secret
+
+
+def endpoints_of(session: Session, user: User) -> list[WebhookEndpoint]:
+    """The user's active webhook endpoints."""
+    return list(session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id,
+                                                              WebhookEndpoint.active.is_(True))))
+
+
+def remove_endpoint(session: Session, user: User, endpoint_id: int) -> None:
+    """Stop delivering to one of the user's endpoints (another user's is as good as absent)."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.user_id != user.id:
+        raise NotFound(f"webhook {endpoint_id} does not exist")
+    endpoint.active = False
 
 
 def queue(session: Session, limit: int = BATCH) -> int:
@@ -156,3 +170,9 @@ def since(session: Session, user_id: int, after_id: int, limit: int = 100) -> li
     return list(session.scalars(select(Notification).where(Notification.user_id == user_id,
                                                            Notification.id > after_id)
                                 .order_by(Notification.id).limit(limit)))
+
+
+def payloads_since(ctx: AppContext, user_id: int, after_id: int) -> list[dict]:
+    """The next page of the user's notifications after ``after_id``, as webhook/stream payloads."""
+    with ctx.db.session(write=False) as session:
+        return [payload(n) for n in since(session, user_id, after_id)]

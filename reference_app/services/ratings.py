@@ -52,6 +52,13 @@ def rate(session: Session, order_id: int, rater: User, stars: int, comment: str 
     return rating
 
 
+def require_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
+    return user
+
+
 def reputation(session: Session, user_id: int, role: str = "seller") -> tuple[float | None, int]:
     """(average stars, number of ratings) the user received in ``role``."""
     avg, count = session.execute(select(func.avg(Rating.stars), func.count(Rating.id))

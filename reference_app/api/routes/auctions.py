@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, status
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import auctions
 from ...store.models import User
-from ...store.models_market import Auction, Bid
+from ...store.models_market import Auction
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from .wallet import account_holder
@@ -21,9 +20,8 @@ BID_KEY = Header(None, alias="Idempotency-Key", min_length=1, max_length=100, pa
 
 
 def auction_out(session: Session, auction: Auction) -> AuctionOut:
-    bids = session.scalars(select(Bid).where(Bid.auction_id == auction.id).order_by(Bid.id)).all()
     minimum = auctions.minimum_bid(auction) if auction.state == "OPEN" else None
-    return AuctionOut.of(auction, minimum, list(bids))
+    return AuctionOut.of(auction, minimum, auctions.bids_of(session, auction.id))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AuctionOut)
@@ -37,8 +35,7 @@ def create_auction(body: AuctionIn, seller: User = Depends(require_role("seller"
 @router.get("", response_model=list[AuctionOut])
 def list_auctions(state: str = Query("OPEN", pattern="^(OPEN|CLOSED)$"), limit: int = Query(50, ge=1, le=200),
                   session: Session = DbSession) -> list[AuctionOut]:
-    rows = session.scalars(select(Auction).where(Auction.state == state).order_by(Auction.id.desc()).limit(limit))
-    return [auction_out(session, a) for a in rows]
+    return [auction_out(session, a) for a in auctions.listing(session, state, limit)]
 
 
 @router.get("/{auction_id}", response_model=AuctionOut)

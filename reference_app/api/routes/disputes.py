@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import messaging, orders
 from ...services.errors import NotFound
-from ...store.models import Dispute, DisputeMessage, Order, User
+from ...store.models import Dispute, Order, User
 from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
 from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
 from .orders import _height, order_out
@@ -18,8 +17,7 @@ router = APIRouter(tags=["disputes"])
 
 
 def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
-    messages = session.scalars(select(DisputeMessage).where(DisputeMessage.dispute_id == dispute.id)
-                               .order_by(DisputeMessage.id))
+    messages = orders.dispute_messages(session, dispute.id)
     return DisputeOut(order_id=dispute.order_id, opened_by=dispute.opened_by, reason=dispute.reason,
                       ruling=dispute.ruling, buyer_share_ppm=dispute.buyer_share_ppm, arbiter_id=dispute.arbiter_id,
                       opened_at=dispute.opened_at, ruled_at=dispute.ruled_at,
@@ -38,7 +36,7 @@ def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispu
 
 @router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
 def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
-    dispute = session.scalar(select(Dispute).where(Dispute.order_id == order.id))
+    dispute = orders.dispute_of(session, order.id)
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
     return dispute_out(session, dispute)
@@ -63,5 +61,4 @@ def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user:
 def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
                   session: Session = DbSession) -> list[DisputeOut]:
     """Disputes waiting for a ruling (arbiters only)."""
-    rows = session.scalars(select(Dispute).where(Dispute.ruling.is_(None)).order_by(Dispute.id))
-    return [dispute_out(session, d) for d in rows]
+    return [dispute_out(session, d) for d in orders.open_disputes(session)]

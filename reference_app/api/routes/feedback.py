@@ -5,21 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 from sqlalchemy.orm import Session
 
-from ...services import messaging, ratings
-from ...services.errors import NotFound
-from ...store.models import Order, User
+from ...services import messaging, orders, ratings
+from ...store.models import User
 from ..deps import current_user, DbSession
 from ..params import Id
 from ..schemas.market import OrderMessageIn, OrderMessageOut, RatingIn, RatingOut, ReputationOut
 
 router = APIRouter(tags=["feedback"])
-
-
-def _order(session: Session, order_id: int) -> Order:
-    order = session.get(Order, order_id)
-    if order is None:
-        raise NotFound(f"order {order_id} does not exist")
-    return order
 
 
 @router.post("/orders/{order_id}/rating", status_code=status.HTTP_201_CREATED, response_model=RatingOut)
@@ -31,8 +23,7 @@ def rate(order_id: Id, body: RatingIn, user: User = Depends(current_user),
 
 @router.get("/users/{user_id}/reputation", response_model=ReputationOut)
 def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
-    if session.get(User, user_id) is None:
-        raise NotFound(f"user {user_id} does not exist")
+    ratings.require_user(session, user_id)
     seller_avg, seller_n = ratings.reputation(session, user_id, "seller")
     buyer_avg, buyer_n = ratings.reputation(session, user_id, "buyer")
     return ReputationOut(user_id=user_id, seller_rating=seller_avg, seller_ratings=seller_n,
@@ -43,10 +34,10 @@ def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
 def read_thread(order_id: Id, user: User = Depends(current_user),
                 session: Session = DbSession) -> list[OrderMessageOut]:
     """The order's thread: its buyer and seller, and its arbiter once it is disputed."""
-    return [OrderMessageOut.of(m) for m in messaging.thread(session, _order(session, order_id), user)]
+    return [OrderMessageOut.of(m) for m in messaging.thread(session, orders.get(session, order_id), user)]
 
 
 @router.post("/orders/{order_id}/messages", status_code=status.HTTP_201_CREATED, response_model=OrderMessageOut)
 def post_message(order_id: Id, body: OrderMessageIn, user: User = Depends(current_user),
                  session: Session = DbSession) -> OrderMessageOut:
-    return OrderMessageOut.of(messaging.post(session, _order(session, order_id), user, body.body))
+    return OrderMessageOut.of(messaging.post(session, orders.get(session, order_id), user, body.body))

@@ -14,14 +14,11 @@ import json
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import outbox
-from ...services.errors import NotFound
 from ...store.models import User
-from ...store.models_market import WebhookEndpoint
 from ..deps import current_user, get_ctx, DbSession
 from ..params import Id
 from ..schemas.market import WebhookIn, WebhookOut
@@ -40,15 +37,11 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     user_id = user.id
 
-    def page(cursor: int):
-        with ctx.db.session(write=False) as s:
-            return [outbox.payload(n) for n in outbox.since(s, user_id, cursor)]
-
     async def events():
         cursor, sent, idle = start, 0, 0.0
         yield "retry: 2000\n\n"
         while True:
-            for item in await to_thread.run_sync(page, cursor):
+            for item in await to_thread.run_sync(outbox.payloads_since, ctx, user_id, cursor):
                 cursor = item["id"]
                 yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
                 sent += 1
@@ -77,15 +70,10 @@ def add_webhook(body: WebhookIn, user: User = Depends(current_user), ctx: AppCon
 
 @router.get("/me/webhooks", response_model=list[WebhookOut])
 def list_webhooks(user: User = Depends(current_user), session: Session = DbSession) -> list[WebhookOut]:
-    rows = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id == user.id,
-                                                         WebhookEndpoint.active.is_(True)))
-    return [WebhookOut(id=e.id, url=e.url, active=e.active) for e in rows]
+    return [WebhookOut(id=e.id, url=e.url, active=e.active) for e in outbox.endpoints_of(session, user)]
 
 
 @router.delete("/me/webhooks/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_webhook(endpoint_id: Id, user: User = Depends(current_user),
                    session: Session = DbSession) -> None:
-    endpoint = session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None or endpoint.user_id != user.id:
-        raise NotFound(f"webhook {endpoint_id} does not exist")
-    endpoint.active = False
+    outbox.remove_endpoint(session, user, endpoint_id)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, status
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
-from ...services import orders, payouts, policy
+from ...services import orders, payouts
 from ...services.lifecycle import allowed_events
-from ...store.models import Order, OrderEvent, Payout, User
+from ...store.models import Order, User
 from ..deps import authorized_order, current_user, get_ctx, DbSession
 from ..schemas.orders import EventOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn, ShipIn
 
@@ -18,7 +17,7 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 def order_out(session: Session, order: Order) -> OrderOut:
     hold = order.hold
-    rows = session.scalars(select(Payout).where(Payout.order_id == order.id).order_by(Payout.id))
+    rows = orders.payouts_of(session, order.id)
     return OrderOut(
         **{k: getattr(order, k) for k in OrderOut.model_fields if k not in ("allowed_events", "hold", "payouts")},
         allowed_events=[e.value for e in allowed_events(order.state)],
@@ -47,15 +46,7 @@ def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), 
                 user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
     """Your orders as buyer or seller; arbiters also see the orders that need or had a ruling,
     admins every order."""
-    query = select(Order)
-    if user.has_role("arbiter") and not user.has_role("admin"):
-        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id, policy.arbiter_scope()))
-    elif not user.has_role("admin"):
-        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id))
-    if state:
-        query = query.where(Order.state == state)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Order.id.desc()).limit(limit).offset(offset))
+    rows, total = orders.page(session, user, state, limit, offset)
     return OrderPage(items=[order_out(session, o) for o in rows], total=total)
 
 
@@ -68,8 +59,7 @@ def get_order(order: Order = Depends(authorized_order("view")), session: Session
 def order_events(order: Order = Depends(authorized_order("view")),
                  session: Session = DbSession) -> list[EventOut]:
     """The order's timeline: every transition, who caused it, and the chain height."""
-    rows = session.scalars(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(OrderEvent.id))
-    return [EventOut.model_validate(r, from_attributes=True) for r in rows]
+    return [EventOut.model_validate(r, from_attributes=True) for r in orders.events_of(session, order.id)]
 
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
