@@ -119,7 +119,7 @@ class TortureRun(Scenario):
 
     def _sigkill(self) -> None:
         if self.world.market.daemon and self.world.market.daemon.is_running():
-            self.world.market.kill()
+            self.world.cluster.faults.kill_daemon(self.world.market.daemon)
             self.hit = True
 
     def await_kill(self) -> None:

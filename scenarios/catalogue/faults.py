@@ -37,17 +37,16 @@ class SellerOfflineAtPayout(Scenario):
         order = self.place(self.b, self.s)
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.log.info("seller2's node goes down")
-        self.world.cluster.stop_node("seller2")
+        self.world.cluster.faults.stop("seller2")
         self.b.confirm(order["id"])
         self.log.info("the release is claimed and settled, but the payout cannot reach seller2")
         self.settle_on(self.b, order, "RELEASED", timeout=5)
         self.log.info("seller2's node comes back")
-        self.world.cluster.start_node("seller2")
+        self.world.cluster.faults.start("seller2")
         self.settle_on(self.b, order, "RELEASED", timeout=60)
 
     def teardown(self):
-        if not self.world.cluster.node("seller2").daemon.is_running():
-            self.world.cluster.start_node("seller2")
+        self.world.cluster.faults.heal_all()
 
 
 class BuyerNodeCrashWhileHeld(Scenario):
@@ -60,18 +59,17 @@ class BuyerNodeCrashWhileHeld(Scenario):
     def run(self):
         order = self.place(self.b, self.s)
         self.log.info("buyer2's node is killed (SIGKILL) while the hub holds its HTLC")
-        self.world.cluster.node("buyer2").daemon.kill()
+        self.world.cluster.faults.kill("buyer2")
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.world.courier().deliver(self.tracking(order), ADDRESSES["buyer2"])
         self.b.confirm(order["id"])
         self.settle_on(self.b, order, "RELEASED")
         self.log.info("buyer2's node restarts and learns the HTLC was settled")
-        self.world.cluster.start_node("buyer2")
+        self.world.cluster.faults.start("buyer2")
         self.payments[order["id"]].join(5)
 
     def teardown(self):
-        if not self.world.cluster.node("buyer2").daemon.is_running():
-            self.world.cluster.start_node("buyer2")
+        self.world.cluster.faults.heal_all()
 
 
 class HubRestartMidHtlc(Scenario):
@@ -85,8 +83,7 @@ class HubRestartMidHtlc(Scenario):
     def run(self):
         order = self.place(self.b, self.s)
         self.log.info("the hub's LND restarts with the HTLC held")
-        self.world.cluster.stop_node("hub")
-        self.world.cluster.start_node("hub")
+        self.world.cluster.faults.restart("hub")
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.b.confirm(order["id"])
         self.settle_on(self.b, order, "RELEASED", timeout=60)

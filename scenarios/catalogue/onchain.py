@@ -209,10 +209,9 @@ class OnchainFundingReorg(_Onchain):
 
     def run(self):
         order = self.place()
-        block = self.world.cluster.bitcoind.rpc.getbestblockhash()
-        self.cx.reorged_blocks = [block]
+        self.cx.reorged_blocks = self.world.cluster.faults.reorg(1)
+        block = self.cx.reorged_blocks[0]
         self.log.info("a reorg takes away block %s, which holds the funding", block[:16])
-        self.world.cluster.bitcoind.rpc.invalidateblock(block)
         self.settle_on(self.b, order, "AWAITING_FUNDS")
         refused = self.s.act("ship", order["id"], courier="fastship", tracking=self.tracking(order))
         self.log.info("the seller tries to ship on the vanished funding: HTTP %s", refused.status_code)
@@ -223,10 +222,8 @@ class OnchainFundingReorg(_Onchain):
         self.sign_as_asked(order, "RELEASED")
 
     def teardown(self):
-        rpc = self.world.cluster.bitcoind.rpc
-        for block in self.cx.reorged_blocks:
-            rpc.reconsiderblock(block)  # an equal-work fork: the tip stays, the block is valid again
-        self.world.cluster.wait_synced()
+        # an equal-work fork: the tip stays, the block is valid again
+        self.world.cluster.faults.restore(self.cx.reorged_blocks)
         super().teardown()
 
 
@@ -241,7 +238,7 @@ class OnchainFeeSpike(_Onchain):
         view = oc.wait_broadcast(self.s, order["id"])
         rpc, txid = self.world.cluster.bitcoind.rpc, view["spend"]["txid"]
         self.log.info("fees spike: miners treat the release %s as paying nothing", txid[:16])
-        rpc.prioritisetransaction(txid, -view["spend"]["fee_sats"])
+        self.world.cluster.faults.starve(txid)
         self.world.mine(1)
         if rpc.getrawtransaction(txid, True).get("confirmations", 0):
             raise AssertionError(f"the release {txid} confirmed although miners were told it pays nothing")
