@@ -40,6 +40,8 @@ class ScenarioResult:
     orders: list[dict] = field(default_factory=list)
     balances: dict = field(default_factory=dict)
     planted_bug: str | None = None
+    # invariant -> how many applicable checks it made (0: nothing in this story exercised it)
+    exercised: dict[str, int] = field(default_factory=dict)
 
 
 class _Narrator(logging.LoggerAdapter):
@@ -94,6 +96,7 @@ class Scenario:
             if not self.world.market.running():
                 self.world.restart_app()  # the oracle reads the app's claims through its driver
             result.violations, result.checked, result.orders, result.balances = self._check(started)
+            result.exercised = self.exercised
             result.passed = not result.violations and result.error is None
         except Exception as exc:  # setup or evidence failed: nothing to judge
             result.error = result.error or f"{type(exc).__name__}: {exc}"
@@ -129,8 +132,10 @@ class Scenario:
         for p in self.parties:
             if p.node is not None:
                 self.cx.user_nodes[p.id] = p.node.name
-        ev = evidence.gather(self.world, self.orders, self.parties, self.balances_before, self.started_at)
+        ev = self.evidence = evidence.gather(self.world, self.orders, self.parties, self.balances_before,
+                                             self.started_at)
         found = oracle.check(ev, self.cx)
+        self.exercised = oracle.exercised(ev, self.cx)
         violations = [v for vs in found.values() for v in vs]
         orders = [{"id": oid, "state": oe.order["state"], "price_sats": oe.order["price_sats"],
                    "invoice": (oe.invoice or {}).get("state", "GONE"),

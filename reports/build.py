@@ -19,19 +19,29 @@ from harness.oracle import names as oracle_names
 SCHEMA = "escrowlab.scenario-run/1"
 
 
+def rule_order(rule: str) -> tuple:
+    """Invariants (I1..I18) then model rules (M1 role, ...), each by number."""
+    return (rule[0], int(rule[1:].split()[0]) if rule[1:].split() and rule[1:].split()[0].isdigit() else 0, rule)
+
+
 def _scenario_json(r) -> dict:
     return {"name": r.name, "mode": r.mode, "seed": r.seed, "passed": r.passed, "duration_s": r.duration_s,
             "error": r.error, "planted_bug": r.planted_bug,
             "invariants_checked": r.checked,
+            "exercised": r.exercised,
             "violations": [asdict(v) for v in r.violations],
             "orders": r.orders, "balances": r.balances,
             "steps": [{"at": s.at, "message": s.message} for s in r.steps]}
 
 
 def summary_json(result) -> dict:
-    checked = sorted({i for r in result.scenarios for i in r.checked}, key=lambda i: int(i[1:]))
+    checked = sorted({i for r in result.scenarios for i in r.checked}, key=rule_order)
+    exercised: dict[str, int] = {}
+    for r in result.scenarios:
+        for inv, n in r.exercised.items():
+            exercised[inv] = exercised.get(inv, 0) + n
     planted = [{"bug": r.planted_bug, "scenario": r.name,
-                "caught_by": sorted({v.invariant for v in r.violations}, key=lambda i: int(i[1:])),
+                "caught_by": sorted({v.invariant for v in r.violations}, key=rule_order),
                 "caught": bool(r.violations)} for r in result.planted]
     return {
         "schema": SCHEMA,
@@ -42,6 +52,9 @@ def summary_json(result) -> dict:
         "passed": sum(r.passed for r in result.scenarios),
         "failed": sum(not r.passed for r in result.scenarios),
         "invariants": checked,
+        # applicable checks per invariant over the run; 0 is "not exercised", never "0 violations"
+        "exercised": exercised,
+        "not_exercised": [i for i in checked if exercised.get(i, 0) == 0],
         "planted_bugs": len(planted),
         "caught": sum(p["caught"] for p in planted),
         "planted": planted,
@@ -75,17 +88,20 @@ def html_report(summary: dict) -> str:
              "details{margin:.6em 0}</style>",
              f"<h1>escrowlab scenario run</h1><p>seed {summary['seed']} · {summary['passed']}/{summary['scenarios']}"
              f" scenarios passed · planted bugs caught {summary['caught']}/{summary['planted_bugs']}</p>",
-             "<h2>Invariants</h2><table><tr><th>id</th><th>name</th><th>violations</th></tr>"]
+             "<h2>Invariants</h2><table><tr><th>id</th><th>name</th><th>applicable checks</th>"
+             "<th>violations</th></tr>"]
     names = {**NOT_YET, **oracle_names()}
     for inv in sorted(names, key=lambda i: int(i[1:])):
         n = sum(1 for r in summary["results"] for v in r["violations"] if v["invariant"] == inv)
         checked = inv in summary["invariants"]
-        parts.append(f"<tr><td>{inv}</td><td>{e(names[inv])}</td><td class={'bad' if n else 'ok'}>"
-                     f"{n if checked else 'not checked in this run'}</td></tr>")
+        applicable = summary.get("exercised", {}).get(inv, 0)
+        verdict = n if checked and (applicable or n) else "not exercised" if checked else "not checked in this run"
+        parts.append(f"<tr><td>{inv}</td><td>{e(names[inv])}</td><td>{applicable:,}</td>"
+                     f"<td class={'bad' if n else 'ok'}>{verdict}</td></tr>")
     parts.append("</table><h2>Scenarios</h2>")
     for r in summary["results"] + summary["planted_results"]:
         label = f"{r['name']}" + (f" with planted bug <b>{e(r['planted_bug'])}</b>" if r["planted_bug"] else "")
-        caught = sorted({v["invariant"] for v in r["violations"]}, key=lambda i: int(i[1:]))
+        caught = sorted({v["invariant"] for v in r["violations"]}, key=rule_order)
         if r["planted_bug"]:
             good, verdict = bool(caught), f"caught by {', '.join(caught)}" if caught else "NOT CAUGHT"
         else:
@@ -141,4 +157,6 @@ def console_summary(console, result, summary: dict) -> None:
         console.print(f"planted bug {p['bug']:<26} {'[green]caught by ' + ', '.join(p['caught_by']) + '[/]' if p['caught'] else '[red]NOT CAUGHT[/]'}")
     console.print(f"{summary['passed']}/{summary['scenarios']} passed · invariants checked: "
                   f"{', '.join(summary['invariants'])} · planted bugs caught {summary['caught']}/{summary['planted_bugs']}")
+    if summary.get("not_exercised"):
+        console.print(f"not exercised by these stories (no applicable check): {', '.join(summary['not_exercised'])}")
     console.print(f"reports: {summary['reports']['html']}")

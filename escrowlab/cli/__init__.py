@@ -19,7 +19,7 @@ from harness.actors import ApiError
 from scenarios.runner import UnknownScenario
 
 from . import app as app_cmd
-from . import bench, cluster, demo, nodes, scenario, simulate
+from . import bench, cluster, demo, explore, nodes, scenario, simulate
 from . import load as load_cmd
 from . import torture as torture_cmd
 from .common import UserError, console
@@ -40,6 +40,8 @@ app.command(name="demo")(demo.demo)
 app.command(name="simulate")(simulate.simulate)
 app.command(name="load")(load_cmd.load)
 app.command(name="torture")(torture_cmd.torture)
+app.command(name="explore")(explore.explore)
+app.command(name="replay")(explore.replay)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.
 KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,

@@ -7,7 +7,7 @@ marketplace: the app's claims arrive through the driver, node truth from the clu
 
 from harness.oracle.base import (AUTOMATIC, CANCELLING_CLAIMS, PPM, RELEASE_GROUNDS, SETTLING_CLAIMS, TERMINAL,
                                  Context, Violation, expected_deltas)
-from harness.oracle.registry import NOT_YET, check, names, registry
+from harness.oracle.registry import NOT_YET, check, exercised, names, registry
 
 __all__ = ["AUTOMATIC", "CANCELLING_CLAIMS", "NOT_YET", "PPM", "RELEASE_GROUNDS", "SETTLING_CLAIMS", "TERMINAL",
-           "Context", "Violation", "check", "expected_deltas", "names", "registry"]
+           "Context", "Violation", "check", "exercised", "expected_deltas", "names", "registry"]

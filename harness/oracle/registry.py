@@ -57,6 +57,37 @@ def _contribute(ev: Evidence) -> None:
     ev.other_channel_flows, ev.other_hub_payments = flows, hashes
 
 
+def exercised(ev: Evidence, cx: Context) -> dict[str, int]:
+    """Per invariant, how many applicable checks the evidence gave it: the orders (or races,
+    snapshots, reorged blocks) it could judge. 0 means the story never exercised it, which a
+    report must say rather than "0 violations"."""
+    orders = [oe.order for oe in ev.orders.values()]
+    events = {oid: [e["event"] for e in oe.events] for oid, oe in ev.orders.items()}
+    ln = [oe for oe in ev.orders.values() if oe.order["escrow_mode"] == "ln_hold"]
+    # payouts planned (Lightning, custodial), and on-chain escrows paid out (one spend each)
+    payouts = sum(len(o["payouts"]) for o in orders) + sum(
+        1 for o in orders if o["escrow_mode"] == "onchain_multisig" and o["state"] in ("RELEASED", "REFUNDED", "SPLIT"))
+    moved = [o for o in orders if o["state"] in ("RELEASED", "REFUNDED", "SPLIT")]
+    return {
+        "I1": len(moved), "I2": len(orders), "I3": payouts,
+        "I4": sum(1 for o in orders if o["state"] in ("RELEASED", "SPLIT", "RELEASE_PENDING", "SPLIT_PENDING")),
+        "I5": sum(1 for oe in ln if oe.invoice and oe.invoice["state"] == "SETTLED"),
+        "I6": len(cx.race_results),
+        "I7": sum(1 for oe in ln if "funded" in events[oe.order["id"]]),
+        "I8": sum(1 for oe in ln if oe.payment_request),
+        "I9": sum(1 for es in events.values() if "ship" in es or "open_dispute" in es),
+        "I10": sum(1 for o in orders for p in o["payouts"] if p["status"] == "SUCCEEDED"),
+        "I11": sum(1 for o in orders if o["hold"] or o["payouts"]),
+        "I12": sum(1 for es in events.values() if "open_dispute" in es or "delivery_timeout" in es),
+        "I13": payouts,
+        "I14": len(cx.custodial_snapshots),
+        "I15": len(orders),
+        "I16": len(orders) if cx.operator_gone else 0,
+        "I17": len(cx.reorged_blocks),
+        "I18": sum(1 for oe in ev.orders.values() for e in oe.events if e["to_state"] != e["from_state"]),
+    }
+
+
 def check(ev: Evidence, cx: Context, only: tuple[str, ...] | None = None) -> dict[str, list[Violation]]:
     _contribute(ev)
     return {inv: [v for _name, fn in fns for v in fn(ev, cx)]

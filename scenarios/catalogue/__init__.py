@@ -1,12 +1,39 @@
-"""The scenario catalogue: every scenario by name."""
+"""The scenario catalogue: every scenario by name.
+
+Each module of this package with a ``SCENARIOS`` list is part of the catalogue (a new
+theme or escrow mode is a new module; nothing here to edit), and each trace in
+``scenarios/traces/`` that ``escrowlab explore --to-scenario`` wrote is one scenario
+that replays it.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import pkgutil
+from pathlib import Path
+
 from harness.scenario import Scenario
 
-from . import custodial, faults, flows, inputs, onchain, races, time
+# The run order of the themes the catalogue starts with; any other module follows, by name.
+FIRST = ("flows", "time", "races", "faults", "partition", "inputs", "onchain", "custodial")
+TRACES = Path(__file__).resolve().parent.parent / "traces"
 
-ALL: dict[str, type[Scenario]] = {s.name: s for mod in (flows, time, races, faults, inputs, onchain, custodial) for s in mod.SCENARIOS}
+
+def _modules() -> list:
+    names = [m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])]
+    ordered = [n for n in FIRST if n in names] + sorted(n for n in names if n not in FIRST)
+    return [importlib.import_module(f"{__name__}.{n}") for n in ordered]
+
+
+def _traces() -> list[type[Scenario]]:
+    from harness.explore.history import trace_scenario
+
+    return [trace_scenario(path.stem, json.loads(path.read_text())) for path in sorted(TRACES.glob("*.json"))]
+
+
+ALL: dict[str, type[Scenario]] = {s.name: s for mod in _modules() for s in getattr(mod, "SCENARIOS", ())}
+ALL.update({s.name: s for s in _traces()})
 
 # Each planted bug, and the scenario that exposes it.
 BUG_SCENARIOS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from reference_app.services.onchain import TimelockNotReached
+from harness.chain_wallet import TimelockNotReached
 from harness import actors_onchain as oc
 from tests.reference_app.escrow.conftest import ADDRESSES
 
