@@ -14,11 +14,12 @@ from scenarios.catalogue import ALL
 SEED = 20261203
 # As in tests/scenarios/test_catalogue.py: failed-back payments and a killed app make nodes log errors.
 EXPECTED_NODE_ERRORS = r"\[ERR\] (CRTR|HSWC|PEER|SRVR|CMGR|NTFN|DISC|RPCS|INVC|CNCT|LNWL|HLCK|CHFT|FNDG):"
-# A release, a refund by timeout, an expiry, a split ruling, custody at the lock horizon, a crash
-# between the payout marker and the payment, a race, a forged webhook and a refused payout invoice.
+# A release, a refund by timeout, an expiry, a split ruling, custody at the lock horizon, a ship racing
+# its deadline, a crash between the payout marker and the payment, concurrent confirmations, a forged
+# webhook and a refused payout invoice.
 SCENARIOS = ("release_after_delivery", "ship_timeout_refund", "unpaid_order_expires", "dispute_ruling_split",
-             "guardian_custody_for_disputed", "app_crash_after_payout_marker", "concurrent_duplicate_confirm",
-             "forged_webhook", "wrong_amount_payout_invoice")
+             "guardian_custody_for_disputed", "ship_at_ship_deadline", "app_crash_after_payout_marker",
+             "concurrent_duplicate_confirm", "forged_webhook", "wrong_amount_payout_invoice")
 # Each planted bug of minimarket, the scenario that exposes it, and the invariant that must catch it.
 BUGS = {"release_without_delivery": ("release_after_delivery", "I4"),
         "double_payout": ("release_after_delivery", "I3")}
