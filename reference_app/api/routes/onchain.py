@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
-from ...services.modes import onchain_multisig as escrow
+from ...services.modes import onchain_multisig_api as escrow
 from ...store.models import Order, User
 from ..deps import authorized_order, current_user, get_ctx, DbSession
 from ..schemas.onchain import EscrowOut, OnchainKeysIn, OnchainKeysOut, PsbtAccepted, PsbtIn, PsbtOut
