@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from harness import evidence, oracle
 from harness.actors import Party
 from harness.funding import FUNDING
+from harness.model import TERMINAL, Model
 from harness.world import World
 
 
@@ -65,6 +66,7 @@ class Scenario:
     fresh_cluster = False          # the scenario stops, kills or restarts nodes
     settings: dict = {}            # app settings for this scenario
     anchors: tuple[str, ...] = ()  # failure modes from the escrow anchors it covers (F1, F9, ...)
+    adversaries = True             # probe what the model forbids at each state the story reaches
 
     def __init__(self, world: World, seed: int, mode: str | None = None, planted_bug: str | None = None) -> None:
         self.world = world
@@ -79,6 +81,11 @@ class Scenario:
         self.payments: dict[int, object] = {}
         self.parties: list[Party] = []
         self._teardowns: list = []
+        self._probed: set[tuple[int, str]] = set()
+        self._probe_findings: list[oracle.Violation] = []
+        self._model: Model | None = None
+        self._stranger: Party | None = None
+        self._prober_arbiter: Party | None = None
         self.cx = oracle.Context(settings={}, user_nodes={})
 
     # --- lifecycle, owned here
@@ -136,7 +143,9 @@ class Scenario:
                                              self.started_at)
         found = oracle.check(ev, self.cx)
         self.exercised = oracle.exercised(ev, self.cx)
-        violations = [v for vs in found.values() for v in vs]
+        if self._model is not None:  # the adversaries' judgements, by model rule
+            self.exercised.update(self._model.counts())
+        violations = [v for vs in found.values() for v in vs] + self._probe_findings
         orders = [{"id": oid, "state": oe.order["state"], "price_sats": oe.order["price_sats"],
                    "invoice": (oe.invoice or {}).get("state", "GONE"),
                    "timeline": [(e["event"], e["to_state"], e["actor"], e["height"]) for e in oe.events]}
@@ -206,12 +215,49 @@ class Scenario:
         self._teardowns.append(fn)
 
     def settle_on(self, party, order: dict, *states: str, timeout: float = 30) -> dict:
-        """Wait for one of ``states``; on timeout return the order as it is (the oracle judges)."""
+        """Wait for one of ``states``; on timeout return the order as it is (the oracle judges).
+        Either way, the adversaries probe the state it is in."""
         try:
-            return party.wait_state(order["id"], *states, timeout=timeout)
+            reached = party.wait_state(order["id"], *states, timeout=timeout)
         except AssertionError as exc:
             self.log.info("not reached: %s", exc)
-            return party.order(order["id"])
+            reached = party.order(order["id"])
+        self.probe(reached)
+        return reached
+
+    # --- adversaries: what the model forbids, tried at every state a story passes through
+    def probe(self, order: dict) -> None:
+        """Every relation tries, once per state an order reaches, what the model of the rules
+        forbids it there (a stranger or the admin releasing, the seller confirming, the buyer
+        ruling, shipping twice, ...). A forbidden request the marketplace accepts is a
+        finding; refused ones leave the story untouched."""
+        if not self.adversaries or order.get("state") in TERMINAL or (order["id"], order["state"]) in self._probed:
+            return
+        self._probed.add((order["id"], order["state"]))
+        if self._model is None:
+            self._model = Model(self.cx.settings)
+        disputed = bool(order.get("disputed"))
+        params = {"ship": {"courier": "fastship", "tracking": f"PROBE-{self.seed}-{order['id']}-{len(self._probed)}"},
+                  "confirm": {}, "dispute": {"reason": "probe"}, "rule": {"ruling": "release"}}
+        for rel, party in self._probers(order):
+            for action in (("confirm", "rule", "ship") if rel in ("stranger", "admin", "arbiter") else params):
+                verdict = self._model.may(rel, action, order["state"], disputed, params[action])
+                if verdict.allowed is not False:
+                    continue
+                answer = party.act(action, order["id"], **params[action])
+                if answer.ok:
+                    self.log.info("adversary: %s by the %s in %s was accepted", action, rel, order["state"])
+                    self._probe_findings.append(oracle.Violation(
+                        verdict.rule, order["id"], f"{action} by the {rel} in {order['state']} was accepted "
+                                                   f"({answer.status}); {verdict.why}"))
+
+    def _probers(self, order: dict) -> list[tuple[str, Party]]:
+        if self._stranger is None:
+            self._stranger = Party.register(self.world.market, "stranger", ["buyer"])
+            self._prober_arbiter = self.world.arbiter("probe-arbiter")
+        by_id = {p.id: p for p in self.parties}
+        out = [(rel, by_id[order[f"{rel}_id"]]) for rel in ("buyer", "seller") if order[f"{rel}_id"] in by_id]
+        return out + [("stranger", self._stranger), ("arbiter", self._prober_arbiter), ("admin", self.world.admin)]
 
     def tracking(self, order: dict) -> str:
         return f"TRK-{self.seed}-{order['id']}"

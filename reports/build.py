@@ -98,6 +98,15 @@ def html_report(summary: dict) -> str:
         verdict = n if checked and (applicable or n) else "not exercised" if checked else "not checked in this run"
         parts.append(f"<tr><td>{inv}</td><td>{e(names[inv])}</td><td>{applicable:,}</td>"
                      f"<td class={'bad' if n else 'ok'}>{verdict}</td></tr>")
+    rules = sorted((r for r in summary.get("exercised", {}) if r.startswith("M")), key=rule_order)
+    if rules:
+        parts.append("</table><h2>Model rules</h2><p>The adversaries: at every state a story reached, each "
+                     "party tried what the model of the rules forbids it.</p><table><tr><th>rule</th>"
+                     "<th>applicable checks</th><th>violations</th></tr>")
+        for rule in rules:
+            n = sum(1 for r in summary["results"] for v in r["violations"] if v["invariant"] == rule)
+            parts.append(f"<tr><td>{e(rule)}</td><td>{summary['exercised'][rule]:,}</td>"
+                         f"<td class={'bad' if n else 'ok'}>{n}</td></tr>")
     parts.append("</table><h2>Scenarios</h2>")
     for r in summary["results"] + summary["planted_results"]:
         label = f"{r['name']}" + (f" with planted bug <b>{e(r['planted_bug'])}</b>" if r["planted_bug"] else "")

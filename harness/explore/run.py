@@ -173,6 +173,11 @@ def read_trace(path: Path) -> dict:
     return trace
 
 
+def _rule_order(rule: str) -> tuple:
+    head = rule[1:].split()[0] if rule[1:].split() else ""
+    return (rule[0], int(head) if head.isdigit() else 0, rule)
+
+
 def summary(report: ExploreReport) -> dict:
     """The JSON report: what was generated, what it exercised, and what it found."""
     model: dict[str, int] = {}
@@ -195,8 +200,8 @@ def summary(report: ExploreReport) -> dict:
         "actions": sum(len(h.steps) for h in report.histories),
         "requests_judged": sum(n for k, n in model.items() if k.startswith(("M1", "M2", "M3"))),
         "model_checks": dict(sorted(model.items())),
-        "invariant_checks": dict(sorted(exercised.items(), key=lambda kv: int(kv[0][1:]))),
-        "not_exercised": sorted((i for i, n in exercised.items() if n == 0), key=lambda i: int(i[1:])),
+        "invariant_checks": {i: exercised[i] for i in sorted(exercised, key=_rule_order) if i.startswith("I")},
+        "not_exercised": [i for i in sorted(exercised, key=_rule_order) if i.startswith("I") and not exercised[i]],
         "coverage": dict(sorted(coverage.items())),
         "coverage_cells": len(coverage),
         "findings": findings,
