@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 
 from cryptography.fernet import Fernet
 
-from escrow_protocol.formulas import PPM, fee_sats, hold_cltv_blocks, lock_horizon, split_shares
-from escrow_protocol.states import TERMINAL, Event as E, State as S
+from escrow_protocol.formulas import fee_sats, hold_cltv_blocks, lock_horizon, split_shares
+from escrow_protocol.states import Event as E, State as S
 
 from .lnd import Lnd, LndError
 from .store import Store
@@ -431,4 +431,4 @@ class Escrow:
         return p["status"]
 
 
-__all__ = ["DEFAULTS", "Escrow", "FAULT_POINTS", "PLANTED_BUGS", "PPM", "Refused", "TERMINAL", "TRANSITIONS"]
+__all__ = ["DEFAULTS", "Escrow", "FAULT_POINTS", "PLANTED_BUGS", "Refused", "TRANSITIONS"]
