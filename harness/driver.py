@@ -11,9 +11,12 @@ What a driver returns is in the escrow protocol's words (``escrow_protocol``):
 an **order view** is a dict with at least
 
 - ``id``, ``state`` (a ``State``), ``escrow_mode`` (a ``Mode``), ``price_sats``,
-  ``buyer_id``, ``seller_id``, ``buyer_share_ppm`` (a split's buyer part, or None);
+  ``fee_sats`` (the commission of the outcome), ``buyer_id``, ``seller_id``,
+  ``buyer_share_ppm`` (a split's buyer part, or None), ``disputed`` (ever disputed),
+  ``tracking_number`` (once shipped, else None);
 - ``hold``: for ``ln_hold``, ``{"payment_hash", "payment_request", "htlc_expiry_height",
-  "lnd_state"}``, else None;
+  "lnd_state"}`` (``htlc_expiry_height`` filled once the order is FUNDED: the guardian's
+  horizon is computed from it), else None;
 - ``payouts``: ``[{"beneficiary": "buyer"|"seller", "amount_sats", "payment_hash",
   "status"}]``, every payout the marketplace planned;
 
@@ -21,7 +24,8 @@ and an order's **timeline** is a list of ``{"event", "from_state", "to_state", "
 "height", "at"}`` (ISO time; actor ``user:<id>``, ``worker``, ``guardian``, ``courier:<name>``).
 
 Parties are the harness's objects (``harness.actors.Party``); a driver keeps whatever
-it needs to act as one (a token, a session) on the party's ``auth`` attribute.
+it needs to act as one (a token, a session) on the party's ``auth`` attribute. The
+scenarios' couriers are named ``fastship`` and ``slowpost``; a driver knows their secrets.
 Requests that may be refused go through ``attempt``, which never raises for a
 refusal; the typed verbs raise ``ApiError`` when the marketplace refuses.
 """
@@ -82,10 +86,15 @@ class Marketplace:
     """
 
     name = "marketplace"
+    # The marketplace's own deliberate defects, each with the scenario that must expose it:
+    # ``start`` gets ``planted_bug=<name>`` in its settings; ``scenario run --all`` proves the
+    # oracle against each.
+    planted_bugs: dict[str, str] = {}
 
     def __init__(self, cluster: "Cluster", run_dir: Path) -> None:
         self.cluster = cluster
         self.run_dir = run_dir
+        self.admin: "Party | None" = None   # an admin party, logged in by ``start``; reads every order
 
     # --- lifecycle
     def start(self, settings: dict) -> None:
@@ -102,6 +111,13 @@ class Marketplace:
     def kill(self) -> None:
         """SIGKILL the marketplace (a crash fault)."""
         raise Unsupported(f"{self.name} cannot be killed by the harness")
+
+    def wait_exit(self, timeout: float = 60) -> None:
+        """Wait for the marketplace to die at a crash point (setting ``fault_points``)."""
+        raise Unsupported(f"{self.name} has no crash points")
+
+    def close(self) -> None:
+        """Release what the driver holds (clients, files) once a scenario is over."""
 
     def running(self) -> bool:
         return True

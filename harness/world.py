@@ -67,8 +67,7 @@ class World(Cast):
 
     def stop_app(self) -> None:
         self.market.stop()
-        if hasattr(self.market, "close"):
-            self.market.close()
+        self.market.close()
 
     # --- time
     def mine(self, blocks: int) -> int:

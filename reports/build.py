@@ -26,7 +26,7 @@ def rule_order(rule: str) -> tuple:
 
 def _scenario_json(r) -> dict:
     return {"name": r.name, "mode": r.mode, "seed": r.seed, "passed": r.passed, "duration_s": r.duration_s,
-            "error": r.error, "planted_bug": r.planted_bug,
+            "error": r.error, "planted_bug": r.planted_bug, "skipped": r.skipped,
             "invariants_checked": r.checked,
             "exercised": r.exercised,
             "violations": [asdict(v) for v in r.violations],
@@ -49,7 +49,8 @@ def summary_json(result) -> dict:
         "seed": result.seed,
         "run_dir": str(result.run_dir),
         "scenarios": len(result.scenarios),
-        "passed": sum(r.passed for r in result.scenarios),
+        "passed": sum(r.passed and not r.skipped for r in result.scenarios),
+        "skipped": sum(bool(r.skipped) for r in result.scenarios),
         "failed": sum(not r.passed for r in result.scenarios),
         "invariants": checked,
         # applicable checks per invariant over the run; 0 is "not exercised", never "0 violations"
@@ -69,7 +70,9 @@ def junit_xml(summary: dict) -> str:
     for r in summary["results"]:
         case = ET.SubElement(suite, "testcase", classname=f"scenarios.{r['mode']}", name=r["name"],
                              time=str(r["duration_s"]))
-        if not r["passed"]:
+        if r.get("skipped"):
+            ET.SubElement(case, "skipped", message=r["skipped"])
+        elif not r["passed"]:
             text = "\n".join(f"{v['invariant']} order {v['order_id']}: {v['message']}" for v in r["violations"])
             ET.SubElement(case, "failure", message=r["error"] or f"{len(r['violations'])} invariant violations").text = \
                 (r["error"] or "") + "\n" + text
@@ -114,7 +117,8 @@ def html_report(summary: dict) -> str:
         if r["planted_bug"]:
             good, verdict = bool(caught), f"caught by {', '.join(caught)}" if caught else "NOT CAUGHT"
         else:
-            good, verdict = r["passed"], "passed" if r["passed"] else "FAILED"
+            good, verdict = r["passed"], ("skipped: " + r["skipped"] if r.get("skipped") else
+                                          "passed" if r["passed"] else "FAILED")
         parts.append(f"<details><summary class={'ok' if good else 'bad'}>{label}: {verdict} "
                      f"({r['duration_s']} s)</summary>")
         if r["error"]:
@@ -159,12 +163,15 @@ def console_summary(console, result, summary: dict) -> None:
     for col in ("scenario", "result", "s", "violations"):
         table.add_column(col)
     for r in result.scenarios:
-        table.add_row(r.name, "[green]passed[/]" if r.passed else "[red]FAILED[/]", str(r.duration_s),
-                      "; ".join(f"{v.invariant}: {v.message}" for v in r.violations)[:120] or (r.error or "")[:120])
+        table.add_row(r.name, "[yellow]skipped[/]" if r.skipped else "[green]passed[/]" if r.passed else "[red]FAILED[/]",
+                      str(r.duration_s),
+                      "; ".join(f"{v.invariant}: {v.message}" for v in r.violations)[:120]
+                      or (r.skipped or r.error or "")[:120])
     console.print(table)
     for p in summary["planted"]:
         console.print(f"planted bug {p['bug']:<26} {'[green]caught by ' + ', '.join(p['caught_by']) + '[/]' if p['caught'] else '[red]NOT CAUGHT[/]'}")
-    console.print(f"{summary['passed']}/{summary['scenarios']} passed · invariants checked: "
+    skipped = f" ({summary['skipped']} skipped)" if summary.get("skipped") else ""
+    console.print(f"{summary['passed']}/{summary['scenarios']} passed{skipped} · invariants checked: "
                   f"{', '.join(summary['invariants'])} · planted bugs caught {summary['caught']}/{summary['planted_bugs']}")
     if summary.get("not_exercised"):
         console.print(f"not exercised by these stories (no applicable check): {', '.join(summary['not_exercised'])}")

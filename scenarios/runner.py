@@ -4,7 +4,9 @@ scenario, then every planted bug against the scenario that must expose it."""
 from __future__ import annotations
 
 import importlib
+import os
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -47,11 +49,19 @@ def marketplace(spec: str | None) -> MarketplaceFactory | None:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UnknownScenario(f"--marketplace takes module:Class, got {spec!r}")
+    if os.getcwd() not in sys.path:  # a driver in the working directory, as uvicorn finds apps
+        sys.path.insert(0, os.getcwd())
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise UnknownScenario(f"cannot load the marketplace driver {spec!r}: {exc}") from None
     return factory
+
+
+def planted_for(market: MarketplaceFactory | None) -> dict[str, str]:
+    """The planted bugs of the marketplace judged, each with the scenario that must expose it:
+    the reference app's catalogue list, or what a foreign driver declares."""
+    return BUG_SCENARIOS if market is None else dict(getattr(market, "planted_bugs", {}))
 
 
 def mode_for(name: str, mode: str | None) -> str:
@@ -114,8 +124,9 @@ def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_h
         r = ALL[name](world, seed, mode_for(name, mode), planted_bug=bug_everywhere).execute()
         result.scenarios.append(r)
         progress(f"    {'passed' if r.passed else 'FAILED'} in {r.duration_s}s")
+    bug_scenarios = planted_for(market)
     for j, bug in enumerate(planted_bugs or []):
-        name = BUG_SCENARIOS[bug]
+        name = bug_scenarios[bug]
         progress(f"[planted bug {j + 1}/{len(planted_bugs)}] {bug} against {name}")
         world = World(cluster, run_dir / f"planted-{j + 1:02d}-{bug}", market)
         r = ALL[name](world, seed, ALL[name].modes[0], planted_bug=bug).execute()

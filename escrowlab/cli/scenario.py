@@ -63,9 +63,9 @@ def run_cmd(
     if not all_ and not names:
         raise UserError("name at least one scenario, or pass --all")
     chosen = runner.of_mode(mode) if all_ else list(names)
-    # The planted-bug catalogue is the reference app's; another marketplace plants its own (--planted-bug)
-    planted = list(BUG_SCENARIOS) if (bugs if bugs is not None else all_ and marketplace is None) else []
+    # The planted-bug catalogue is the reference app's; another marketplace declares its own
     market = runner.marketplace(marketplace)
+    planted = list(runner.planted_for(market)) if (bugs if bugs is not None else all_) else []
     runner.select(chosen)
     for scenario in chosen:
         runner.mode_for(scenario, mode)
