@@ -57,6 +57,8 @@ def _answer(r: httpx.Response) -> Answer:
 
 class Driver(Marketplace):
     name = "minimarket"
+    # minimarket's own deliberate defects, and the scenario that must expose each (scenario run --all)
+    planted_bugs = {"release_without_delivery": "release_after_delivery", "double_payout": "release_after_delivery"}
 
     def __init__(self, cluster, run_dir: Path) -> None:
         super().__init__(cluster, run_dir)
