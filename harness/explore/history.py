@@ -62,7 +62,7 @@ class History(Scenario):
 
     # --- the cast
     def setup(self):
-        self.model = Model(self.cx.settings)
+        self.model = self._model = Model(self.cx.settings)  # one model: steps, adversaries, audit
         self.buyers = {n: self.buyer(n, bind=True) for n in ("buyer1", "buyer2")}
         self.sellers = {n: self.seller(n) for n in ("seller1", "seller2")}
         self.judge = self.world.arbiter("explore-arbiter")
@@ -91,8 +91,11 @@ class History(Scenario):
             live = [k for k in self.labels if self._state(k) not in TERMINAL]
             if r < 0.10 and len(self.labels) < 6 or not live:
                 yield self._open_step()
-            elif r < 0.30:
+            elif r < 0.22:
                 yield self._mine_step(live)
+            elif r < 0.30:  # an action in the very block its state's deadline falls due
+                k = self.rng.choice(live)
+                yield {"op": "race_deadline", "order": k, "act": self._act_step(k)}
             elif r < 0.36 and self.faults:
                 yield {"op": "fault", "kind": self.rng.choice(FAULTS)}
             elif r < 0.46:
@@ -151,6 +154,9 @@ class History(Scenario):
             self.world.mine(int(step["blocks"]))
         elif op == "mine_to":
             self._mine_to(step)
+        elif op == "race_deadline":
+            if self._mine_to(dict(step, offset=0), settle=False):
+                self._act(i, step["act"])
         elif op == "fault":
             self._fault(step["kind"])
 
@@ -256,27 +262,30 @@ class History(Scenario):
             self._find("M8 evidence", k, i, "a forged courier webhook was accepted")
             self.cx.forged_evidence.add(view["id"])
 
-    def _mine_to(self, step: dict) -> None:
+    def _mine_to(self, step: dict, settle: bool = True) -> bool:
+        """Mine to the order's current deadline (plus the step's offset); False if it has none."""
         k = step["order"]
         if k not in self.labels:
-            return
+            return False
         view = self._view(k)
         window = WINDOW_OF.get(view["state"])
         if window is None:
             self.world.mine(1)
-            return
+            return False
         entered = max((e.get("height") or 0 for e in self.world.market.timeline(self.world.admin, view["id"])
                        if e["to_state"] == view["state"]), default=None)
         tip = self.world.cluster.bitcoind.rpc.getblockcount()
         if not entered:
             self.world.mine(1)
-            return
+            return False
         target = entered + int(self.cx.settings[window]) + int(step.get("offset", 0))
         blocks = max(1, min(target - tip, 40))
-        self.log.info("%s: mining %s blocks toward its %s deadline %+d (height %s)", k, blocks, view["state"],
-                      int(step.get("offset", 0)), target)
+        self.log.info("%s: mining %s blocks toward its %s deadline %+d (height %s)%s", k, blocks, view["state"],
+                      int(step.get("offset", 0)), target, "" if settle else ", and acting at once")
         self.world.mine(blocks)
-        time.sleep(0.3)  # the worker's next pass sees the new tip
+        if settle:
+            time.sleep(0.3)  # the worker's next pass sees the new tip
+        return True
 
     def _fault(self, kind: str) -> None:
         faults, market = self.world.cluster.faults, self.world.market
@@ -322,9 +331,7 @@ class History(Scenario):
         self.log.info("FINDING %s at step %s: %s", rule, step, message)
 
     def _check(self, started: float):
-        violations, checked, orders, balances = super()._check(started)
-        for oid, oe in self.evidence.orders.items():
-            self.findings += self.model.audit(oid, oe.order, oe.events)
+        violations, checked, orders, balances = super()._check(started)  # the model's audit included
         label = {v["id"]: k for k, v in self.labels.items()}
         violations += [oracle.Violation(f.rule, f.order, f"{label.get(f.order, '')} {f.message}".strip(),
                                         {"step": f.step}) for f in self.findings]
