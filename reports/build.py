@@ -87,7 +87,7 @@ def html_report(summary: dict) -> str:
     e = html.escape
     parts = [f"<!doctype html><meta charset=utf-8><title>escrowlab scenarios</title>"
              "<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.ok{color:#070}.bad{color:#b00}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.ok{color:#070}.bad{color:#b00}.na{color:#888}"
              "details{margin:.6em 0}</style>",
              f"<h1>escrowlab scenario run</h1><p>seed {summary['seed']} · {summary['passed']}/{summary['scenarios']}"
              f" scenarios passed · planted bugs caught {summary['caught']}/{summary['planted_bugs']}</p>",
@@ -99,8 +99,9 @@ def html_report(summary: dict) -> str:
         checked = inv in summary["invariants"]
         applicable = summary.get("exercised", {}).get(inv, 0)
         verdict = n if checked and (applicable or n) else "not exercised" if checked else "not checked in this run"
+        css = "bad" if n else "ok" if isinstance(verdict, int) else "na"
         parts.append(f"<tr><td>{inv}</td><td>{e(names[inv])}</td><td>{applicable:,}</td>"
-                     f"<td class={'bad' if n else 'ok'}>{verdict}</td></tr>")
+                     f"<td class={css}>{verdict}</td></tr>")
     rules = sorted((r for r in summary.get("exercised", {}) if r.startswith("M")), key=rule_order)
     if rules:
         parts.append("</table><h2>Model rules</h2><p>The adversaries: at every state a story reached, each "
