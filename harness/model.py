@@ -108,12 +108,12 @@ class Model:
 
     def judge(self, verdict: Verdict, status: int, moved_meanwhile: bool) -> str | None:
         """A request's answer against the model's verdict; the finding's text, or None."""
-        if verdict.allowed is None:
-            return None
+        if verdict.allowed is None or status == 429 or status >= 500:
+            return None  # no verdict, or the marketplace declined to answer (rate limit, node down)
         ok = status < 300
         if ok and not verdict.allowed:
             return f"the marketplace accepted it ({status}); the rules forbid it: {verdict.why}"
-        if not ok and verdict.allowed and not moved_meanwhile and status < 500:
+        if not ok and verdict.allowed and not moved_meanwhile:
             return f"the marketplace refused it ({status}); the rules allow it: {verdict.why}"
         return None
 
