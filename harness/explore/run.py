@@ -97,30 +97,35 @@ def shrink(cluster, run_dir: Path, outcome: Outcome, planted_bug: str | None, ma
                  f"{'fails' if _fails_alike(got, rules) else 'passes'}")
         return _fails_alike(got, rules)
 
-    first = min((f["step"] for f in outcome.findings if f.get("step") is not None), default=None)
+    return reduce(steps, outcome.findings, still_fails), replays
+
+
+def reduce(steps: list[dict], findings: list[dict], still_fails: Callable[[list[dict]], bool]) -> list[dict]:
+    """The shortest sub-history ``still_fails`` accepts: cut after the finding's step, cut
+    other orders' steps, then delta debugging (ddmin). ``still_fails`` returns False once
+    its budget is spent, which ends the search with the best found so far."""
+    first = min((f["step"] for f in findings if f.get("step") is not None), default=None)
     if first is not None and first + 1 < len(steps) and still_fails(steps[:first + 1]):
         steps = steps[:first + 1]
-    about = {f["order"] for f in outcome.findings if f.get("order")}
+    about = {f["order"] for f in findings if f.get("order")}
     if about:
         kept = [s for s in steps if "order" not in s or s["order"] in about]
         if len(kept) < len(steps) and still_fails(kept):
             steps = kept
     n = 2
-    while len(steps) >= 2 and replays < max_replays and time.time() < deadline:
+    while len(steps) >= 2:
         chunk = max(1, len(steps) // n)
         reduced = False
         for start in range(0, len(steps), chunk):
             candidate = steps[:start] + steps[start + chunk:]
-            if not candidate:
-                continue
-            if still_fails(candidate):
+            if candidate and still_fails(candidate):
                 steps, n, reduced = candidate, max(n - 1, 2), True
                 break
         if not reduced:
             if chunk == 1:
                 break
             n = min(len(steps), n * 2)
-    return steps, replays
+    return steps
 
 
 def explore(cluster, run_dir: Path, budget_s: float, seed: int, planted_bug: str | None = None,
