@@ -222,10 +222,10 @@ class History(Scenario):
             self._find(verdict.rule, k, i, f"{action} by the {rel} in {before['state']}: {problem}"
                                            + (f" ({', '.join(codes)})" if codes and best >= 300 else ""))
         if len(answers) > 1 and action != "view":
+            self.cx.race_results.append(statuses)  # the oracle's I6 judges every burst too
             problem = self.model.burst(statuses)
             if problem:
                 self._find("M4 burst", k, i, f"{action} by the {rel} in {before['state']}: {problem}")
-                self.cx.race_results.append(statuses)
 
     def _burst(self, party, action: str, order_id: int, params: dict, n: int):
         if n == 1:
