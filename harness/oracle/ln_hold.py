@@ -188,6 +188,30 @@ def i10_payout_invoice(ev: Evidence, cx: Context) -> list[Violation]:
                 out.append(Violation("I10", oid, "paid an invoice that is not the beneficiary's node"))
             if int(pay.get("fee_sat", 0)) > cx.settings["payout_fee_limit_sats"]:
                 out.append(Violation("I10", oid, f"routing fee {pay['fee_sat']} over the limit"))
+            out += _payout_invoice_terms(oid, decoded, pay, cx.settings)
+    return out
+
+
+EXPIRY_SLACK_S = 5  # between the marketplace's check and the node recording the payment
+
+
+def _payout_invoice_terms(oid: int, decoded: dict, pay: dict, rules: dict) -> list[Violation]:
+    """The paid invoice's expiry (time left when the hub started paying it) and final CLTV against
+    the rules the marketplace reports; a rule it does not report is not judged."""
+    out = []
+    if not decoded:
+        return out
+    min_expiry, max_cltv = rules.get("payout_min_expiry_s"), rules.get("payout_max_final_cltv")
+    created = int(pay.get("creation_time_ns", 0) or 0) / 1e9 or float(pay.get("creation_date", 0) or 0)
+    if min_expiry is not None and created:
+        left = int(decoded["timestamp"]) + int(decoded["expiry"]) - created
+        if left + EXPIRY_SLACK_S < int(min_expiry):
+            out.append(Violation("I10", oid, f"paid an invoice with {int(left)}s left before it expired; "
+                                             f"the rules ask at least {min_expiry}s",
+                                 {"payment_hash": pay["payment_hash"], "expiry": decoded["expiry"]}))
+    if max_cltv is not None and int(decoded.get("cltv_expiry", 0) or 0) > int(max_cltv):
+        out.append(Violation("I10", oid, f"paid an invoice whose final CLTV {decoded['cltv_expiry']} exceeds "
+                                         f"{max_cltv}", {"payment_hash": pay["payment_hash"]}))
     return out
 
 

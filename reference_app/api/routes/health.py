@@ -24,7 +24,8 @@ RULES = ("fee_ppm", "payout_fee_limit_sats", "funding_timeout_s", "funding_timeo
          "ship_window_blocks", "delivery_window_s", "delivery_window_blocks", "dispute_window_s",
          "dispute_window_blocks", "ruling_window_s", "ruling_window_blocks", "speedup_factor",
          "guardian_margin_blocks", "hold_expiry_delta_blocks", "onchain_confirmations", "onchain_timeout_blocks",
-         "onchain_fee_rate_sat_vb", "custodial_confirmations", "custodial_fee_reserve_ppm")
+         "onchain_fee_rate_sat_vb", "custodial_confirmations", "custodial_fee_reserve_ppm", "payout_min_expiry_s",
+         "payout_max_final_cltv")
 
 
 @router.get("/rules")
