@@ -91,10 +91,11 @@ def require_role(role: str):
 
 def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
-    def dep(order_id: Id, user: User = Depends(current_user), session: Session = DbSession) -> Order:
+    def dep(order_id: Id, user: User = Depends(current_user), session: Session = DbSession,
+            ctx: AppContext = Depends(get_ctx)) -> Order:
         order = session.get(Order, order_id)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")
-        policy.check_order(user, order, action)
+        policy.check_order(user, order, action, ctx.settings)
         return order
     return dep

@@ -45,6 +45,12 @@ PLANTED_BUGS = {
     "trust_payout_invoice": "payout invoices are paid without checking the amount: I10",
     "stale_deadline": "a deadline applies the event of whatever state the order is in when claimed, unchecked: "
                       "a ship landing with the ship deadline is pushed into dispute at once (I2, I15)",
+    "seller_confirms": "the seller may confirm receipt of its own order, releasing it: I4, M1 role",
+    "dispute_window_short": "the dispute window (the DELIVERED deadline) ends one block early: M5 deadline, I2",
+    "ship_unfunded": "ship is accepted from AWAITING_FUNDS (the funding check skipped in one state): I9, M2 state",
+    "payout_expiry_unchecked": "a payout invoice that expires too soon is accepted and paid: I10",
+    "custodial_debit_after_send": "a custodial Lightning withdrawal pays the node first and debits the ledger "
+                                  "afterwards, so concurrent withdrawals overdraw: I1, I3",
 }
 
 

@@ -73,7 +73,7 @@ def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> 
     if got != amount and not planted(ctx.settings, "trust_payout_invoice"):
         raise ValidationFailed(f"invoice is for {got} sats; the payout is exactly {amount}", field="payment_request")
     remaining = int(decoded["timestamp"]) + int(decoded["expiry"]) - time.time()
-    if remaining < ctx.settings.payout_min_expiry_s:
+    if remaining < ctx.settings.payout_min_expiry_s and not planted(ctx.settings, "payout_expiry_unchecked"):
         raise ValidationFailed(f"invoice expires in {int(remaining)}s; at least "
                                f"{ctx.settings.payout_min_expiry_s}s is needed", field="payment_request")
     if int(decoded.get("cltv_expiry", 0)) > ctx.settings.payout_max_final_cltv:

@@ -66,6 +66,8 @@ def deadlines(settings: Settings, state: S, height: int | None, lock_horizon: in
     seconds, blocks = windows[state]
     at = now() + timedelta(seconds=seconds)
     h = None if height is None else height + blocks
+    if planted(settings, "dispute_window_short") and state == S.DELIVERED and h is not None:
+        h -= 1  # the window counted from the delivery's block, not after it
     if lock_horizon is not None and state != S.HELD_IN_CUSTODY:
         h = lock_horizon if h is None else min(h, lock_horizon)
     return at, h
@@ -95,6 +97,8 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
         target = S.REFUND_PENDING
     if planted(settings, "release_without_delivery") and (current, event) == (S.FUNDED, E.SHIP):
         target = S.RELEASE_PENDING
+    if planted(settings, "ship_unfunded") and (current, event) == (S.AWAITING_FUNDS, E.SHIP):
+        target = S.SHIPPED  # the funding check skipped while the invoice is still open
     if target is None:
         allowed = ", ".join(e.value for e in allowed_events(current)) or "none: it is final"
         raise InvalidTransition(f"order {order.id} is {current.value}; '{event.value}' is not allowed "

@@ -102,9 +102,13 @@ def ln_withdraw(ctx: AppContext, user_id: int, payment_request: str, *,
     if prior is not None and prior.get("status") in ("SUCCEEDED", "IN_FLIGHT"):
         raise ValidationFailed("the hub has already paid this invoice", field="payment_request")
     fee_limit = fee_reserve(amount, fee_reserve_ppm, fee_reserve_min_sats)
+    debit_after_send = faults.planted(ctx.settings, "custodial_debit_after_send")
+    if debit_after_send:  # the node pays before the ledger's floor is asked: a refused debit comes too late
+        _send(ctx, payment_hash, payment_request, fee_limit, payment_timeout_s)
     _reserve(ctx, user_id, payment_request, payment_hash, amount, fee_limit, internal=False)
     faults.point("after_ln_withdraw_reserve", ctx.settings.fault_points)  # debited, not sent: resume sends
-    _send(ctx, payment_hash, payment_request, fee_limit, payment_timeout_s)
+    if not debit_after_send:
+        _send(ctx, payment_hash, payment_request, fee_limit, payment_timeout_s)
     return _advance(ctx, payment_hash, wait_s, payment_timeout_s)
 
 
