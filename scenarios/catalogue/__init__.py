@@ -48,4 +48,9 @@ BUG_SCENARIOS = {
     "fee_from_escrow": "buyer_confirms_early",
     "trust_payout_invoice": "wrong_amount_payout_invoice",
     "stale_deadline": "ship_at_ship_deadline",
+    "seller_confirms": "release_after_delivery",
+    "dispute_window_short": "dispute_in_window_last_block",
+    "ship_unfunded": "unpaid_order_expires",
+    "payout_expiry_unchecked": "short_expiry_payout_invoice",
+    "custodial_debit_after_send": "custodial_concurrent_ln_withdrawals",
 }

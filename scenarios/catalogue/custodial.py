@@ -186,6 +186,32 @@ class CustodialConcurrentWithdrawals(_Custodial):
             self.settle_on(self.b, {"id": oid}, "REFUNDED")
 
 
+class CustodialConcurrentLnWithdrawals(_Custodial):
+    name = "custodial_concurrent_ln_withdrawals"
+    summary = ("Two Lightning withdrawals that each need more than half the balance, at the same moment: one is "
+               "paid and debited, the other refused before the hub pays anything.")
+    anchors = ("F32",)
+
+    def setup(self):
+        self.s = self.seller("seller2", bind=False)
+
+    def run(self):
+        balance = self.price(40_000, 80_000)
+        account = self.deposit(self.s, balance)
+        amount = balance // 2 + 1000  # with its fee reserve, one fits the balance and two do not
+        invoices = [self.s.node.rest.addinvoice(amount, memo=f"withdrawal {i}")["payment_request"] for i in range(2)]
+        self.log.info("seller2 asks for two Lightning withdrawals of %s sats at once, to two invoices of its own "
+                      "node, from a balance of %s", amount, balance)
+        codes = account.race([lambda r=r, i=i: account.pay_out(r, key=f"ln-race-{self.seed}-{i}")
+                              for i, r in enumerate(invoices)])
+        self.log.info("status codes %s", codes)
+        self.cx.race_results.append(codes)
+        self.log.info("the hub's payments end; nothing stays reserved")
+        wallet = account.wait_balance(inflight_sats=0)
+        self.log.info("seller2 holds %s sats; the ledger lists %s Lightning withdrawals", wallet["available_sats"],
+                      len(account.withdrawals()["lightning"]))
+
+
 class CustodialWithdrawalInFlight(_Custodial):
     name = "custodial_withdrawal_in_flight"
     summary = "A withdrawal to a hold invoice stays IN_FLIGHT: its debit stays reserved until the payee cancels."
@@ -229,4 +255,5 @@ class CustodialWithdrawalInFlight(_Custodial):
 
 
 SCENARIOS = [CustodialReleaseAfterDelivery, CustodialShipTimeoutRefund, CustodialRulingRelease,
-             CustodialRulingRefund, CustodialRulingSplit, CustodialConcurrentWithdrawals, CustodialWithdrawalInFlight]
+             CustodialRulingRefund, CustodialRulingSplit, CustodialConcurrentWithdrawals, CustodialConcurrentLnWithdrawals,
+             CustodialWithdrawalInFlight]

@@ -20,6 +20,7 @@ class ReleaseAfterDelivery(Scenario):
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.log.info("the courier reports delivery to the buyer's address")
         self.world.courier().deliver(self.tracking(order), ADDRESSES["buyer1"])
+        self.settle_on(self.b, order, "DELIVERED")  # the adversaries try the delivered order (a seller confirming)
         self.log.info("the buyer stays silent while the 6-block dispute window passes")
         self.world.mine(6)
         self.settle_on(self.b, order, "RELEASED")
@@ -66,6 +67,7 @@ class UnpaidOrderExpires(Scenario):
     def run(self):
         order = self.order_unpaid(self.b, self.s)
         self.cx.expected_final[order["id"]] = {"EXPIRED"}
+        self.settle_on(self.b, order, "AWAITING_FUNDS", timeout=5)  # the adversaries: no shipping unpaid (I9)
         self.log.info("the funding window passes in blocks")
         self.world.mine(6)
         self.settle_on(self.b, order, "EXPIRED")

@@ -76,4 +76,31 @@ class WrongAmountPayoutInvoice(Scenario):
         self.settle_on(self.b, order, "RELEASED")
 
 
-SCENARIOS = [ForgedWebhook, ReplayedWebhook, WrongAmountPayoutInvoice]
+class ShortExpiryPayoutInvoice(Scenario):
+    name = "short_expiry_payout_invoice"
+    summary = ("A seller without a bound node hands in a payout invoice for the right amount that expires "
+               "in two minutes, under the marketplace's minimum; it is refused, a lasting one paid.")
+    anchors = ("F29",)
+
+    def setup(self):
+        self.b, self.s = self.buyer(), self.seller("seller2", bind=False)
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.b.confirm(order["id"])
+        due = order["price_sats"] - order["fee_sats"]
+        node = self.world.cluster.node("seller2").rest
+        least = self.cx.settings.get("payout_min_expiry_s", "?")
+        brief = node.addinvoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=120)
+        self.log.info("seller2 hands in an invoice for the %s sats due that expires in 120 s (at least %s s "
+                      "are asked)", due, least)
+        r = self.s.act("payout_invoice", order["id"], payment_request=brief["payment_request"])
+        self.log.info("the marketplace answers %s %s", r.status_code, r.code)
+        if r.status_code >= 300:
+            lasting = node.addinvoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=3600)
+            self.s.payout_invoice(order["id"], lasting["payment_request"])
+        self.settle_on(self.b, order, "RELEASED")
+
+
+SCENARIOS = [ForgedWebhook, ReplayedWebhook, WrongAmountPayoutInvoice, ShortExpiryPayoutInvoice]

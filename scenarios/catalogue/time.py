@@ -1,8 +1,13 @@
-"""Time against the lock: the guardian, a worker that was down, an operator who left."""
+"""Time against the lock and the trade windows: the guardian, a worker that was down, an
+operator who left, a dispute in the last block of its window."""
 
 from __future__ import annotations
 
+import time
+
+from escrow_protocol.actions import Action
 from harness.scenario import Scenario
+from harness.world import ADDRESSES
 
 HOLD_EXPIRY_DELTA = 18
 
@@ -75,4 +80,39 @@ class OperatorGone(Scenario):
         self.settle_on(self.b, order, "REFUNDED")
 
 
-SCENARIOS = [GuardianCustodyForDisputed, GuardianCancelWorkerDown, OperatorGone]
+class DisputeInWindowLastBlock(Scenario):
+    name = "dispute_in_window_last_block"
+    summary = ("The buyer disputes in the last block of the dispute window (delivery height + window - 1): "
+               "the window is still open, the dispute stands, and the arbiter's refund cancels the hold.")
+    anchors = ("F40",)
+
+    def setup(self):
+        self.b, self.s, self.a = self.buyer(), self.seller(), self.arbiter()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("the courier reports delivery to the buyer's address")
+        self.world.courier().deliver(self.tracking(order), ADDRESSES["buyer1"])
+        self.settle_on(self.b, order, "DELIVERED")
+        entered = max(e["height"] for e in self.world.market.timeline(self.world.admin, order["id"])
+                      if e["to_state"] == "DELIVERED")
+        window = int(self.cx.settings["dispute_window_blocks"])
+        self.log.info("delivered at height %s: mining to %s, the last block of the %s-block dispute window",
+                      entered, entered + window - 1, window)
+        self.world.mine_to(entered + window - 1)
+        time.sleep(1.5)  # the worker takes its passes at this height (it polls every 0.1 s here)
+        self.cx.expected_final[order["id"]] = {"REFUNDED"}
+        self.log.info("buyer1 opens the box, finds it empty and disputes in the window's last block")
+        disputed = self.b.act(Action.DISPUTE, order["id"], reason="the box was empty")
+        if not disputed.ok:
+            self.log.info("refused (%s %s): the window closed early; the order is %s", disputed.status,
+                          disputed.code, self.b.order(order["id"])["state"])
+            self.settle_on(self.b, order, "RELEASED")
+            return
+        self.log.info("the arbiter rules for the buyer")
+        self.a.rule(order["id"], "refund")
+        self.settle_on(self.b, order, "REFUNDED")
+
+
+SCENARIOS = [GuardianCustodyForDisputed, GuardianCancelWorkerDown, OperatorGone, DisputeInWindowLastBlock]
