@@ -43,8 +43,8 @@ PLANTED_BUGS = {
     "funded_without_accept": "an unpaid (OPEN) invoice counts as funding: I9",
     "fee_from_escrow": "the payout's routing budget comes out of the seller's amount: I13",
     "trust_payout_invoice": "payout invoices are paid without checking the amount: I10",
-    "stale_deadline": "a deadline applies the event of whatever state the order is in when claimed, unchecked: "
-                      "a ship landing with the ship deadline is pushed into dispute at once (I2, I15)",
+    "stale_deadline": "a due deadline is claimed without re-checking the order: a ship landing in the ship "
+                      "deadline's block is disputed by delivery_timeout at once (an order that cannot end): I2, I15",
     "seller_confirms": "the seller may confirm receipt of its own order, releasing it: I4, M1 role",
     "dispute_window_short": "the dispute window (the DELIVERED deadline) ends one block early: M5 deadline, I2",
     "ship_unfunded": "ship is accepted from AWAITING_FUNDS (the funding check skipped in one state): I9, M2 state",
