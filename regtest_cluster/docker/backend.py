@@ -124,8 +124,7 @@ class DockerBackend(ProcessBackend):
     """Builds a cluster's nodes as containers; ``release`` removes everything labelled with its id.
 
     Faults: ``docker pause``/``unpause`` freeze a node, ``docker stop``/``kill`` end it (through
-    ``ContainerDaemon``), and a partition disconnects the pair's p2p path on the cluster's network
-    (see ``partition``).
+    ``ContainerDaemon``). A partition of two nodes is refused (see ``partition``).
     """
 
     name = "docker"
@@ -215,6 +214,29 @@ class DockerBackend(ProcessBackend):
         except NotFound:
             return False
         return container.status == "paused"
+
+    def partition(self, cluster, a, b) -> None:
+        """Not on this backend. Every node shares the cluster's bridge network with bitcoind and the
+        host's published ports, and the engine runs without iptables (``--iptables=false``), so
+        nothing can drop the traffic of one pair: ``docker network disconnect`` would cut a node
+        from bitcoind, its REST port and every peer, and separate networks still route through the
+        host. The process backend partitions pairs (through its relay)."""
+        from ..cluster import ClusterError
+
+        raise ClusterError("the docker backend has no pair partitions: its nodes share one bridge network and "
+                           "the engine runs without iptables, so one pair's traffic cannot be cut "
+                           "(use the process backend for partitions)")
+
+    def heal(self, cluster, a, b) -> None:
+        from ..cluster import ClusterError
+
+        raise ClusterError(f"{a.name} and {b.name} are not partitioned (the docker backend has no partitions)")
+
+    def partitions(self, cluster) -> list[tuple[str, str]]:
+        return []
+
+    def heal_partitions(self, cluster) -> list[tuple[str, str]]:
+        return []
 
     # --- containers
     def labels(self, node: str | None = None) -> dict[str, str]:

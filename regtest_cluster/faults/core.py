@@ -91,8 +91,7 @@ class Faults:
         return self._daemon(name).is_running()
 
     def is_paused(self, name: str) -> bool:
-        daemon = self._daemon(name)
-        return daemon.is_running() and self.backend.is_paused(daemon)
+        return self.backend.is_paused(self._daemon(name))
 
     def _running(self, name: str, doing: str) -> Daemon:
         daemon = self._daemon(name)
@@ -187,7 +186,9 @@ class Faults:
         log.info("fault: partition %s | %s", a, b)
         try:
             self.backend.partition(self.cluster, na, nb)
-        except RelayError as exc:
+        except FaultError:
+            raise
+        except (RelayError, ClusterError) as exc:
             raise FaultError(f"cannot partition {a} and {b}: {exc}") from None
         # A cut connection is noticed at once; wait until both sides have let go of it.
         for x, y in ((na, nb), (nb, na)):
@@ -202,7 +203,9 @@ class Faults:
         log.info("fault healed: heal %s | %s", a, b)
         try:
             self.backend.heal(self.cluster, na, nb)
-        except RelayError as exc:
+        except FaultError:
+            raise
+        except (RelayError, ClusterError) as exc:
             raise FaultError(f"cannot heal {a} and {b}: {exc}") from None
         self._reconnect(na, nb, timeout)
 
@@ -231,7 +234,10 @@ class Faults:
     def reorg(self, blocks: int = 1) -> list[str]:
         """Invalidate the top ``blocks`` blocks (``invalidateblock``); return their hashes, lowest
         first. Their transactions go back to the mempool and the tip drops by ``blocks``; mining
-        again builds a competing branch. ``restore`` makes them valid again."""
+        again builds a competing branch. ``restore`` makes them valid again.
+
+        An LND that was down across the reorg and whose last block went with it stays unsynced
+        until a new block arrives: restore (or mine) before starting it (``heal_all`` does)."""
         rpc = self.cluster.bitcoind.rpc
         tip = rpc.getblockcount()
         if not 1 <= blocks <= tip:
@@ -368,8 +374,15 @@ class Faults:
             "paused": [n for n in self.names() if self.is_paused(n)],
             "partitions": [list(p) for p in self.partitions()],
             "reorgs": [list(g) for g in self.reorgs],
-            "starved": list(self.starved),
+            "starved": self._still_starved(),
         }
+
+    def _still_starved(self) -> list[str]:
+        """Starved transactions still waiting in the mempool (a mined one is over)."""
+        if not self.starved or not self._daemon(BITCOIND).is_running():
+            return list(self.starved)
+        pool = set(self.cluster.bitcoind.rpc.getrawmempool())
+        return [t for t in self.starved if t in pool]
 
     def heal_all(self, timeout: float = 90.0) -> list[str]:
         """Undo every fault still in force (see the module's table); return what was healed."""

@@ -11,6 +11,8 @@ The relay tells who dials by the connection's source port: the process that
 owns that socket is an lnd whose command line names its ``--lnddir``, which
 names the node. ``partition(a, b)`` closes every live link between a and b
 and refuses new ones in either direction; ``heal`` lets them through again.
+It asks who dials only when it matters (a partition is in force at the
+listener, or a partition is asked for), so bring-up pays nothing for it.
 
 It runs as its own small process (``python -m regtest_cluster.faults.relay``),
 so a detached cluster keeps relaying after the command that started it exits,
@@ -103,6 +105,8 @@ class Link:
     dialer: str | None
     listener: str
     transports: list = field(default_factory=list)
+    peer: tuple = ()          # the dialer's address, as the relay accepted it
+    identified: bool = False  # whether ``dialer`` was looked up (None then means: not one of our lnds)
 
     def between(self, pair: frozenset[str]) -> bool:
         return self.listener in pair and (self.dialer in pair or self.dialer is None)
@@ -141,7 +145,7 @@ class Relay:
             await self.set_routes(args["routes"])
             return {"ok": True}
         if op == "partition":
-            return self.partition(args["a"], args["b"])
+            return await self.partition(args["a"], args["b"])
         if op == "heal":
             return self.heal(args["a"], args["b"])
         if op == "heal_all":
@@ -149,6 +153,7 @@ class Relay:
             self.cut.clear()
             return {"healed": healed}
         if op == "status":
+            await self._identify_links(self.links)
             return {"partitions": sorted(sorted(p) for p in self.cut), "refused": self.refused,
                     "routes": {n: {"listen": r.listen, "target": r.target} for n, r in self.routes.items()},
                     "links": sorted([lk.dialer or "?", lk.listener] for lk in self.links)}
@@ -186,11 +191,12 @@ class Relay:
             raise ValueError(f"cannot partition {a} from itself")
         return frozenset((a, b))
 
-    def partition(self, a: str, b: str) -> dict:
+    async def partition(self, a: str, b: str) -> dict:
         pair = self._check_pair(a, b)
         if pair in self.cut:
             raise ValueError(f"{a} and {b} are already partitioned")
-        self.cut.add(pair)
+        self.cut.add(pair)  # from here on, new links to a or b are identified before relaying
+        await self._identify_links([lk for lk in self.links if lk.listener in pair])
         cut = [lk for lk in self.links if lk.between(pair)]
         for lk in cut:
             lk.cut()
@@ -209,24 +215,33 @@ class Relay:
             return any(listener in p for p in self.cut)
         return frozenset((dialer, listener)) in self.cut
 
-    async def relay(self, listener: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
+    async def _identify_links(self, links) -> None:
         loop = asyncio.get_running_loop()
-        dialer = await loop.run_in_executor(None, self.identify, peer, self.routes[listener].listen)
-        if self.refuses(dialer, listener):
+        for lk in list(links):
+            if not lk.identified:
+                lk.dialer = await loop.run_in_executor(None, self.identify, lk.peer, self.routes[lk.listener].listen)
+                lk.identified = True
+
+    async def relay(self, listener: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        route = self.routes.get(listener)
+        link = Link(None, listener, [writer.transport], writer.get_extra_info("peername"))
+        if route is not None and any(listener in p for p in self.cut):
+            await self._identify_links([link])
+        if route is None or self.refuses(link.dialer, listener):
             self.refused += 1
             writer.transport.abort()
             return
-        route = self.routes.get(listener)
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, route.target)
-        except (OSError, AttributeError):  # lnd is down (or the route went): refuse, as lnd would
+        except OSError:  # lnd is down: refuse, as lnd would
             writer.transport.abort()
             return
-        link = Link(dialer, listener, [writer.transport, up_writer.transport])
-        if self.refuses(dialer, listener):  # cut while we connected
-            link.cut()
-            return
+        link.transports.append(up_writer.transport)
+        if any(listener in p for p in self.cut):  # a partition came while we connected
+            await self._identify_links([link])
+            if self.refuses(link.dialer, listener):
+                link.cut()
+                return
         self.links.add(link)
         try:
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))

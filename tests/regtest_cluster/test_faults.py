@@ -173,6 +173,34 @@ def test_both_backends_implement_the_backend_protocol():
     assert "p2p_listen" not in docker.lnd_ports(iter(range(10)).__next__)
 
 
+class _Container:
+    def __init__(self) -> None:
+        self.status = "running"
+
+    def pause(self) -> None:
+        self.status = "paused"
+
+    def unpause(self) -> None:
+        self.status = "running"
+
+    def reload(self) -> None:
+        pass
+
+
+def test_docker_backend_pauses_containers_and_refuses_pair_partitions():
+    from regtest_cluster.docker.backend import DockerBackend
+
+    backend = DockerBackend.__new__(DockerBackend)
+    daemon = SimpleNamespace(name="lnd-a", _container=_Container())
+    backend.pause(daemon)
+    assert backend.is_paused(daemon) and daemon._container.status == "paused"
+    backend.resume(daemon)
+    assert not backend.is_paused(daemon)
+    with pytest.raises(ClusterError, match="the docker backend has no pair partitions"):
+        backend.partition(None, SimpleNamespace(name="a"), SimpleNamespace(name="b"))
+    assert backend.partitions(None) == [] and backend.heal_partitions(None) == []
+
+
 def test_process_backend_puts_lnd_behind_the_relay_port():
     ports = LndPorts(**ProcessBackend().lnd_ports(iter(range(100, 110)).__next__))
     assert (ports.p2p, ports.p2p_listen) == (102, 103)
