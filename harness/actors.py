@@ -58,9 +58,9 @@ class Party:
              **kwargs) -> dict:
         return self.market.call(self if auth else None, method, path, expect=expect, **kwargs)
 
-    def attempt(self, method: str, path: str, **kwargs) -> Answer:
-        """A request whose failure is the point: the answer, whatever its status."""
-        return self.market.request(self, method, path, **kwargs)
+    def attempt(self, method: str, path: str, **kwargs):
+        """A request whose failure is the point: the HTTP response, whatever its status."""
+        return self.market.raw(self, method, path, **kwargs)
 
     # --- the escrow protocol's actions
     def act(self, action: str, order_id: int, **params) -> Answer:

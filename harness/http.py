@@ -70,12 +70,16 @@ class HttpMarketplace(Marketplace):
         self.courier_secrets = courier_secrets or {}
 
     # --- raw requests (for this driver, and for tests of the reference API itself)
-    def request(self, party, method: str, path: str, *, headers: dict | None = None, **kwargs) -> Answer:
+    def raw(self, party, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
+        """The HTTP response itself, as this party (None: unauthenticated)."""
         headers = dict(headers or {})
         token = getattr(party, "auth", None) if party is not None else None
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return _answer(self.http.request(method, path, headers=headers, **kwargs))
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def request(self, party, method: str, path: str, **kwargs) -> Answer:
+        return _answer(self.raw(party, method, path, **kwargs))
 
     def call(self, party, method: str, path: str, expect: int | tuple[int, ...] = (200, 201, 204), **kwargs):
         answer = self.request(party, method, path, **kwargs)
