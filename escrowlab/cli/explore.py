@@ -39,7 +39,9 @@ def _cluster(backend: str | None, attach: str | None, step):
 
 
 def explore(
-    budget: str = typer.Option("10m", "--budget", help="Wall time to spend, e.g. 3m for CI, 1h for a nightly run."),
+    budget: str = typer.Option("10m", "--budget", help="Wall time to generate histories in, e.g. 3m for CI, 1h "
+                                                       "for a nightly run; shrinking a finding takes at most "
+                                                       "40 % more."),
     seed: int = typer.Option(None, "--seed", help="Generate the same actions again."),
     planted_bug: str = typer.Option(None, "--planted-bug", help="Switch a deliberate defect on, to watch "
                                                                "exploring find, shrink and replay it."),

@@ -131,13 +131,14 @@ def reduce(steps: list[dict], findings: list[dict], still_fails: Callable[[list[
 def explore(cluster, run_dir: Path, budget_s: float, seed: int, planted_bug: str | None = None,
             market: MarketplaceFactory | None = None, progress: Progress = lambda _m: None,
             shrink_share: float = 0.4, max_replays: int = 12, **options) -> ExploreReport:
-    """Histories until the budget is spent; the first failure of each rule is shrunk."""
+    """Histories until the budget is spent; the first failure of each rule is shrunk, which
+    may take up to ``shrink_share`` of the budget more."""
     started = time.time()
     deadline = started + budget_s
     report = ExploreReport(seed, budget_s)
     shrunk_rules: set[str] = set()
     i = 0
-    while time.time() < deadline - shrink_share * budget_s or (i == 0):
+    while time.time() < deadline or i == 0:
         history_seed = seed * 1000 + i
         progress(f"history {i + 1} (seed {history_seed})")
         outcome = run_history(cluster, run_dir / f"history-{i + 1:03d}", history_seed, planted_bug, market,
@@ -149,7 +150,8 @@ def explore(cluster, run_dir: Path, budget_s: float, seed: int, planted_bug: str
         if new:
             path = write_trace(run_dir / f"trace-{i + 1:03d}.json", outcome, planted_bug)
             progress(f"    FINDING {', '.join(sorted(new))}: {outcome.findings[0]['message'][:160]}")
-            steps, replays = shrink(cluster, run_dir, outcome, planted_bug, market, max_replays, deadline, progress)
+            steps, replays = shrink(cluster, run_dir, outcome, planted_bug, market, max_replays,
+                                    time.time() + shrink_share * budget_s, progress)
             small = Outcome(outcome.seed, steps, outcome.findings, {}, {}, {}, None, 0)
             shrunk = write_trace(run_dir / f"trace-{i + 1:03d}-shrunk.json", small, planted_bug)
             report.traces.append({"rules": sorted(new), "trace": str(path), "steps": len(outcome.steps),
