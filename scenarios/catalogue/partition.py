@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from harness.driver import Unsupported
 from harness.scenario import Scenario
+from regtest_cluster.faults import FaultError
 from harness.world import ADDRESSES
 
 
@@ -18,7 +20,10 @@ class BuyerHubPartitionWhileHeld(Scenario):
         faults, hub, buyer = self.world.cluster.faults, self.world.cluster.node("hub"), self.b.node
         order = self.place(self.b, self.s)
         self.log.info("buyer1 and the hub are partitioned while the hub holds buyer1's HTLC")
-        faults.partition("buyer1", "hub")
+        try:
+            faults.partition("buyer1", "hub")
+        except FaultError as exc:  # the docker backend cannot cut one pair: skipped there, not failed
+            raise Unsupported(str(exc)) from None
         channel = [c for c in hub.rest.listchannels() if c["remote_pubkey"] == buyer.pubkey]
         self.log.info("the hub sees its channel with buyer1 %s, holding %d HTLC(s)",
                       "active" if any(c.get("active") for c in channel) else "inactive",
