@@ -39,7 +39,7 @@ from regtest_cluster.ports import PortAllocator
 from regtest_cluster.postgres import PostgresNotInstalled, PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.waiting import wait_for
-from harness.world import settings_env
+from harness.http import settings_env
 
 from .escrow import percentiles
 
