@@ -76,11 +76,20 @@ class History(Scenario):
             self.trace.append(step)
             try:
                 self._take(i, step)
+                self._adversaries()
             except (ApiError, AssertionError, TimeoutError) as exc:  # the step could not be taken: note it
                 self.log.info("step %s (%s) could not be taken: %s", i, step["op"], exc)
             except Unsupported as exc:
                 self.log.info("step %s skipped: %s", i, exc)
         self._drain()
+
+    def _adversaries(self) -> None:
+        """The catalogue's adversaries (``Scenario.probe``) at every state an order of the history
+        reaches: each relation tries, once per state, what the model forbids there. The random
+        steps try a forbidden request in a state now and then; this tries all of them wherever
+        the history goes (a seller confirming a shipped order, a ship while the invoice is open)."""
+        for k in self.labels:
+            self.probe(self._view(k))
 
     def _generate(self):
         """Steps chosen online: each choice sees the states the marketplace reports."""
