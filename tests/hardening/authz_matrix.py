@@ -15,6 +15,7 @@ A, D = "allow", "deny"
 
 MATRIX: dict[str, dict] = {
     "GET /health": {"*": A},
+    "GET /rules": {"*": A},   # the rules the marketplace runs with: public, like its fee
     "POST /auth/register": {"*": A},
     "POST /auth/login": {"*": A},
     "POST /auth/refresh": {"*": A},
