@@ -32,6 +32,7 @@ refusal; the typed verbs raise ``ApiError`` when the marketplace refuses.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ class Answer:
     status: int
     code: str = ""
     body: Any = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)   # where the marketplace answers over HTTP
 
     @property
     def ok(self) -> bool:
@@ -64,6 +66,10 @@ class Answer:
     @property
     def status_code(self) -> int:
         return self.status
+
+    @property
+    def text(self) -> str:
+        return self.body if isinstance(self.body, str) else json.dumps(self.body)
 
 
 class ApiError(AssertionError):

@@ -54,7 +54,7 @@ def _answer(response: httpx.Response) -> Answer:
     except ValueError:
         body = {"detail": response.text}
     code = body.get("code", "") if isinstance(body, dict) and response.status_code >= 300 else ""
-    return Answer(response.status_code, code, body)
+    return Answer(response.status_code, code, body, dict(response.headers))
 
 
 class HttpMarketplace(Marketplace):
