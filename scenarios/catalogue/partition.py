@@ -32,6 +32,9 @@ class BuyerHubPartitionWhileHeld(Scenario):
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.world.courier().deliver(self.tracking(order), ADDRESSES["buyer1"])
         self.settle_on(self.b, order, "DELIVERED")
+        self.log.info("a block passes while the partition lasts")
+        self.world.mine(1)
+        self.log.info("the hub's hold invoice is still %s", self.hold_state(order))
         self.log.info("the partition heals; buyer1 and the hub reconnect")
         faults.heal("buyer1", "hub")
         self.log.info("buyer1 confirms receipt")
@@ -40,8 +43,35 @@ class BuyerHubPartitionWhileHeld(Scenario):
         self.payments[order["id"]].join(30)
         self.log.info("buyer1's payment ends %s", getattr(self.payments[order["id"]], "outcome", {}).get("status"))
 
+    def hold_state(self, order: dict) -> str:
+        hub = self.world.cluster.node("hub")
+        return hub.rest.lookup_invoice(bytes.fromhex(order["hold"]["payment_hash"]))["state"]
+
     def teardown(self):
         self.world.cluster.faults.heal_all()
 
 
-SCENARIOS = [BuyerHubPartitionWhileHeld]
+class ReleaseWhileBuyerCut(BuyerHubPartitionWhileHeld):
+    name = "release_while_buyer_cut_off"
+    summary = ("The buyer confirms while its node is partitioned from the hub: the hub settles the hold "
+               "with the buyer's link down, the seller is paid, and the buyer's HTLC resolves on heal.")
+
+    def run(self):
+        faults = self.world.cluster.faults
+        order = self.place(self.b, self.s)
+        self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("buyer1 and the hub are partitioned while the hub holds buyer1's HTLC")
+        faults.partition("buyer1", "hub")
+        self.log.info("buyer1 confirms receipt (through the marketplace, not its node)")
+        self.b.confirm(order["id"])
+        self.settle_on(self.b, order, "RELEASED", timeout=60)
+        self.log.info("released with the partition in force; the hub's hold invoice is %s; buyer1's payment is %s",
+                      self.hold_state(order), self.b.node.rest.track_payment(
+                          bytes.fromhex(order["hold"]["payment_hash"])).get("status"))
+        self.log.info("the partition heals")
+        faults.heal("buyer1", "hub")
+        self.payments[order["id"]].join(30)
+        self.log.info("buyer1's payment ends %s", getattr(self.payments[order["id"]], "outcome", {}).get("status"))
+
+
+SCENARIOS = [BuyerHubPartitionWhileHeld, ReleaseWhileBuyerCut]

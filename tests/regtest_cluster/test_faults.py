@@ -309,6 +309,19 @@ def test_partition_stops_payments_between_the_pair_in_both_directions_and_heal_r
 
 
 @pytest.mark.cluster
+def test_a_cluster_attached_from_its_state_partitions_through_the_same_relay(trio, faults):
+    from regtest_cluster.state import attach, to_state
+
+    other = attach(json.loads(json.dumps(to_state(trio))))  # as a later command sees it
+    assert other.backend.relay.is_running() and other.backend.leftovers() == ["relay"]
+    Faults(other).partition("b", "c")
+    assert faults.partitions() == [("b", "c")]  # one relay, whoever asks
+    assert not _pays(trio, "b", "c")
+    assert Faults(other).heal_all() == ["heal b | c", "channels active"]
+    assert _pays(trio, "b", "c")
+
+
+@pytest.mark.cluster
 def test_pause_freezes_a_node_and_resume_brings_it_back(trio, faults):
     b = trio.node("b")
     faults.pause("b")
