@@ -25,12 +25,11 @@ raises one ``FaultError`` that names the cause.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
-from ..cluster import Cluster, ClusterError, parallel
+from ..cluster import Cluster, ClusterError
 from ..daemon import Daemon
-from ..nodes.bitcoind import RpcError, btc
+from ..nodes.bitcoind import RpcError
 from ..nodes.lnd import LndError, LndNode
 from ..waiting import WaitTimeout, wait_for
 from .relay import RelayError

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +20,8 @@ from regtest_cluster.faults import Backend, FaultError, Faults
 from regtest_cluster.faults import relay as relay_mod
 from regtest_cluster.faults.relay import RelayClient, RelayError
 from regtest_cluster.nodes.lnd import LndError, LndNode, LndPorts, LndRest
-from regtest_cluster.pytest_plugin import LogCheck, _allowed, _daemons, _finish, _new_cluster
+from regtest_cluster.pytest_plugin import LogCheck, _daemons, _finish, _new_cluster
 from regtest_cluster.topology import parse
-from regtest_cluster.waiting import wait_for
 
 # A line a - b - c: a payment a -> b crosses one channel, b -> c another.
 TRIO = {"name": "trio", "nodes": [{"name": "a", "funding_sats": 4_000_000}, {"name": "b", "funding_sats": 4_000_000},
