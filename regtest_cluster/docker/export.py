@@ -95,7 +95,8 @@ def compose(topology: Topology, image_set: image_mod.ImageSet) -> dict:
         services[svc] = {
             "image": image_set.lnd, "entrypoint": [node.argv()[0]], "command": node.argv()[1:],
             "volumes": [f"{svc}-data:/data", f"{svc}-node:/node"],
-            "ports": [f"127.0.0.1:{h}:{i}" for h, i in zip(vars(ports).values(), vars(LND_INSIDE).values())],
+            "ports": [f"127.0.0.1:{h}:{i}" for h, i in zip(vars(ports).values(), vars(LND_INSIDE).values())
+                      if h is not None and i is not None],  # a container's lnd listens where peers reach it
             "depends_on": {"bitcoind": {"condition": "service_healthy"}},
             "healthcheck": {"test": ["CMD", *node.health_cmd()], **health},
         }
