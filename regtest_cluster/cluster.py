@@ -171,6 +171,10 @@ class ProcessBackend:
     # --- faults (the ``regtest_cluster.faults.Backend`` protocol)
     def pause(self, daemon) -> None:
         _signal_group(daemon, signal.SIGSTOP)
+        # SIGSTOP lands asynchronously: return once the kernel shows the process stopped
+        deadline = time.monotonic() + 5
+        while not self.is_paused(daemon) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def resume(self, daemon) -> None:
         _signal_group(daemon, signal.SIGCONT)
