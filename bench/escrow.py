@@ -37,7 +37,7 @@ from regtest_cluster.postgres import PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
-from harness.actors import Buyer, Seller
+from harness.actors import Buyer
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
 

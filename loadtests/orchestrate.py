@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 from regtest_cluster import launcher
-from regtest_cluster.cluster import Cluster
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.rundir import new_run_dir

@@ -15,6 +15,7 @@ from rich.table import Table
 from regtest_cluster import launcher
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load
+from reference_app.services.faults import PLANTED_BUGS
 from scenarios import runner
 
 from .common import UserError, console, emit_json, env, progress
@@ -76,6 +77,9 @@ def explore(
     seconds = budget_seconds(budget)
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     market = runner.marketplace(marketplace)
+    known = runner.planted_for(market) if market is not None else PLANTED_BUGS
+    if planted_bug is not None and planted_bug not in known:
+        raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(known) or 'none'})")
     with progress("explore", quiet=False) as step:
         step(f"seed {seed} (the same actions again with --seed {seed}); budget {seconds:.0f}s")
         cluster, run_dir, owned = _cluster(backend, attach, step)
@@ -155,7 +159,7 @@ def _to_scenario(trace: Path, name: str | None) -> None:
     from harness.explore import run as explore_run
 
     try:
-        data = explore_run.read_trace(trace)
+        explore_run.read_trace(trace)  # refuse what is not a trace before it joins the catalogue
     except ValueError as exc:
         raise UserError(str(exc)) from None
     name = name or f"trace_{trace.stem.replace('-', '_')}"

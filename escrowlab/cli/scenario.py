@@ -9,7 +9,7 @@ from reference_app.services.faults import PLANTED_BUGS
 from regtest_cluster.env import BACKENDS
 from reports import build
 from scenarios import runner
-from scenarios.catalogue import ALL, BUG_SCENARIOS
+from scenarios.catalogue import ALL
 
 from .common import UserError, console, emit_json, env, progress
 
