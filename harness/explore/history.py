@@ -129,6 +129,8 @@ class History(Scenario):
         state = self._state(k)
         burst = self.rng.choice((2, 3, 5)) if self.rng.random() < 0.15 else 1
         if self.rng.random() < 0.5:  # progress: what the rules allow next, by who may do it
+            if state == "SHIPPED" and self.rng.random() < 0.4:  # the courier delivers: DELIVERED, its window
+                return {"op": "courier", "order": k, "forged": False}
             options = {"FUNDED": [("seller", "ship"), ("buyer", "dispute")],
                        "SHIPPED": [("buyer", "confirm"), ("seller", "dispute"), ("buyer", "dispute")],
                        "DELIVERED": [("buyer", "confirm"), ("buyer", "dispute")],
@@ -165,7 +167,7 @@ class History(Scenario):
             self._mine_to(step)
         elif op == "race_deadline":
             if self._mine_to(dict(step, offset=0), settle=False):
-                self._act(i, step["act"])
+                self._take(i, step["act"])  # the nested step may be a courier report too
         elif op == "fault":
             self._fault(step["kind"])
 
