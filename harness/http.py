@@ -223,17 +223,15 @@ class ReferenceMarketplace(HttpMarketplace):
     stop/kill/restart on the same database, the bootstrap admin logged in."""
 
     def __init__(self, cluster, run_dir: Path) -> None:
-        super().__init__(httpx.Client(timeout=60), cluster, run_dir)
+        self.port = PortAllocator().take()
+        super().__init__(httpx.Client(base_url=self.url, timeout=60), cluster, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = run_dir / "cluster.json"
         write_state(self.state_file, cluster)
         self.data_dir = run_dir / "app"
-        self.port = PortAllocator().take()
-        self.http = httpx.Client(base_url=self.url, timeout=60)
         self.daemon: ProcessDaemon | None = None
         self.settings: dict = {}
         self.starts = 0
-        self.admin = None
 
     @property
     def url(self) -> str:
