@@ -240,7 +240,8 @@ class LndNode:
     """One LND process: its folder, flags, readiness and REST client."""
 
     def __init__(self, name: str, role: str, binary: Path, lnddir: Path, ports: LndPorts,
-                 bitcoind, daemon_factory=None, extra_args: tuple[str, ...] = ()) -> None:
+                 bitcoind, daemon_factory=None, extra_args: tuple[str, ...] = (),
+                 accept_keysend: bool = False) -> None:
         self.name = name
         self.role = role
         self.binary = binary
@@ -248,9 +249,11 @@ class LndNode:
         self.ports = ports
         self.bitcoind = bitcoind
         self.extra_args = extra_args
+        self.accept_keysend = accept_keysend  # the topology's accept_keysend (SimLN pays by keysend)
         factory = daemon_factory or ProcessDaemon
         self.daemon: Daemon = factory(f"lnd-{name}", self.argv(), self.log_file, lnddir)
         self._rest: LndRest | None = None
+        self._grpc = None
         self.pubkey: str | None = None
 
     # Where the daemon listens and how peers reach it. Here: loopback, host ports.
@@ -287,8 +290,9 @@ class LndNode:
             # lnd's own test harness speed settings
             "--bitcoin.defaultchanconfs=1", "--trickledelay=50", "--db.batch-commit-interval=10ms",
             "--gossip.sub-batch-delay=5ms",
-            "--maxpendingchannels=32", "--protocol.wumbo-channels", "--accept-keysend",
+            "--maxpendingchannels=32", "--protocol.wumbo-channels",
             "--maxlogfiles=1", "--maxlogfilesize=50",
+            *(["--accept-keysend"] if self.accept_keysend else []),
             *self.extra_args,
         ]
 
@@ -311,6 +315,19 @@ class LndNode:
     @property
     def p2p_host(self) -> str:
         return f"127.0.0.1:{self.ports.p2p}"
+
+    @property
+    def grpc_host(self) -> str:
+        return f"127.0.0.1:{self.ports.rpc}"
+
+    @property
+    def grpc(self):
+        """A gRPC client (``LndGrpc``) on this node's RPC listener, made on first use."""
+        if self._grpc is None:
+            from .lnd_grpc import LndGrpc
+
+            self._grpc = LndGrpc(self.name, self.grpc_host, self.macaroon_path.read_bytes().hex(), self.tls_cert)
+        return self._grpc
 
     @property
     def rest(self) -> LndRest:
@@ -343,6 +360,9 @@ class LndNode:
         if self._rest:
             self._rest.close()
             self._rest = None
+        if self._grpc:
+            self._grpc.close()
+            self._grpc = None
         self.daemon.stop()
 
     def block_height(self) -> int:

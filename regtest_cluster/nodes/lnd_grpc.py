@@ -1,0 +1,287 @@
+"""LND over gRPC: one channel per node, every call and stream multiplexed on it.
+
+The channel lives on one asyncio loop in a daemon thread shared by every client of the
+process. Synchronous callers use the same method names and return shapes as ``LndRest``
+(dicts with lnd's field names, int64s as strings, enums by name: what lnd's REST gateway
+prints), so the two are interchangeable. Long waits never hold a thread:
+
+- ``watch_invoice`` follows one invoice through SubscribeSingleInvoice as a task on the
+  loop; thousands of held invoices cost thousands of coroutines, not threads;
+- ``pay`` sends through SendPaymentV2 and returns a future at once; a payment the payee
+  holds for hours waits on the loop, not in the caller's pool.
+
+Callbacks run on a small fixed pool (``callback_threads``), so they may block (database
+work) without stalling the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from .lnd import LndError
+from .lnrpc import invoices_pb2 as inv
+from .lnrpc import invoices_pb2_grpc as inv_grpc
+from .lnrpc import lightning_pb2 as ln
+from .lnrpc import lightning_pb2_grpc as ln_grpc
+from .lnrpc import router_pb2 as router
+from .lnrpc import router_pb2_grpc as router_grpc
+
+FINAL_PAYMENT = ("SUCCEEDED", "FAILED")
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def to_dict(message) -> dict:
+    """A message as lnd's REST gateway prints it (field names kept, defaults included)."""
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+class _Loop:
+    """The process's gRPC event loop, in one daemon thread, started on first use."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="lnd-grpc", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+@dataclass
+class Watch:
+    """A running invoice subscription; ``cancel()`` ends it."""
+
+    payment_hash: bytes
+    task: Future = field(repr=False)
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self.task.done()
+
+
+class LndGrpc:
+    """Typed gRPC client for one LND node. Thread-safe; one channel."""
+
+    def __init__(self, name: str, host: str, macaroon_hex: str, tls_cert: Path | str | bytes,
+                 timeout: float = 60.0, callback_threads: int = 4) -> None:
+        """``host`` is lnd's RPC listener (``127.0.0.1:10009``); ``tls_cert`` its tls.cert
+        as a path, PEM text or bytes."""
+        self.name, self.host, self.timeout = name, host, timeout
+        if isinstance(tls_cert, bytes):
+            pem = tls_cert
+        elif isinstance(tls_cert, str) and tls_cert.lstrip().startswith("-----BEGIN"):
+            pem = tls_cert.encode()
+        else:
+            pem = Path(tls_cert).read_bytes()
+        self._metadata = (("macaroon", macaroon_hex),)
+        self._loop = _Loop.get()
+        self._callbacks = ThreadPoolExecutor(max_workers=callback_threads, thread_name_prefix=f"lnd-{name}-cb")
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+
+        async def connect() -> None:
+            self._channel = grpc.aio.secure_channel(host, grpc.ssl_channel_credentials(root_certificates=pem), options=[
+                ("grpc.ssl_target_name_override", "localhost"),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+            ])
+            self._ln = ln_grpc.LightningStub(self._channel)
+            self._inv = inv_grpc.InvoicesStub(self._channel)
+            self._router = router_grpc.RouterStub(self._channel)
+
+        asyncio.run_coroutine_threadsafe(connect(), self._loop).result()
+
+    # --- plumbing
+    @property
+    def calls(self) -> int:
+        """How many RPCs (unary calls and streams) this client has made."""
+        return self._calls
+
+    def _count(self) -> None:
+        with self._calls_lock:
+            self._calls += 1
+
+    def _error(self, call: str, exc: grpc.aio.AioRpcError) -> LndError:
+        code = exc.code()
+        status = 0 if code in _UNREACHABLE else 504 if code == grpc.StatusCode.DEADLINE_EXCEEDED else 500
+        message = exc.details() or code.name
+        if status == 0:
+            message = f"cannot reach {self.host}: {message}"
+        return LndError(self.name, call, status, message)
+
+    async def _unary(self, call: str, method, request, timeout: float | None = None):
+        self._count()
+        try:
+            return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(call, exc) from None
+
+    def _sync(self, coro, timeout: float | None = None):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def close(self) -> None:
+        async def close() -> None:
+            await self._channel.close()
+        try:
+            self._sync(close(), timeout=5)
+        except Exception:  # noqa: BLE001 (closing: the loop or the node may be gone already)
+            pass
+        self._callbacks.shutdown(wait=False, cancel_futures=True)
+
+    # --- node and wallet
+    def getinfo(self) -> dict:
+        return to_dict(self._sync(self._unary("GetInfo", self._ln.GetInfo, ln.GetInfoRequest())))
+
+    async def block_height(self) -> int:
+        return (await self._unary("GetInfo", self._ln.GetInfo, ln.GetInfoRequest())).block_height
+
+    def walletbalance(self) -> dict:
+        return to_dict(self._sync(self._unary("WalletBalance", self._ln.WalletBalance, ln.WalletBalanceRequest())))
+
+    def channelbalance(self) -> dict:
+        return to_dict(self._sync(self._unary("ChannelBalance", self._ln.ChannelBalance,
+                                              ln.ChannelBalanceRequest())))
+
+    def listchannels(self, active_only: bool = False) -> list[dict]:
+        got = self._sync(self._unary("ListChannels", self._ln.ListChannels,
+                                     ln.ListChannelsRequest(active_only=active_only)))
+        return [to_dict(c) for c in got.channels]
+
+    # --- invoices
+    def addinvoice(self, value_sats: int, memo: str = "", expiry_s: int = 3600) -> dict:
+        return to_dict(self._sync(self._unary("AddInvoice", self._ln.AddInvoice,
+                                              ln.Invoice(value=value_sats, memo=memo, expiry=expiry_s))))
+
+    def add_hold_invoice(self, payment_hash: bytes, value_sats: int, cltv_expiry: int,
+                         expiry_s: int = 3600, memo: str = "") -> dict:
+        request = inv.AddHoldInvoiceRequest(hash=payment_hash, value=value_sats, cltv_expiry=cltv_expiry,
+                                            expiry=expiry_s, memo=memo)
+        return to_dict(self._sync(self._unary("AddHoldInvoice", self._inv.AddHoldInvoice, request)))
+
+    def lookup_invoice(self, payment_hash: bytes) -> dict:
+        return to_dict(self._sync(self._unary("LookupInvoiceV2", self._inv.LookupInvoiceV2,
+                                              inv.LookupInvoiceMsg(payment_hash=payment_hash))))
+
+    def settle_invoice(self, preimage: bytes) -> None:
+        self._sync(self._unary("SettleInvoice", self._inv.SettleInvoice, inv.SettleInvoiceMsg(preimage=preimage)))
+
+    def cancel_invoice(self, payment_hash: bytes) -> None:
+        self._sync(self._unary("CancelInvoice", self._inv.CancelInvoice,
+                               inv.CancelInvoiceMsg(payment_hash=payment_hash)))
+
+    def watch_invoice(self, payment_hash: bytes, on_update: Callable[[dict], bool],
+                      on_end: Callable[[Exception | None], None] | None = None) -> Watch:
+        """Follow one invoice until ``on_update`` returns True for an update.
+
+        Each update (as a dict) is handed to ``on_update`` on the callback pool, in order.
+        ``on_end`` is called once when the watch ends: with None after a final update,
+        with the error when the stream broke (the caller reconciles); not on cancel().
+        """
+        async def follow() -> None:
+            loop = asyncio.get_running_loop()
+            self._count()
+            stream = self._inv.SubscribeSingleInvoice(
+                inv.SubscribeSingleInvoiceRequest(r_hash=payment_hash), metadata=self._metadata)
+            error: Exception | None = None
+            try:
+                async for invoice in stream:
+                    if await loop.run_in_executor(self._callbacks, on_update, to_dict(invoice)):
+                        break
+            except grpc.aio.AioRpcError as exc:
+                error = self._error("SubscribeSingleInvoice", exc)
+            except Exception as exc:  # noqa: BLE001 (a callback failed: the caller reconciles)
+                error = exc
+            finally:
+                stream.cancel()
+            if on_end is not None:
+                await loop.run_in_executor(self._callbacks, on_end, error)
+
+        return Watch(payment_hash, asyncio.run_coroutine_threadsafe(follow(), self._loop))
+
+    def subscribe_single_invoice(self, payment_hash: bytes, timeout: float | None = None):
+        """Every update of one invoice, as a blocking iterator (for tests and tools; the app
+        uses ``watch_invoice``)."""
+        import queue
+
+        updates: queue.Queue = queue.Queue()
+        end = object()
+        self.watch_invoice(payment_hash, lambda i: updates.put(i) and False,
+                           lambda e: updates.put(e if e is not None else end))
+        while True:
+            item = updates.get(timeout=timeout)
+            if item is end:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    # --- payments
+    def decodepayreq(self, payment_request: str) -> dict:
+        return to_dict(self._sync(self._unary("DecodePayReq", self._ln.DecodePayReq,
+                                              ln.PayReqString(pay_req=payment_request))))
+
+    async def _pay(self, payment_request: str, timeout_s: int, fee_limit_sats: int) -> dict:
+        self._count()
+        request = router.SendPaymentRequest(payment_request=payment_request, timeout_seconds=timeout_s,
+                                            fee_limit_sat=fee_limit_sats, no_inflight_updates=True)
+        last: Any = None
+        try:
+            async for update in self._router.SendPaymentV2(request, metadata=self._metadata):
+                last = update
+                if ln.Payment.PaymentStatus.Name(update.status) in FINAL_PAYMENT:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            raise self._error("SendPaymentV2", exc) from None
+        return to_dict(last) if last is not None else {"status": "IN_FLIGHT"}
+
+    def pay(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000) -> Future:
+        """Send a payment; the future resolves to its final update (or raises LndError).
+        Nothing waits on it but the loop: a payee that holds the payment holds no thread."""
+        return asyncio.run_coroutine_threadsafe(self._pay(payment_request, timeout_s, fee_limit_sats), self._loop)
+
+    def send_payment(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000) -> dict:
+        """Pay and wait for the final update (LndRest's blocking form)."""
+        return self.pay(payment_request, timeout_s, fee_limit_sats).result()
+
+    def track_payment(self, payment_hash: bytes) -> dict:
+        """The current status of a payment (the first update of TrackPaymentV2)."""
+        async def first() -> dict:
+            self._count()
+            stream = self._router.TrackPaymentV2(
+                router.TrackPaymentRequest(payment_hash=payment_hash, no_inflight_updates=False),
+                metadata=self._metadata, timeout=self.timeout)
+            try:
+                async for update in stream:
+                    return to_dict(update)
+            except grpc.aio.AioRpcError as exc:
+                raise self._error("TrackPaymentV2", exc) from None
+            finally:
+                stream.cancel()
+            raise LndError(self.name, "TrackPaymentV2", 500, "payment not found")
+        return self._sync(first())
+
+    def listpayments(self, page: int = 1_000) -> list[dict]:
+        payments: list[dict] = []
+        offset = 0
+        while True:
+            got = self._sync(self._unary("ListPayments", self._ln.ListPayments, ln.ListPaymentsRequest(
+                include_incomplete=True, index_offset=offset, max_payments=page)))
+            payments += [to_dict(p) for p in got.payments]
+            if len(got.payments) < page:
+                return payments
+            offset = got.last_index_offset

@@ -1,0 +1,88 @@
+"""LND over gRPC on real nodes: the stubs match lnd's protos, calls agree with REST,
+hold invoices are watched on the loop (no thread per invoice), payments resolve as futures."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.lnrpc import regen
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go fetches lnd's protos (the LND build installs it)")
+def test_stubs_match_lnd_protos_at_the_pinned_version():
+    pytest.importorskip("grpc_tools", reason="grpcio-tools is in the dev extra")
+    assert regen.main(["--check"]) == 0
+
+
+@pytest.mark.allow_log("failed converting data to bytes")
+def test_grpc_agrees_with_rest(cluster):
+    hub = cluster.node("hub")
+    info = hub.grpc.getinfo()
+    assert info["identity_pubkey"] == hub.rest.getinfo()["identity_pubkey"]
+    assert int(info["block_height"]) == int(hub.rest.getinfo()["block_height"])
+    invoice = hub.grpc.addinvoice(1_234, "grpc")
+    decoded = hub.grpc.decodepayreq(invoice["payment_request"])
+    assert decoded == {**decoded, "num_satoshis": "1234", "destination": info["identity_pubkey"]}
+    with pytest.raises(LndError) as refused:
+        hub.grpc.decodepayreq("lnbcrt1notaninvoice")
+    assert refused.value.status == 500 and refused.value.call == "DecodePayReq"
+
+
+@pytest.mark.allow_log(r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")
+def test_many_hold_invoices_watched_without_a_thread_each(cluster):
+    hub, buyer = cluster.node("hub"), cluster.node("buyer1")
+    seen: dict[bytes, list[str]] = {}
+    accepted = threading.Semaphore(0)
+    preimages = [os.urandom(32) for _ in range(12)]
+    threads_before = threading.active_count()
+    watches = []
+    for preimage in preimages:
+        h = hashlib.sha256(preimage).digest()
+        request = hub.grpc.add_hold_invoice(h, 1_000, 80, 600, "held")["payment_request"]
+        seen[h] = []
+
+        def update(invoice, h=h):
+            seen[h].append(invoice["state"])
+            if invoice["state"] == "ACCEPTED":
+                accepted.release()
+            return invoice["state"] in ("SETTLED", "CANCELED")
+
+        watches.append(hub.grpc.watch_invoice(h, update))
+        buyer.grpc.pay(request, timeout_s=30, fee_limit_sats=100)  # held: resolves only when settled
+    assert threading.active_count() - threads_before <= 8  # the callback pools, not one per invoice
+    for _ in preimages:
+        assert accepted.acquire(timeout=60)
+    for i, preimage in enumerate(preimages):
+        h = hashlib.sha256(preimage).digest()
+        if i % 2:
+            hub.grpc.cancel_invoice(h)
+        else:
+            hub.grpc.settle_invoice(preimage)
+    deadline = time.monotonic() + 60
+    while not all(w.done for w in watches) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for i, preimage in enumerate(preimages):
+        states = seen[hashlib.sha256(preimage).digest()]
+        assert states[-1] == ("CANCELED" if i % 2 else "SETTLED") and "ACCEPTED" in states
+        assert hub.grpc.lookup_invoice(hashlib.sha256(preimage).digest())["state"] == states[-1]
+
+
+@pytest.mark.allow_log(r"TrackPaymentV2\]: .*payment isn't initiated", r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")
+def test_payment_future_and_tracking(cluster):
+    hub, seller = cluster.node("hub"), cluster.node("seller1")
+    request = seller.grpc.addinvoice(2_000, "payout")["payment_request"]
+    result = hub.grpc.pay(request, timeout_s=30, fee_limit_sats=10).result(timeout=60)
+    assert result["status"] == "SUCCEEDED"
+    tracked = hub.grpc.track_payment(bytes.fromhex(result["payment_hash"]))
+    assert tracked["status"] == "SUCCEEDED"
+    with pytest.raises(LndError):
+        hub.grpc.track_payment(os.urandom(32))
