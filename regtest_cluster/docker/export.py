@@ -53,6 +53,7 @@ def image_names(env: ClusterEnv, source: str | None) -> image_mod.ImageSet:
         return image_mod.public_tags()
     from . import engine
 
+    image_mod.local_tags(env)  # own binaries, or none provisioned: said before any engine is asked
     return image_mod.ensure(engine.client(env), env, "local", tools=True)
 
 

@@ -25,7 +25,10 @@ def docker_engine(cluster_env) -> None:
     if reason and os.environ.get("ESCROWLAB_REQUIRE_DOCKER"):
         pytest.fail(f"ESCROWLAB_REQUIRE_DOCKER is set but no Docker engine answers: {reason}", pytrace=False)
     if reason:
-        pytest.skip(f"no Docker engine reachable, docker backend not tested: {reason}")
+        # One short line in the -ra summary: where it looked, and how CI gets an engine.
+        where = cluster_env.docker_host or "/var/run/docker.sock"
+        pytest.skip(f"docker backend not tested: no Docker engine answers at {where} "
+                    "(CI runs `eval \"$(.ci/dockerd start)\"` first and sets ESCROWLAB_REQUIRE_DOCKER=1)")
 
 
 @pytest.fixture(scope="session")
