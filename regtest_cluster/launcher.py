@@ -75,15 +75,23 @@ def detach(cluster: Cluster, env: ClusterEnv, name: str = "default") -> Path:
     return path
 
 
+def _named_state(env: ClusterEnv, name: str) -> tuple[Path, dict]:
+    path = state_path(state_dir(env), name)
+    if not path.is_file():  # the hint carries the --name the user gave, or it acts on another cluster
+        raise ClusterError(f"no detached cluster named {name!r} ({path} does not exist); start one with "
+                           f"`escrowlab cluster up --detach{'' if name == 'default' else ' --name ' + name}`")
+    return path, read_state(path)
+
+
 def attached(env: ClusterEnv, name: str = "default") -> Cluster:
     waiting.set_timeout_factor(env.timeout_factor)
-    return attach(read_state(state_path(state_dir(env), name)))
+    return attach(_named_state(env, name)[1])
 
 
 def down(env: ClusterEnv, name: str = "default", keep: bool = False) -> dict:
     """Stop a detached cluster, forget it, and remove its run folder unless ``keep``."""
-    path = state_path(state_dir(env), name)
-    cluster = attach(read_state(path))
+    path, state = _named_state(env, name)
+    cluster = attach(state)
     t0 = time.monotonic()
     cluster.stop()
     left = [d.name for d in [cluster.bitcoind.daemon, *(n.daemon for n in cluster.nodes.values())]

@@ -22,7 +22,9 @@ from . import app as app_cmd
 from . import bench, cluster, demo, explore, nodes, scenario, simulate
 from . import load as load_cmd
 from . import torture as torture_cmd
-from .common import UserError, console
+from .common import UserError, console, plain_flags
+
+plain_flags()  # before any help is drawn: flags show no `<bool>`
 
 app = typer.Typer(
     name="escrowlab",
@@ -31,6 +33,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own in a checkout that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("escrowlab")
+    except PackageNotFoundError:
+        from escrowlab import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"escrowlab {version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(_version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
+    """Prove Bitcoin and Lightning marketplace escrow correct and fast, on real regtest nodes."""
+
+
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(app_cmd.app, name="app")

@@ -10,7 +10,7 @@ import typer
 from regtest_cluster import launcher
 from regtest_cluster.state import state_path
 
-from .common import UserError, console, emit_json, env
+from .common import UserError, console, emit_json, env, name_flag
 
 app = typer.Typer(help="Run the reference marketplace against the detached cluster.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def app_settings(name: str, state_file: Path | None = None, **overrides):
     path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
         raise UserError(f"no detached cluster named {name!r} ({path} does not exist): start one with "
-                        f"`escrowlab cluster up --detach`{'' if name == 'default' else ' --name ' + name}")
+                        f"`escrowlab cluster up --detach{name_flag(name)}`")
     return Settings(cluster_state_file=path, **overrides)
 
 
@@ -43,14 +43,21 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
           name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT,
           worker: bool = typer.Option(True, "--worker/--no-worker",
                                       help="Run the background worker in this process.")) -> None:
-    """Serve the marketplace API (OpenAPI at /docs)."""
+    """Serve the marketplace API (OpenAPI at /docs). A port in use exits 2 before anything starts."""
     import uvicorn
 
     from reference_app.main import create_app
 
-    application = create_app(app_settings(name, state_file, run_worker_inprocess=worker))
-    console.print(f"marketplace on http://{host}:{port} (docs at /docs), hub node from cluster {name!r}")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    from .listen import listen_socket
+
+    settings = app_settings(name, state_file, run_worker_inprocess=worker)
+    sock = listen_socket(host, port)  # the URL is printed only once the port is ours
+    try:
+        application = create_app(settings)
+        console.print(f"marketplace on http://{host}:{port} (docs at /docs), hub node from cluster {name!r}")
+        uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @app.command("worker")

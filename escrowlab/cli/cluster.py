@@ -14,7 +14,7 @@ from regtest_cluster.env import BACKENDS, IMAGE_SOURCES
 from regtest_cluster.state import status as cluster_status
 from regtest_cluster.topology import TOPOLOGY_DIR, load
 
-from .common import UserError, console, emit_json, env, progress
+from .common import UserError, console, emit_json, env, name_flag, progress
 
 app = typer.Typer(help="Start, inspect, drive and stop a regtest cluster.", no_args_is_help=True)
 export_app = typer.Typer(help="Write the topology for Docker Compose or Kubernetes, to run elsewhere.",
@@ -86,7 +86,7 @@ def up(
             path = launcher.detach(cluster, e, name)
             detached = True
             console.print(f"[green]cluster {topo.name} is up[/] (state file {path}); "
-                          "`escrowlab cluster down` stops it")
+                          f"`escrowlab cluster down{name_flag(name)}` stops it")
         st = cluster_status(cluster)
         emit_json(st) if json_out else print_status(st)
         if detach:

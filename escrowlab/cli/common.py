@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 
 from regtest_cluster.env import ClusterEnv
 
-# Human output goes to stderr, so stdout carries only --json documents.
-console = Console(stderr=True, highlight=False)
+# Human output goes to stderr, so stdout carries only --json documents. Log lines carry no
+# source path: it named the progress wrapper (common.py), never where a step happened.
+console = Console(stderr=True, highlight=False, log_path=False)
 
 
 class UserError(Exception):
@@ -28,14 +29,44 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def name_flag(name: str) -> str:
+    """The ``--name`` a hint must carry so that it acts on the cluster the user named."""
+    return "" if name == "default" else f" --name {name}"
+
+
+class Step:
+    """The progress callback: ``step(message)`` logs a line and shows it beside the spinner;
+    ``step.status(message)`` only updates the spinner (for counters that change often)."""
+
+    def __init__(self, log: Callable[[str], None], show: Callable[[str], None]) -> None:
+        self._log, self.status = log, show
+
+    def __call__(self, message: str) -> None:
+        self._log(message)
+        self.status(message)
+
+
 @contextmanager
-def progress(title: str, quiet: bool = False) -> Iterator:
-    """A spinner with the latest step, plus a log line per step; yields a callback."""
+def progress(title: str, quiet: bool = False) -> Iterator[Step]:
+    """A spinner with the latest step, plus a log line per step; yields a ``Step``."""
     if quiet:
-        yield lambda _m: None
+        yield Step(lambda _m: None, lambda _m: None)
         return
     with console.status(title) as status:
-        def step(message: str) -> None:
-            console.log(message)
-            status.update(f"{title}: {message}")
-        yield step
+        yield Step(console.log, lambda m: status.update(f"{title}: {m}"))
+
+
+def plain_flags() -> None:
+    """Typer (0.2x) prints ``<bool>`` beside every flag in --help, as if it took a value, but
+    ``--detach true`` is refused: a flag takes none. Show flags bare, as click does."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption, "_escrowlab_plain_flags", False) or not hasattr(TyperOption, "display_type_rich"):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):  # noqa: ANN001
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+    TyperOption._escrowlab_plain_flags = True

@@ -58,7 +58,8 @@ def install(env: ClusterEnv, progress: Progress = lambda _m: None, *, force: boo
     else:
         progress("bitcoind: using BITCOIND/BITCOIN_CLI from the environment")
     if env.lnd is None or env.lncli is None:
-        lnd_provision.install(env.cache_dir, progress, force=force)
+        # a CLI progress display has .status: live counts (modules, packages) without a line each
+        lnd_provision.install(env.cache_dir, progress, force=force, status=getattr(progress, "status", None))
     else:
         progress("lnd: using LND/LNCLI from the environment")
     return resolve(env)
