@@ -99,8 +99,9 @@ class ProcessBackend:
                         rpc_password=rpc_password)
 
     def lnd(self, name: str, role: str, binaries: Binaries, lnddir: Path, ports: LndPorts,
-            bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
-        return LndNode(name, role, binaries.lnd, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
+            bitcoind: BitcoinD, *, daemon_factory=None, accept_keysend: bool = False) -> LndNode:
+        return LndNode(name, role, binaries.lnd, lnddir, ports, bitcoind, daemon_factory=daemon_factory,
+                       accept_keysend=accept_keysend)
 
     def lnd_ports(self, take: Callable[[], int]) -> dict[str, int]:
         """One LND's ports; behind the relay, peers dial ``p2p`` and lnd listens on ``p2p_listen``."""
@@ -233,7 +234,8 @@ class Cluster:
         self.bitcoind = self.backend.bitcoind(binaries, run_dir / "bitcoind", self._bitcoind_ports())
         self.nodes: dict[str, LndNode] = {
             spec.name: self.backend.lnd(spec.name, spec.role, binaries, run_dir / f"lnd-{spec.name}",
-                                        self._lnd_ports(), self.bitcoind)
+                                        self._lnd_ports(), self.bitcoind,
+                                        accept_keysend=topology.keysend(spec.name))
             for spec in topology.nodes
         }
         self.timings = Timings()

@@ -96,7 +96,8 @@ def attach(data: dict) -> Cluster:
     cluster.nodes = {}
     for name, nd in data["nodes"].items():
         node = backend.lnd(name, nd["role"], binaries, Path(nd["lnddir"]), LndPorts(**nd["ports"]),
-                           cluster.bitcoind, daemon_factory=backend.adopt(nd, run_dir))
+                           cluster.bitcoind, daemon_factory=backend.adopt(nd, run_dir),
+                           accept_keysend=topology.keysend(name))
         node.pubkey = nd["pubkey"]
         cluster.nodes[name] = node
     cluster.timings = Timings()
@@ -128,6 +129,7 @@ def status(cluster: Cluster) -> dict:
             "name": name, "role": n.role, "pubkey": n.pubkey, "rest_url": n.rest_url,
             "grpc_host": f"127.0.0.1:{n.ports.rpc}", "p2p_host": n.p2p_host,
             "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path), "lnddir": str(n.lnddir),
+            "accept_keysend": n.accept_keysend,
             "cli": f"{cluster.binaries.lncli} --network=regtest --lnddir={n.lnddir} "
                    f"--rpcserver=127.0.0.1:{n.ports.rpc}",
             "expected_channels": expected[name], **cluster.backend.node_record(n.daemon),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 TOPOLOGY_DIR = Path(__file__).parent / "topologies"
 
@@ -34,6 +34,8 @@ class NodeSpec(BaseModel):
     role: Role = "node"
     funding_sats: int = Field(default=0, ge=0, le=2_000_000_000)
     utxos: int = Field(default=4, ge=1, le=50, description="how many outputs the funding is split into")
+    # lnd's --accept-keysend (spontaneous payments, which SimLN sends); None: the topology's setting
+    accept_keysend: StrictBool | None = None
 
     @field_validator("name")
     @classmethod
@@ -67,6 +69,7 @@ class Topology(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     description: str = ""
     base_port: int | None = Field(default=None, ge=1024, le=65000)
+    accept_keysend: StrictBool = False  # every LND's default; a node's own setting wins
     nodes: list[NodeSpec] = Field(min_length=1)
     channels: list[ChannelSpec] = Field(default_factory=list)
 
@@ -97,6 +100,11 @@ class Topology(BaseModel):
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    def keysend(self, name: str) -> bool:
+        """Whether node ``name``'s lnd runs with ``--accept-keysend`` (its own setting, else the topology's)."""
+        own = self.node(name).accept_keysend
+        return self.accept_keysend if own is None else own
 
 
 class _FieldError(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from regtest_cluster.topology import TOPOLOGY_DIR, load
 from .common import UserError, console, emit_json, env, name_flag, progress
 
 app = typer.Typer(help="Start, inspect, drive and stop a regtest cluster.", no_args_is_help=True)
-export_app = typer.Typer(help="Write the topology for Docker Compose or Kubernetes, to run elsewhere.",
+export_app = typer.Typer(help="Write the topology for Docker Compose or Kubernetes, or a running cluster for SimLN.",
                          no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -192,3 +193,26 @@ def export_k8s(topology: str = TOPOLOGY_OPT, output: Path | None = OUTPUT_OPT,
     check_choices(None, images)
     _write(export.k8s_yaml(load(topology), export.image_names(env(), images), namespace), output,
            "Kubernetes manifests")
+
+
+@export_app.command("simln")
+def export_simln(name: str = NAME_OPT, output: Path | None = OUTPUT_OPT,
+                 activity: list[str] = typer.Option(
+                     None, "--activity", "-a", metavar="SRC:DST:SECS:MSAT[:COUNT[:START]]",
+                     help="A defined payment stream, e.g. buyer1:seller1:10:1000000 (every 10 s, 1,000,000 msat); "
+                          "repeat for more. Without it, SimLN pays at random among the nodes."),
+                 node: list[str] = typer.Option(None, "--node", metavar="NAME",
+                                                help="Only these nodes (repeat); default: every LND.")) -> None:
+    """SimLN's sim.json for the detached cluster's LND nodes: their gRPC address, admin
+    macaroon and TLS certificate, plus any --activity. Run it with `sim-cli --sim-file FILE`."""
+    from regtest_cluster import simln
+
+    try:
+        specs = [simln.parse_activity(a) for a in activity or []]
+        st = cluster_status(launcher.attached(env(), name))
+        config = simln.sim_json(st, specs, node or None)
+    except simln.SimlnError as exc:
+        raise UserError(str(exc)) from None
+    _write(json.dumps(config, indent=2) + "\n", output, "SimLN's sim.json")
+    for warning in simln.warnings(st, config):
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

@@ -75,12 +75,12 @@ class DockerLndNode(LndNode):
     bind_host = "0.0.0.0"
 
     def __init__(self, backend: "DockerBackend", name: str, role: str, lnddir: Path, ports: LndPorts,
-                 bitcoind: BitcoinD, *, daemon_factory=None) -> None:
+                 bitcoind: BitcoinD, *, daemon_factory=None, accept_keysend: bool = False) -> None:
         self.backend = backend
         self.container = backend.container_name(f"lnd-{name}")
         factory = daemon_factory or backend.daemon_factory(self.container_spec)
         super().__init__(name, role, Path(backend.images.lnd_bin), lnddir, ports, bitcoind,
-                         daemon_factory=factory)
+                         daemon_factory=factory, accept_keysend=accept_keysend)
 
     @property
     def log_file(self) -> Path:
@@ -164,8 +164,9 @@ class DockerBackend(ProcessBackend):
         return DockerBitcoinD(self, datadir, ports, rpc_password=rpc_password, daemon_factory=daemon_factory)
 
     def lnd(self, name: str, role: str, binaries: Binaries, lnddir: Path, ports: LndPorts,
-            bitcoind: BitcoinD, *, daemon_factory=None) -> LndNode:
-        return DockerLndNode(self, name, role, lnddir, ports, bitcoind, daemon_factory=daemon_factory)
+            bitcoind: BitcoinD, *, daemon_factory=None, accept_keysend: bool = False) -> LndNode:
+        return DockerLndNode(self, name, role, lnddir, ports, bitcoind, daemon_factory=daemon_factory,
+                             accept_keysend=accept_keysend)
 
     def prepare(self, cluster=None) -> None:
         self.docker.networks.create(self.network, driver="bridge", labels=self.labels())

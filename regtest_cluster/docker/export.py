@@ -66,7 +66,8 @@ def _nodes(topology: Topology, image_set, rpc_password: str, no_macaroons: bool 
     bitcoind = DockerBitcoinD(names, Path("/node"), BITCOIND_INSIDE, rpc_password=rpc_password)
     lnds = []
     for spec in topology.nodes:
-        node = DockerLndNode(names, spec.name, spec.role, Path("/node"), LND_INSIDE, bitcoind)
+        node = DockerLndNode(names, spec.name, spec.role, Path("/node"), LND_INSIDE, bitcoind,
+                             accept_keysend=topology.keysend(spec.name))
         if no_macaroons:
             node.extra_args = ("--no-macaroons",)
         lnds.append(node)
