@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from .money import Sats
 from ...services.listings import (CATEGORIES, DESCRIPTION_MAX_CHARS, ESCROW_MODES, STOCK_MAX,
                                   TITLE_MAX_CHARS, TITLE_MIN_CHARS)
 
@@ -29,7 +30,7 @@ class ListingCreate(BaseModel):
     title: Title
     description: Description = ""
     category: Category
-    price_sats: int = Field(description="within the marketplace's min_price_sats..max_price_sats")
+    price_sats: Sats = Field(description="whole satoshis, within the marketplace's min_price_sats..max_price_sats")
     stock: Stock
     escrow_mode: EscrowMode = "ln_hold"
 
@@ -42,7 +43,7 @@ class ListingUpdate(BaseModel):
     title: Title | None = None
     description: Description | None = None
     category: Category | None = None
-    price_sats: int | None = None
+    price_sats: Sats | None = None
     stock: Stock | None = None
     escrow_mode: EscrowMode | None = None
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .money import Sats
 from ...store.models_market import Auction, Bid, OrderMessage, Rating
 
 
@@ -19,15 +20,15 @@ def utc(moment: datetime | None) -> datetime | None:
 
 class AuctionIn(In):
     listing_id: int = Field(gt=0)
-    start_price_sats: int = Field(gt=0)
-    reserve_sats: int = Field(default=0, ge=0)
-    min_increment_sats: int = Field(default=1_000, gt=0)
+    start_price_sats: Sats = Field(gt=0)
+    reserve_sats: Sats = Field(default=0, ge=0)
+    min_increment_sats: Sats = Field(default=1_000, gt=0)
     duration_blocks: int = Field(default=144, gt=0, description="the auction ends this many blocks from now")
     extend_blocks: int = Field(default=3, ge=0, description="a bid this close to the end extends it this far")
 
 
 class BidIn(In):
-    amount_sats: int = Field(gt=0)
+    amount_sats: Sats = Field(gt=0)
 
 
 class BidOut(BaseModel):

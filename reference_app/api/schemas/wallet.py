@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .money import Sats
+
 MAX_SATS = 2_100_000_000_000_000
 
 
@@ -26,7 +28,7 @@ BOLT11_PATTERN = r"^[A-Za-z0-9]+$"
 class LnDepositIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # lnd refuses invoices above 100,000 BTC (a 500 from the hub before this bound)
-    amount_sats: int = Field(gt=0, le=min(MAX_SATS, LND_MAX_INVOICE_SATS))
+    amount_sats: Sats = Field(gt=0, le=min(MAX_SATS, LND_MAX_INVOICE_SATS))
 
 
 class LnDepositOut(BaseModel):
@@ -54,7 +56,7 @@ class LnWithdrawalOut(BaseModel):
 class OnchainWithdrawalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     address: str = Field(min_length=14, max_length=100, pattern=r"^[A-Za-z0-9]+$")
-    amount_sats: int = Field(gt=0, le=MAX_SATS, description="the miner fee share comes out of it")
+    amount_sats: Sats = Field(gt=0, le=MAX_SATS, description="whole satoshis; the miner fee share comes out of it")
 
 
 class OnchainWithdrawalOut(BaseModel):
