@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.lnd import LndError
-from regtest_cluster.waiting import wait_for
+from regtest_cluster.waiting import WaitTimeout, wait_for
 
 
 @dataclass
@@ -46,36 +46,79 @@ def channel_balances(cluster: Cluster) -> dict[str, int]:
     return {name: int(node.rest.channelbalance()["local_balance"]["sat"]) for name, node in cluster.nodes.items()}
 
 
-def wait_quiet(cluster: Cluster, held_hashes: set[str], timeout: float = 30) -> None:
+class HtlcsInFlight(WaitTimeout):
+    """HTLCs stayed in flight past the wait; ``htlcs`` says which (node, channel, hash, amount, expiry)."""
+
+    def __init__(self, message: str, htlcs: list[dict]) -> None:
+        super().__init__(message)
+        self.htlcs = htlcs
+
+
+def in_flight(cluster: Cluster) -> list[dict]:
+    """Every pending HTLC on every running node's channels, with its payment hash in hex."""
+    out = []
+    for name, node in cluster.nodes.items():
+        if not node.daemon.is_running():
+            continue
+        for ch in node.rest.listchannels():
+            for h in ch.get("pending_htlcs", []):
+                out.append({"node": name, "channel_point": ch.get("channel_point"), "chan_id": ch.get("chan_id"),
+                            "payment_hash": base64.b64decode(h["hash_lock"]).hex(),
+                            "amount_sats": int(h.get("amount", 0)),
+                            "expiration_height": int(h.get("expiration_height", 0)),
+                            "incoming": bool(h.get("incoming"))})
+    return out
+
+
+def describe_htlc(h: dict) -> str:
+    where = f"order {h['order_id']}" if h.get("order_id") is not None else "no order of this run"
+    return (f"{h['node']} {'in' if h['incoming'] else 'out'} {h['amount_sats']} sats, hash {h['payment_hash']}, "
+            f"channel {h['channel_point']}, expires at height {h['expiration_height']} ({where})")
+
+
+def wait_quiet(cluster: Cluster, held_hashes: set[str], timeout: float = 30,
+               owners: dict[str, int] | None = None) -> None:
     """Wait until no HTLC is in flight anywhere but the holds that are meant to be held.
 
     A payment reports SUCCEEDED before every hop's commitment dance is over;
-    balances read earlier would be half-way between two truths.
+    balances read earlier would be half-way between two truths. On a timeout,
+    ``HtlcsInFlight`` names the HTLCs still in flight, each with the order whose
+    hold or payout it is (``owners``: payment hash -> order id).
     """
-    held = {base64.b64encode(bytes.fromhex(h)).decode() for h in held_hashes}
+    last: list[dict] = []
 
     def quiet() -> bool:
-        return all(h["hash_lock"] in held
-                   for node in cluster.nodes.values() if node.daemon.is_running()
-                   for ch in node.rest.listchannels() for h in ch.get("pending_htlcs", []))
+        last[:] = [h for h in in_flight(cluster) if h["payment_hash"] not in held_hashes]
+        return not last
 
-    wait_for(quiet, timeout=timeout, what="in-flight HTLCs to settle")
+    try:
+        wait_for(quiet, timeout=timeout, what="in-flight HTLCs to settle")
+    except WaitTimeout as exc:
+        for h in last:
+            h["order_id"] = (owners or {}).get(h["payment_hash"])
+        shown = "; ".join(describe_htlc(h) for h in last[:10])
+        if len(last) > 10:
+            shown += f"; and {len(last) - 10} more"
+        raise HtlcsInFlight(f"{str(exc).split('; last saw')[0]}; still in flight: {shown}", list(last)) from None
 
 
 def gather(world, order_ids: list[int], parties: list, balances_before: dict[str, int],
            started_at: float = 0.0) -> Evidence:
     cluster, admin, market = world.cluster, world.admin, world.market
     hub = cluster.node("hub").rest
-    held = set()
+    held, owners = set(), {}
     for oid in order_ids:
-        hold = market.order(admin, oid)["hold"]
+        order = market.order(admin, oid)
+        hold = order["hold"]
+        owners.update({p["payment_hash"]: oid for p in order["payouts"] if p["payment_hash"]})
         if hold:
+            owners[hold["payment_hash"]] = oid
             try:
                 if hub.lookup_invoice(bytes.fromhex(hold["payment_hash"]))["state"] == "ACCEPTED":
                     held.add(hold["payment_hash"])
             except LndError:
                 pass
-    wait_quiet(cluster, held)
+    wait_quiet(cluster, held, owners=owners)
     ev = Evidence(balances_before=balances_before, balances_after=channel_balances(cluster),
                   node_pubkeys={n: node.pubkey for n, node in cluster.nodes.items()}, world=world)
     ev.all_hub_payments = hub.listpayments()
@@ -112,4 +155,4 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
     return ev
 
 
-__all__ = ["Evidence", "OrderEvidence", "gather", "channel_balances"]
+__all__ = ["Evidence", "OrderEvidence", "HtlcsInFlight", "gather", "channel_balances", "in_flight"]

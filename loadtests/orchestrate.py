@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +62,9 @@ class LoadOptions:
     dispute_ratio: float = 0.05
     seed: int | None = None            # None: a fresh one, logged and written to the plan
     oracle: bool = True                # end every order afterwards and check the invariants on it
+    spawn_rate: float | None = None    # users started a second in every stage (None: the profile's)
+    html: Path | None = None           # also copy Locust's HTML report here
+    csv_prefix: Path | None = None     # also copy Locust's CSVs to PREFIX_stats.csv, ... (as Locust's --csv)
 
 
 @dataclass
@@ -69,11 +73,36 @@ class LoadResult:
     summary: dict
     breaches: list = field(default_factory=list)
     locust_exit: int = 0
+    cluster_dir: Path | None = None    # the cluster's run folder, kept after a failed run (None: removed)
+
+    @property
+    def error(self) -> str | None:
+        """Why the run could not be judged (the oracle's wait for in-flight HTLCs timed out)."""
+        return self.summary.get("oracle", {}).get("error")
 
     @property
     def exit_code(self) -> int:
+        if self.error:
+            return 2
         oracle_failed = not self.summary.get("oracle", {}).get("passed", True)
         return 1 if self.breaches or oracle_failed or self.locust_exit not in (0, 1) else 0
+
+
+LOCUST_CSVS = ("stats", "stats_history", "failures", "exceptions")
+
+
+def copy_reports(run_dir: Path, opts: LoadOptions) -> list[Path]:
+    """Locust's own HTML and CSVs, copied where ``--html`` and ``--csv`` asked (as Locust names them)."""
+    copied = []
+    wanted = [(run_dir / "locust.html", opts.html)] if opts.html else []
+    if opts.csv_prefix:
+        wanted += [(run_dir / f"locust_{kind}.csv", Path(f"{opts.csv_prefix}_{kind}.csv")) for kind in LOCUST_CSVS]
+    for src, dst in wanted:
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            copied.append(dst)
+    return copied
 
 
 class LoadError(RuntimeError):
@@ -144,13 +173,23 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
     parties.touch(mode=0o600)
 
 
+def plan_stages(profile, opts: LoadOptions, duration_s: float) -> tuple[list[dict], int]:
+    """The shape's stages (``--spawn-rate`` replacing every stage's rate) and the fixed users
+    (sellers, couriers, arbiters) that Locust runs besides ``--users``."""
+    processes = max(1, opts.workers + opts.remote_workers)
+    stages = profile.plan(opts.users, duration_s, processes)
+    if opts.spawn_rate:
+        stages = [{**stage, "spawn_rate": opts.spawn_rate} for stage in stages]
+    return stages, sum(profile.fixed.values()) * processes
+
+
 def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
     from reports import load as report  # matplotlib is only needed once the run is over
 
     profile = load_profile(opts.profile)
     budgets = budgets_mod.load_budgets(opts.budgets) if opts.budgets else budgets_mod.DEFAULT
     duration_s = parse_duration(opts.duration or profile.default_duration)
-    stages = profile.plan(opts.users, duration_s, max(1, opts.workers + opts.remote_workers))
+    stages, fixed_users = plan_stages(profile, opts, duration_s)
     run_dir = new_run_dir(env.runs_dir, f"load-{profile.name}")
     if opts.seed is None:
         opts.seed = random.randrange(2**31)
@@ -159,9 +198,11 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         cluster = launcher.attached(env, opts.attach)
     else:
         progress(f"starting the {opts.topology} cluster")
-        cluster = launcher.launch(load_topology(opts.topology), env, progress)
+        # inside the run's folder: a clean run removes it, a failed one keeps it with the reports
+        cluster = launcher.launch(load_topology(opts.topology), env, progress, run_dir=run_dir / "cluster")
     world = World(cluster, run_dir)
     samplers = []
+    result: LoadResult | None = None
     try:
         progress("starting the marketplace")
         world.start_app(APP_SETTINGS)
@@ -182,10 +223,13 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
             sampler.stop()
         if not (run_dir / "locust_stats.csv").is_file():
             raise LoadError(f"Locust exited {rc} without statistics; see {run_dir / 'locust.log'}")
-        summary = report.build(run_dir, duration_s, profile.name, opts.users, opts.workers)
+        copies = copy_reports(run_dir, opts)  # Locust's own reports are final now, whatever the oracle finds
+        summary = report.build(run_dir, duration_s, profile.name, opts.users, opts.workers, fixed_users)
+        summary["files"]["copies"] = [str(p) for p in copies]
         if not summary["totals"]["requests"]:
             raise LoadError(f"Locust made no requests (exit {rc}); see {run_dir / 'locust.log'}")
         summary["seed"] = opts.seed
+        summary["spawn_rate"] = opts.spawn_rate
         if opts.oracle:
             try:
                 summary["oracle"] = oracle_check.check(world, run_dir, APP_SETTINGS, balances_before, started_at,
@@ -194,9 +238,11 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
                 summary["oracle"] = {"skipped": str(exc), "passed": True}
         breaches = budgets_mod.check(budgets, summary)
         summary["budgets"] = {"file": str(opts.budgets) if opts.budgets else None,
-                              "breaches": [str(b) for b in breaches], "passed": not breaches}
+                              "breaches": [str(b) for b in breaches], "passed": not breaches,
+                              "not_checked": unchecked(budgets, summary)}
         report.write(run_dir, summary)
-        return LoadResult(run_dir, summary, breaches, rc)
+        result = LoadResult(run_dir, summary, breaches, rc)
+        return result
     finally:
         for sampler in samplers:
             if sampler.is_alive():
@@ -204,3 +250,17 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         world.stop_app()
         if not opts.attach:
             cluster.stop()
+            if result is not None and result.exit_code == 0:
+                cluster.remove_run_dir()
+            elif result is not None:
+                result.cluster_dir = cluster.run_dir
+            else:
+                progress(f"failed; cluster run folder kept: {cluster.run_dir}")
+
+
+def unchecked(budgets: budgets_mod.Budgets, summary: dict) -> list[str]:
+    """Budgets the run could not check: a memory slope it was too short to estimate."""
+    if budgets.totals.max_memory_slope_mib_per_h is None or "memory_slope_mib_per_h" in summary["totals"]:
+        return []
+    notes = sorted({m.get("slope_note") or "no samples" for m in summary.get("memory", {}).values()}) or ["no samples"]
+    return [f"totals: max_memory_slope_mib_per_h not checked ({'; '.join(notes)})"]

@@ -22,6 +22,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 SCALED = ("browser", "buyer")
 FIXED = ("seller", "courier", "arbiter")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_COMPOUND = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")  # Locust's -t form: 1h30m, 2m30s
 
 
 class ProfileError(ValueError):
@@ -29,14 +30,16 @@ class ProfileError(ValueError):
 
 
 def parse_duration(text: str | int | float) -> float:
-    """``90``, ``"90s"``, ``"5m"``, ``"1.5h"`` -> seconds."""
+    """``90``, ``"90s"``, ``"5m"``, ``"1.5h"``, and Locust's ``"1h30m"``, ``"2m30s"`` -> seconds."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if not match:
-            raise ProfileError(f"duration {text!r} is not a number of seconds or like 30s, 5m, 2h")
+    elif (match := _DURATION.match(str(text))):
         seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
+    elif (match := _COMPOUND.match(str(text).strip().replace(" ", ""))) and any(match.groups()):
+        hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = float(hours * 3600 + minutes * 60 + secs)
+    else:
+        raise ProfileError(f"duration {text!r} is not a number of seconds or like 30s, 5m, 2h, 1h30m")
     if seconds <= 0:
         raise ProfileError(f"duration {text!r} must be positive")
     return seconds

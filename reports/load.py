@@ -9,7 +9,14 @@ Memory slope: a least-squares line through each process's samples after the
 warm-up (the first tenth of the run, or up to a minute when that is more but
 still under a quarter of the run), in MiB per hour. A
 process that keeps its memory flat has a slope near 0; a leak shows as a
-steady positive slope.
+steady positive slope. A run whose samples span less than five minutes, or
+that has fewer than ten samples after the warm-up, gets no slope: its
+``slope_mib_per_h`` is null and ``slope_note`` says why (start-up growth
+over 30 seconds, scaled to an hour, reads as a leak that is not there).
+
+Users: ``users`` is ``--users`` (browsers and buyers); ``fixed_users`` are the
+sellers, couriers and arbiters each Locust process runs on top. ``load.png``
+plots the browsers and buyers, so its line ends at ``--users``.
 Schema ``escrowlab.load-run/1``; fields are only ever added.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
@@ -29,6 +36,7 @@ import numpy
 SCHEMA = "escrowlab.load-run/1"
 NOT_APP = ("LND", "ESCROW")
 WARMUP_FRACTION, WARMUP_MIN_S = 0.1, 60.0
+SLOPE_MIN_SPAN_S, SLOPE_MIN_SAMPLES = 300.0, 10
 
 
 def _num(text: str) -> float:
@@ -53,7 +61,8 @@ def endpoint_figures(row: dict) -> dict:
             "p99_ms": _num(row["99%"]), "max_ms": _num(row["Max Response Time"])}
 
 
-def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, workers: int = 0) -> dict:
+def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, workers: int = 0,
+          fixed_users: int = 0) -> dict:
     """The run's figures from the files Locust and the sampler left in ``run_dir``."""
     rows = _rows(run_dir / "locust_stats.csv")
     endpoints = {f"{r['Type']} {r['Name']}": endpoint_figures(r) for r in rows if r["Name"] != "Aggregated"}
@@ -81,10 +90,12 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
         "held_htlcs_max": max((int(_num(r["held_htlcs"])) for r in locked), default=0),
     }
     memory = memory_figures(_rows(run_dir / "memory.csv"))
-    if memory:
-        totals["memory_slope_mib_per_h"] = max(m["slope_mib_per_h"] for m in memory.values())
+    slopes = [m["slope_mib_per_h"] for m in memory.values() if m["slope_mib_per_h"] is not None]
+    if slopes:
+        totals["memory_slope_mib_per_h"] = max(slopes)
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
-            "profile": profile, "users": users, "workers": workers, "duration_s": round(elapsed, 1),
+            "profile": profile, "users": users, "fixed_users": fixed_users, "workers": workers,
+            "duration_s": round(elapsed, 1),
             "totals": totals, "endpoints": endpoints, "memory": memory,
             "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
                       "locked_sats_csv": "locked_sats.csv", "memory_csv": "memory.csv", "memory_plot": "memory.png"}}
@@ -99,33 +110,51 @@ def _by_process(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
     return series
 
 
-def memory_slope(t: list[float], mib: list[float]) -> float | None:
-    """MiB per hour, least squares, after the warm-up; None with too few samples."""
-    if not t:
-        return None
+def _after_warmup(t: list[float], mib: list[float]) -> list[tuple[float, float]]:
     span = t[-1] - t[0]
     warm = max(WARMUP_FRACTION * span, min(WARMUP_MIN_S, span / 4)) + t[0]
-    points = [(x, y) for x, y in zip(t, mib) if x >= warm]
-    if len(points) < 3 or len({x for x, _ in points}) < 2:
+    return [(x, y) for x, y in zip(t, mib) if x >= warm]
+
+
+def slope_withheld(t: list[float], mib: list[float]) -> str | None:
+    """Why these samples are too few or too short for a slope in MiB per hour (None: they are enough)."""
+    span = t[-1] - t[0] if t else 0.0
+    if span < SLOPE_MIN_SPAN_S:
+        return f"too short to estimate: {span:.0f} s of samples, a slope needs {SLOPE_MIN_SPAN_S:.0f} s"
+    points = _after_warmup(t, mib)
+    if len(points) < SLOPE_MIN_SAMPLES or len({x for x, _ in points}) < 2:
+        return f"too few samples to estimate: {len(points)} after the warm-up, a slope needs {SLOPE_MIN_SAMPLES}"
+    return None
+
+
+def memory_slope(t: list[float], mib: list[float]) -> float | None:
+    """MiB per hour, least squares, after the warm-up; None when ``slope_withheld`` says why not."""
+    if slope_withheld(t, mib):
         return None
-    xs, ys = zip(*points)
+    xs, ys = zip(*_after_warmup(t, mib))
     return float(numpy.polyfit(xs, ys, 1)[0]) * 3600
 
 
 def memory_figures(rows: list[dict]) -> dict:
+    """Per process: samples, start, end and peak MiB, and the slope (null, with a note, when withheld)."""
     out = {}
     for name, (t, mib) in _by_process(rows).items():
-        slope = memory_slope(t, mib)
-        if slope is None:
+        if not mib:
             continue
-        mean = sum(mib) / len(mib)
-        out[name] = {"samples": len(mib), "start_mib": mib[0], "end_mib": mib[-1], "max_mib": max(mib),
-                     "slope_mib_per_h": round(slope, 2), "slope_pct_per_h": round(100 * slope / mean, 2)}
+        fig = {"samples": len(mib), "start_mib": mib[0], "end_mib": mib[-1], "max_mib": max(mib),
+               "slope_mib_per_h": None, "slope_pct_per_h": None}
+        slope, mean = memory_slope(t, mib), sum(mib) / len(mib)
+        if slope is None:
+            fig["slope_note"] = slope_withheld(t, mib)
+        else:
+            fig.update(slope_mib_per_h=round(slope, 2), slope_pct_per_h=round(100 * slope / mean, 2))
+        out[name] = fig
     return out
 
 
-def _series(history: list[dict]) -> dict:
-    """Per second: users, app rps, aggregated p95, escrows settled in that second."""
+def _series(history: list[dict], fixed_users: int = 0) -> dict:
+    """Per second: browsers and buyers (Locust's user count less the fixed users), app rps,
+    aggregated p95, escrows settled in that second."""
     out: dict = defaultdict(list)
     t0 = min((int(_num(h["Timestamp"])) for h in history), default=0)
     app_rps: dict[int, float] = defaultdict(float)
@@ -134,7 +163,7 @@ def _series(history: list[dict]) -> dict:
         t = int(_num(h["Timestamp"])) - t0
         if h["Name"] == "Aggregated":
             out["t"].append(t)
-            out["users"].append(_num(h["User Count"]))
+            out["users"].append(max(0.0, _num(h["User Count"]) - fixed_users))
             out["p95"].append(_num(h["95%"]))
         elif h["Type"] not in NOT_APP:
             app_rps[t] += _num(h["Requests/s"])
@@ -150,19 +179,20 @@ def _series(history: list[dict]) -> dict:
     return out
 
 
-def plot(run_dir: Path) -> Path:
+def plot(run_dir: Path, fixed_users: int = 0) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = _series(_rows(run_dir / "locust_stats_history.csv"))
+    s = _series(_rows(run_dir / "locust_stats_history.csv"), fixed_users)
     locked = _rows(run_dir / "locked_sats.csv")
     fig, ax = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
     ax[0].plot(s["t"], s["rps"], label="app requests/s")
-    ax[0].plot(s["t"], s["users"], label="users", linestyle="--")
+    ax[0].plot(s["t"], s["users"], label="users (browsers and buyers, as --users)", linestyle="--")
     ax[0].legend(loc="upper left")
-    ax[0].set_title("throughput")
+    ax[0].set_title("throughput" + (f" ({fixed_users} sellers, couriers and arbiters run besides)"
+                                    if fixed_users else ""))
     ax[1].plot(s["t"], s["p95"], color="tab:red")
     ax[1].set_ylabel("p95 ms (all calls)")
     ax[2].bar(s["t"], s["settled"], width=1.0, color="tab:green")
@@ -177,12 +207,15 @@ def plot(run_dir: Path) -> Path:
     series = _by_process(_rows(run_dir / "memory.csv"))
     if series:
         fig, ax = plt.subplots(figsize=(9, 5))
+        withheld = None
         for name, (t, mib) in sorted(series.items()):
             slope = memory_slope(t, mib)
+            withheld = withheld or slope_withheld(t, mib)
             ax.plot(t, mib, label=f"{name} ({slope:+.1f} MiB/h)" if slope is not None else name)
         ax.set_xlabel("seconds since start")
         ax.set_ylabel("resident memory, MiB")
-        ax.set_title("memory of the app and the nodes (slope after warm-up)")
+        ax.set_title("memory of the app and the nodes (slope after warm-up)" if withheld is None else
+                     f"memory of the app and the nodes (no slope: {withheld})", fontsize="medium")
         ax.legend(loc="upper left", fontsize="small", ncol=2)
         fig.tight_layout()
         fig.savefig(run_dir / "memory.png", dpi=90)
@@ -192,7 +225,9 @@ def plot(run_dir: Path) -> Path:
 
 def markdown(summary: dict) -> str:
     t = summary["totals"]
-    lines = [f"# load run: {summary['profile']}, {summary['users']} users, {summary['duration_s']} s", "",
+    fixed = summary.get("fixed_users")
+    lines = [f"# load run: {summary['profile']}, {summary['users']} users"
+             + (f" (+{fixed} sellers, couriers and arbiters)" if fixed else "") + f", {summary['duration_s']} s", "",
              f"- app requests/s: {t['rps']}; failures: {t['failures']} of {t['requests']}",
              f"- escrows settled: {t['escrows_settled']} ({t['escrows_settled_per_s']}/s), "
              f"p50 {t['escrow_p50_ms']} ms, p99 {t['escrow_p99_ms']} ms",
@@ -203,12 +238,28 @@ def markdown(summary: dict) -> str:
                      f"{e['p95_ms']:g} | {e['p99_ms']:g} |")
     if summary.get("memory"):
         lines += ["", "| process | start MiB | end MiB | max MiB | slope MiB/h | slope %/h |", "|---|---|---|---|---|---|"]
+        notes = set()
         for name, m in sorted(summary["memory"].items()):
-            lines.append(f"| {name} | {m['start_mib']:g} | {m['end_mib']:g} | {m['max_mib']:g} | "
-                         f"{m['slope_mib_per_h']:+g} | {m['slope_pct_per_h']:+g} |")
+            if m["slope_mib_per_h"] is None:
+                notes.add(m.get("slope_note") or "no slope")
+                slope = pct = "n/a"
+            else:
+                slope, pct = f"{m['slope_mib_per_h']:+g}", f"{m['slope_pct_per_h']:+g}"
+            lines.append(f"| {name} | {m['start_mib']:g} | {m['end_mib']:g} | {m['max_mib']:g} | {slope} | {pct} |")
+        lines += [f"\nmemory slopes withheld: {note}" for note in sorted(notes)]
     check = summary.get("oracle")
     if check and "skipped" in check:
         lines += ["", f"oracle: skipped ({check['skipped']})"]
+    elif check and check.get("error"):
+        lines += ["", f"oracle: NOT JUDGED: {check['error']}",
+                  f"drain mined {check.get('blocks_mined', 0)} blocks, ruled {check.get('disputes_ruled', 0)} "
+                  f"disputes; {check.get('still_open', 0)} orders still open",
+                  "", "| node | dir | sats | payment hash | channel | expiry height | order |", "|---|---|---|---|---|---|---|",
+                  *[f"| {h['node']} | {'in' if h['incoming'] else 'out'} | {h['amount_sats']} | {h['payment_hash']} | "
+                    f"{h['channel_point']} | {h['expiration_height']} | "
+                    f"{h['order_id'] if h.get('order_id') is not None else 'not this run'} |"
+                    for h in check.get("in_flight", [])[:100]],
+                  *[f"- order {o['id']} still {o['state']}" for o in check.get("open_orders", [])[:50]]]
     elif check:
         lines += ["", f"oracle: {'passed' if check['passed'] else 'FAILED'} on {check['orders_checked']} orders "
                       f"({', '.join(f'{k} {v}' for k, v in sorted(check['final_states'].items()))}); "
@@ -217,11 +268,11 @@ def markdown(summary: dict) -> str:
     budgets = summary.get("budgets")
     if budgets:
         lines += ["", "budgets: " + ("kept" if budgets["passed"] else "BROKEN"),
-                  *[f"- {b}" for b in budgets["breaches"]]]
+                  *[f"- {b}" for b in budgets["breaches"]], *[f"- {n}" for n in budgets.get("not_checked", [])]]
     return "\n".join(lines) + "\n"
 
 
 def write(run_dir: Path, summary: dict) -> None:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (run_dir / "summary.md").write_text(markdown(summary))
-    plot(run_dir)
+    plot(run_dir, summary.get("fixed_users") or 0)

@@ -6,6 +6,7 @@ This process never imports locust (it monkeypatches everything at import):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -17,11 +18,19 @@ def load(
     profile: str = typer.Option("steady", "--profile", "-p",
                                 help="Shipped profile (steady, ramp, spike, soak) or a YAML file."),
     users: int = typer.Option(10, "--users", "-u", min=1, max=5_000, help="Browsers and buyers at the profile's peak."),
-    duration: str = typer.Option(None, "--duration", "-d", help="Run length, e.g. 60s, 5m (default: the profile's)."),
+    spawn_rate: float = typer.Option(None, "--spawn-rate", "-r", min=0.01, max=1_000,
+                                     help="Users started a second, in every stage (default: the profile's)."),
+    duration: str = typer.Option(None, "--duration", "-d", "--run-time", "-t",
+                                 help="Run length, e.g. 60s, 5m, 1h30m (default: the profile's)."),
     headless: bool = typer.Option(False, "--headless", help="No web UI; otherwise Locust's UI runs on --web-port."),
+    html: Path = typer.Option(None, "--html", metavar="FILE",
+                              help="Also write Locust's HTML report here (it is always in the run folder)."),
+    csv_prefix: Path = typer.Option(None, "--csv", metavar="PREFIX",
+                                    help="Also write Locust's CSVs as PREFIX_stats.csv, PREFIX_stats_history.csv, "
+                                         "PREFIX_failures.csv, PREFIX_exceptions.csv."),
     budgets: Path = typer.Option(None, "--budgets", "-b", help="Budgets YAML; a broken budget exits 1."),
-    workers: int = typer.Option(0, "--workers", "-w", min=0, max=64,
-                                help="Local Locust workers (a master plus K workers)."),
+    workers: int = typer.Option(0, "--workers", "-w", "--processes", min=-1, max=64,
+                                help="Local Locust workers (a master plus K workers; -1: one per CPU)."),
     remote_workers: int = typer.Option(0, "--remote-workers", min=0, max=256,
                                        help="Also wait for this many workers started on other machines."),
     master_port: int = typer.Option(None, "--master-port", min=1, max=65535,
@@ -39,17 +48,22 @@ def load(
 ) -> None:
     """Run Locust users (browse, buy and pay, ship, deliver, rule) and report.
 
-    Exit 1 on a broken budget or when the oracle finds a violated invariant."""
+    Locust's own flags work too: -t/--run-time, -u/--users, -r/--spawn-rate, --processes,
+    --headless, --html, --csv. Exit 1 on a broken budget or when the oracle finds a violated
+    invariant; exit 2 when the run could not be judged (the reports are written all the same)."""
     from loadtests.budgets import BudgetError
     from loadtests.orchestrate import LoadError, LoadOptions, run
     from loadtests.profiles import ProfileError
 
     if remote_workers and not master_port:
         raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
+    if workers == -1:
+        workers = os.cpu_count() or 1
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
                        web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
-                       oracle=oracle)
+                       oracle=oracle, spawn_rate=spawn_rate, html=html.resolve() if html else None,
+                       csv_prefix=csv_prefix.resolve() if csv_prefix else None)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
@@ -59,11 +73,18 @@ def load(
         emit_json(result.summary)
     else:
         console.print((result.run_dir / "summary.md").read_text(), markup=False)
-        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png, memory.png)")
+        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png, memory.png)", markup=False)
+        for copy in result.summary["files"].get("copies", []):
+            console.print(f"copied to {copy}", markup=False)
     for breach in result.breaches:
         console.print(f"budget broken: {breach}", style="bold red", markup=False)
     for violation in result.summary.get("oracle", {}).get("violations", []):
         console.print(f"oracle: {violation['invariant']} order {violation['order_id']}: {violation['message']}",
                       style="bold red", markup=False)
+    if result.cluster_dir:
+        console.print(f"cluster run folder kept: {result.cluster_dir}", markup=False)
+    if result.error:
+        console.print(f"error: {result.error}", style="bold red", markup=False, emoji=False)
+        console.print(f"the reports are written all the same: {result.run_dir / 'summary.json'}", markup=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)

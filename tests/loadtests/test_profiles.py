@@ -50,12 +50,13 @@ def test_load_profile_invalid_yaml(tmp_path):
         load_profile(path)
 
 
-@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("5m", 300), ("1.5h", 5400), (30, 30)])
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("5m", 300), ("1.5h", 5400), (30, 30),
+                                           ("1h30m", 5400), ("2m30s", 150), ("1h5s", 3605)])  # Locust's -t forms
 def test_parse_duration_units(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["0s", "-5m", "5 minutes", ""])
+@pytest.mark.parametrize("text", ["0s", "-5m", "5 minutes", "", "h", "1h30", "m30s", "0h0m"])
 def test_parse_duration_rejects_bad_input(text):
     with pytest.raises(ProfileError):
         parse_duration(text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reports import load
 
 STATS_HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
@@ -105,3 +107,56 @@ def test_write_memory_plot_and_oracle_lines(tmp_path):
     assert "| app | 300 | 160 | 300 | +360 | " in text
     assert "oracle: FAILED on 2 orders (RELEASED 2); drain mined 36 blocks, ruled 1 disputes\n- I1 order None: hub: +1" in text
     assert (tmp_path / "memory.png").stat().st_size > 0
+
+
+def test_build_memory_slope_withheld_for_a_30_second_run(tmp_path):
+    """30 s of start-up growth scaled to an hour read as +4,764 MiB/h: too short to say, so it says so."""
+    _write_run(tmp_path)
+    rows = ["t_s,process,rss_mib"] + [f"{t},hub,{60 + 1.3 * t}" for t in range(1, 31)]
+    (tmp_path / "memory.csv").write_text("\n".join(rows) + "\n")
+    summary = load.build(tmp_path, duration_s=30)
+    hub = summary["memory"]["hub"]
+    assert (hub["slope_mib_per_h"], hub["slope_pct_per_h"]) == (None, None)
+    assert hub["slope_note"] == "too short to estimate: 29 s of samples, a slope needs 300 s"
+    assert (hub["start_mib"], hub["max_mib"], hub["samples"]) == (61.3, 99.0, 30)  # the rest is still reported
+    assert "memory_slope_mib_per_h" not in summary["totals"]
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| hub | 61.3 | 99 | 99 | n/a | n/a |" in text
+    assert "memory slopes withheld: too short to estimate: 29 s of samples" in text
+    assert "MiB/h" not in text.split("memory slopes withheld")[1]
+
+
+def test_memory_slope_withheld_with_too_few_samples_after_warmup():
+    t = [0, 100, 200, 300, 400]
+    assert load.slope_withheld(t, [1, 2, 3, 4, 5]).startswith("too few samples to estimate: ")
+    assert load.memory_slope(t, [1, 2, 3, 4, 5]) is None
+    many = list(range(0, 301, 10))
+    assert load.slope_withheld(many, many) is None and load.memory_slope(many, many) == pytest.approx(3600)
+
+
+def test_plot_users_line_is_the_users_asked_for_not_locusts_total(tmp_path):
+    _write_run(tmp_path)
+    history = load._rows(tmp_path / "locust_stats_history.csv")
+    assert load._series(history)["users"] == [5, 5]            # Locust counts every user it runs
+    assert load._series(history, fixed_users=4)["users"] == [1, 1]  # --users counts browsers and buyers
+    summary = load.build(tmp_path, duration_s=10, users=1, fixed_users=4)
+    assert (summary["users"], summary["fixed_users"]) == (1, 4)
+    assert load.markdown(summary).startswith("# load run: , 1 users (+4 sellers, couriers and arbiters), ")
+
+
+def test_markdown_unjudged_run_names_the_htlcs_and_orders_it_waited_on(tmp_path):
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=10)
+    summary["oracle"] = {"passed": False, "error": "timed out after 30.0s waiting for in-flight HTLCs to settle; "
+                                                   "still in flight: hub in 1000 sats", "blocks_mined": 12,
+                         "disputes_ruled": 0, "still_open": 1, "open_orders": [{"id": 9, "state": "FUNDED"}],
+                         "in_flight": [{"node": "hub", "incoming": True, "amount_sats": 1000,
+                                        "payment_hash": "ab" * 32, "channel_point": "f00d:1",
+                                        "expiration_height": 532, "order_id": None}]}
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "oracle: NOT JUDGED: timed out after 30.0s waiting for in-flight HTLCs to settle" in text
+    assert f"| hub | in | 1000 | {'ab' * 32} | f00d:1 | 532 | not this run |" in text
+    assert "- order 9 still FUNDED" in text
+    assert (tmp_path / "load.png").is_file() and (tmp_path / "summary.json").is_file()
