@@ -25,6 +25,28 @@ from .onchain_multisig import OnchainMode, _funding, escrow_row, pubkey, script_
 ORIGIN_KEY = re.compile(r"\[[0-9a-f]{8}(?:/\d+[h']?)+\](?:02|03)[0-9a-f]{64}")
 
 
+# The first step of a key's path says which of a descriptor wallet's descriptors it belongs to.
+_PURPOSES = {"44": "a legacy pkh() key (BIP44)", "49": "a nested SegWit sh(wpkh()) key (BIP49)",
+             "86": "a taproot tr() key (BIP86)"}
+
+
+def check_payout_key(value: str) -> None:
+    """Escrow spends pay the party to wpkh(key). A descriptor wallet shows that output only if
+    the key is one of its wpkh() descriptor's (BIP84, path 84h/...): from a 44h pkh() key, say,
+    the release would land in an address the wallet does not show until a wpkh() descriptor
+    is imported. Refuse such keys, saying why."""
+    steps = value[1:value.index("]")].split("/")[1:]
+    purpose = steps[0].rstrip("h'") if steps else ""
+    if purpose == "84" and steps[0] != purpose:
+        return
+    what = _PURPOSES.get(purpose, f"from path {'/'.join(steps) or 'm'}, not BIP84's 84h/...")
+    raise ValidationFailed(
+        f"key is {what}: escrow releases and refunds pay you to wpkh(key), a native SegWit (P2WPKH) "
+        "address, which your wallet shows only for keys of its wpkh() descriptor (BIP84, path 84h/...). "
+        "Hand in the key of a bech32 address: getnewaddress with address_type bech32, then the "
+        "[fingerprint/84h/...]pubkey inside getaddressinfo's desc", field="key")
+
+
 def mode_of(ctx: AppContext) -> OnchainMode:
     mode = ctx.modes.get(OnchainMode.name)
     if ctx.chain is None or mode is None:
@@ -47,6 +69,7 @@ def bind_keys(ctx: AppContext, session: Session, user: User, key: str, timeout_k
             if exc.code == -1:
                 raise NodeUnavailable(f"bitcoind cannot be reached: {exc.message}") from exc
             raise ValidationFailed(f"{field} is not a valid key: bitcoind says {exc.message}", field=field) from exc
+    check_payout_key(key)  # the timeout_key only signs: no output is paid to it
     if timeout_key is not None and pubkey(timeout_key) == pubkey(key):
         raise ValidationFailed("timeout_key must be a second key: a script cannot use one key twice",
                                field="timeout_key")

@@ -97,3 +97,14 @@ def test_psbt_from_the_wrong_party_or_for_another_tx_is_refused(market):
     oc.wait_broadcast(seller, order["id"])
     market.mine(1)
     seller.wait_state(order["id"], "RELEASED")
+
+
+@pytest.mark.parametrize("address_type, why", [("legacy", "legacy pkh() key (BIP44)"),
+                                               ("p2sh-segwit", "nested SegWit sh(wpkh()) key (BIP49)")])
+def test_bind_keys_refuses_a_key_whose_payout_the_wallet_would_not_show(market, address_type, why):
+    buyer, wallet = market.onchain_buyer()
+    desc = wallet.rpc.getaddressinfo(wallet.rpc.getnewaddress("", address_type))["desc"]
+    key = desc[desc.index("["):desc.index(")")]  # pkh([fp/44h/...]pub)#c or sh(wpkh([fp/49h/...]pub))#c
+    r = buyer.attempt("PUT", "/me/onchain-keys", json={"key": key})
+    assert (r.status_code, r.json()["code"], r.json()["field"]) == (422, "validation_failed", "key")
+    assert r.json()["detail"].startswith(f"key is a {why}: escrow releases and refunds pay you to wpkh(key)")
