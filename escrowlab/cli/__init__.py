@@ -86,7 +86,7 @@ def main() -> None:
     try:
         app()
     except KNOWN_ERRORS as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, emoji=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")
