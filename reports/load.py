@@ -251,7 +251,8 @@ def markdown(summary: dict) -> str:
     if check and "skipped" in check:
         lines += ["", f"oracle: skipped ({check['skipped']})"]
     elif check and check.get("error"):
-        lines += ["", f"oracle: NOT JUDGED: {check['error']}",
+        lines += ["", f"oracle: NOT JUDGED: {check['error'].split('; still in flight')[0]}; in flight:" if
+                  check.get("in_flight") else f"oracle: NOT JUDGED: {check['error']}",
                   f"drain mined {check.get('blocks_mined', 0)} blocks, ruled {check.get('disputes_ruled', 0)} "
                   f"disputes; {check.get('still_open', 0)} orders still open",
                   "", "| node | dir | sats | payment hash | channel | expiry height | order |", "|---|---|---|---|---|---|---|",

@@ -204,6 +204,15 @@ def _escrowlab(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def test_export_simln_bad_activity_is_one_line_before_any_cluster_is_asked():
+    proc = _escrowlab("cluster", "export", "simln", "--name", f"none-{uuid.uuid4().hex[:6]}",
+                      "--activity", "a:b:1", check=False)
+    assert proc.returncode == 2
+    # printed as typed (rich once made ':b:' an emoji), and before looking for the cluster
+    assert proc.stderr.strip() == ("error: --activity 'a:b:1': expected "
+                                   "SOURCE:DESTINATION:INTERVAL_SECS:AMOUNT_MSAT[:COUNT[:START_SECS]]")
+
+
 @pytest.mark.cluster
 def test_export_simln_from_a_running_cluster_points_at_real_files_and_keysend_nodes(tmp_path):
     topo = tmp_path / "simln.yaml"
