@@ -23,9 +23,20 @@ def load(*args: str) -> subprocess.CompletedProcess:
 def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     budgets = tmp_path / "impossible.yaml"
     budgets.write_text("totals: {min_escrows_settled_per_s: 100000}\nendpoints: {'GET /listings': {max_p50_ms: 0}}\n")
-    proc = load("--profile", "steady", "--users", "3", "--duration", "25s", "--budgets", str(budgets))
+    # Locust's own flags, as a Locust user types them
+    proc = load("--profile", "steady", "-u", "3", "-t", "25s", "-r", "5", "--budgets", str(budgets),
+                "--html", str(tmp_path / "out.html"), "--csv", str(tmp_path / "csv" / "run"))
     assert proc.returncode == 1, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
+    assert (summary["users"], summary["fixed_users"], summary["spawn_rate"]) == (3, 4, 5.0)
+    assert "<html" in (tmp_path / "out.html").read_text()[:2000].lower()
+    assert (tmp_path / "csv" / "run_stats.csv").read_text().startswith("Type,Name,Request Count")
+    # 25 s cannot show a memory trend: the slopes are withheld, and say why
+    assert all(m["slope_mib_per_h"] is None and m["slope_note"].startswith("too short to estimate")
+               for m in summary["memory"].values())
+    # a failed run keeps its cluster's folder, inside the run's, and says where
+    assert f"cluster run folder kept: {Path(summary['run_dir']) / 'cluster'}" in proc.stderr
+    assert (Path(summary["run_dir"]) / "cluster" / "bitcoind").is_dir()
     breaches = summary["budgets"]["breaches"]
     assert summary["budgets"]["passed"] is False
     assert any(b.startswith("totals: escrows_settled_per_s is ") for b in breaches), breaches
