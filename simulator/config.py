@@ -217,10 +217,21 @@ def parse(data: dict) -> SimConfig:
         raise SimConfigError(_one_line(exc)) from None
 
 
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def shipped() -> list[str]:
+    """The configs that ship with the package, by name (``year-10k``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
 def load(path: str | Path) -> SimConfig:
+    """A config file by path, or a shipped one by name (what a pip-installed user has)."""
     path = Path(path)
+    if not path.is_file() and path.name == str(path) and (CONFIG_DIR / f"{path.name}.yaml").is_file():
+        path = CONFIG_DIR / f"{path.name}.yaml"
     if not path.is_file():
-        raise SimConfigError(f"no simulator config at {path}")
+        raise SimConfigError(f"no simulator config at {path}; shipped: {', '.join(shipped())}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

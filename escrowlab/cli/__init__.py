@@ -6,6 +6,7 @@ import signal
 import sys
 
 import typer
+from rich.markup import escape
 
 from regtest_cluster.cluster import ClusterError
 from regtest_cluster.daemon import DaemonError
@@ -14,7 +15,6 @@ from regtest_cluster.nodes import LndError, RpcError
 from regtest_cluster.provision import ProvisionError
 from regtest_cluster.topology import TopologyError
 from regtest_cluster.waiting import WaitTimeout
-from reference_app.ln import NodeConfigError
 from harness.actors import ApiError
 from scenarios.runner import UnknownScenario
 
@@ -23,6 +23,7 @@ from . import bench, cluster, demo, explore, nodes, scenario, simulate
 from . import load as load_cmd
 from . import torture as torture_cmd
 from .common import UserError, console, plain_flags
+from .extras import COMMAND_EXTRAS, MissingExtra, extra_for_module, require_for
 
 plain_flags()  # before any help is drawn: flags show no `<bool>`
 
@@ -73,7 +74,20 @@ app.command(name="replay")(explore.replay)
 
 # Errors a user can act on: one clear message, no traceback, exit code 2.
 KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,
-                WaitTimeout, LndError, RpcError, NodeConfigError, ApiError, UnknownScenario)
+                WaitTimeout, LndError, RpcError, ApiError, UnknownScenario, MissingExtra)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    # The app's config error comes from the [app] extra: a run that never imported it never raised it.
+    node_config = getattr(sys.modules.get("reference_app.ln"), "NodeConfigError", None)
+    return KNOWN_ERRORS + ((node_config,) if node_config else ())
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> MissingExtra | None:
+    """The extra a failed import belongs to, when it is one (a subcommand or backend that needs it)."""
+    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    extra = extra_for_module(exc.name, COMMAND_EXTRAS.get(words[0], ()) if words else ())
+    return MissingExtra(" ".join(words[:2]) or "this command", [extra]) if extra else None
 
 
 def _terminate(signum, frame):  # noqa: ARG001
@@ -84,9 +98,16 @@ def _terminate(signum, frame):  # noqa: ARG001
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        require_for(sys.argv[1:])
         app()
-    except KNOWN_ERRORS as exc:
-        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, emoji=False)
+    except _known_errors() as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, emoji=False)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        missing = _missing_extra(exc)
+        if missing is None:
+            raise
+        console.print(f"[bold red]error:[/] {escape(str(missing))}", soft_wrap=True, emoji=False)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("interrupted")

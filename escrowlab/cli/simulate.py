@@ -10,7 +10,8 @@ from .common import UserError, console, emit_json, env, progress
 
 
 def simulate(
-    config: str = typer.Option(..., "--config", "-c", help="Simulator YAML (see simulator/configs/)."),
+    config: str = typer.Option(..., "--config", "-c",
+                               help="Simulator YAML, or a shipped config by name (e.g. year-10k)."),
     mode: str = typer.Option("model", "--mode", help="model: simpy only; live: drive the reference app and "
                                                      "hub cluster in compressed time."),
     days: float = typer.Option(None, "--days", min=0.01, help="Override run.duration_days (model mode)."),

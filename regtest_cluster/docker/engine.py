@@ -29,8 +29,8 @@ def client(env: ClusterEnv):
     try:
         import docker
         from docker.errors import DockerException
-    except ImportError:  # pragma: no cover - the docker SDK is a dependency
-        raise DockerUnavailable("the docker backend needs the Docker SDK for Python (pip install docker)") from None
+    except ImportError:  # the SDK comes with the [docker] extra, not the core
+        raise DockerUnavailable("the docker backend needs the [docker] extra: pip install 'escrowlab[docker]'") from None
     where = env.docker_host or "the default socket (/var/run/docker.sock)"
     try:
         c = docker.DockerClient(base_url=env.docker_host) if env.docker_host else docker.from_env()

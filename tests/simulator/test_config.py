@@ -36,6 +36,13 @@ def test_load_rejects_missing_file(tmp_path):
         config.load(tmp_path / "nope.yaml")
 
 
+def test_load_finds_shipped_config_by_name_and_lists_them_when_unknown(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the name is not a file here: the package's configs answer
+    assert config.load("year-10k").name == config.load(ROOT / "simulator" / "configs" / "year-10k.yaml").name
+    with pytest.raises(config.SimConfigError, match=r"no simulator config at nope; shipped: .*year-10k"):
+        config.load("nope")
+
+
 def test_parse_freezes_sections():
     cfg = config.parse({"name": "x", "buyers": {"arrivals_per_day": 5}})
     with pytest.raises(Exception):
