@@ -96,6 +96,7 @@ def authorized_order(action: str):
         order = session.get(Order, order_id)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")
+        policy.hide_unrelated(user, order)  # 404, not 403: a stranger cannot tell it exists
         policy.check_order(user, order, action, ctx.settings)
         return order
     return dep

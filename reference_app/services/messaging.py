@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from ..store.models import Notification, Order, User
 from ..store.models_market import OrderMessage
 from .errors import PermissionDenied, ValidationFailed
+from .policy import hide_unrelated
 
 BODY_MAX_CHARS = 5_000
 
@@ -20,6 +21,7 @@ def _may_read(user: User, order: Order) -> bool:
 
 
 def thread(session: Session, order: Order, user: User) -> list[OrderMessage]:
+    hide_unrelated(user, order)
     if not _may_read(user, order):
         raise PermissionDenied(f"the messages of order {order.id} are for its buyer and seller "
                                "(and its arbiter once disputed)")
@@ -28,6 +30,7 @@ def thread(session: Session, order: Order, user: User) -> list[OrderMessage]:
 
 
 def post(session: Session, order: Order, user: User, body: str) -> OrderMessage:
+    hide_unrelated(user, order)
     if user.id not in (order.buyer_id, order.seller_id):
         raise PermissionDenied(f"only the buyer and the seller of order {order.id} write in its thread")
     if not body.strip() or len(body) > BODY_MAX_CHARS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, or_
 
 from ..store.models import Order, User
-from .errors import PermissionDenied
+from .errors import NotFound, PermissionDenied
 from .faults import planted
 from .lifecycle import S
 
@@ -47,6 +47,13 @@ def needs_arbiter(order: Order) -> bool:
 def arbiter_scope() -> ColumnElement[bool]:
     """``needs_arbiter`` as a query filter, for listing orders."""
     return or_(Order.disputed.is_(True), Order.state == S.HELD_IN_CUSTODY.value)
+
+
+def hide_unrelated(user: User, order: Order) -> None:
+    """A user with no relation to an order learns nothing of it, not even that it exists: the
+    same 404 as an order id never issued (a 403 let anyone count the orders)."""
+    if not relations(user, order):
+        raise NotFound(f"order {order.id} does not exist")
 
 
 def check_order(user: User, order: Order, action: str, settings=None) -> set[str]:

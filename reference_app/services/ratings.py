@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from ..store.models import Listing, Notification, Order, User
 from ..store.models_market import Rating
 from .errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from .policy import hide_unrelated
 from .transitions import is_terminal
 
 COMMENT_MAX_CHARS = 2_000
@@ -28,6 +29,7 @@ def rate(session: Session, order_id: int, rater: User, stars: int, comment: str 
     order = session.get(Order, order_id)
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
+    hide_unrelated(rater, order)
     if rater.id not in (order.buyer_id, order.seller_id):
         raise PermissionDenied(f"only the buyer and the seller of order {order.id} can rate it")
     if not is_terminal(order.state):

@@ -3,7 +3,8 @@ as each role, against an object of the sender's own and one of someone else's.
 
 A cell is ``allow`` when the request got past authentication and the permission
 check (any answer but 401 or 403, or the 404 that hides another user's object),
-``deny`` otherwise. Requests carry an empty JSON body, so an allowed write stops at
+``deny`` otherwise. Another party's order is such a 404: the very answer an order id
+that was never issued gets, so nobody can count the orders. Requests carry an empty JSON body, so an allowed write stops at
 validation (422) and changes nothing; the few writes without a body act on
 objects made for that one cell (a fresh listing, webhook or victim account).
 """
@@ -31,6 +32,8 @@ BODIES = {"POST /orders/{order_id}/rating": {"stars": 5},
           "POST /auctions/{auction_id}/bids": {"amount_sats": 1}}
 # Where a 404 is how the app hides an object that exists from a non-owner.
 HIDING_404 = ("DELETE /me/webhooks/{endpoint_id}",)
+# An order hidden from a stranger answers exactly what a nonexistent one does.
+HIDDEN_ORDER = re.compile(r"order \d+ does not exist")
 
 
 def variants(op: str, role: str) -> tuple[str, ...]:
@@ -112,20 +115,30 @@ def operations(document: dict) -> list[str]:
     return sorted(ops, key=lambda op: (op in LAST, LAST.index(op) if op in LAST else 0))
 
 
-def send(personas: Personas, objects: Objects, op: str, role: str, variant: str) -> int:
+def send(personas: Personas, objects: Objects, op: str, role: str, variant: str):
     method, template = op.split(" ", 1)
     path = re.sub(r"{(\w+)}", lambda m: str(objects.value(m.group(1), role, variant)), template)
     headers = {} if role == "anonymous" else {"Authorization": f"Bearer {personas.token(role)}"}
     kwargs: dict = {"params": QUERY.get(template, {}), "headers": headers}
     if method != "GET":
         kwargs["json"] = BODIES.get(op, {})
-    return personas.market.http.request(method, path, **kwargs).status_code
+    return personas.market.http.request(method, path, **kwargs)
 
 
-def verdict(op: str, status: int) -> str:
+def hidden_order(op: str, response) -> bool:
+    """A 404 that hides an order that exists: the nonexistent order's body, not another 404
+    (an order without an on-chain escrow, or with no PSBT awaiting, is a 404 of its own)."""
+    if "{order_id}" not in op or response.status_code != 404:
+        return False
+    body = response.json()
+    return body.get("code") == "not_found" and bool(HIDDEN_ORDER.fullmatch(body.get("detail", "")))
+
+
+def verdict(op: str, response) -> str:
+    status = response.status_code
     if status in DENIED:
         return DENY
-    if status == 404 and op in HIDING_404:
+    if status == 404 and (op in HIDING_404 or hidden_order(op, response)):
         return DENY  # the object exists: the 404 hides it from this sender
     return ALLOW
 
@@ -137,8 +150,8 @@ def run(personas: Personas, objects: Objects, ops: list[str],
         roles = ROLES if op not in LAST else ROLES[:-1] + ("admin",)
         for role in roles:
             for variant in variants(op, role):
-                status = send(personas, objects, op, role, variant)
-                cells[(op, role, variant)] = verdict(op, status)
+                response = send(personas, objects, op, role, variant)
+                cells[(op, role, variant)] = verdict(op, response)
                 if on_cell:
-                    on_cell(op, role, variant, status)
+                    on_cell(op, role, variant, response.status_code)
     return cells

@@ -36,3 +36,26 @@ def test_every_cell_gets_its_expected_answer(hardened_market, personas):
     print(f"\nauthorization matrix: {len(cells)} cells over {len(MATRIX)} operations")
     assert len(cells) >= len(MATRIX) * len(authz.ROLES)
     assert not wrong, "cells that differ:\n" + "\n".join(wrong)
+
+
+def test_another_partys_order_answers_exactly_like_an_order_that_does_not_exist(hardened_market, personas):
+    """A 403 told a stranger that the order exists, so anyone could count the orders; the
+    answer is now the nonexistent order's 404, body and all (only the id differs)."""
+    objects = authz.Objects(personas)
+    objects.setup()
+    other, missing = objects.orders["other"], 10 ** 9
+    ops = [op for op in authz.operations(hardened_market.http.app.openapi()) if "{order_id}" in op]
+    assert len(ops) >= 10
+    for op in ops:
+        method, template = op.split(" ", 1)
+        for role in ("buyer", "seller", "courier", "arbiter"):
+            answers = []
+            for order_id in (other, missing):
+                kwargs = {"headers": {"Authorization": f"Bearer {personas.token(role)}"}}
+                if method != "GET":
+                    kwargs["json"] = authz.BODIES.get(op, {})
+                r = hardened_market.http.request(method, template.replace("{order_id}", str(order_id)), **kwargs)
+                body = r.json()
+                answers.append((r.status_code, {**body, "detail": body.get("detail", "").replace(str(order_id), "N")}))
+            assert answers[0] == answers[1], f"{op} as {role}: {answers[0]} for another's order, {answers[1]} for none"
+            assert answers[0][0] == 404, f"{op} as {role}: {answers[0]}"

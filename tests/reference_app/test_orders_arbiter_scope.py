@@ -1,5 +1,6 @@
 """An arbiter sees the orders that need or had a ruling (disputed, or held in custody),
-not every order: the others get the same 403 as any non-party. No nodes: the orders
+not every order: the others get the same 404 as any non-party, the answer an order id
+that was never issued gets (a 403 would tell that the order exists). No nodes: the orders
 are rows written straight to the database, in the states a trade would leave them."""
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def test_arbiter_views_only_orders_that_need_or_had_a_ruling(api, trade):
             if name in SEEN_BY_ARBITER:
                 assert resp.status_code == 200, (name, view, resp.text)
             else:
-                assert resp.status_code == 403, (name, view, resp.text)
-                assert resp.json()["code"] == "permission_denied"
+                assert resp.status_code == 404, (name, view, resp.text)
+                assert resp.json()["detail"] == f"order {order_id} does not exist"
 
 
 def test_arbiter_is_denied_like_any_non_party(api, trade):
@@ -60,7 +61,9 @@ def test_arbiter_is_denied_like_any_non_party(api, trade):
     for view in VIEWS:
         path = view.format(id=trade["funded"])
         a, s = api.get(path, headers=arbiter), api.get(path, headers=stranger)
-        assert (a.status_code, a.json()["code"]) == (s.status_code, s.json()["code"]) == (403, "permission_denied")
+        none = api.get(view.format(id=10 ** 9), headers=stranger)
+        assert (a.status_code, a.json()["code"]) == (s.status_code, s.json()["code"]) == (404, "not_found")
+        assert a.text == s.text == none.text.replace(str(10 ** 9), str(trade["funded"]))
 
 
 def test_arbiter_lists_only_orders_that_need_or_had_a_ruling(api, trade):

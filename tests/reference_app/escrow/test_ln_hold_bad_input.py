@@ -90,8 +90,9 @@ def test_wrong_roles_are_refused(shipped):
     problem(seller.attempt("POST", f"/orders/{oid}/confirm"), 403, "permission_denied", "confirm on order")
     problem(buyer.attempt("POST", f"/orders/{oid}/ship", json={"courier": "fastship", "tracking_number": "ABCD"}),
             403, "permission_denied", "ship on order")
-    problem(stranger.attempt("POST", f"/orders/{oid}/confirm"), 403, "permission_denied", "needs to be its buyer")
-    problem(stranger.attempt("GET", f"/orders/{oid}"), 403, "permission_denied", "view on order")
+    # a stranger cannot even tell that the order exists: the answer to an order id never issued
+    problem(stranger.attempt("POST", f"/orders/{oid}/confirm"), 404, "not_found", f"order {oid} does not exist")
+    problem(stranger.attempt("GET", f"/orders/{oid}"), 404, "not_found", f"order {oid} does not exist")
     problem(buyer.attempt("POST", f"/orders/{oid}/dispute/ruling", json={"ruling": "refund"}),
             403, "permission_denied", "needs to be its arbiter")
     problem(market.http.post(f"/orders/{oid}/confirm"), 401, "not_authenticated", "log in first")
