@@ -23,7 +23,7 @@ from . import bench, cluster, demo, explore, nodes, scenario, simulate
 from . import load as load_cmd
 from . import torture as torture_cmd
 from .common import UserError, console, plain_flags
-from .extras import COMMAND_EXTRAS, MissingExtra, extra_for_module, require_for
+from .extras import MissingExtra, missing_extra_for, require_for
 
 plain_flags()  # before any help is drawn: flags show no `<bool>`
 
@@ -83,13 +83,6 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return KNOWN_ERRORS + ((node_config,) if node_config else ())
 
 
-def _missing_extra(exc: ModuleNotFoundError) -> MissingExtra | None:
-    """The extra a failed import belongs to, when it is one (a subcommand or backend that needs it)."""
-    words = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
-    extra = extra_for_module(exc.name, COMMAND_EXTRAS.get(words[0], ()) if words else ())
-    return MissingExtra(" ".join(words[:2]) or "this command", [extra]) if extra else None
-
-
 def _terminate(signum, frame):  # noqa: ARG001
     # Turn SIGTERM into an exception so every `finally` runs and no node is left behind.
     raise SystemExit(128 + signum)
@@ -104,7 +97,7 @@ def main() -> None:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, emoji=False)
         sys.exit(2)
     except ModuleNotFoundError as exc:
-        missing = _missing_extra(exc)
+        missing = missing_extra_for(sys.argv[1:], exc.name)  # a subcommand or backend that needs an extra
         if missing is None:
             raise
         console.print(f"[bold red]error:[/] {escape(str(missing))}", soft_wrap=True, emoji=False)

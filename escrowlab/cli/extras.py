@@ -33,6 +33,10 @@ COMMAND_EXTRAS: dict[str, tuple[str, ...]] = {
     "simulate": ("sim",),
 }
 
+# Where a module several extras bring (cryptography) is credited, for commands that need no
+# extra up front: in `cluster` it is the k8s export's or the docker backend's.
+CREDIT: dict[str, tuple[str, ...]] = {"cluster": ("docker",)}
+
 
 class MissingExtra(Exception):
     """A command needs an extra that is not installed: printed as one line, exit code 2."""
@@ -75,12 +79,23 @@ def require(command: str, *extras: str) -> None:
         raise MissingExtra(command, gone)
 
 
+# Commands with subcommands: a message names both words (`escrowlab app serve`).
+GROUPS = frozenset({"nodes", "cluster", "app", "scenario", "bench"})
+
+
+def _command(argv: list[str]) -> tuple[str, str]:
+    """The top-level command in ``argv`` and the name a message gives it ("" and "" for none)."""
+    words = [arg for arg in argv if not arg.startswith("-")]
+    if not words:
+        return "", ""
+    return words[0], " ".join(words[:2]) if words[0] in GROUPS else words[0]
+
+
 def require_for(argv: list[str]) -> None:
     """Check the extras of the top-level command in ``argv`` (the arguments after ``escrowlab``)."""
-    words = [arg for arg in argv if not arg.startswith("-")]
-    if words and words[0] in COMMAND_EXTRAS:
-        require(" ".join(words[:2]) if words[0] in ("app", "scenario") and len(words) > 1 else words[0],
-                *COMMAND_EXTRAS[words[0]])
+    top, name = _command(argv)
+    if top in COMMAND_EXTRAS:
+        require(name, *COMMAND_EXTRAS[top])
 
 
 def extra_for_module(module: str | None, command_extras: tuple[str, ...] = ()) -> str | None:
@@ -94,3 +109,10 @@ def extra_for_module(module: str | None, command_extras: tuple[str, ...] = ()) -
         if name in owners:
             return name
     return owners[0] if owners else None
+
+
+def missing_extra_for(argv: list[str], module: str | None) -> MissingExtra | None:
+    """What to say when running ``argv`` failed to import ``module``: the extra that brings it, if any."""
+    top, name = _command(argv)
+    extra = extra_for_module(module, COMMAND_EXTRAS.get(top) or CREDIT.get(top, ()))
+    return MissingExtra(name or "this command", [extra]) if extra else None

@@ -64,6 +64,17 @@ def test_extra_for_module_prefers_the_commands_own(module, command_extras, extra
     assert extras.extra_for_module(module, command_extras) == extra
 
 
+@pytest.mark.parametrize("argv, module, line", [
+    (["cluster", "export", "k8s"], "cryptography",
+     "escrowlab cluster export needs the [docker] extra: pip install 'escrowlab[docker]'"),
+    (["simulate", "--mode", "live"], "fastapi", "escrowlab simulate needs the [app] extra: pip install 'escrowlab[app]'"),
+    (["nodes", "install"], "no_such_module", None),
+])
+def test_missing_extra_for_a_failed_import_credits_the_right_extra(argv, module, line):
+    missing = extras.missing_extra_for(argv, module)
+    assert (str(missing) if missing else None) == line
+
+
 def test_extra_modules_match_pyproject_extras():
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
