@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
             if worker:
                 worker.stop()
 
+    # /docs is Swagger UI from the package's own files (web/docs.py), not FastAPI's CDN page; no ReDoc
     app = FastAPI(title="escrowlab reference marketplace", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="A Bitcoin/Lightning marketplace with hold-invoice escrow, "
                               "modelled on the seeds in shared/seeds.")
     app.state.ctx = ctx
@@ -70,7 +72,9 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     ratelimit.install(app, ctx.settings)
     for router in ROUTERS:
         app.include_router(router)
+    from .web.docs import router as docs
     from .web.views import router as dashboard
 
     app.include_router(dashboard)
+    app.include_router(docs)
     return app
