@@ -128,6 +128,19 @@ def _revoke_after_reuse(session: Session, user: User, family: RefreshFamily) -> 
                                     "every session of this account is revoked, log in again")
 
 
+def end_session(session: Session, ctx: AppContext, refresh_token: str) -> None:
+    """Log one session out (the dashboard's logout): its login's refresh family is revoked,
+    other devices keep theirs. A token that no longer verifies has nothing left to end."""
+    try:
+        claims = tokens.verify(ctx.settings.secret_key, refresh_token, "refresh")
+    except NotAuthenticated:
+        return
+    session.execute(update(RefreshFamily)
+                    .where(RefreshFamily.id == str(claims.get("fam", "")),
+                           RefreshFamily.user_id == int(claims["sub"]), RefreshFamily.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(timezone.utc)))
+
+
 def logout_all(user: User) -> None:
     """Revoke every access and refresh token issued so far (all devices)."""
     user.token_version += 1
