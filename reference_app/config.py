@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     # where the hub LND is: a detached cluster's state file, or explicit paths
     cluster_state_file: Path | None = None
     hub_node: str = "hub"
-    lnd_rest_url: str = ""
+    lnd_grpc_host: str = ""                    # lnd's rpclisten, e.g. 127.0.0.1:10009
+    lnd_rest_url: str = ""                     # no longer used by the app (it speaks gRPC); named in errors
     lnd_macaroon_path: Path | None = None
     lnd_tls_cert_path: Path | None = None
 
@@ -112,6 +113,8 @@ class Settings(BaseSettings):
     # fault injection for the scenario suite: named crash points (see services/faults.py)
     fault_points: list[str] = []
     planted_bug: str | None = None            # one deliberate defect, for proving the oracle (services/faults.py)
+    # argon2 cost: "light" for harness runs that start dozens of apps (services/accounts.py); never production
+    password_hashing: Literal["standard", "light"] = "standard"
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> "Settings":
@@ -124,6 +127,8 @@ class Settings(BaseSettings):
                 raise ValueError("secret_key must be at least 32 characters in production")
             if self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
                 raise ValueError("an in-memory database loses every escrow on restart")
+            if self.password_hashing != "standard":
+                raise ValueError("password_hashing must be standard in production")
         if self.planted_bug is not None:
             from .services.faults import PLANTED_BUGS
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from regtest_cluster.nodes.lnd import LndRest
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 
 from .config import Settings
 from .services.crypto import Box
@@ -19,11 +19,15 @@ class AppContext:
     settings: Settings
     db: Database
     box: Box
-    hub: LndRest | None = None
+    hub: LndGrpc | None = None
     chain: object | None = None                 # BitcoinRpc of the app's bitcoind (on-chain, custodial)
     modes: dict = field(default_factory=dict)   # escrow mode name -> EscrowMode (services/modes)
     # The worker (or a test) subscribes here to hear about new orders at once.
     on_order_created: list[Callable[[int], None]] = field(default_factory=list)
+    # The worker sets this, so a payment that ends on the node's loop is acted on at once.
+    wake_worker: Callable[[], None] = lambda: None
+    # Payouts this process sent and has not yet seen end (payout id -> order id): services/payouts.py
+    payouts_in_flight: dict[int, int] = field(default_factory=dict)
     _tip: tuple[float, int] | None = None
     _tip_lock: threading.Lock = field(default_factory=threading.Lock)
 

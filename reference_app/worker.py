@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .context import AppContext
-from .services import deadlines, holds, orders
+from .services import deadlines, holds, orders, payouts
 from .services.errors import DomainError
 from .services.lifecycle import TERMINAL, S
 
@@ -21,9 +21,9 @@ log = logging.getLogger("escrowlab.worker")
 
 
 class Worker:
-    # A drive blocks on the hub while the payout's SendPaymentV2 runs (~1 s), so this pool caps
-    # releases per second: with 8 threads and 48 escrows in flight, settle+payout queued for ~7 s.
-    def __init__(self, ctx: AppContext, interval_s: float | None = None, threads: int = 32) -> None:
+    # A drive settles or cancels a hold (one unary call) and starts payouts without waiting for
+    # them (payouts.py), so it never blocks for long: a small pool keeps up.
+    def __init__(self, ctx: AppContext, interval_s: float | None = None, threads: int = 8) -> None:
         self.ctx = ctx
         self.interval = interval_s if interval_s is not None else ctx.settings.worker_interval_s
         self._stop = threading.Event()
@@ -36,6 +36,7 @@ class Worker:
         self.errors = 0
         for mode in ctx.modes.values():
             mode.wake = self.wake
+        ctx.wake_worker = self.wake
         ctx.on_order_created.append(self._created)
 
     # --- lifecycle
@@ -101,6 +102,8 @@ class Worker:
     def drive_pending(self, height: int) -> None:
         for order_id, mode_name in orders.pending(self.ctx):
             mode = self.ctx.modes.get(mode_name)
+            if payouts.in_flight_here(self.ctx, order_id):  # its payment's end wakes us
+                continue
             with self._lock:
                 if mode is None or order_id in self._driving:
                     continue

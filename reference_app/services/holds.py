@@ -12,7 +12,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from regtest_cluster.nodes.lnd import LndError, LndRest
+from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 
 from .errors import NodeUnavailable
 
@@ -43,11 +44,11 @@ def new_preimage() -> tuple[bytes, bytes]:
     return preimage, hashlib.sha256(preimage).digest()
 
 
-def block_height(hub: LndRest) -> int:
+def block_height(hub: LndGrpc) -> int:
     return int(node_call(hub.getinfo)["block_height"])
 
 
-def issue(hub: LndRest, payment_hash: bytes, amount_sats: int, cltv_expiry: int, expiry_s: int,
+def issue(hub: LndGrpc, payment_hash: bytes, amount_sats: int, cltv_expiry: int, expiry_s: int,
           memo: str) -> str:
     return node_call(hub.add_hold_invoice, payment_hash, amount_sats, cltv_expiry, expiry_s, memo)["payment_request"]
 
@@ -60,7 +61,7 @@ def truth_from(invoice: dict) -> InvoiceTruth:
                         htlc_expiry_height=expiry)
 
 
-def lookup(hub: LndRest, payment_hash: bytes) -> InvoiceTruth:
+def lookup(hub: LndGrpc, payment_hash: bytes) -> InvoiceTruth:
     try:
         return truth_from(node_call(hub.lookup_invoice, payment_hash))
     except LndError as exc:
@@ -69,12 +70,12 @@ def lookup(hub: LndRest, payment_hash: bytes) -> InvoiceTruth:
         raise
 
 
-def settle(hub: LndRest, preimage: bytes) -> None:
+def settle(hub: LndGrpc, preimage: bytes) -> None:
     """Settle (idempotent). Raises LndError if the invoice is not ACCEPTED or SETTLED."""
     node_call(hub.settle_invoice, preimage)
 
 
-def cancel(hub: LndRest, payment_hash: bytes) -> None:
+def cancel(hub: LndGrpc, payment_hash: bytes) -> None:
     """Cancel (idempotent on a cancelled or vanished invoice). Raises on a settled one."""
     try:
         node_call(hub.cancel_invoice, payment_hash)

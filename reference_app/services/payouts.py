@@ -8,11 +8,15 @@ The protocol for each attempt:
    and record it with a compare-and-swap on the payout row: the marker
    commits before the payment is sent, so a crash cannot lose track of it.
 3. Send with a fee limit paid from the marketplace's fee, never from the
-   escrowed amount (I13).
+   escrowed amount (I13). Sending does not wait: the payment runs on the hub
+   client's loop and its outcome is recorded when it ends. A payee that holds
+   the payment (a hold invoice it never settles) or a route that never resolves
+   ties up no worker and delays no one else's release, refund or split.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -31,6 +35,17 @@ from .holds import node_call
 from .lifecycle import S
 from .orders import PPM, fee_for
 from .transitions import now
+
+
+# Payments this process has sent and not yet seen end live in ctx.payouts_in_flight
+# (payout id -> order id); this lock guards every app context's.
+_inflight_lock = threading.Lock()
+
+
+def in_flight_here(ctx: AppContext, order_id: int) -> bool:
+    """Whether one of the order's payouts is a payment this process is still waiting on."""
+    with _inflight_lock:
+        return order_id in ctx.payouts_in_flight.values()
 
 
 def plan(settings, order: Order) -> list[tuple[str, int, int]]:
@@ -122,6 +137,9 @@ def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
 
 def attempt(ctx: AppContext, payout_id: int) -> str:
     """One step of the protocol; returns the payout's status afterwards."""
+    with _inflight_lock:
+        if payout_id in ctx.payouts_in_flight:  # sent from here; its end is recorded when it comes
+            return "IN_FLIGHT"
     with ctx.db.session() as session:
         p = session.get(Payout, payout_id)
         if p.status == "SUCCEEDED" and planted(ctx.settings, "double_payout") and p.attempts == 1:
@@ -145,7 +163,7 @@ def attempt(ctx: AppContext, payout_id: int) -> str:
         if tracked is None and status == "IN_FLIGHT":
             # The marker committed but the payment never reached the node (a crash in
             # between): send that same invoice again; lnd pays a hash at most once.
-            return _send(ctx, payout_id, known_request, known_hash, fee_limit)
+            return _send(ctx, payout_id, order_id, known_request, known_hash, fee_limit)
         if status == "IN_FLIGHT":
             status = _finish(ctx, payout_id, tracked)  # FAILED: a new attempt is safe
 
@@ -162,27 +180,47 @@ def attempt(ctx: AppContext, payout_id: int) -> str:
     with ctx.db.session() as session:  # the marker: claimed before anything is sent
         claimed = session.execute(
             update(Payout).where(Payout.id == payout_id, Payout.attempts == attempts,
-                                 Payout.status.in_(("PENDING", "FAILED")))
+                                 Payout.status.in_(("PENDING", "FAILED")),
+                                 # a hand-in meanwhile replaced the invoice read above: pay that one next time
+                                 Payout.payment_request.is_not_distinct_from(known_request))
             .values(status="IN_FLIGHT", attempts=attempts + 1, payment_request=request,
                     payment_hash=decoded["payment_hash"], last_error=None))
         if claimed.rowcount != 1:
             return "IN_FLIGHT"  # another worker claimed this attempt
     faults.point("after_payout_marker", ctx.settings.fault_points)
-    return _send(ctx, payout_id, request, decoded["payment_hash"], fee_limit)
+    return _send(ctx, payout_id, order_id, request, decoded["payment_hash"], fee_limit)
 
 
-def _send(ctx: AppContext, payout_id: int, request: str, payment_hash: str, fee_limit: int) -> str:
-    try:
-        result = node_call(ctx.hub.send_payment, request, timeout_s=ctx.settings.payout_timeout_s,
-                           fee_limit_sats=fee_limit)
-    except NodeUnavailable as exc:
-        return _note(ctx, payout_id, exc.message, backoff=True)
-    except LndError as exc:
-        if "already paid" in exc.message or "in transition" in exc.message:
+def _send(ctx: AppContext, payout_id: int, order_id: int, request: str, payment_hash: str, fee_limit: int) -> str:
+    """Start the payment and return at once; its outcome is recorded when the node ends it."""
+    with _inflight_lock:
+        if payout_id in ctx.payouts_in_flight:
+            return "IN_FLIGHT"
+        ctx.payouts_in_flight[payout_id] = order_id
+
+    def ended(outcome: dict | Exception) -> None:
+        try:
+            _ended(ctx, payout_id, payment_hash, outcome)
+        finally:
+            with _inflight_lock:
+                ctx.payouts_in_flight.pop(payout_id, None)
+            ctx.wake_worker()
+
+    ctx.hub.pay(request, timeout_s=ctx.settings.payout_timeout_s, fee_limit_sats=fee_limit, on_done=ended)
+    return "IN_FLIGHT"
+
+
+def _ended(ctx: AppContext, payout_id: int, payment_hash: str, outcome: dict | Exception) -> str:
+    if isinstance(outcome, LndError):
+        if outcome.status == 0 or outcome.status >= 502:  # unreachable: left IN_FLIGHT; the next attempt tracks it
+            return _note(ctx, payout_id, f"the Lightning node is unreachable: {outcome.message}", backoff=True)
+        if "already paid" in outcome.message or "in transition" in outcome.message:
             return _finish(ctx, payout_id, _track(ctx, payment_hash) or {"status": "IN_FLIGHT"})
-        result = {"status": "FAILED", "failure_reason": exc.message}
+        outcome = {"status": "FAILED", "failure_reason": outcome.message}
+    elif isinstance(outcome, Exception):
+        raise outcome
     faults.point("after_payout_sent", ctx.settings.fault_points)
-    return _finish(ctx, payout_id, result)
+    return _finish(ctx, payout_id, outcome)
 
 
 def _aware(moment):

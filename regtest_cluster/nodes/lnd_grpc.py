@@ -21,7 +21,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -235,28 +235,40 @@ class LndGrpc:
         return to_dict(self._sync(self._unary("DecodePayReq", self._ln.DecodePayReq,
                                               ln.PayReqString(pay_req=payment_request))))
 
-    async def _pay(self, payment_request: str, timeout_s: int, fee_limit_sats: int) -> dict:
+    async def _pay(self, payment_request: str, timeout_s: int, fee_limit_sats: int, first: bool = False,
+                   on_done: Callable[[dict | Exception], None] | None = None) -> dict:
         self._count()
         request = router.SendPaymentRequest(payment_request=payment_request, timeout_seconds=timeout_s,
-                                            fee_limit_sat=fee_limit_sats, no_inflight_updates=True)
-        last: Any = None
+                                            fee_limit_sat=fee_limit_sats, no_inflight_updates=not first)
+        outcome: dict | Exception = {"status": "IN_FLIGHT"}
+        stream = self._router.SendPaymentV2(request, metadata=self._metadata)
         try:
-            async for update in self._router.SendPaymentV2(request, metadata=self._metadata):
-                last = update
-                if ln.Payment.PaymentStatus.Name(update.status) in FINAL_PAYMENT:
+            async for update in stream:
+                outcome = to_dict(update)
+                if first or outcome["status"] in FINAL_PAYMENT:
                     break
         except grpc.aio.AioRpcError as exc:
-            raise self._error("SendPaymentV2", exc) from None
-        return to_dict(last) if last is not None else {"status": "IN_FLIGHT"}
+            outcome = self._error("SendPaymentV2", exc)
+        finally:
+            stream.cancel()  # lnd goes on with the payment; only this view of it ends
+        if on_done is not None:
+            await asyncio.get_running_loop().run_in_executor(self._callbacks, on_done, outcome)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def pay(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000) -> Future:
-        """Send a payment; the future resolves to its final update (or raises LndError).
-        Nothing waits on it but the loop: a payee that holds the payment holds no thread."""
-        return asyncio.run_coroutine_threadsafe(self._pay(payment_request, timeout_s, fee_limit_sats), self._loop)
+    def pay(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000,
+            on_done: Callable[[dict | Exception], None] | None = None) -> Future:
+        """Send a payment; the future resolves to its final update (or raises LndError), and
+        ``on_done`` gets the same on the callback pool. Nothing waits on it but the loop: a
+        payee that holds the payment for hours holds no thread."""
+        return asyncio.run_coroutine_threadsafe(
+            self._pay(payment_request, timeout_s, fee_limit_sats, on_done=on_done), self._loop)
 
-    def send_payment(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000) -> dict:
-        """Pay and wait for the final update (LndRest's blocking form)."""
-        return self.pay(payment_request, timeout_s, fee_limit_sats).result()
+    def send_payment(self, payment_request: str, timeout_s: int = 60, fee_limit_sats: int = 1000,
+                     wait: bool = True) -> dict:
+        """Pay and wait for the final update; with ``wait=False`` return the first (IN_FLIGHT)."""
+        return self._sync(self._pay(payment_request, timeout_s, fee_limit_sats, first=not wait))
 
     def track_payment(self, payment_hash: bytes) -> dict:
         """The current status of a payment (the first update of TrackPaymentV2)."""

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, sats
-from regtest_cluster.nodes.lnd import LndError, LndRest
+from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 
 from ...context import AppContext
 from ...store.models_ledger import (LedgerAccount, LnDepositInvoice, LnWithdrawal, OnchainDeposit,
@@ -65,7 +66,7 @@ class Report:
         return "\n".join(lines)
 
 
-def reconcile(ctx: AppContext, rpc: BitcoinRpc, hub: LndRest | None = None) -> Report:
+def reconcile(ctx: AppContext, rpc: BitcoinRpc, hub: LndGrpc | None = None) -> Report:
     """Compare the ledger with itself, the custody wallet (``rpc``) and the hub."""
     hub = hub or ctx.hub
     with ctx.db.session(write=False) as s:
@@ -131,7 +132,7 @@ def _outgoing(rpc: BitcoinRpc, batches, ledger_holdings: int, mismatches: list[M
     return {"node_onchain_outgoing": node_total}
 
 
-def _hub(hub: LndRest, invoices, withdrawals, ledger_holdings: int, mismatches: list[Mismatch]) -> dict[str, int]:
+def _hub(hub: LndGrpc, invoices, withdrawals, ledger_holdings: int, mismatches: list[Mismatch]) -> dict[str, int]:
     node_in = 0
     for payment_hash, state, credited_sats in invoices:
         try:

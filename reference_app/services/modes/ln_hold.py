@@ -1,7 +1,9 @@
 """ln_hold: the buyer's payment is held by the hub's LND in a hold invoice.
 
 Funding is LND's ACCEPTED (seen through SubscribeSingleInvoice, reconciled
-with LookupInvoiceV2; SubscribeInvoices never reports ACCEPTED). Release
+with LookupInvoiceV2; SubscribeInvoices never reports ACCEPTED). Each open hold
+is watched until it settles or is cancelled, as a subscription multiplexed on the
+hub's one gRPC channel: a thousand held escrows cost no thread each. Release
 settles the hold and pays the seller; refund cancels it, or repays the buyer
 once the hold was settled into custody. The lock expires by height, so this
 mode has a guardian.
@@ -26,7 +28,9 @@ from ..faults import planted
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 
 log = logging.getLogger("escrowlab.ln_hold")
-RECONCILE_EVERY_S = 2.0
+RECONCILE_EVERY_S = 2.0    # holds whose watch ended (a broken stream, a restart) are looked up this often
+FULL_RECONCILE_S = 60.0    # and every open hold, watched or not, this often (belt and braces, I11)
+FINAL_INVOICE = ("SETTLED", "CANCELED")
 
 
 def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: holds.InvoiceTruth,
@@ -64,9 +68,9 @@ class LnHoldMode:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self._stop = threading.Event()
-        self._watching: set[int] = set()
+        self._watches: dict = {}  # order id -> the hub's Watch of its hold invoice
         self._lock = threading.Lock()
-        self._last_reconcile = 0.0
+        self._last_reconcile = self._last_full = 0.0
         self.height: int | None = None
         self.wake = lambda: None  # the worker replaces it, to react at once
 
@@ -92,50 +96,57 @@ class LnHoldMode:
         if payment_hash:  # after the claim: the unpaid invoice goes, an HTLC (if any) fails back
             holds.cancel(self.ctx.hub, bytes.fromhex(payment_hash))
 
-    # --- watching: one subscription per unpaid invoice, plus reconciliation
+    # --- watching: one subscription per open hold, plus reconciliation
     def start(self) -> None:
         self._stop.clear()  # a restarted worker reuses this mode
-        self.reconcile()
+        self.reconcile(full=True)
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            watches, self._watches = list(self._watches.values()), {}
+        for w in watches:
+            w.cancel()
 
     def on_created(self, order_id: int) -> None:
-        with self._lock:
-            if order_id in self._watching or self._stop.is_set():
+        with self._db_read() as session:
+            order = session.get(Order, order_id)
+            if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
                 return
-            self._watching.add(order_id)
-        threading.Thread(target=self._subscribe, args=(order_id,), name=f"invoice-{order_id}", daemon=True).start()
+            payment_hash = bytes.fromhex(order.hold.payment_hash)
+        self._watch(order_id, payment_hash)
+
+    def _db_read(self):
+        return self.ctx.db.session(write=False)
+
+    def _watch(self, order_id: int, payment_hash: bytes) -> None:
+        """Follow the hold until it is final; the stream's updates arrive on the hub's callback pool."""
+        with self._lock:
+            if order_id in self._watches or self._stop.is_set():
+                return
+
+            def update(invoice: dict) -> bool:
+                if self._stop.is_set():
+                    return True
+                if invoice.get("state") != "OPEN" or planted(self.ctx.settings, "funded_without_accept"):
+                    self._observe(order_id, holds.truth_from(invoice))
+                return invoice.get("state") in FINAL_INVOICE
+
+            def ended(error: Exception | None) -> None:
+                with self._lock:
+                    self._watches.pop(order_id, None)
+                if error is not None and not self._stop.is_set():
+                    log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, error)
+
+            self._watches[order_id] = self.ctx.hub.watch_invoice(payment_hash, update, ended)
 
     def watch(self, height: int) -> None:
         self.height = height
-        if time.monotonic() - self._last_reconcile > RECONCILE_EVERY_S:
+        now = time.monotonic()
+        if now - self._last_full > FULL_RECONCILE_S:
+            self.reconcile(full=True)
+        elif now - self._last_reconcile > RECONCILE_EVERY_S:
             self.reconcile()
-
-    def _subscribe(self, order_id: int) -> None:
-        try:
-            with self.ctx.db.session(write=False) as session:
-                order = session.get(Order, order_id)
-                if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
-                    return
-                payment_hash = bytes.fromhex(order.hold.payment_hash)
-            for invoice in self.ctx.hub.subscribe_single_invoice(payment_hash):
-                if self._stop.is_set():
-                    return
-                if invoice.get("state") in ("ACCEPTED", "SETTLED", "CANCELED") or planted(
-                        self.ctx.settings, "funded_without_accept"):
-                    self._observe(order_id, holds.truth_from(invoice))
-                    return
-        except (LndError, DomainError) as exc:
-            log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, exc)
-        except Exception as exc:
-            if not self._stop.is_set():
-                raise
-            # stopped: the database or the node may be gone already; the next start reconciles
-            log.info("invoice stream for order %s ended after stop: %s", order_id, exc)
-        finally:
-            with self._lock:
-                self._watching.discard(order_id)
 
     def _observe(self, order_id: int, truth: holds.InvoiceTruth) -> None:
         try:
@@ -145,20 +156,32 @@ class LnHoldMode:
             log.info("order %s: %s", order_id, exc)
         self.wake()
 
-    def reconcile(self) -> None:
-        """Compare every open order's hold invoice with the node, and act on differences (I11)."""
+    def reconcile(self, full: bool = False) -> None:
+        """Compare open orders' hold invoices with the node, act on differences (I11), and
+        watch each open hold again. Without ``full``, only holds nothing is watching."""
         self._last_reconcile = time.monotonic()
+        if full:
+            self._last_full = self._last_reconcile
         open_states = [s.value for s in (S.AWAITING_FUNDS, *FUNDED_STATES, *PENDING)]
-        with self.ctx.db.session(write=False) as session:
-            rows = session.execute(select(Order.id, Order.state, HoldInvoice.payment_hash, HoldInvoice.lnd_state)
+        with self._db_read() as session:
+            rows = session.execute(select(Order.id, HoldInvoice.payment_hash, HoldInvoice.lnd_state)
                                    .join(HoldInvoice, HoldInvoice.order_id == Order.id)
                                    .where(Order.state.in_(open_states), Order.escrow_mode == self.name)).all()
-        for order_id, state, payment_hash, lnd_state in rows:
-            if lnd_state == "SETTLED":
+        with self._lock:
+            watched = set(self._watches)
+        for order_id, payment_hash, lnd_state in rows:
+            if lnd_state == "SETTLED" or (order_id in watched and not full):
                 continue
-            self._observe(order_id, holds.lookup(self.ctx.hub, bytes.fromhex(payment_hash)))
-            if S(state) == S.AWAITING_FUNDS:
-                self.on_created(order_id)
+            truth = holds.lookup(self.ctx.hub, bytes.fromhex(payment_hash))
+            self._observe(order_id, truth)
+            if truth.state not in FINAL_INVOICE:
+                self._watch(order_id, bytes.fromhex(payment_hash))
+
+    @property
+    def watching(self) -> int:
+        """How many holds are followed by a live subscription now."""
+        with self._lock:
+            return len(self._watches)
 
     # --- the guardian (I7)
     def guardian_due(self, session: Session, height: int) -> list[deadlines.Due]:

@@ -18,7 +18,8 @@ from reference_app.main import build_context, create_app
 from reference_app.store.models import HoldInvoice
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.bitcoind import BitcoinRpc
-from regtest_cluster.nodes.lnd import LndError, LndNode, LndRest
+from regtest_cluster.nodes.lnd import LndError, LndNode
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 from regtest_cluster.waiting import wait_for
 from harness.actors import Buyer, Party, Seller
 from harness.http import HttpMarketplace
@@ -29,8 +30,9 @@ WINDOWS = dict(funding_timeout_blocks=6, ship_window_blocks=6, delivery_window_b
                ruling_window_blocks=500, worker_interval_s=0.1, payout_retry_base_s=0.2)
 
 
-def hub_client(node: LndNode) -> LndRest:
-    return LndRest(node.name, node.rest_url, node.macaroon_path.read_bytes().hex(), node.tls_cert)
+def hub_client(node: LndNode) -> LndGrpc:
+    """The app's own client of the hub (gRPC, as the app builds it), closed with the app."""
+    return LndGrpc(node.name, node.grpc_host, node.macaroon_path.read_bytes().hex(), node.tls_cert)
 
 
 @dataclass

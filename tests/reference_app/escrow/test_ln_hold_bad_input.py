@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reference_app.main import build_context, create_app
-from regtest_cluster.nodes.lnd import LndRest
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 from regtest_cluster.ports import PortAllocator
 from harness.actors import Buyer, Seller
 from tests.reference_app.conftest import make_settings
@@ -145,7 +145,7 @@ def test_unreachable_node_is_503_and_nothing_changes(tmp_path, cluster):
     ctx = build_context(settings, with_node=False)
     hub = cluster.node("hub")
     dead_port = PortAllocator().take()  # free, so nothing listens there
-    ctx.hub = LndRest("hub", f"https://127.0.0.1:{dead_port}", hub.macaroon_path.read_bytes().hex(), hub.tls_cert)
+    ctx.hub = LndGrpc("hub", f"127.0.0.1:{dead_port}", hub.macaroon_path.read_bytes().hex(), hub.tls_cert, timeout=5)
     with TestClient(create_app(ctx=ctx)) as http:
         seller = Seller.register(http, "seller", ["seller"])
         buyer = Buyer.register(http, "buyer", ["buyer"], address=ADDRESSES["buyer1"])
