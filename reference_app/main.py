@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     from .services import accounts
     from .worker import Worker
 
+    accounts.use_password_hashing(ctx.settings.password_hashing)
+
     worker = Worker(ctx) if (ctx.modes and ctx.settings.run_worker_inprocess) else None
     from .services.market_loop import MarketLoop
 

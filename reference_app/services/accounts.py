@@ -36,6 +36,18 @@ MAX_DISPLAY_NAME_LEN = 80
 MAX_ADDRESS_LEN = 500
 
 _hasher = PasswordHasher()
+# "light": argon2 at its cheapest, for harness runs whose dozens of short-lived apps each
+# register and log in a handful of parties (about 0.2 CPU-seconds a hash at the standard
+# cost: the largest part of a scenario's CPU). Settings refuse it in production.
+_HASHERS = {"standard": _hasher, "light": PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)}
+
+
+def use_password_hashing(kind: str) -> None:
+    """Hash and verify passwords at the cost the app's settings name (``password_hashing``)."""
+    global _hasher
+    if _HASHERS[kind] is not _hasher:
+        _hasher = _HASHERS[kind]
+        _dummy_hash.cache_clear()  # an unknown email costs what a wrong password costs, at this cost
 
 
 class TokenPair(NamedTuple):
