@@ -51,6 +51,8 @@ def run_cmd(
     marketplace: str = typer.Option(None, "--marketplace", help="Judge another marketplace: module:Class, a "
                                                                 "harness.driver.Marketplace (default: the "
                                                                 "reference app)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run this many stories at once, each lane on a hub "
+                                                            "cluster of its own (the first is the run's)."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
@@ -71,7 +73,7 @@ def run_cmd(
         runner.mode_for(scenario, mode)
     with progress("scenarios", quiet=False) as step:
         result = runner.run(env(), chosen, seed, mode or "all", planted, step, bug_everywhere=planted_bug,
-                            backend=backend, attach=name if attach else None, market=market)
+                            backend=backend, attach=name if attach else None, market=market, jobs=jobs)
     summary = build.write_all(result)
     build.console_summary(console, result, summary)
     if json_out:
