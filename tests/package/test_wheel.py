@@ -22,6 +22,9 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
+import zipfile
+from fnmatch import fnmatch
 from pathlib import Path
 
 import httpx
@@ -89,8 +92,8 @@ def user_env(venv: Path, home: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, Path]:
-    """The wheel, built offline from a copy of the working tree, and the wheelhouse."""
+def built(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The wheel, built offline from a copy of the working tree; the wheelhouse; the copy."""
     house = wheelhouse()
     top = tmp_path_factory.mktemp("wheel")
     src = top / "src"
@@ -100,13 +103,13 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
                    "-w", out, src], cwd=top))
     assert "Deprecat" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     (wheel,) = out.glob("escrowlab-*.whl")
-    return wheel, house
+    return wheel, house, src
 
 
 @pytest.fixture(scope="module")
 def core(built, tmp_path_factory) -> tuple[Path, Path]:
     """A venv with the core install (no extras), and the user's project folder next to it."""
-    wheel, house = built
+    wheel, house, _ = built
     home = tmp_path_factory.mktemp("core")
     venv = home / "venv"
     seconds = install(venv, str(wheel), house)
@@ -117,12 +120,24 @@ def core(built, tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def full(built, tmp_path_factory) -> tuple[Path, Path]:
-    wheel, house = built
+    wheel, house, _ = built
     home = tmp_path_factory.mktemp("all")
     venv = home / "venv"
     seconds = install(venv, f"escrowlab[all] @ {wheel.as_uri()}", house)
     FIGURES.append(f"[all] install: {size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
     return venv, home
+
+
+def test_wheel_holds_every_file_of_its_packages(built):
+    wheel, _, src = built
+    include = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    tops = [d for d in src.iterdir() if (d / "__init__.py").is_file() and any(fnmatch(d.name, p) for p in include)]
+    assert len(tops) >= 10, tops
+    files = {f.relative_to(src).as_posix() for top in tops for f in top.rglob("*")
+             if f.is_file() and "__pycache__" not in f.parts}
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    # Data files too (templates, static files and their licences, profiles, configs, traces).
+    assert sorted(files - shipped) == []
 
 
 def test_core_cli_helps_and_says_its_version_from_the_venv(core):
@@ -180,7 +195,7 @@ def test_line_routes_alice_to_carol_through_bob(cluster):
 
 def test_core_pytest_plugin_fixtures_run_real_nodes_in_another_project(core, built):
     venv, home = core
-    _, house = built
+    _, house, _ = built
     # The user's project has pytest of its own; escrowlab's plugin loads through its entry point.
     ok(run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-index",
             "--find-links", house, "-c", ROOT / "constraints.txt", "pytest"], cwd=home))
