@@ -76,3 +76,19 @@ def test_jobs_below_one_is_refused_before_anything_starts():
     proc = subprocess.run([sys.executable, "-m", "escrowlab", "scenario", "run", "--all", "--jobs", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--jobs" in proc.stderr
+
+
+def test_the_session_run_takes_only_the_stories_pytest_selected():
+    from types import SimpleNamespace
+
+    from tests.scenarios import test_catalogue as cat
+
+    def item(test, **params):
+        return SimpleNamespace(module=cat, originalname=test, callspec=SimpleNamespace(params=params))
+
+    other = SimpleNamespace(module=runner, originalname=cat.SCENARIO_TEST,
+                            callspec=SimpleNamespace(params={"name": "operator_gone"}))
+    items = [item(cat.PLANTED_TEST, bug="skip_cas"), item(cat.SCENARIO_TEST, name="onchain_overpaid"),
+             item(cat.SCENARIO_TEST, name="release_after_delivery"), other,
+             SimpleNamespace(module=cat, originalname="test_node_logs_show_only_the_errors_stories_cause")]
+    assert cat.selected(items, cat.__name__) == (["release_after_delivery", "onchain_overpaid"], ["skip_cas"])
