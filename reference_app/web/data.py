@@ -52,7 +52,8 @@ def _node(name: str, role: str, client: LndRest) -> dict:
         info = client.getinfo()
         channels = client.listchannels()
         wallet = client.walletbalance()
-        peers = client.listpeers()
+        # the app's own hub client (gRPC) may not list peers; the REST clients here do
+        peers = client.listpeers() if hasattr(client, "listpeers") else None
     except (LndError, OSError) as exc:
         return {**out, "running": False, "error": str(exc)[:200]}
     rows = [_channel(name, c) for c in channels]
@@ -60,7 +61,8 @@ def _node(name: str, role: str, client: LndRest) -> dict:
             "height": _int(info.get("block_height")), "synced": bool(info.get("synced_to_chain")),
             "onchain_sats": _int(wallet.get("confirmed_balance")),
             "local_sats": sum(c["local"] for c in rows), "remote_sats": sum(c["remote"] for c in rows),
-            "active_channels": sum(1 for c in rows if c["active"]), "peers": len(peers),
+            "active_channels": sum(1 for c in rows if c["active"]),
+            "peers": None if peers is None else len(peers),
             "htlcs": sum(c["htlcs"] for c in rows), "channels": rows}
 
 

@@ -38,7 +38,7 @@ STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 EVENT_INTERVAL_S = 3.0
 # A stream ends after this long (or when its token does) and EventSource reconnects with
 # the current cookie: no stream outlives its session, none holds a server shutdown for long.
-STREAM_MAX_S = 60.0
+STREAM_MAX_S = 25.0
 RETRY_MS = 2_000
 
 
