@@ -10,9 +10,12 @@ request to RELEASED.
 
 The baseline, on the same cluster in the same run, is raw LND: the seller's
 node adds an invoice and the buyer's node pays it through the hub, with the
-same concurrency. An escrow moves money twice (buyer -> hub hold, hub ->
-seller payout), so the ratio escrows/s : payments/s has a natural ceiling
-near 0.5 unless payouts are batched or the hub is faster than the parties.
+same concurrency. A raw payment crosses buyer -> hub -> seller; an escrow
+updates the same two channels (the hold, its settle, then the payout), adding
+one invoice and a later settle, so its ceiling is near the raw rate. CPU is
+measured in both phases, for every process (the app, each LND, bitcoind), so
+the CPU an escrow costs can be set beside the CPU a raw payment costs; the app's
+own database queries and hub calls per escrow come from its /health counters.
 
     python -m bench.escrow --escrows 200 --concurrency 16
 """
@@ -30,6 +33,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator
+
+import psutil
 
 from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
@@ -166,35 +171,42 @@ def _database(db: str) -> Iterator[None]:
 
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
         topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
-        db: str = "sqlite") -> dict:
+        db: str = "sqlite", app_processes: int = 1) -> dict:
     with _database(db):
-        result = _run(env, escrows, concurrency, raw, topology, attach, progress)
+        result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes)
     result["database"] = "sqlite_wal" if db == "sqlite" else db
+    result["app_processes"] = app_processes
     return result
 
 
 def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topology: str, attach: str | None,
-         progress: Callable[[str], None]) -> dict:
+         progress: Callable[[str], None], app_processes: int = 1) -> dict:
     raw = raw if raw is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
     world = World(cluster, run_dir)
     try:
-        world.start_app(APP_SETTINGS)
+        world.start_app({**APP_SETTINGS, "processes": app_processes})
         market = Market(world)
-        progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
-        baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
-        progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         pids = {"app": world.market.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
-        cpu0, bench0 = {k: _cpu_s(p) for k, p in pids.items()}, _own_cpu_s()
+        progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
+        cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
+        baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
+        raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k != "app"}
+        progress(f"escrows through the app: {escrows}, {concurrency} at a time")
+        cpu0, bench0, counters0 = {k: _cpu_s(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
+        counters = {k: v - counters0.get(k, 0) for k, v in _counters(world).items()}
         cpu["bench-client"] = _own_cpu_s() - bench0
     finally:
         world.stop_app()
         if not attach:
             cluster.stop()
+    done = max(1, figures["done"])
+    cpu_escrow = sum(v for k, v in cpu.items() if k != "bench-client") / done
+    cpu_raw = sum(raw_cpu.values()) / max(1, baseline["done"])
     return {
         "escrows": figures["done"], "failed": figures["failed"],
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
@@ -202,7 +214,14 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "status_polls_per_escrow": round(market.polls / max(1, figures["done"]), 1), "poll_interval_s": POLL_S,
         "phase_p50_s": {p: percentiles(v)["p50_s"] for p, v in market.phases.items()},
         # Where the machine's time went during the escrow phase: CPU seconds per escrow, by process.
-        "cpu_s_per_escrow": {k: round(v / max(1, figures["done"]), 4) for k, v in sorted(cpu.items())},
+        "cpu_s_per_escrow": {k: round(v / done, 4) for k, v in sorted(cpu.items())},
+        # Summed over the nodes and the app (not the benchmark's own client), beside a raw payment's.
+        "cpu_s_per_escrow_total": round(cpu_escrow, 4),
+        "cpu_s_per_raw_payment": {k: round(v / max(1, baseline["done"]), 4) for k, v in sorted(raw_cpu.items())},
+        "cpu_s_per_raw_payment_total": round(cpu_raw, 4),
+        "cpu_ratio_escrow_to_raw": round(cpu_escrow / cpu_raw, 2) if cpu_raw else None,
+        "db_queries_per_escrow": round(counters.get("db_queries", 0) / done, 1),
+        "lnd_calls_per_escrow": round(counters.get("lnd_calls", 0) / done, 1),
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
                      "payments": baseline["done"], "failed": baseline["failed"],
                      "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],
@@ -213,13 +232,32 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
     }
 
 
-def _cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process, from /proc (0 if it is gone)."""
+def _counters(world: World) -> dict:
+    """The app's work counters (database queries, hub calls) from /health; {} if it has none."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return dict(world.market.http.get("/health", timeout=10).json().get("counters", {}))
+    except Exception:  # noqa: BLE001 (another marketplace may not report them)
+        return {}
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its live children (an app's other
+    processes), from /proc (0 for what is gone)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int | None) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except (psutil.Error, TypeError, ValueError):
+        return []
 
 
 def _own_cpu_s() -> float:
@@ -233,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--raw", type=int, default=None, help="baseline payments (default: as many as escrows)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--app-processes", type=int, default=1)
     args = parser.parse_args(argv)
     result = run(ClusterEnv.from_environ(), args.escrows, args.concurrency, args.raw,
-                 progress=lambda m: print(m, file=sys.stderr, flush=True), db=args.db)
+                 progress=lambda m: print(m, file=sys.stderr, flush=True), db=args.db,
+                 app_processes=args.app_processes)
     print(json.dumps(result, indent=2))
     return 0
 

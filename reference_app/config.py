@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # where the hub LND is: a detached cluster's state file, or explicit paths
     cluster_state_file: Path | None = None
     hub_node: str = "hub"
+    # `escrowlab app serve` runs this many processes, each the API and a worker, on one port
+    # (they share the database; its compare-and-swap keeps them correct: use PostgreSQL)
+    processes: int = Field(default=1, ge=1, le=64)
     lnd_grpc_host: str = ""                    # lnd's rpclisten, e.g. 127.0.0.1:10009
     lnd_rest_url: str = ""                     # no longer used by the app (it speaks gRPC); named in errors
     lnd_macaroon_path: Path | None = None

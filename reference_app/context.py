@@ -28,6 +28,8 @@ class AppContext:
     wake_worker: Callable[[], None] = lambda: None
     # Payouts this process sent and has not yet seen end (payout id -> order id): services/payouts.py
     payouts_in_flight: dict[int, int] = field(default_factory=dict)
+    # Clients of users' bound payout nodes, by user id: (binding, client); services/payouts.py
+    user_nodes: dict = field(default_factory=dict)
     _tip: tuple[float, int] | None = None
     _tip_lock: threading.Lock = field(default_factory=threading.Lock)
 

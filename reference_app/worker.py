@@ -36,7 +36,7 @@ class Worker:
         self.errors = 0
         for mode in ctx.modes.values():
             mode.wake = self.wake
-        ctx.wake_worker = self.wake
+        ctx.wake_worker = ctx.db.after_wake_commit = self.wake
         ctx.on_order_created.append(self._created)
 
     # --- lifecycle
@@ -59,6 +59,10 @@ class Worker:
         self._wake.set()
 
     def _created(self, order_id: int) -> None:
+        for mode in self.ctx.modes.values():  # the mode that opened it in this process knows it
+            if getattr(mode, "opened_here", lambda _id: False)(order_id):
+                mode.on_created(order_id)
+                return
         mode = self.ctx.modes.get(orders.escrow_mode_of(self.ctx, order_id))
         if mode:
             mode.on_created(order_id)

@@ -22,13 +22,13 @@ STATE_FILE_OPT = typer.Option(None, "--state-file", help="A cluster state file t
 
 def app_settings(name: str, state_file: Path | None = None, **overrides):
     """Settings from the environment, pointed at the detached cluster's state file,
-    unless the environment names the hub node itself (ESCROWLAB_LND_REST_URL and its
+    unless the environment names the hub node itself (ESCROWLAB_LND_GRPC_HOST and its
     credentials: a cluster escrowlab did not start, e.g. on Kubernetes)."""
     from reference_app.config import Settings
 
     if state_file is None and name == "default":
         explicit = Settings(**overrides)
-        if explicit.lnd_rest_url and not explicit.cluster_state_file:
+        if (explicit.lnd_grpc_host or explicit.lnd_rest_url) and not explicit.cluster_state_file:
             return explicit
     path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
@@ -42,22 +42,91 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
           port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
           name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT,
           worker: bool = typer.Option(True, "--worker/--no-worker",
-                                      help="Run the background worker in this process.")) -> None:
+                                      help="Run the background worker in this process."),
+          processes: int = typer.Option(None, "--processes", min=1, max=64,
+                                        help="Processes serving the port, each with its own worker "
+                                             "(default: ESCROWLAB_PROCESSES, else 1); use PostgreSQL.")) -> None:
     """Serve the marketplace API (OpenAPI at /docs). A port in use exits 2 before anything starts."""
-    import uvicorn
-
     from reference_app.main import create_app
 
     from .listen import listen_socket
 
     settings = app_settings(name, state_file, run_worker_inprocess=worker)
+    if processes is not None:
+        settings = settings.model_copy(update={"processes": processes})
     sock = listen_socket(host, port)  # the URL is printed only once the port is ours
     try:
+        n = settings.processes
+        if n > 1:  # fork before any thread or node channel exists: each child builds its own app
+            children = _fork(n - 1)
+            if children is None:
+                _serve(create_app(settings), host, port, sock)
+                return
+            console.print(f"marketplace on http://{host}:{port} (docs at /docs), {n} processes, "
+                          f"hub node from cluster {name!r}")
+            _supervise(children, lambda: _serve(create_app(settings), host, port, sock))
+            return
         application = create_app(settings)
         console.print(f"marketplace on http://{host}:{port} (docs at /docs), hub node from cluster {name!r}")
-        uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
+        _serve(application, host, port, sock)
     finally:
         sock.close()
+
+
+def _serve(application, host: str, port: int, sock) -> None:
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
+
+
+def _fork(count: int) -> list[int] | None:
+    """Fork ``count`` children sharing the listening socket; None in a child, their pids in the parent.
+    A child dies with its parent (PR_SET_PDEATHSIG), so a killed app leaves nothing running."""
+    import ctypes
+    import os
+
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            except (OSError, AttributeError):
+                pass
+            return None
+        pids.append(pid)
+    return pids
+
+
+def _supervise(children: list[int], serve_here) -> None:
+    """Serve in this process too; on exit stop the children. A child that dies takes the app down
+    (exit 1): half an app serving is worse than none, and the harness restarts it."""
+    import os
+    import threading
+
+    def watch() -> None:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return
+        log_pid = f"app process {pid} exited ({status >> 8})"
+        console.print(f"[red]{log_pid}: stopping[/red]")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="children", daemon=True).start()
+    try:
+        serve_here()
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 @app.command("worker")

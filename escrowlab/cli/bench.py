@@ -78,6 +78,8 @@ def escrow_cmd(
     topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
     attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting one."),
     db: str = typer.Option("sqlite", "--db", help="The app's database: sqlite (WAL) or postgres (throwaway)."),
+    app_processes: int = typer.Option(1, "--app-processes", min=1, max=16,
+                                      help="App processes (API + worker each) on one port; use --db postgres."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Hold-invoice escrows settled per second through the app, beside raw LND invoice+pay."""
@@ -86,13 +88,38 @@ def escrow_cmd(
     if db not in ("sqlite", "postgres"):
         raise UserError(f"--db must be sqlite or postgres, not {db!r}")
     with progress("benchmarking escrows", quiet=json_out) as step:
-        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db)
+        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db,
+                            app_processes=app_processes)
     if json_out:
         emit_json(result)
     else:
         for k in ("escrows", "failed", "escrows_per_s", "p50_s", "p99_s", "ratio"):
             console.print(f"{k}: {result[k]}")
         console.print(f"baseline payments_per_s: {result['baseline']['payments_per_s']}")
+
+
+@app.command("holds")
+def holds_cmd(
+    n: int = typer.Option(None, "--n", min=1, max=20_000,
+                          help="Escrows to hold at once (default: the topology's HTLC slots allow, 900 on hub)."),
+    payout_holds: int = typer.Option(0, "--payout-holds", min=0, max=2_000,
+                                     help="Also hold this many payouts at their sellers, and compare other "
+                                          "escrows' release latency with and without them."),
+    idle: float = typer.Option(15.0, "--idle", min=1, max=600, help="Seconds to sample the app while it only holds."),
+    topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Hold N escrows at once: the app's memory, threads and CPU while holding, then the time to release them all."""
+    from bench import holds
+
+    with progress("benchmarking held escrows", quiet=json_out) as step:
+        result = holds.run(env(), n, payout_holds, idle_s=idle, topology=topology, progress=step)
+    if json_out:
+        emit_json(result)
+    else:
+        for k in ("open", "held_htlcs_at_hub", "app_while_holding", "release", "payout_holds", "oracle"):
+            if k in result:
+                console.print(f"{k}: {result[k]}")
 
 
 @app.command("api")

@@ -65,10 +65,16 @@ def plan(settings, order: Order) -> list[tuple[str, int, int]]:
 
 
 def ensure(ctx: AppContext, order: Order) -> list[int]:
-    """Create the order's payout rows once; return their ids."""
+    """Create the order's payout rows once; return their ids. Reads first: the rows exist
+    on every pass but the first, and a write would queue behind SQLite's one writer."""
+    wanted = plan(ctx.settings, order)
+    with ctx.db.session(write=False) as session:
+        found = dict(session.execute(select(Payout.beneficiary, Payout.id).where(Payout.order_id == order.id)).all())
+    if all(b in found for b, _u, _a in wanted):
+        return [found[b] for b, _u, _a in wanted]
     ids = []
     with ctx.db.session() as session:
-        for beneficiary, user_id, amount in plan(ctx.settings, order):
+        for beneficiary, user_id, amount in wanted:
             row = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
             if row is None:
                 row = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user_id, amount_sats=amount)
@@ -102,13 +108,26 @@ def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> 
 def _fetch_invoice(ctx: AppContext, user: User, amount: int, order_id: int) -> str | None:
     if not (user.payout_rest_url and user.payout_macaroon_enc and user.payout_tls_cert_enc):
         return None
-    client = user_node_client(f"user-{user.id}", user.payout_rest_url,
-                              ctx.box.open(user.payout_macaroon_enc).decode(),
-                              ctx.box.open(user.payout_tls_cert_enc).decode())
-    try:
-        return node_call(client.addinvoice, amount, f"escrowlab payout order {order_id}", 3600)["payment_request"]
-    finally:
-        client.close()
+    return node_call(_user_node(ctx, user).addinvoice, amount, f"escrowlab payout order {order_id}",
+                     3600)["payment_request"]
+
+
+def _user_node(ctx: AppContext, user: User):
+    """The client of a user's bound node, kept while the binding stays the same (a new client
+    costs two decryptions, a certificate parse and a TLS handshake per payout)."""
+    key = (user.id, user.payout_rest_url, user.payout_macaroon_enc, user.payout_tls_cert_enc)
+    with _inflight_lock:
+        client = ctx.user_nodes.get(user.id)
+        if client is not None and client[0] == key:
+            return client[1]
+    fresh = user_node_client(f"user-{user.id}", user.payout_rest_url, ctx.box.open(user.payout_macaroon_enc).decode(),
+                             ctx.box.open(user.payout_tls_cert_enc).decode())
+    with _inflight_lock:
+        old = ctx.user_nodes.get(user.id)
+        ctx.user_nodes[user.id] = (key, fresh)
+    if old is not None:
+        old[1].close()
+    return fresh
 
 
 def _track(ctx: AppContext, payment_hash: str) -> dict | None:
@@ -140,9 +159,10 @@ def attempt(ctx: AppContext, payout_id: int) -> str:
     with _inflight_lock:
         if payout_id in ctx.payouts_in_flight:  # sent from here; its end is recorded when it comes
             return "IN_FLIGHT"
-    with ctx.db.session() as session:
+    double_payout = planted(ctx.settings, "double_payout")
+    with ctx.db.session(write=double_payout) as session:  # a read: the claim below is its own CAS
         p = session.get(Payout, payout_id)
-        if p.status == "SUCCEEDED" and planted(ctx.settings, "double_payout") and p.attempts == 1:
+        if p.status == "SUCCEEDED" and double_payout and p.attempts == 1:
             p.status, p.payment_hash, p.payment_request = "FAILED", None, None  # forget it was paid
             return "FAILED"
         if p.status == "SUCCEEDED":

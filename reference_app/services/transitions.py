@@ -21,7 +21,7 @@ from ..config import Settings
 from ..store.models import Notification, Order, OrderEvent
 from .errors import InvalidTransition
 from .faults import planted
-from .lifecycle import TERMINAL, TRANSITIONS, E, S, allowed_events
+from .lifecycle import PENDING, TERMINAL, TRANSITIONS, E, S, allowed_events
 
 MESSAGES: dict[S, str] = {
     S.AWAITING_FUNDS: "Waiting for the buyer's payment (held, not yet paid out).",
@@ -124,6 +124,8 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
         setattr(order, key, value)
     session.add(OrderEvent(order_id=order.id, event=event.value, from_state=current.value,
                            to_state=target.value, actor=actor, height=height, detail=detail))
+    if target in PENDING:  # the worker carries it out: wake it once this transaction commits
+        session.info["wake_worker"] = True
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
         for user_id in {order.buyer_id, order.seller_id}:

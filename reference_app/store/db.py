@@ -49,6 +49,7 @@ class Database:
             self.engine = self.read_engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
         self._writers = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
+        self.after_wake_commit = lambda: None  # the worker sets it: a committed *_PENDING wakes it
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
         for engine in {self.engine, self.read_engine}:
             event.listen(engine, "before_cursor_execute", self._count)
@@ -66,6 +67,8 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+            if s.info.pop("wake_worker", False):
+                self.after_wake_commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -69,6 +69,7 @@ class LnHoldMode:
         self.ctx = ctx
         self._stop = threading.Event()
         self._watches: dict = {}  # order id -> the hub's Watch of its hold invoice
+        self._opened: dict[int, bytes] = {}  # order id -> payment hash, between open() and its commit
         self._lock = threading.Lock()
         self._last_reconcile = self._last_full = 0.0
         self.height: int | None = None
@@ -88,6 +89,8 @@ class LnHoldMode:
         session.flush()
         transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
                           detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
+        with self._lock:  # watched once the order commits (on_created), without reading it back
+            self._opened[order.id] = payment_hash
 
     def expire(self, order_id: int) -> None:
         with self.ctx.db.session(write=False) as session:
@@ -108,7 +111,16 @@ class LnHoldMode:
         for w in watches:
             w.cancel()
 
+    def opened_here(self, order_id: int) -> bool:
+        with self._lock:
+            return order_id in self._opened
+
     def on_created(self, order_id: int) -> None:
+        with self._lock:
+            payment_hash = self._opened.pop(order_id, None)
+        if payment_hash is not None:
+            self._watch(order_id, payment_hash)
+            return
         with self._db_read() as session:
             order = session.get(Order, order_id)
             if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
