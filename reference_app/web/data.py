@@ -178,6 +178,11 @@ def graph(known: list[dict], channels: list[dict], size: int = 420) -> dict:
 
 # --- escrow -------------------------------------------------------------------------------------
 
+def _parties(session: Session, orders) -> dict[int, User]:
+    ids = {o.buyer_id for o in orders} | {o.seller_id for o in orders}
+    return {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+
+
 def _party(users: dict[int, User], user_id: int | None) -> str:
     user = users.get(user_id) if user_id is not None else None
     return f"{user.display_name} (#{user.id})" if user else "-"
@@ -188,8 +193,7 @@ def open_orders(ctx: AppContext, session: Session, tip: int | None, limit: int =
     next height that decides something (the state's deadline, or the guardian's lock horizon)."""
     terminal = [s.value for s in TERMINAL]
     rows = list(session.scalars(select(Order).where(Order.state.not_in(terminal)).limit(limit)))
-    users = {u.id: u for u in session.scalars(select(User).where(
-        User.id.in_({o.buyer_id for o in rows} | {o.seller_id for o in rows})))}
+    users = _parties(session, rows)
     entered: dict[int, int] = {}
     for e in session.scalars(select(OrderEvent).where(OrderEvent.order_id.in_([o.id for o in rows]))
                              .order_by(OrderEvent.id)):
@@ -238,8 +242,7 @@ def escrow(ctx: AppContext, session: Session) -> dict:
 
 def recent_orders(session: Session, limit: int = 30) -> list[dict]:
     rows = session.scalars(select(Order).order_by(Order.id.desc()).limit(limit)).all()
-    users = {u.id: u for u in session.scalars(select(User).where(
-        User.id.in_({o.buyer_id for o in rows} | {o.seller_id for o in rows})))}
+    users = _parties(session, rows)
     events: dict[int, list] = {}
     for e in session.scalars(select(OrderEvent).where(OrderEvent.order_id.in_([o.id for o in rows]))
                              .order_by(OrderEvent.id)):
