@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, Query, status
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
-from ...services import orders, payouts
+from ...services import orders, payout_invoices
 from ...services.lifecycle import allowed_events
 from ...store.models import Order, User
 from ..deps import authorized_order, current_user, get_ctx, DbSession
-from ..schemas.orders import EventOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn, ShipIn
+from ..schemas.orders import (EventOut, HandInOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn,
+                               PayoutInvoiceOut, ShipIn)
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -77,11 +78,15 @@ def confirm(order: Order = Depends(authorized_order("confirm")), user: User = De
     return order_out(session, order)
 
 
-@router.post("/{order_id}/payout-invoice", response_model=OrderOut)
+@router.post("/{order_id}/payout-invoice", response_model=PayoutInvoiceOut)
 def payout_invoice(body: PayoutInvoiceIn, order: Order = Depends(authorized_order("payout_invoice")),
                    user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
-                   session: Session = DbSession) -> OrderOut:
-    """Hand in the invoice your payout should pay (instead of a bound node)."""
+                   session: Session = DbSession) -> PayoutInvoiceOut:
+    """Hand in the invoice your payout should pay (instead of a bound node). Before any payment
+    starts, it replaces an earlier one (``payout_invoice.replaced`` names it); while a payment is
+    in flight it is refused (409 ``payout_in_flight``, naming the invoice being paid)."""
     beneficiary = "seller" if order.seller_id == user.id else "buyer"
-    payouts.submit_invoice(ctx, session, order, user, beneficiary, body.payment_request)
-    return order_out(session, order)
+    done = payout_invoices.hand_in(ctx, session, order, user, beneficiary, body.payment_request)
+    return PayoutInvoiceOut(**order_out(session, order).model_dump(),
+                            payout_invoice=HandInOut(beneficiary=done.beneficiary, payment_request=done.payment_request,
+                                                     payment_hash=done.payment_hash, replaced=done.replaced))

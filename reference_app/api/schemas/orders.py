@@ -84,6 +84,18 @@ class PayoutInvoiceIn(BaseModel):
     payment_request: str = Field(min_length=20, max_length=2000, pattern=r"^[A-Za-z0-9]+$")  # bech32 only
 
 
+class HandInOut(BaseModel):
+    beneficiary: str
+    payment_request: str = Field(description="the invoice the payout will pay: the one just handed in")
+    payment_hash: str
+    replaced: str | None = Field(description="the earlier invoice, never paid, that this one replaced (none: "
+                                             "it replaced nothing)")
+
+
+class PayoutInvoiceOut(OrderOut):
+    payout_invoice: HandInOut
+
+
 class DisputeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=5, max_length=2000)
