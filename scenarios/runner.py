@@ -289,7 +289,8 @@ def _parallel(cluster, todo: list[Job], n: int, seed: int, run_dir: Path, market
                 t0 = time.monotonic()
                 own = lanes(run_dir / f"lane-{k}")
                 owned.append(own)
-                board.note(f"lane {k}: its hub cluster is up in {time.monotonic() - t0:.1f}s")
+                waited = time.monotonic() - t0
+                board.note(f"lane {k}: its hub cluster is up" + (f" in {waited:.1f}s" if waited >= 0.1 else ""))
             on = own or cluster
             while True:
                 with taken:

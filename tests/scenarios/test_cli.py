@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,12 @@ def test_run_unknown_scenario_is_one_clear_error():
     proc = subprocess.run([sys.executable, "-m", "escrowlab", "scenario", "run", "no_such_story"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no scenario named no_such_story" in proc.stderr
+
+
+def test_run_with_jobs_runs_a_second_lane_and_reports_in_catalogue_order():
+    proc = scenario("buyer_confirms_early", "unpaid_order_expires", "--jobs", "2")
+    summary = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r["name"] for r in summary["results"]] == ["buyer_confirms_early", "unpaid_order_expires"]
+    assert "lane 2: its hub cluster is up" in proc.stderr
+    assert (Path(summary["run_dir"]) / "lane-2" / "bitcoind").is_dir()
