@@ -185,7 +185,8 @@ class LnHoldMode:
             if lnd_state == "SETTLED" or (order_id in watched and not full):
                 continue
             truth = holds.lookup(self.ctx.hub, bytes.fromhex(payment_hash))
-            self._observe(order_id, truth)
+            if truth.state != lnd_state or planted(self.ctx.settings, "funded_without_accept"):
+                self._observe(order_id, truth)  # a write only where the node says something new
             if truth.state not in FINAL_INVOICE:
                 self._watch(order_id, bytes.fromhex(payment_hash))
 
