@@ -21,7 +21,6 @@ import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.lnd import LndError
 
@@ -255,21 +254,3 @@ def _note(ctx: AppContext, payout_id: int, message: str, backoff: bool = False) 
         if backoff:
             p.next_attempt_at = now() + timedelta(seconds=ctx.settings.payout_retry_base_s * 2 ** min(p.attempts, 6))
         return p.status
-
-
-def submit_invoice(ctx: AppContext, session: Session, order: Order, user: User, beneficiary: str,
-                   request: str) -> Payout:
-    """A user hands in a payout invoice by hand (instead of binding a node)."""
-    amounts = {b: a for b, _u, a in plan(ctx.settings, order)}
-    if beneficiary not in amounts:
-        raise ValidationFailed(f"order {order.id} owes no payout to its {beneficiary} now", field="payment_request")
-    validate_invoice(ctx, request, amounts[beneficiary], user)
-    p = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
-    if p is None:
-        p = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user.id, amount_sats=amounts[beneficiary])
-        session.add(p)
-    elif p.status in ("IN_FLIGHT", "SUCCEEDED"):
-        raise ValidationFailed(f"the {beneficiary} payout is already {p.status}", field="payment_request")
-    p.payment_request, p.payment_hash, p.status, p.next_attempt_at = request, None, "PENDING", None
-    session.flush()
-    return p
