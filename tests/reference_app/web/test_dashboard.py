@@ -58,7 +58,6 @@ def test_dashboard_views_in_chromium(served_market, tmp_path, monkeypatch):
             check_overview(b, market, custodial, run_dir)
             check_network(b, market, run_dir)
             check_escrow(b, market, held, shipped, run_dir)
-            check_live_update(b, market)
             check_docs_offline(b, market, run_dir)
             b.open(f"{market.url}/dashboard")
             b.evaluate("window.__old_page = true; document.querySelector('header form button').click()")
@@ -140,18 +139,23 @@ def check_escrow(b: Browser, market, held: dict, shipped: dict, run_dir) -> None
     assert "fastship" in text(b, f"tr.open-order[data-order=\"{shipped['id']}\"]")
     assert f"{HELD_PRICE:,}" in text(b, f"tr.open-order[data-order=\"{held['id']}\"]")
     live(b)
+    check_live_update(b, market, held)
+    b.wait_until("!document.querySelector('.changed')", what="the changed numbers to stop flashing")
     b.screenshot(run_dir / "escrow-view.png")
 
 
-def check_live_update(b: Browser, market) -> None:
-    """A block is mined: the tip on the open page changes without a reload."""
+def check_live_update(b: Browser, market, held: dict) -> None:
+    """Two blocks are mined: the open page's tip and the order's blocks left change without a reload."""
+    label = f"tr.open-order[data-order=\"{held['id']}\"] .gauge-label"
+    left_before = int(text(b, label).split(" · ")[1].split()[0])
     b.evaluate("window.__same_page = true")
     before = int(b.evaluate("document.body.dataset.liveEvents || 0"))
-    height = market.mine(1)
+    height = market.mine(2)
     b.wait_until(f"document.getElementById('tip-height').textContent.trim() === {json.dumps(f'{height:,}')}",
                  timeout=30, what="the tip to update over SSE")
     assert b.evaluate("window.__same_page === true")            # updated in place, not reloaded
     assert int(b.evaluate("document.body.dataset.liveEvents")) > before
+    assert int(text(b, label).split(" · ")[1].split()[0]) == left_before - 2
 
 
 def check_docs_offline(b: Browser, market, run_dir) -> None:
