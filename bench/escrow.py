@@ -42,11 +42,13 @@ from regtest_cluster.postgres import PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
+from harness import evidence, oracle
 from harness.actors import Buyer
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
 
 PRICE_SATS = 1_000
+PAGE = 100  # orders a page, when the oracle lists them
 POLL_S = 0.2
 # Where an escrow's latency goes: order request (hold invoice issued), buyer pays until the app
 # says FUNDED, ship + confirm, then settle + payout until RELEASED.
@@ -148,6 +150,25 @@ class Market:
             raise RuntimeError(f"raw payment {result.get('status')}: {result.get('failure_reason')}")
 
 
+def judge(world: World, market: Market, balances_before: dict, started_at: float) -> dict:
+    """The oracle on every order of the run, on node truth; a summary of what it found."""
+    orders, offset = [], 0
+    while True:
+        page = world.market.orders(world.admin, offset, PAGE)
+        orders += [o["id"] for o in page["items"]]
+        offset += PAGE
+        if offset >= page["total"]:
+            break
+    parties = market.buyers + market.sellers
+    cx = oracle.Context(settings={**world.market.rules(), "_start": started_at},
+                        user_nodes={p.id: p.node.name for p in parties if p.node is not None})
+    ev = evidence.gather(world, orders, parties, balances_before, started_at)
+    found = oracle.check(ev, cx)
+    violations = [f"{v.invariant} order {v.order_id}: {v.message}" for vs in found.values() for v in vs]
+    return {"orders_checked": len(ev.orders), "invariants": len(found), "violations": len(violations),
+            "passed": not violations, "first_violations": violations[:5]}
+
+
 @contextmanager
 def _database(db: str) -> Iterator[None]:
     """The app's database for the run: its default SQLite (WAL), or a throwaway PostgreSQL.
@@ -176,6 +197,9 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
         result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes)
     result["database"] = "sqlite_wal" if db == "sqlite" else db
     result["app_processes"] = app_processes
+    if app_processes > 1:  # each process counts its own; /health is answered by one of them
+        result["counters_note"] = (f"db_queries_per_escrow and lnd_calls_per_escrow are one process's "
+                                   f"of {app_processes}, not their sum")
     return result
 
 
@@ -195,11 +219,15 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
         raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k != "app"}
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
+        evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
+        balances_before, started_at = evidence.channel_balances(cluster), time.time()
         cpu0, bench0, counters0 = {k: _cpu_s(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
         counters = {k: v - counters0.get(k, 0) for k, v in _counters(world).items()}
         cpu["bench-client"] = _own_cpu_s() - bench0
+        progress("oracle: judging every escrow on node truth")
+        verdict = judge(world, market, balances_before, started_at)
     finally:
         world.stop_app()
         if not attach:
@@ -208,7 +236,7 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
     cpu_escrow = sum(v for k, v in cpu.items() if k != "bench-client") / done
     cpu_raw = sum(raw_cpu.values()) / max(1, baseline["done"])
     return {
-        "escrows": figures["done"], "failed": figures["failed"],
+        "escrows": figures["done"], "failed": figures["failed"], "oracle": verdict,
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
         "wall_s": figures["wall_s"], "errors": figures["errors"],
         "status_polls_per_escrow": round(market.polls / max(1, figures["done"]), 1), "poll_interval_s": POLL_S,

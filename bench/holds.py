@@ -33,7 +33,7 @@ from typing import Callable
 
 import psutil
 
-from harness import evidence, oracle
+from harness import evidence
 from harness.actors import Party, Seller
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
@@ -43,11 +43,10 @@ from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
 
-from .escrow import PRICE_SATS, Market
+from .escrow import PAGE, PRICE_SATS, Market, judge
 
 MAX_HTLCS = 483     # lnd's default max_accepted_htlcs per channel
 SLOT_MARGIN = 33    # left free on each buyer channel
-PAGE = 100
 # Held for minutes, not blocks: the worker ticks as a deployed app would, woken by events.
 HOLD_SETTINGS = {**BENCH_SETTINGS, "worker_interval_s": 1.0}
 
@@ -208,30 +207,12 @@ def run(env: ClusterEnv, n: int | None = None, payout_holds: int = 0, latency_ba
         failed = [p for p in holds.payments if p.done() and p.result().get("status") != "SUCCEEDED"]
         result["buyer_payments_not_succeeded"] = len(failed)
         progress("oracle: judging every order on node truth")
-        result["oracle"] = _judge(world, market, balances_before, started_at)
+        result["oracle"] = judge(world, market, balances_before, started_at)
     finally:
         world.stop_app()
         cluster.stop()
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return result
-
-
-def _judge(world: World, market: Market, balances_before: dict, started_at: float) -> dict:
-    orders, offset = [], 0
-    while True:
-        page = world.market.orders(world.admin, offset, PAGE)
-        orders += [o["id"] for o in page["items"]]
-        offset += PAGE
-        if offset >= page["total"]:
-            break
-    parties = market.buyers + market.sellers
-    cx = oracle.Context(settings={**world.market.rules(), "_start": started_at},
-                        user_nodes={p.id: p.node.name for p in parties if p.node is not None})
-    ev = evidence.gather(world, orders, parties, balances_before, started_at)
-    found = oracle.check(ev, cx)
-    violations = [f"{v.invariant} order {v.order_id}: {v.message}" for vs in found.values() for v in vs]
-    return {"orders_checked": len(ev.orders), "invariants": len(found), "violations": len(violations),
-            "passed": not violations, "first_violations": violations[:5]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
     try:
         n = settings.processes
         if n > 1:  # fork before any thread or node channel exists: each child builds its own app
+            settings = _prepare_once(settings)
             children = _fork(n - 1)
             if children is None:
                 _serve(create_app(settings), host, port, sock)
@@ -77,6 +78,23 @@ def _serve(application, host: str, port: int, sock) -> None:
     import uvicorn
 
     uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
+
+
+def _prepare_once(settings):
+    """Settle, in the parent, what N processes would otherwise race on: the development
+    secrets (each would generate its own, and sign tokens the others refuse) and the schema
+    (N migrations at once race on CREATE TABLE; PostgreSQL refused a second alembic_version)."""
+    from reference_app.store import migrate
+    from reference_app.store.db import Database
+
+    settings = settings.with_dev_defaults()
+    if settings.auto_migrate:
+        db = Database(settings.database_url)
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.dispose()
+    return settings
 
 
 def _fork(count: int) -> list[int] | None:

@@ -20,6 +20,7 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
     assert result["p50_s"] <= result["p99_s"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
+    assert result["oracle"]["passed"] and result["oracle"]["orders_checked"] == 6, result["oracle"]
 
 
 def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_path):
@@ -28,3 +29,4 @@ def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_pa
     assert (result["escrows"], result["failed"], result["app_processes"]) == (4, 0, 2), result["errors"]
     assert result["db_queries_per_escrow"] > 0 and result["lnd_calls_per_escrow"] > 0
     assert result["cpu_s_per_escrow_total"] > 0 and result["cpu_s_per_raw_payment_total"] > 0
+    assert result["oracle"]["passed"], result["oracle"]

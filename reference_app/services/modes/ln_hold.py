@@ -134,8 +134,9 @@ class LnHoldMode:
     def _watch(self, order_id: int, payment_hash: bytes) -> None:
         """Follow the hold until it is final; the stream's updates arrive on the hub's callback pool."""
         with self._lock:
-            if order_id in self._watches or self._stop.is_set():
-                return
+            current = self._watches.get(order_id)
+            if (current is not None and not current.done) or self._stop.is_set():
+                return  # (a done one is a stream that ended before it was recorded: watch again)
 
             def update(invoice: dict) -> bool:
                 if self._stop.is_set():
@@ -146,11 +147,12 @@ class LnHoldMode:
 
             def ended(error: Exception | None) -> None:
                 with self._lock:
-                    self._watches.pop(order_id, None)
+                    if self._watches.get(order_id) is watch:
+                        del self._watches[order_id]
                 if error is not None and not self._stop.is_set():
                     log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, error)
 
-            self._watches[order_id] = self.ctx.hub.watch_invoice(payment_hash, update, ended)
+            watch = self._watches[order_id] = self.ctx.hub.watch_invoice(payment_hash, update, ended)
 
     def watch(self, height: int) -> None:
         self.height = height
@@ -180,7 +182,7 @@ class LnHoldMode:
                                    .join(HoldInvoice, HoldInvoice.order_id == Order.id)
                                    .where(Order.state.in_(open_states), Order.escrow_mode == self.name)).all()
         with self._lock:
-            watched = set(self._watches)
+            watched = {order_id for order_id, w in self._watches.items() if not w.done}
         for order_id, payment_hash, lnd_state in rows:
             if lnd_state == "SETTLED" or (order_id in watched and not full):
                 continue
