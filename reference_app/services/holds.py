@@ -45,7 +45,7 @@ def new_preimage() -> tuple[bytes, bytes]:
 
 
 def block_height(hub: LndGrpc) -> int:
-    return int(node_call(hub.getinfo)["block_height"])
+    return node_call(hub.height)
 
 
 def issue(hub: LndGrpc, payment_hash: bytes, amount_sats: int, cltv_expiry: int, expiry_s: int,

@@ -150,6 +150,11 @@ class LndGrpc:
     async def block_height(self) -> int:
         return (await self._unary("GetInfo", self._ln.GetInfo, ln.GetInfoRequest())).block_height
 
+    def height(self) -> int:
+        """The node's chain height (GetInfo without turning the whole reply into a dict: the
+        worker asks every tick)."""
+        return self._sync(self.block_height())
+
     def walletbalance(self) -> dict:
         return to_dict(self._sync(self._unary("WalletBalance", self._ln.WalletBalance, ln.WalletBalanceRequest())))
 

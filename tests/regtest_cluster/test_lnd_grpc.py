@@ -28,7 +28,7 @@ def test_grpc_agrees_with_rest(cluster):
     hub = cluster.node("hub")
     info = hub.grpc.getinfo()
     assert info["identity_pubkey"] == hub.rest.getinfo()["identity_pubkey"]
-    assert int(info["block_height"]) == int(hub.rest.getinfo()["block_height"])
+    assert int(info["block_height"]) == int(hub.rest.getinfo()["block_height"]) == hub.grpc.height()
     invoice = hub.grpc.addinvoice(1_234, "grpc")
     decoded = hub.grpc.decodepayreq(invoice["payment_request"])
     assert decoded == {**decoded, "num_satoshis": "1234", "destination": info["identity_pubkey"]}
