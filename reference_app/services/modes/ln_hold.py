@@ -192,12 +192,6 @@ class LnHoldMode:
             if truth.state not in FINAL_INVOICE:
                 self._watch(order_id, bytes.fromhex(payment_hash))
 
-    @property
-    def watching(self) -> int:
-        """How many holds are followed by a live subscription now."""
-        with self._lock:
-            return len(self._watches)
-
     # --- the guardian (I7)
     def guardian_due(self, session: Session, height: int) -> list[deadlines.Due]:
         return deadlines.guarded(self.ctx, session, self.name, height)
