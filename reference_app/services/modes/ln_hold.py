@@ -141,6 +141,8 @@ class LnHoldMode:
             def update(invoice: dict) -> bool:
                 if self._stop.is_set():
                     return True
+                if invoice.get("state") == "SETTLED":  # only this app can settle: its drive recorded it
+                    return True
                 if invoice.get("state") != "OPEN" or planted(self.ctx.settings, "funded_without_accept"):
                     self._observe(order_id, holds.truth_from(invoice))
                 return invoice.get("state") in FINAL_INVOICE
