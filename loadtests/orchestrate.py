@@ -56,7 +56,7 @@ class LoadOptions:
     headless: bool = True
     budgets: Path | None = None
     workers: int = 0
-    remote_workers: int = 0            # workers started by hand on other machines (see the README)
+    remote_workers: int = 0            # workers started by hand on other machines (docs/load.md)
     master_port: int | None = None     # fixed, for remote workers; default: a free port
     attach: str | None = None          # a detached cluster's name; None: start the hub topology
     topology: str = "hub"
