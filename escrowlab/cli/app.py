@@ -10,7 +10,7 @@ import typer
 from regtest_cluster import launcher
 from regtest_cluster.state import state_path
 
-from .common import UserError, console, emit_json, env, name_flag
+from .common import UserError, console, emit_json, env, name_flag, wait_for_stop
 
 app = typer.Typer(help="Run the reference marketplace against the detached cluster.", no_args_is_help=True)
 
@@ -157,7 +157,7 @@ def worker_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT) -
     w.start()
     console.print("worker running; Ctrl-C stops it")
     try:
-        signal.pause()
+        wait_for_stop()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from regtest_cluster.env import BACKENDS, IMAGE_SOURCES
 from regtest_cluster.state import status as cluster_status
 from regtest_cluster.topology import TOPOLOGY_DIR, load
 
-from .common import UserError, console, emit_json, env, name_flag, progress
+from .common import UserError, console, emit_json, env, name_flag, progress, wait_for_stop
 
 app = typer.Typer(help="Start, inspect, drive and stop a regtest cluster.", no_args_is_help=True)
 export_app = typer.Typer(help="Write the topology for Docker Compose or Kubernetes, or a running cluster for SimLN.",
@@ -93,7 +92,7 @@ def up(
         if detach:
             return
         console.print("cluster running; press Ctrl-C to stop it")
-        signal.pause()
+        wait_for_stop()
     except (KeyboardInterrupt, SystemExit):
         pass  # Ctrl-C or SIGTERM is how a foreground cluster is meant to end
     except BaseException:
