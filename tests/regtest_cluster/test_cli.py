@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -126,5 +127,8 @@ def test_cluster_up_foreground_signal_stops_every_node(sig):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert processes_under(run_dir) == []
+        left = processes_under(run_dir) if run_dir else []
+        for pid in left:  # a failure here must not leave the nodes running for the rest of the suite
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
     assert not Path(run_dir).exists()
