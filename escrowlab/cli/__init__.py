@@ -90,6 +90,8 @@ def _terminate(signum, frame):  # noqa: ARG001
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C stops us even when started from a background job, which inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         require_for(sys.argv[1:])
         app()

@@ -142,6 +142,8 @@ def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
     status = result.get("status", "UNKNOWN")
     with ctx.db.session() as session:
         p = session.get(Payout, payout_id)
+        if p.status == "SUCCEEDED":  # never downgraded: another process may have recorded the end first
+            return p.status
         if status == "SUCCEEDED":
             p.status, p.fee_sats, p.last_error = "SUCCEEDED", int(result.get("fee_sat", 0) or 0), None
         elif status == "FAILED":
