@@ -218,23 +218,6 @@ class LndGrpc:
 
         return Watch(payment_hash, asyncio.run_coroutine_threadsafe(follow(), self._loop))
 
-    def subscribe_single_invoice(self, payment_hash: bytes, timeout: float | None = None):
-        """Every update of one invoice, as a blocking iterator (for tests and tools; the app
-        uses ``watch_invoice``)."""
-        import queue
-
-        updates: queue.Queue = queue.Queue()
-        end = object()
-        self.watch_invoice(payment_hash, lambda i: updates.put(i) and False,
-                           lambda e: updates.put(e if e is not None else end))
-        while True:
-            item = updates.get(timeout=timeout)
-            if item is end:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-
     # --- payments
     def decodepayreq(self, payment_request: str) -> dict:
         return to_dict(self._sync(self._unary("DecodePayReq", self._ln.DecodePayReq,
