@@ -102,6 +102,28 @@ def wait_quiet(cluster: Cluster, held_hashes: set[str], timeout: float = 30,
         raise HtlcsInFlight(f"{str(exc).split('; last saw')[0]}; still in flight: {shown}", list(last)) from None
 
 
+def quiesce(cluster: Cluster, timeout: float = 60) -> list[str]:
+    """Make the cluster quiet before a story's balances are read: cancel the holds an earlier
+    marketplace left accepted (nothing will settle them now, and LND would fail them back at
+    their expiry, in the middle of this story, moving sats no rule of this story gives), then
+    wait for every HTLC to end. Returns ``node:hash`` of each hold cancelled; raises
+    ``HtlcsInFlight`` naming what stays in flight."""
+    cancelled = []
+    for name, node in cluster.nodes.items():
+        if not node.daemon.is_running():
+            continue
+        for inv in node.rest.listinvoices(pending_only=True):
+            if inv.get("state") == "ACCEPTED":
+                h = base64.b64decode(inv["r_hash"])
+                try:
+                    node.rest.cancel_invoice(h)
+                    cancelled.append(f"{name}:{h.hex()}")
+                except LndError:
+                    pass  # settled or cancelled meanwhile
+    wait_quiet(cluster, set(), timeout=timeout)
+    return cancelled
+
+
 def gather(world, order_ids: list[int], parties: list, balances_before: dict[str, int],
            started_at: float = 0.0) -> Evidence:
     cluster, admin, market = world.cluster, world.admin, world.market
@@ -155,4 +177,4 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
     return ev
 
 
-__all__ = ["Evidence", "OrderEvidence", "HtlcsInFlight", "gather", "channel_balances", "in_flight"]
+__all__ = ["Evidence", "OrderEvidence", "HtlcsInFlight", "gather", "channel_balances", "in_flight", "quiesce"]

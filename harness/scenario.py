@@ -131,6 +131,10 @@ class Scenario:
         self.world.start_app(settings)
         # The rules as the marketplace reports them: the oracle judges by these, not by defaults
         self.cx.settings = {**self.world.market.rules(), "_start": time.time()}
+        cancelled = evidence.quiesce(self.world.cluster)
+        if cancelled:
+            self.log.info("cancelled %d hold(s) an earlier marketplace left accepted: %s", len(cancelled),
+                          ", ".join(cancelled))
         self.balances_before = evidence.channel_balances(self.world.cluster)
         self.started_at = time.time()
         self.setup()

@@ -70,15 +70,14 @@ def hand_in(ctx: AppContext, session: Session, order: Order, user: User, benefic
         raise ValidationFailed(f"order {order.id} owes no payout to its {beneficiary} now", field="payment_request")
     decoded = payouts.validate_invoice(ctx, request, amounts[beneficiary], user)
     if p is None:
-        p = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user.id, amount_sats=amounts[beneficiary],
-                   payment_request=request, status="PENDING")
-        session.add(p)
         try:
-            session.flush()
-        except IntegrityError:  # the worker made the row meanwhile
-            raise Conflict(f"the {beneficiary} payout of order {order.id} changed meanwhile; hand the invoice "
-                           "in again", beneficiary=beneficiary) from None
-        return HandIn(beneficiary, request, decoded["payment_hash"], None)
+            with session.begin_nested():  # a savepoint: PostgreSQL aborts the whole transaction otherwise
+                session.add(Payout(order_id=order.id, beneficiary=beneficiary, user_id=user.id,
+                                   amount_sats=amounts[beneficiary], payment_request=request, status="PENDING"))
+            return HandIn(beneficiary, request, decoded["payment_hash"], None)
+        except IntegrityError:  # the worker made the row meanwhile: hand in over it, as below
+            p = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
+            _refuse_if_started(order, p)
     earlier, attempts = p.payment_request, p.attempts
     changed = session.execute(
         update(Payout).where(Payout.id == p.id, Payout.status.in_(("PENDING", "FAILED")), Payout.attempts == attempts,
