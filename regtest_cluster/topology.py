@@ -1,7 +1,9 @@
 """Topology files: a declared regtest network, validated before anything starts.
 
-A topology names its nodes (with roles and on-chain funding) and its channels
-(from, to, capacity, push). Every error names the field it is about, on one line.
+A topology names its nodes (with roles, on-chain funding and implementation:
+``impl: lnd`` by default, or ``impl: ldk`` for our ldk-node daemon) and its
+channels (from, to, capacity, push). Every error names the field it is about,
+on one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 TOPOLOGY_DIR = Path(__file__).parent / "topologies"
 
 Role = Literal["hub", "buyer", "seller", "courier", "arbiter", "router", "node"]
+# Lightning implementations a node can run: LND, or ldkd (ldk-node; see docs/ldk.md).
+IMPLS = ("lnd", "ldk")
 
 MIN_CHANNEL_SATS = 20_000
 MAX_CHANNEL_SATS = 1_000_000_000  # wumbo channels are enabled
@@ -36,6 +40,14 @@ class NodeSpec(BaseModel):
     utxos: int = Field(default=4, ge=1, le=50, description="how many outputs the funding is split into")
     # lnd's --accept-keysend (spontaneous payments, which SimLN sends); None: the topology's setting
     accept_keysend: StrictBool | None = None
+    impl: str = "lnd"
+
+    @field_validator("impl")
+    @classmethod
+    def _impl(cls, v: object) -> str:
+        if v not in IMPLS:
+            raise ValueError(f"unknown implementation {v!r} (known: {', '.join(IMPLS)})")
+        return v  # type: ignore[return-value]
 
     @field_validator("name")
     @classmethod
@@ -81,6 +93,10 @@ class Topology(BaseModel):
             if n in seen:
                 raise _FieldError(f"nodes[{i}].name", f"duplicate node name {n!r}")
             seen.add(n)
+        for i, node in enumerate(self.nodes):
+            if node.role == "hub" and node.impl != "lnd":
+                raise _FieldError(f"nodes[{i}].impl", f"the hub {node.name!r} must stay LND (impl: lnd): the "
+                                  f"marketplace drives its hold invoices over LND's API; put LDK on buyers and sellers")
         for i, ch in enumerate(self.channels):
             for field, ref in (("from", ch.from_), ("to", ch.to)):
                 if ref not in seen:
@@ -100,6 +116,10 @@ class Topology(BaseModel):
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    def impl(self, name: str) -> str:
+        """Node ``name``'s implementation: ``lnd`` or ``ldk``."""
+        return self.node(name).impl
 
     def keysend(self, name: str) -> bool:
         """Whether node ``name``'s lnd runs with ``--accept-keysend`` (its own setting, else the topology's)."""
