@@ -181,11 +181,6 @@ class LndRest:
             "expiry": str(expiry_s), "memo": memo,
         })
 
-    def listinvoices(self, pending_only: bool = False, max_invoices: int = 10_000) -> list[dict]:
-        """The node's invoices; ``pending_only`` keeps those OPEN or ACCEPTED."""
-        params = {"pending_only": "true" if pending_only else "false", "num_max_invoices": str(max_invoices)}
-        return self._request("GET", "/v1/invoices", params=params).get("invoices", [])
-
     def settle_invoice(self, preimage: bytes) -> None:
         self._request("POST", "/v2/invoices/settle", {"preimage": b64(preimage)})
 
