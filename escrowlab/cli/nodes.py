@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from regtest_cluster.provision import doctor as doctor_report, install as install_binaries
+from regtest_cluster.provision import doctor as doctor_report, install as install_binaries, ldk as ldk_provision
 
 from .common import console, emit_json, env, progress
 
@@ -16,12 +16,22 @@ app = typer.Typer(help="Provision and inspect the bitcoind and LND binaries.", n
 def install(
     force: bool = typer.Option(False, "--force", help="Rebuild even when cached."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ldk: bool = typer.Option(False, "--ldk", help="Also build ldkd, the LDK node (cargo; long when cold)."),
 ) -> None:
-    """Get bitcoind (Debian sid's Bitcoin Knots) and build LND; cached, idempotent."""
+    """Get bitcoind (Debian sid's Bitcoin Knots) and build LND (and with --ldk, ldkd); cached, idempotent."""
     e = env()
     with progress("installing node binaries", quiet=False) as step:
         bins = install_binaries(e, step, force=force)
+        ldkd = None
+        if ldk:
+            ldkd = ldk_provision.from_environ()
+            if ldkd is not None:
+                step("ldkd: using LDKD from the environment")
+            else:
+                ldkd = ldk_provision.install(e.cache_dir, step, force=force, status=getattr(step, "status", None))
     result = {k: str(v) for k, v in vars(bins).items()}
+    if ldkd is not None:
+        result["ldkd"] = str(ldkd)
     if json_out:
         emit_json(result)
     else:
@@ -32,7 +42,9 @@ def install(
 @app.command()
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """Show which binaries are installed, where they live and their versions."""
-    report = doctor_report(env())
+    e = env()
+    report = doctor_report(e)
+    report["optional"] = {"ldkd": ldk_provision.doctor(e.cache_dir)}
     if json_out:
         emit_json(report)
     else:
@@ -41,10 +53,16 @@ def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report
             table.add_column(col)
         for name, b in report["binaries"].items():
             table.add_row(name, b["source"] or "[red]missing[/]", b["path"] or "-", b["version"] or "-")
+        for name, b in report["optional"].items():
+            table.add_row(f"{name} (optional)", b["source"] or "[yellow]missing[/]", b["path"] or "-",
+                          b["version"] or "-")
         console.print(table)
         tools = ", ".join(f"{t}: {'yes' if p else 'no'}" for t, p in report["tools"].items())
         console.print(f"tools on PATH: {tools}")
         if report["hint"]:
             console.print(f"[yellow]{report['hint']}[/]")
+        for b in report["optional"].values():
+            if b.get("hint"):
+                console.print(b["hint"])
     if not report["ok"]:
         raise typer.Exit(1)
