@@ -4,6 +4,9 @@ Bring-up order, chosen for speed on two cores: bitcoind first (lnd needs its
 RPC and ZMQ), then every LND at once while the miner wallet matures coinbase;
 one ``sendmany`` funds every node, one batch transaction per opener opens its
 channels, and one 6-block step confirms and announces them all.
+
+A node is LND or, with ``impl: ldk`` in the topology, ldkd (``nodes/ldk.py``); the
+hub is always LND. An LDK opener opens its channels one funding transaction each.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Callable, Iterable
 
 from .daemon import DaemonError, ProcessDaemon, runs_from
 from .nodes.bitcoind import BitcoinD, BitcoinDPorts
+from .nodes.ldk import LdkNode, LdkPorts
 from .nodes.lnd import LndNode, LndPorts
 from .ports import PortAllocator
 from .provision import Binaries
@@ -103,6 +107,19 @@ class ProcessBackend:
         return LndNode(name, role, binaries.lnd, lnddir, ports, bitcoind, daemon_factory=daemon_factory,
                        accept_keysend=accept_keysend)
 
+    def ldk(self, name: str, role: str, ldkd: Path, datadir: Path, ports: LdkPorts, bitcoind: BitcoinD, *,
+            daemon_factory=None) -> LdkNode:
+        if self.name != "process":
+            raise ClusterError(f"{name}: LDK nodes run on the process backend only (not {self.name}) for now")
+        return LdkNode(name, role, ldkd, datadir, ports, bitcoind, daemon_factory=daemon_factory)
+
+    def ldk_ports(self, take: Callable[[], int]) -> dict[str, int]:
+        """One ldkd's ports: its API, and p2p like an LND's (behind the relay when there is one)."""
+        ports = {"api": take(), "p2p": take()}
+        if self.relays_p2p:
+            ports["p2p_listen"] = take()
+        return ports
+
     def lnd_ports(self, take: Callable[[], int]) -> dict[str, int]:
         """One LND's ports; behind the relay, peers dial ``p2p`` and lnd listens on ``p2p_listen``."""
         ports = {"rpc": take(), "rest": take(), "p2p": take()}
@@ -134,7 +151,7 @@ class ProcessBackend:
         self.relay_port = int(line.rsplit(":", 1)[1])
         try:
             self.relay_client().set_routes({
-                name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(n.lnddir)}
+                name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(node_dir(n))}
                 for name, n in cluster.nodes.items() if n.ports.p2p_listen})
         except RelayError as exc:
             raise self.relay.died(str(exc)) from None
@@ -213,6 +230,37 @@ class ProcessBackend:
         return [tuple(p) for p in self.relay_client().heal_all()]
 
 
+Node = LndNode | LdkNode
+
+
+def node_dir(node: Node) -> Path:
+    return node.datadir if isinstance(node, LdkNode) else node.lnddir
+
+
+def _new_address(node: Node) -> str:
+    return node.client.new_address() if isinstance(node, LdkNode) else node.rest.newaddress()
+
+
+def _onchain_sats(node: Node) -> int:
+    """Confirmed on-chain balance (for LDK: its wallet's total, read after the confirming block)."""
+    if isinstance(node, LdkNode):
+        return node.onchain_sats()
+    return int(node.rest.walletbalance().get("confirmed_balance", 0))
+
+
+def _active_channels(node: Node) -> int:
+    if isinstance(node, LdkNode):
+        return len(node.usable_channels())
+    return len(node.rest.listchannels(active_only=True))
+
+
+def _synced_to(node: Node, height: int) -> bool:
+    if isinstance(node, LdkNode):
+        return node.synced_to(height)
+    info = node.rest.getinfo()
+    return int(info["block_height"]) >= height and bool(info.get("synced_to_chain"))
+
+
 def _signal_group(daemon, sig: int) -> None:
     pid = daemon.pid
     if pid is None:
@@ -225,19 +273,17 @@ def _signal_group(daemon, sig: int) -> None:
 
 class Cluster:
     def __init__(self, topology: Topology, binaries: Binaries, run_dir: Path,
-                 ports: PortAllocator | None = None, backend: ProcessBackend | None = None) -> None:
+                 ports: PortAllocator | None = None, backend: ProcessBackend | None = None,
+                 ldkd: Path | None = None) -> None:
         self.topology = topology
         self.binaries = binaries
         self.run_dir = run_dir
         self.backend = backend or ProcessBackend()
         self._ports = ports or PortAllocator(topology.base_port)
         self.bitcoind = self.backend.bitcoind(binaries, run_dir / "bitcoind", self._bitcoind_ports())
-        self.nodes: dict[str, LndNode] = {
-            spec.name: self.backend.lnd(spec.name, spec.role, binaries, run_dir / f"lnd-{spec.name}",
-                                        self._lnd_ports(), self.bitcoind,
-                                        accept_keysend=topology.keysend(spec.name))
-            for spec in topology.nodes
-        }
+        # ldkd is optional: looked up only when the topology has LDK nodes
+        self.ldkd: Path | None = ldkd or (_find_ldkd() if any(s.impl == "ldk" for s in topology.nodes) else None)
+        self.nodes: dict[str, Node] = {spec.name: self._make_node(spec) for spec in topology.nodes}
         self.timings = Timings()
         self.owned = True  # False for a cluster attached from a state file
 
@@ -247,8 +293,21 @@ class Cluster:
         return BitcoinDPorts(rpc=t(), p2p=t(), zmq_block=t(), zmq_tx=t())
 
     def _lnd_ports(self) -> LndPorts:
-        t = self._ports.take
         return LndPorts(**self.backend.lnd_ports(self._ports.take))
+
+    def _ldk_ports(self) -> LdkPorts:
+        return LdkPorts(**self.backend.ldk_ports(self._ports.take))
+
+    def _node_ports(self, node: Node) -> LndPorts | LdkPorts:
+        return self._ldk_ports() if isinstance(node, LdkNode) else self._lnd_ports()
+
+    def _make_node(self, spec) -> Node:
+        if spec.impl == "ldk":
+            assert self.ldkd is not None
+            return self.backend.ldk(spec.name, spec.role, self.ldkd, self.run_dir / f"ldk-{spec.name}",
+                                    self._ldk_ports(), self.bitcoind)
+        return self.backend.lnd(spec.name, spec.role, self.binaries, self.run_dir / f"lnd-{spec.name}",
+                                self._lnd_ports(), self.bitcoind, accept_keysend=self.topology.keysend(spec.name))
 
     def _start_with_port_retry(self, name: str, start: Callable[[], None], repick: Callable[[], None]) -> None:
         for attempt in range(3):
@@ -287,17 +346,18 @@ class Cluster:
         self._start_with_port_retry("bitcoind", self.bitcoind.start, repick_bitcoind)
         tm.bitcoind_start_s = time.monotonic() - t0
 
-        progress(f"starting {len(self.nodes)} LND nodes")
+        ldk = sum(1 for n in self.nodes.values() if isinstance(n, LdkNode))
+        progress(f"starting {len(self.nodes) - ldk} LND nodes" + (f" and {ldk} LDK nodes" if ldk else ""))
         t_lnd = time.monotonic()
 
-        def repicker(node: LndNode) -> Callable[[], None]:
+        def repicker(node: Node) -> Callable[[], None]:
             def repick() -> None:
-                node.ports = self._lnd_ports()
+                node.ports = self._node_ports(node)
                 node.reconfigure()
             return repick
 
-        def launch(node: LndNode) -> None:
-            node.lnddir.mkdir(parents=True, exist_ok=True)
+        def launch(node: Node) -> None:
+            node_dir(node).mkdir(parents=True, exist_ok=True)
             # A process clashes on a port once running; a container already when it starts.
             self._start_with_port_retry(node.name, node.daemon.start, repicker(node))
 
@@ -305,7 +365,7 @@ class Cluster:
         self.bitcoind.ensure_miner_wallet()
         self.bitcoind.mine(101)  # no channels yet, so one step is safe
 
-        def ready(node: LndNode) -> None:
+        def ready(node: Node) -> None:
             repick = repicker(node)
             try:
                 node.wait_ready()
@@ -344,7 +404,7 @@ class Cluster:
         def addresses(spec) -> dict[str, int]:
             node = self.nodes[spec.name]
             share, rest = divmod(spec.funding_sats, spec.utxos)
-            return {node.rest.newaddress(): share + (rest if i == 0 else 0) for i in range(spec.utxos)}
+            return {_new_address(node): share + (rest if i == 0 else 0) for i in range(spec.utxos)}
 
         outputs: dict[str, int] = {}
         for part in parallel(addresses, specs):
@@ -354,7 +414,7 @@ class Cluster:
 
         def funded(spec) -> None:
             node = self.nodes[spec.name]
-            wait_for(lambda: int(node.rest.walletbalance().get("confirmed_balance", 0)) >= spec.funding_sats,
+            wait_for(lambda: _onchain_sats(node) >= spec.funding_sats,
                      timeout=60, what=f"{spec.name} confirmed balance >= {spec.funding_sats}")
 
         parallel(funded, specs)
@@ -366,6 +426,12 @@ class Cluster:
 
         def open_for(opener: str) -> None:
             node = self.nodes[opener]
+            if isinstance(node, LdkNode):  # LDK has no batch open: one funding transaction per channel
+                for ch in by_opener[opener]:
+                    peer = self.nodes[ch.to]
+                    node.client.open_channel(peer.pubkey, peer.p2p_host, ch.capacity_sats,
+                                             push_sats=ch.push_sats, announce=not ch.private)
+                return
             for ch in by_opener[opener]:
                 peer = self.nodes[ch.to]
                 node.rest.connect(peer.pubkey, peer.p2p_host)
@@ -376,7 +442,8 @@ class Cluster:
             ])
 
         parallel(open_for, by_opener)
-        wait_for(lambda: len(self.bitcoind.rpc.getrawmempool()) >= len(by_opener),
+        txs = sum(len(chs) if isinstance(self.nodes[o], LdkNode) else 1 for o, chs in by_opener.items())
+        wait_for(lambda: len(self.bitcoind.rpc.getrawmempool()) >= txs,
                  timeout=30, what="channel funding transactions in the mempool")
         self.mine(MINE_STEP)  # 1 conf opens them; 6 lets them be announced
         self.wait_channels_active()
@@ -394,7 +461,7 @@ class Cluster:
 
         def active(name: str) -> None:
             node = self.nodes[name]
-            wait_for(lambda: len(node.rest.listchannels(active_only=True)) >= expected[name],
+            wait_for(lambda: _active_channels(node) >= expected[name],
                      timeout=timeout, what=f"{name}: {expected[name]} active channels")
 
         parallel(active, [n for n, c in expected.items() if c])
@@ -402,8 +469,10 @@ class Cluster:
     def wait_graph_synced(self, timeout: float = 60.0) -> None:
         public = sum(1 for ch in self.topology.channels if not ch.private)
 
-        def synced(node: LndNode) -> None:
+        def synced(node: Node) -> None:
             def edges_with_policies() -> bool:
+                if isinstance(node, LdkNode):
+                    return node.public_edges_with_policies() >= public
                 edges = node.rest.describegraph().get("edges", [])
                 full = [e for e in edges if e.get("node1_policy") and e.get("node2_policy")]
                 return len(full) >= public
@@ -421,7 +490,7 @@ class Cluster:
         node = self.node(name)
         node.start()
         expected = self.expected_channels()[name]
-        wait_for(lambda: len(node.rest.listchannels(active_only=True)) >= expected, timeout=60,
+        wait_for(lambda: _active_channels(node) >= expected, timeout=60,
                  what=f"{name}: {expected} channels active after restart")
 
     def stop(self) -> None:
@@ -447,7 +516,7 @@ class Cluster:
             faults = self.__dict__["_faults"] = Faults(self)
         return faults
 
-    def node(self, name: str) -> LndNode:
+    def node(self, name: str) -> Node:
         try:
             return self.nodes[name]
         except KeyError:
@@ -456,13 +525,12 @@ class Cluster:
     def wait_synced(self, height: int | None = None, timeout: float = 60.0) -> int:
         height = height if height is not None else self.bitcoind.rpc.getblockcount()
 
-        def synced(node: LndNode) -> None:
+        def synced(node: Node) -> None:
             if not node.daemon.is_running() or self.backend.is_paused(node.daemon):
                 return  # a node stopped or paused on purpose does not hold the others back
 
             def at_height() -> bool:
-                info = node.rest.getinfo()
-                return int(info["block_height"]) >= height and bool(info.get("synced_to_chain"))
+                return _synced_to(node, height)
 
             wait_for(at_height, timeout=timeout, what=f"{node.name} synced to height {height}")
 
@@ -487,10 +555,10 @@ class Cluster:
         if amount_sats <= 0:
             raise ClusterError(f"amount must be positive, got {amount_sats}")
         node = self.node(name)
-        before = int(node.rest.walletbalance().get("confirmed_balance", 0))
-        txid = self.bitcoind.miner().sendtoaddress(node.rest.newaddress(), amount_sats)
+        before = _onchain_sats(node)
+        txid = self.bitcoind.miner().sendtoaddress(_new_address(node), amount_sats)
         self.mine(1)
-        wait_for(lambda: int(node.rest.walletbalance().get("confirmed_balance", 0)) >= before + amount_sats,
+        wait_for(lambda: _onchain_sats(node) >= before + amount_sats,
                  timeout=30, what=f"{name} confirmed balance grows by {amount_sats}")
         return txid
 
@@ -499,9 +567,30 @@ class Cluster:
         if amount_sats <= 0:
             raise ClusterError(f"amount must be positive, got {amount_sats}")
         sender, receiver = self.node(src), self.node(dst)
-        invoice = receiver.rest.addinvoice(amount_sats, memo=f"{src}->{dst}")
-        payment = sender.rest.send_payment(invoice["payment_request"], fee_limit_sats=fee_limit_sats)
+        if isinstance(receiver, LdkNode):
+            request = receiver.client.receive(amount_sats * 1000, description=f"{src}->{dst}")["invoice"]
+        else:
+            request = receiver.rest.addinvoice(amount_sats, memo=f"{src}->{dst}")["payment_request"]
+        if isinstance(sender, LdkNode):
+            payment = sender.pay_invoice(request, max_total_routing_fee_msat=fee_limit_sats * 1000)
+            if payment.get("status") != "succeeded":
+                raise ClusterError(f"payment {src} -> {dst} of {amount_sats} sats failed: "
+                                   f"{payment.get('failure_reason') or payment.get('status')}")
+            # the same shape as an LND payment's where callers read it (status, fee_sat)
+            return {**payment, "status": "SUCCEEDED", "fee_sat": str((payment.get("fee_paid_msat") or 0) // 1000)}
+        payment = sender.rest.send_payment(request, fee_limit_sats=fee_limit_sats)
         if payment.get("status") != "SUCCEEDED":
             raise ClusterError(f"payment {src} -> {dst} of {amount_sats} sats failed: "
                                f"{payment.get('failure_reason', payment.get('status'))}")
         return payment
+
+
+def _find_ldkd() -> Path:
+    """ldkd for a topology with LDK nodes: ``LDKD``, else the cache; a clear error when not built."""
+    from .env import ClusterEnv
+    from .provision import ldk as ldk_provision
+
+    try:
+        return ldk_provision.resolve(ClusterEnv.from_environ().cache_dir)
+    except ldk_provision.ProvisionError as exc:
+        raise ClusterError(str(exc)) from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .cluster import Cluster, ClusterError, ProcessBackend, Timings, parallel
 from .nodes.bitcoind import BitcoinDPorts, sats
+from .nodes.ldk import LdkError, LdkNode, LdkPorts
 from .nodes.lnd import LndError, LndNode, LndPorts
 from .provision import Binaries
 from .topology import parse
@@ -39,15 +40,21 @@ def to_state(cluster: Cluster) -> dict:
             "pid": b.daemon.pid, **backend.node_record(b.daemon), "datadir": str(b.datadir), "ports": asdict(b.ports),
             "rpc_url": b.rpc_url, "rpc_user": b.rpc_user, "rpc_password": b.rpc_password,
         },
-        "nodes": {
-            name: {
-                "role": n.role, "pid": n.daemon.pid, **backend.node_record(n.daemon), "pubkey": n.pubkey,
-                "lnddir": str(n.lnddir),
-                "ports": asdict(n.ports), "rest_url": n.rest_url, "grpc_host": f"127.0.0.1:{n.ports.rpc}",
-                "p2p_host": n.p2p_host, "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path),
-            }
-            for name, n in cluster.nodes.items()
-        },
+        "nodes": {name: _node_record(backend, n) for name, n in cluster.nodes.items()},
+        **({"ldkd": str(cluster.ldkd)} if getattr(cluster, "ldkd", None) else {}),
+    }
+
+
+def _node_record(backend, n) -> dict:
+    if isinstance(n, LdkNode):
+        return {"impl": "ldk", "role": n.role, "pid": n.daemon.pid, **backend.node_record(n.daemon),
+                "pubkey": n.pubkey, "datadir": str(n.datadir), "ports": asdict(n.ports), "api_url": n.api_url,
+                "p2p_host": n.p2p_host, "log": str(n.log_file)}
+    return {
+        "role": n.role, "pid": n.daemon.pid, **backend.node_record(n.daemon), "pubkey": n.pubkey,
+        "lnddir": str(n.lnddir),
+        "ports": asdict(n.ports), "rest_url": n.rest_url, "grpc_host": f"127.0.0.1:{n.ports.rpc}",
+        "p2p_host": n.p2p_host, "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path),
     }
 
 
@@ -94,7 +101,14 @@ def attach(data: dict) -> Cluster:
     cluster.bitcoind = backend.bitcoind(binaries, Path(bd["datadir"]), BitcoinDPorts(**bd["ports"]),
                                         rpc_password=bd["rpc_password"], daemon_factory=backend.adopt(bd, run_dir))
     cluster.nodes = {}
+    cluster.ldkd = Path(data["ldkd"]) if data.get("ldkd") else None
     for name, nd in data["nodes"].items():
+        if nd.get("impl") == "ldk":
+            node = backend.ldk(name, nd["role"], cluster.ldkd or Path("ldkd"), Path(nd["datadir"]),
+                               LdkPorts(**nd["ports"]), cluster.bitcoind, daemon_factory=backend.adopt(nd, run_dir))
+            node.pubkey = nd["pubkey"]
+            cluster.nodes[name] = node
+            continue
         node = backend.lnd(name, nd["role"], binaries, Path(nd["lnddir"]), LndPorts(**nd["ports"]),
                            cluster.bitcoind, daemon_factory=backend.adopt(nd, run_dir),
                            accept_keysend=topology.keysend(name))
@@ -123,10 +137,41 @@ def status(cluster: Cluster) -> dict:
                f"-rpcuser={b.rpc_user} -rpcpassword={b.rpc_password}",
     })
 
-    def node_status(item: tuple[str, LndNode]) -> dict:
-        name, n = item
+    def ldk_status(name: str, n: LdkNode) -> dict:
         out = {
-            "name": name, "role": n.role, "pubkey": n.pubkey, "rest_url": n.rest_url,
+            "name": name, "impl": "ldk", "role": n.role, "pubkey": n.pubkey, "api_url": n.api_url,
+            "p2p_host": n.p2p_host, "datadir": str(n.datadir), "log": str(n.log_file),
+            "expected_channels": expected[name], **cluster.backend.node_record(n.daemon),
+        }
+        try:
+            info = n.client.info()
+            balances = n.client.balances()
+            chans = n.client.channels()
+        except (LdkError, OSError) as exc:
+            out.update(running=False, error=str(exc))
+            return out
+        out.update(
+            running=True, block_height=int(info["block_height"]), synced_to_chain=bool(info.get("synced")),
+            onchain_confirmed_sats=int(balances["spendable_onchain_sats"]),
+            onchain_total_sats=int(balances["total_onchain_sats"]),
+            channels=[{
+                "peer": pubkey_to_name.get(c["counterparty_node_id"], c["counterparty_node_id"]),
+                "channel_point": c["funding_txo"], "capacity_sats": int(c["capacity_sats"]),
+                "local_sats": int(c["outbound_capacity_msat"]) // 1000,
+                "remote_sats": int(c["inbound_capacity_msat"]) // 1000,
+                "active": bool(c["is_usable"]), "private": not c["is_announced"],
+                "channel_ready": bool(c["is_channel_ready"]), "user_channel_id": c["user_channel_id"],
+            } for c in chans],
+        )
+        out["active_channels"] = sum(1 for c in out["channels"] if c["active"])
+        return out
+
+    def node_status(item: tuple[str, LndNode | LdkNode]) -> dict:
+        name, n = item
+        if isinstance(n, LdkNode):
+            return ldk_status(name, n)
+        out = {
+            "name": name, "impl": "lnd", "role": n.role, "pubkey": n.pubkey, "rest_url": n.rest_url,
             "grpc_host": f"127.0.0.1:{n.ports.rpc}", "p2p_host": n.p2p_host,
             "tls_cert": str(n.tls_cert), "macaroon": str(n.macaroon_path), "lnddir": str(n.lnddir),
             "accept_keysend": n.accept_keysend,

@@ -40,6 +40,7 @@ def print_status(st: dict) -> None:
     for col in ("node", "role", "on-chain sats", "channels active", "local / remote sats"):
         table.add_column(col)
     for n in st["nodes"]:
+        n = {**n, "role": n["role"] + (" (ldk)" if n.get("impl") == "ldk" else "")}
         if not n.get("running"):
             table.add_row(n["name"], n["role"], "[red]down[/]", "-", "-")
             continue
