@@ -16,9 +16,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+POOL_SIZE, POOL_OVERFLOW = 20, 40
+# Requests hold at most this many sessions at once (api/deps.get_session queues the rest
+# on the event loop); the rest of each pool is the worker's, so a read that checks out its
+# connection on the event loop never waits for one.
+REQUEST_SESSIONS = POOL_SIZE + POOL_OVERFLOW - 16
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=20, max_overflow=40)
+                           pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -46,7 +53,8 @@ class Database:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:
-            self.engine = self.read_engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            self.engine = self.read_engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                                                          pool_pre_ping=True)
         self._writers = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
         self.after_wake_commit = lambda: None  # the worker sets it: a committed *_PENDING wakes it

@@ -9,10 +9,11 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import admin, gdpr
 from ...store.models import User
+from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(route_class=Route, tags=["admin"])
 admin_only = require_role("admin")
 
 

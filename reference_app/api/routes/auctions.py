@@ -9,12 +9,13 @@ from ...context import AppContext
 from ...services import auctions
 from ...store.models import User
 from ...store.models_market import Auction
+from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from .wallet import account_holder
 from ..schemas.market import AuctionIn, AuctionOut, BidIn
 
-router = APIRouter(prefix="/auctions", tags=["auctions"])
+router = APIRouter(route_class=Route, prefix="/auctions", tags=["auctions"])
 BID_KEY = Header(None, alias="Idempotency-Key", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$",
                  description="Repeating a bid with the same key returns the first bid.")
 
@@ -33,13 +34,13 @@ def create_auction(body: AuctionIn, seller: User = Depends(require_role("seller"
 
 
 @router.get("", response_model=list[AuctionOut])
-def list_auctions(state: str = Query("OPEN", pattern="^(OPEN|CLOSED)$"), limit: int = Query(50, ge=1, le=200),
-                  session: Session = DbSession) -> list[AuctionOut]:
+async def list_auctions(state: str = Query("OPEN", pattern="^(OPEN|CLOSED)$"), limit: int = Query(50, ge=1, le=200),
+                        session: Session = DbSession) -> list[AuctionOut]:
     return [auction_out(session, a) for a in auctions.listing(session, state, limit)]
 
 
 @router.get("/{auction_id}", response_model=AuctionOut)
-def read_auction(auction_id: Id, session: Session = DbSession) -> AuctionOut:
+async def read_auction(auction_id: Id, session: Session = DbSession) -> AuctionOut:
     return auction_out(session, auctions.get(session, auction_id))
 
 

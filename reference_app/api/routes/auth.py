@@ -9,10 +9,11 @@ from ...context import AppContext
 from ...services import accounts
 from ...store.models import User
 from .. import ratelimit
+from ..routing import Route
 from ..deps import anonymous_write, current_user, get_ctx, DbSession
 from ..schemas.accounts import LoginIn, RefreshIn, RegisterIn, TokensOut, TotpCodeIn, TotpEnrolOut, UserOut
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(route_class=Route, prefix="/auth", tags=["auth"])
 
 
 def _limit_login(request: Request, email: str, totp_code: str | None) -> None:

@@ -9,11 +9,12 @@ from ...context import AppContext
 from ...services import messaging, orders
 from ...services.errors import NotFound
 from ...store.models import Dispute, Order, User
+from ..routing import Route
 from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
 from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
 from .orders import _height, order_out
 
-router = APIRouter(tags=["disputes"])
+router = APIRouter(route_class=Route, tags=["disputes"])
 
 
 def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
@@ -35,7 +36,7 @@ def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispu
 
 
 @router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
-def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
+async def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
     dispute = orders.dispute_of(session, order.id)
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
@@ -58,7 +59,7 @@ def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user:
 
 
 @router.get("/disputes", response_model=list[DisputeOut])
-def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
-                  session: Session = DbSession) -> list[DisputeOut]:
+async def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
+                        session: Session = DbSession) -> list[DisputeOut]:
     """Disputes waiting for a ruling (arbiters only)."""
     return [dispute_out(session, d) for d in orders.open_disputes(session)]

@@ -7,11 +7,12 @@ from sqlalchemy.orm import Session
 
 from ...services import messaging, orders, ratings
 from ...store.models import User
+from ..routing import Route
 from ..deps import current_user, DbSession
 from ..params import Id
 from ..schemas.market import OrderMessageIn, OrderMessageOut, RatingIn, RatingOut, ReputationOut
 
-router = APIRouter(tags=["feedback"])
+router = APIRouter(route_class=Route, tags=["feedback"])
 
 
 @router.post("/orders/{order_id}/rating", status_code=status.HTTP_201_CREATED, response_model=RatingOut)
@@ -22,7 +23,7 @@ def rate(order_id: Id, body: RatingIn, user: User = Depends(current_user),
 
 
 @router.get("/users/{user_id}/reputation", response_model=ReputationOut)
-def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
+async def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
     ratings.require_user(session, user_id)
     seller_avg, seller_n = ratings.reputation(session, user_id, "seller")
     buyer_avg, buyer_n = ratings.reputation(session, user_id, "buyer")
@@ -31,8 +32,8 @@ def reputation(user_id: Id, session: Session = DbSession) -> ReputationOut:
 
 
 @router.get("/orders/{order_id}/messages", response_model=list[OrderMessageOut])
-def read_thread(order_id: Id, user: User = Depends(current_user),
-                session: Session = DbSession) -> list[OrderMessageOut]:
+async def read_thread(order_id: Id, user: User = Depends(current_user),
+                      session: Session = DbSession) -> list[OrderMessageOut]:
     """The order's thread: its buyer and seller, and its arbiter once it is disputed."""
     return [OrderMessageOut.of(m) for m in messaging.thread(session, orders.get(session, order_id), user)]
 

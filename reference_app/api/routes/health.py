@@ -1,9 +1,10 @@
 from fastapi import APIRouter, Depends
 
 from ...context import AppContext
+from ..routing import Route
 from ..deps import get_ctx
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=Route, tags=["health"])
 
 
 @router.get("/health")

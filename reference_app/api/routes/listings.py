@@ -11,17 +11,18 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import listings
 from ...store.models import Listing, User
+from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
 
-router = APIRouter(prefix="/listings", tags=["listings"])
+router = APIRouter(route_class=Route, prefix="/listings", tags=["listings"])
 
 
 def authorized_listing(action: str) -> Callable[..., Listing]:
     """Load the listing in the path and check, once, that the user may do ``action`` to it."""
-    def dep(listing_id: Id, user: User = Depends(current_user),
-            session: Session = DbSession) -> Listing:
+    async def dep(listing_id: Id, user: User = Depends(current_user),
+                  session: Session = DbSession) -> Listing:
         listing = listings.get(session, listing_id)
         listings.authorize(user, listing, action)
         return listing
@@ -29,7 +30,7 @@ def authorized_listing(action: str) -> Callable[..., Listing]:
 
 
 @router.get("", response_model=ListingPage)
-def search_listings(
+async def search_listings(
     q: str | None = Query(None, max_length=listings.QUERY_MAX_CHARS,
                           description="words that must all appear in the title or description"),
     category: Category | None = None,
@@ -50,7 +51,7 @@ def search_listings(
 
 
 @router.get("/{listing_id}", response_model=ListingOut)
-def read_listing(listing_id: Id, session: Session = DbSession) -> Listing:
+async def read_listing(listing_id: Id, session: Session = DbSession) -> Listing:
     return listings.get(session, listing_id)
 
 

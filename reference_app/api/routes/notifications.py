@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import outbox
 from ...store.models import User
+from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession
 from ..params import Id
 from ..schemas.market import WebhookIn, WebhookOut
 from .wallet import account_holder
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(route_class=Route, tags=["notifications"])
 POLL_S = 0.5
 KEEPALIVE_S = 15.0
 

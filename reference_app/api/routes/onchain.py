@@ -8,10 +8,11 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services.modes import onchain_multisig_api as escrow
 from ...store.models import Order, User
+from ..routing import Route
 from ..deps import authorized_order, current_user, get_ctx, DbSession
 from ..schemas.onchain import EscrowOut, OnchainKeysIn, OnchainKeysOut, PsbtAccepted, PsbtIn, PsbtOut
 
-router = APIRouter(tags=["onchain"])
+router = APIRouter(route_class=Route, tags=["onchain"])
 
 
 @router.put("/me/onchain-keys", response_model=OnchainKeysOut)

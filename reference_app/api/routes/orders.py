@@ -9,11 +9,12 @@ from ...context import AppContext
 from ...services import orders, payout_invoices
 from ...services.lifecycle import allowed_events
 from ...store.models import Order, User
+from ..routing import Route
 from ..deps import authorized_order, current_user, get_ctx, DbSession
 from ..schemas.orders import (EventOut, HandInOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn,
                                PayoutInvoiceOut, ShipIn)
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(route_class=Route, prefix="/orders", tags=["orders"])
 
 
 def order_out(session: Session, order: Order) -> OrderOut:
@@ -43,8 +44,8 @@ def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: App
 
 
 @router.get("", response_model=OrderPage)
-def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
-                user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
+async def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
+                      user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
     """Your orders as buyer or seller; arbiters also see the orders that need or had a ruling,
     admins every order."""
     rows, total = orders.page(session, user, state, limit, offset)
@@ -52,13 +53,13 @@ def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), 
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def get_order(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> OrderOut:
+async def get_order(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> OrderOut:
     return order_out(session, order)
 
 
 @router.get("/{order_id}/events", response_model=list[EventOut])
-def order_events(order: Order = Depends(authorized_order("view")),
-                 session: Session = DbSession) -> list[EventOut]:
+async def order_events(order: Order = Depends(authorized_order("view")),
+                       session: Session = DbSession) -> list[EventOut]:
     """The order's timeline: every transition, who caused it, and the chain height."""
     return [EventOut.model_validate(r, from_attributes=True) for r in orders.events_of(session, order.id)]
 

@@ -8,17 +8,18 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import accounts, inbox
 from ...store.models import User
+from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from ..schemas.accounts import (AddressIn, AddressOut, BlockIn, MarkedReadOut, NotificationOut, NotificationPage,
                                 PayoutNodeIn, RoleChangeIn, UserOut, UserPage, UserUpdate)
 
-router = APIRouter(tags=["users"])
+router = APIRouter(route_class=Route, tags=["users"])
 admin_only = require_role("admin")
 
 
 @router.get("/me")
-def me(user: User = Depends(current_user)) -> UserOut:
+async def me(user: User = Depends(current_user)) -> UserOut:
     return UserOut.of(user)
 
 

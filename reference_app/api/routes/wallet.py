@@ -17,25 +17,26 @@ from ...services.custodial import deposit_address, ledger, ln_deposit_invoice, l
 from ...services.errors import NodeUnavailable
 from ...services.modes.custodial import CustodialMode, ledger_view, wallet_name, withdrawals_of
 from ...store.models import User
-from ..deps import current_user, get_ctx, require_role
+from ..routing import Route
+from ..deps import current_user, get_ctx, require_role, user_from_token
 from ..schemas.wallet import (LnDepositIn, LnDepositOut, LnWithdrawalIn, LnWithdrawalOut, MismatchOut,
                               OnchainWithdrawalIn, OnchainWithdrawalOut, ReconcileOut, WalletOut, WithdrawalsOut)
 
-router = APIRouter(tags=["wallet"])
+router = APIRouter(route_class=Route, tags=["wallet"])
 _bearer = HTTPBearer(auto_error=False)
 LN_WITHDRAW_WAIT_S = 5.0   # then answer 202 IN_FLIGHT; the worker follows the payment to its end
 IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$",
                          description="Repeating a request with the same key returns the first result.")
 
 
-def account_holder(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                   ctx: AppContext = Depends(get_ctx)) -> User:
-    """The signed-in user, checked by the one ``current_user`` on a short read session."""
+async def account_holder(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                         ctx: AppContext = Depends(get_ctx)) -> User:
+    """The signed-in user, checked by the one ``user_from_token`` on a short read session."""
     with ctx.db.session(write=False) as session:
-        return current_user(creds, ctx, session, request)
+        return user_from_token(creds, ctx, session, request)
 
 
-def custodial(ctx: AppContext = Depends(get_ctx)) -> CustodialMode:
+async def custodial(ctx: AppContext = Depends(get_ctx)) -> CustodialMode:
     mode = ctx.modes.get(CustodialMode.name)
     if mode is None:
         raise NodeUnavailable("custodial accounts need the marketplace's bitcoind, and this app has none")

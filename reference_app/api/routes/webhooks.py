@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import webhooks
 from .. import ratelimit
+from ..routing import Route
 from ..deps import get_ctx, DbSession
 from ..schemas.orders import WebhookResult
 from .orders import _height
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(route_class=Route, prefix="/webhooks", tags=["webhooks"])
 
 
 async def raw_body(request: Request) -> bytes:

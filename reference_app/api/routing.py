@@ -1,0 +1,40 @@
+"""The route class every router of the API uses: one worker-thread hop per request.
+
+FastAPI runs a plain ``def`` endpoint in a worker thread, then validates its answer in a
+second one, and the request's session (``deps.get_session``) commits in a third. Each hop
+costs a thread hand-over, and on two cores the threads queue for the GIL behind the event
+loop. ``Route`` runs a sync endpoint *and its commit* in one hop, then validates the answer
+on the event loop. The commit still comes before the response, as ``deps.DbSession``
+promises, and an error at commit is the endpoint's error, handled like any other.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+
+
+def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` as a coroutine that runs it, then commits its session, in one worker thread."""
+    @functools.wraps(endpoint)  # FastAPI reads the parameters through __wrapped__
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        def work() -> Any:
+            result = endpoint(*args, **kwargs)
+            session = kwargs.get("session")
+            if isinstance(session, Session) and session.in_transaction():
+                session.commit()
+            return result
+        return await run_in_threadpool(work)
+    return run
+
+
+class Route(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = in_one_hop(endpoint)
+        super().__init__(path, endpoint, **kwargs)
