@@ -466,13 +466,25 @@ class Cluster:
 
         parallel(active, [n for n, c in expected.items() if c])
 
-    def wait_graph_synced(self, timeout: float = 60.0) -> None:
+    def wait_graph_synced(self, timeout: float = 60.0, ldk_resync_after: float = 10.0) -> None:
+        """Every node sees every public channel with both policies. An LDK node still missing some
+        after ``ldk_resync_after`` seconds reconnects to its peers (see ``LdkNode.resync_gossip``),
+        and then waits for its channels to be usable again."""
         public = sum(1 for ch in self.topology.channels if not ch.private)
+        resynced: list[str] = []
 
         def synced(node: Node) -> None:
+            resync_at = [time.monotonic() + ldk_resync_after]
+
             def edges_with_policies() -> bool:
                 if isinstance(node, LdkNode):
-                    return node.public_edges_with_policies() >= public
+                    if node.public_edges_with_policies() >= public:
+                        return True
+                    if time.monotonic() >= resync_at[0]:
+                        node.resync_gossip({n.pubkey: n.p2p_host for n in self.nodes.values() if n.pubkey})
+                        resynced.append(node.name)
+                        resync_at[0] = time.monotonic() + ldk_resync_after
+                    return False
                 edges = node.rest.describegraph().get("edges", [])
                 full = [e for e in edges if e.get("node1_policy") and e.get("node2_policy")]
                 return len(full) >= public
@@ -480,6 +492,8 @@ class Cluster:
             wait_for(edges_with_policies, timeout=timeout, what=f"{node.name} sees {public} channels in its graph")
 
         parallel(synced, self.nodes.values())
+        if resynced:
+            self.wait_channels_active()
 
     def stop_node(self, name: str) -> None:
         """Stop one LND node (gracefully); its channels go inactive."""

@@ -68,6 +68,9 @@ class LdkClient:
     def connect(self, node_id: str, address: str, persist: bool = True) -> None:
         self._request("POST", "/v1/peers/connect", {"node_id": node_id, "address": address, "persist": persist})
 
+    def disconnect(self, node_id: str) -> None:
+        self._request("POST", "/v1/peers/disconnect", {"node_id": node_id})
+
     def channels(self) -> list[dict]:
         return self._request("GET", "/v1/channels")["channels"]
 
@@ -263,6 +266,34 @@ class LdkNode:
 
     def public_edges_with_policies(self) -> int:
         return sum(1 for c in self.client.graph()["channels"] if c["one_to_two"] and c["two_to_one"])
+
+    def resync_gossip(self, addresses: dict[str, str], timeout: float = 30.0) -> list[str]:
+        """Reconnect to every connected peer (``addresses``: node id -> its p2p host:port, as a
+        peer that dialled us shows only its source port), so that each replays its gossip to us.
+
+        LDK asks a peer for gossip once per connection (a ``gossip_timestamp_filter``) and then
+        only takes what the peer forwards live; a ``channel_update`` that reaches it before the
+        channel's announcement is dropped and never sent again. A new connection asks again, and
+        the peer sends the whole graph in order. Returns the peers reconnected."""
+        again = []
+        for peer in self.client.peers():
+            if not peer["is_connected"] or peer["node_id"] not in addresses:
+                continue
+            self.client.disconnect(peer["node_id"])
+            address = addresses[peer["node_id"]]
+
+            def reconnected(node_id=peer["node_id"], address=address) -> bool:
+                try:
+                    self.client.connect(node_id, address, persist=True)
+                except LdkError as exc:
+                    if exc.status == 409:  # the peer may still be closing the old connection
+                        return False
+                    raise
+                return True
+
+            wait_for(reconnected, timeout=timeout, interval=0.2, what=f"{self.name} reconnected to {address}")
+            again.append(peer["node_id"])
+        return again
 
     def pay_invoice(self, invoice: str, timeout: float = 60.0, **route) -> dict:
         """Pay and wait for the outcome; return the final payment."""

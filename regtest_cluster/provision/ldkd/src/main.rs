@@ -12,6 +12,7 @@
 //!   POST /v1/sync                 sync the wallets with the chain now
 //!   GET  /v1/peers                peers and whether they are connected
 //!   POST /v1/peers/connect        {node_id, address, persist?}
+//!   POST /v1/peers/disconnect     {node_id} (forgets it as a persisted peer too)
 //!   GET  /v1/channels             every channel
 //!   POST /v1/channels/open        {node_id, address, capacity_sats, push_sats?, announce?}
 //!   POST /v1/channels/close       {user_channel_id, counterparty_node_id, force?}
@@ -492,6 +493,11 @@ impl Daemon {
 				let persist = opt_bool(body, "persist", true)?;
 				node.connect(id, addr, persist).map_err(|e| ApiError::node("connect", e))?;
 				Ok(json!({ "connected": true }))
+			},
+			("POST", "/v1/peers/disconnect") => {
+				let id = pubkey(body, "node_id")?;
+				node.disconnect(id).map_err(|e| ApiError::node("disconnect", e))?;
+				Ok(json!({ "disconnected": true }))
 			},
 			("GET", "/v1/channels") => {
 				Ok(json!({ "channels": node.list_channels().iter().map(channel_json).collect::<Vec<_>>() }))
