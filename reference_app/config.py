@@ -4,6 +4,7 @@ built in ``create_app(settings)``, never at import time."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -156,16 +157,22 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path = self.data_dir / DEV_SECRETS_FILE
         stored = json.loads(path.read_text()) if path.exists() else {}
+        before = dict(stored)
         if not stored:
             from cryptography.fernet import Fernet
 
             stored = {"secret_key": secrets.token_urlsafe(48), "arbiter_seed": secrets.token_hex(32),
                       "encryption_keys": [Fernet.generate_key().decode()],
                       "courier_secrets": {"fastship": secrets.token_hex(32), "slowpost": secrets.token_hex(32)}}
-            path.write_text(json.dumps(stored, indent=2))
-            path.chmod(0o600)
         stored.setdefault("arbiter_seed", secrets.token_hex(32))  # data dirs made before it existed
-        path.write_text(json.dumps(stored, indent=2))
+        if stored != before:
+            # Written only when it changes, and whole (a new file renamed over the old): every app
+            # process reads it at start, and one reading while another rewrote it in place once
+            # read an empty file and failed to start (two app processes, restarted after a crash).
+            fresh = path.with_name(f".{path.name}.{os.getpid()}")
+            fresh.write_text(json.dumps(stored, indent=2))
+            fresh.chmod(0o600)
+            os.replace(fresh, path)
         updates = {k: v for k, v in stored.items() if not getattr(self, k)}
         if not self.database_url:
             updates["database_url"] = f"sqlite:///{(self.data_dir / 'app.db').resolve()}"
