@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .buildlog import run_build
 from .errors import ProvisionError
 
 Progress = Callable[[str], None]
@@ -157,18 +158,9 @@ def install(cache: Path, progress: Progress, *, force: bool = False, status: Pro
         log.write(" ".join(cmd) + f"\nCARGO_TARGET_DIR={target}\n")
         log.flush()
         try:
-            proc = subprocess.Popen(cmd, cwd=CRATE_DIR, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace")
+            code = run_build(cmd, CRATE_DIR, env, log, state, "ldkd", progress, status)
         except OSError as exc:
             raise ProvisionError(f"cannot run cargo ({cargo}): {exc} (log: {log_path})") from None
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if state.feed(line):
-                progress(f"ldkd: {state.describe().split(':')[0]}")
-            if status is not None:
-                status(f"ldkd: {state.describe()}")
-        code = proc.wait()
     built = target / "release" / "ldkd"
     if code != 0 or not built.is_file():
         first = state.errors[0] if state.errors else "no error line; see the end of the log"

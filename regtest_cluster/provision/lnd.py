@@ -11,13 +11,13 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..versions import LND_BUILD_TAGS, LND_VERSION
+from .buildlog import run_build
 from .errors import ProvisionError
 
 Progress = Callable[[str], None]
@@ -120,16 +120,7 @@ def install(cache: Path, progress: Progress, *, force: bool = False,
         state = BuildProgress()
         with open(log_path, "w", encoding="utf-8") as log:
             log.write(" ".join(cmd) + "\n")
-            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                if state.feed(line):
-                    progress(f"lnd: {state.describe().split(':')[0]}")
-                if status is not None:
-                    status(f"lnd: {state.describe()}")
-            code = proc.wait()
+            code = run_build(cmd, work, env, log, state, "lnd", progress, status)
         if code != 0:
             tail = "\n".join(state.other[-15:])
             raise ProvisionError(f"building lnd {LND_VERSION} failed (go build exit {code}; full log: "
