@@ -68,6 +68,10 @@ class LoadOptions:
     spawn_rate: float | None = None    # users started a second in every stage (None: the profile's)
     html: Path | None = None           # also copy Locust's HTML report here
     csv_prefix: Path | None = None     # also copy Locust's CSVs to PREFIX_stats.csv, ... (as Locust's --csv)
+    # Seconds a user stopped by a ramp-down or the run's end has to finish its task (Locust's
+    # --stop-timeout). Locust's default, 0, kills it mid-request: an order the app created
+    # then never reaches Locust's counts, and the report's counts disagree with the oracle's.
+    stop_timeout_s: float = 30.0
 
 
 @dataclass
@@ -117,7 +121,8 @@ def locust_argv(plan: Path, run_dir: Path, opts: LoadOptions, role: str = "local
             "--loglevel", "WARNING"]
     if role == "worker":
         return base + ["--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)]
-    argv = base + ["--csv", str(run_dir / "locust"), "--csv-full-history", "--html", str(run_dir / "locust.html")]
+    argv = base + ["--csv", str(run_dir / "locust"), "--csv-full-history", "--html", str(run_dir / "locust.html"),
+                   "--stop-timeout", f"{opts.stop_timeout_s:g}"]
     argv += ["--headless"] if opts.headless else ["--autostart", "--autoquit", "5", "--web-port", str(opts.web_port)]
     if role == "master":
         argv += ["--master", "--expect-workers", str(opts.workers + opts.remote_workers),
@@ -221,7 +226,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
                  + (f", {opts.workers} workers" if opts.workers else ""))
         if opts.remote_workers:
             progress(f"waiting for {opts.remote_workers} remote worker(s) on port {opts.master_port}; plan {plan}")
-        rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120 + (600 if opts.remote_workers else 0))
+        rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120 + opts.stop_timeout_s + (600 if opts.remote_workers else 0))
         for sampler in samplers:
             sampler.stop()
         if not (run_dir / "locust_stats.csv").is_file():

@@ -28,6 +28,9 @@ def load(
     csv_prefix: Path = typer.Option(None, "--csv", metavar="PREFIX",
                                     help="Also write Locust's CSVs as PREFIX_stats.csv, PREFIX_stats_history.csv, "
                                          "PREFIX_failures.csv, PREFIX_exceptions.csv."),
+    stop_timeout: float = typer.Option(30.0, "--stop-timeout", min=0, max=3_600,
+                                       help="Seconds a stopping user has to finish its task (0: kill it mid-request, "
+                                            "so an order it was creating is missing from Locust's counts)."),
     budgets: Path = typer.Option(None, "--budgets", "-b", help="Budgets YAML; a broken budget exits 1."),
     workers: int = typer.Option(0, "--workers", "-w", "--processes", min=-1, max=64,
                                 help="Local Locust workers (a master plus K workers; -1: one per CPU)."),
@@ -49,7 +52,7 @@ def load(
     """Run Locust users (browse, buy and pay, ship, deliver, rule) and report.
 
     Locust's own flags work too: -t/--run-time, -u/--users, -r/--spawn-rate, --processes,
-    --headless, --html, --csv. Exit 1 on a broken budget or when the oracle finds a violated
+    --headless, --html, --csv, --stop-timeout. Exit 1 on a broken budget or when the oracle finds a violated
     invariant; exit 2 when the run could not be judged (the reports are written all the same)."""
     from loadtests.budgets import BudgetError
     from loadtests.orchestrate import LoadError, LoadOptions, run
@@ -62,7 +65,7 @@ def load(
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
                        web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
-                       oracle=oracle, spawn_rate=spawn_rate, html=html.resolve() if html else None,
+                       oracle=oracle, spawn_rate=spawn_rate, stop_timeout_s=stop_timeout, html=html.resolve() if html else None,
                        csv_prefix=csv_prefix.resolve() if csv_prefix else None)
     try:
         with progress("load run", quiet=json_out) as step:
