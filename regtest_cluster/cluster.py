@@ -149,12 +149,18 @@ class ProcessBackend:
 
         line = self.relay.wait_for_log(r"relay control on ", timeout=30)
         self.relay_port = int(line.rsplit(":", 1)[1])
-        try:
-            self.relay_client().set_routes({
-                name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(node_dir(n))}
-                for name, n in cluster.nodes.items() if n.ports.p2p_listen})
-        except RelayError as exc:
-            raise self.relay.died(str(exc)) from None
+        for attempt in range(3):
+            try:
+                self.relay_client().set_routes({
+                    name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(node_dir(n))}
+                    for name, n in cluster.nodes.items() if n.ports.p2p_listen})
+                return
+            except RelayError as exc:
+                # Another process took a node's p2p port after it was picked (the daemons'
+                # own ports get the same treatment): that node moves to new ports.
+                if attempt == 2 or exc.busy not in cluster.nodes:
+                    raise self.relay.died(str(exc)) from None
+                cluster.move_node(exc.busy)
 
     def release(self) -> None:
         """After every daemon stopped (the docker backend removes containers, network, volumes)."""
@@ -319,6 +325,20 @@ class Cluster:
                     raise
                 repick()
 
+    def move_node(self, name: str) -> None:
+        """Restart a started node on newly picked ports (one it was given is taken)."""
+        node = self.nodes[name]
+        node.stop()
+        repick = self._repicker(node)
+        repick()
+        self._start_with_port_retry(name, node.start, repick)
+
+    def _repicker(self, node: Node) -> Callable[[], None]:
+        def repick() -> None:
+            node.ports = self._node_ports(node)
+            node.reconfigure()
+        return repick
+
     # --- lifecycle
     def start(self, progress: Progress = lambda _m: None) -> Timings:
         t0 = time.monotonic()
@@ -350,23 +370,17 @@ class Cluster:
         progress(f"starting {len(self.nodes) - ldk} LND nodes" + (f" and {ldk} LDK nodes" if ldk else ""))
         t_lnd = time.monotonic()
 
-        def repicker(node: Node) -> Callable[[], None]:
-            def repick() -> None:
-                node.ports = self._node_ports(node)
-                node.reconfigure()
-            return repick
-
         def launch(node: Node) -> None:
             node_dir(node).mkdir(parents=True, exist_ok=True)
             # A process clashes on a port once running; a container already when it starts.
-            self._start_with_port_retry(node.name, node.daemon.start, repicker(node))
+            self._start_with_port_retry(node.name, node.daemon.start, self._repicker(node))
 
         parallel(launch, self.nodes.values())  # containers take seconds each to create
         self.bitcoind.ensure_miner_wallet()
         self.bitcoind.mine(101)  # no channels yet, so one step is safe
 
         def ready(node: Node) -> None:
-            repick = repicker(node)
+            repick = self._repicker(node)
             try:
                 node.wait_ready()
             except DaemonError as exc:

@@ -33,7 +33,20 @@ HOST = "127.0.0.1"
 
 
 class RelayError(RuntimeError):
-    """Raised when the relay refuses a request or cannot be reached."""
+    """Raised when the relay refuses a request or cannot be reached. ``busy`` names the node
+    whose p2p port another process holds (the cluster then moves that node to new ports)."""
+
+    def __init__(self, message: str, busy: str | None = None) -> None:
+        super().__init__(message)
+        self.busy = busy
+
+
+class PortBusy(RuntimeError):
+    """The relay cannot listen on a node's p2p port: another process took it."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 # --------------------------------------------------------------------------- client
@@ -63,7 +76,7 @@ class RelayClient:
         except ValueError:
             raise RelayError(f"the p2p relay answered {op} with {buf[:200]!r}") from None
         if "error" in answer:
-            raise RelayError(answer["error"])
+            raise RelayError(answer["error"], answer.get("busy"))
         return answer
 
     def ping(self) -> bool:
@@ -131,6 +144,8 @@ class Relay:
             try:
                 req = json.loads(line)
                 answer = await self.dispatch(req.pop("op"), **req)
+            except PortBusy as exc:
+                answer = {"error": str(exc), "busy": exc.node}
             except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
                 answer = {"error": str(exc) or type(exc).__name__}
             writer.write(json.dumps(answer).encode() + b"\n")
@@ -175,7 +190,7 @@ class Relay:
                 route.server = await asyncio.start_server(
                     lambda rd, wr, n=name: self.relay(n, rd, wr), HOST, route.listen, reuse_address=True)
             except OSError as exc:
-                raise RuntimeError(f"cannot listen for {name} on {HOST}:{route.listen}: {exc}") from None
+                raise PortBusy(name, f"cannot listen for {name} on {HOST}:{route.listen}: {exc}") from None
             self.routes[name] = route
 
     def _close_route(self, name: str) -> None:

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from regtest_cluster.cluster import Cluster, ClusterError
+from regtest_cluster.cluster import Cluster, ClusterError, ProcessBackend
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.state import status
 from regtest_cluster.topology import parse
@@ -104,6 +104,34 @@ def test_start_busy_base_port_picks_another(cluster_env, node_binaries):
         finally:
             c.stop()
             c.remove_run_dir()
+
+
+def test_start_relay_port_taken_moves_that_node(cluster_env, node_binaries):
+    # Another process takes b's advertised p2p port after it was picked and b's lnd is up,
+    # just before the relay listens there: b restarts on new ports, and the channel opens.
+    taken: list[socket.socket] = []
+
+    class Thief(ProcessBackend):
+        def nodes_ready(self, cluster):
+            if not taken:
+                busy = socket.socket()
+                busy.bind(("127.0.0.1", cluster.nodes["b"].ports.p2p))
+                busy.listen()
+                taken.append(busy)
+            super().nodes_ready(cluster)
+
+    c = Cluster(parse(PAIR), node_binaries, new_run_dir(cluster_env.runs_dir, "relayport"), backend=Thief())
+    try:
+        c.start()
+        stolen = taken[0].getsockname()[1]
+        assert c.nodes["b"].ports.p2p != stolen
+        assert c.backend.relay_client().status()["routes"]["b"]["listen"] == c.nodes["b"].ports.p2p
+        assert status(c)["all_channels_active"]
+    finally:
+        for s in taken:
+            s.close()
+        c.stop()
+        c.remove_run_dir()
 
 
 def test_start_node_dying_reports_log_tail_and_run_folder_and_leaves_nothing(tmp_path, cluster_env, node_binaries):
