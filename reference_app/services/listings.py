@@ -6,11 +6,12 @@ from then on it is gone for everyone: ``get`` says 404 and search skips it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, column, func, literal_column, select, table
+from sqlalchemy import ColumnElement, RowMapping, Select, bindparam, column, func, literal_column, select, table
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -41,6 +42,13 @@ LISTING_ACTIONS: dict[str, frozenset[str]] = {
     "delete": frozenset({"owner", "admin"}),
 }
 
+# What a reader is shown of a listing. Reads select these columns as Core statements on the
+# session's connection, not ``Listing`` objects: the ORM's objects and its execution layer
+# cost more than SQLite's own work on a page.
+PUBLIC_COLUMNS = tuple(c for c in Listing.__table__.c if c.name != "active")
+NAMES = tuple(c.name for c in PUBLIC_COLUMNS)
+_READ = select(*PUBLIC_COLUMNS).where(Listing.id == bindparam("id"), Listing.active.is_(True))
+
 # Letters and digits only: what survives can be quoted as an FTS5 string and
 # never read as an operator, a column filter or a bracket.
 _WORD = re.compile(r"[^\W_]+")
@@ -63,6 +71,15 @@ def get(session: Session, listing_id: int) -> Listing:
     if listing is None or not listing.active:
         raise NotFound(f"listing {listing_id} does not exist")
     return listing
+
+
+def read(session: Session, listing_id: int) -> RowMapping:
+    """``get`` for a reader: the listing's public columns, with the same 404."""
+    row = (session.connection().execute(_READ, {"id": listing_id}).mappings().first()
+           if 1 <= listing_id <= ID_MAX else None)
+    if row is None:
+        raise NotFound(f"listing {listing_id} does not exist")
+    return row
 
 
 def relations(user: User, listing: Listing) -> set[str]:
@@ -105,65 +122,82 @@ def delete(session: Session, listing: Listing) -> None:
 
 def search(session: Session, q: str | None = None, category: str | None = None, min_price: int | None = None,
            max_price: int | None = None, seller_id: int | None = None, limit: int = 20, offset: int = 0,
-           sort: Sort = "relevance", min_seller_rating: float | None = None) -> tuple[list[Listing], int]:
-    """One page of active listings matching every given filter, and how many match in all.
+           sort: Sort = "relevance", min_seller_rating: float | None = None) -> tuple[list[dict], int]:
+    """One page of active listings matching every given filter (their ``PUBLIC_COLUMNS``),
+    and how many match in all.
 
     ``q`` matches listings containing all of its words (stemmed, in title or
     description); punctuation and operators in it are ignored. A ``q`` with no
     words at all matches nothing. ``relevance`` without ``q`` sorts as ``newest``.
     """
     _check_search(q, category, min_price, max_price, seller_id, limit, offset, sort)
-    conditions: list[ColumnElement[bool]] = [Listing.active.is_(True)]
-    if category is not None:
-        conditions.append(Listing.category == category)
-    if min_price is not None:
-        conditions.append(Listing.price_sats >= min_price)
-    if max_price is not None:
-        conditions.append(Listing.price_sats <= max_price)
-    if seller_id is not None:
-        conditions.append(Listing.seller_id == seller_id)
-    if min_seller_rating is not None:
-        from .ratings import min_seller_rating as rated_at_least
-
-        conditions.append(rated_at_least(min_seller_rating))
-
     words = _WORD.findall(q or "")
     if q and q.strip() and not words:
         return [], 0
+    filters = {"category": category, "min_price": min_price, "max_price": max_price, "seller_id": seller_id,
+               "min_rating": min_seller_rating}
+    params = {name: value for name, value in filters.items() if value is not None}
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if words:
+        # For FTS5 each word becomes a string, so AND, NEAR, quotes or brackets in it are just text.
+        params["match"] = " ".join(f'"{word}"' if dialect == "sqlite" else word for word in words)
+    page, count = _statements(dialect, frozenset(params), sort)
+    rows = connection.execute(page, {**params, "limit": limit, "offset": offset}).all()
+    if rows:
+        width = len(PUBLIC_COLUMNS)
+        return [dict(zip(NAMES, row[:width])) for row in rows], rows[0][width]
+    # an empty page: past the end (then the count is still wanted), or nothing matches
+    return [], (connection.execute(count, params).scalar() or 0) if offset else 0
+
+
+@functools.lru_cache(maxsize=512)
+def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select, Select]:
+    """A search's page and count statements, built once per dialect, set of filters given and
+    sort; the values come as bound parameters. Building a statement cost more than running it,
+    and a Core statement on the session's connection skips the ORM's execution layer."""
+    conditions: list[ColumnElement[bool]] = [Listing.active.is_(True)]
+    if "category" in given:
+        conditions.append(Listing.category == bindparam("category"))
+    if "min_price" in given:
+        conditions.append(Listing.price_sats >= bindparam("min_price"))
+    if "max_price" in given:
+        conditions.append(Listing.price_sats <= bindparam("max_price"))
+    if "seller_id" in given:
+        conditions.append(Listing.seller_id == bindparam("seller_id"))
+    if "min_rating" in given:
+        from .ratings import min_seller_rating as rated_at_least
+
+        conditions.append(rated_at_least(bindparam("min_rating")))
     count: Select = select(func.count()).select_from(Listing)
     # The page and the number of all matches in one statement: the count is a window over
     # every matching row, taken before LIMIT (a second statement cost about a third of a search).
-    stmt: Select = select(Listing, func.count().over().label("total"))
+    page: Select = select(*PUBLIC_COLUMNS, func.count().over().label("total"))
     rank: ColumnElement | None = None
-    if words:
-        count, stmt, rank = _text_match(session, count, stmt, words)
-
-    stmt = stmt.where(*conditions).order_by(*_ordering(sort, rank)).limit(limit).offset(offset)
-    rows = session.execute(stmt).all()
-    if rows:
-        return [row[0] for row in rows], rows[0][1]
-    # an empty page: past the end (then the count is still wanted), or nothing matches
-    return [], (session.scalar(count.where(*conditions)) or 0) if offset else 0
+    if "match" in given:
+        count, page, rank = _text_match(dialect, count, page)
+    page = (page.where(*conditions).order_by(*_ordering(sort, rank))
+            .limit(bindparam("limit")).offset(bindparam("offset")))
+    return page, count.where(*conditions)
 
 
-def _text_match(session: Session, count: Select, stmt: Select,
-                words: list[str]) -> tuple[Select, Select, ColumnElement]:
-    """Both statements narrowed to listings with all ``words``, and a rank where smaller sorts first."""
-    if session.get_bind().dialect.name == "sqlite":
+def _text_match(dialect: str, count: Select, page: Select) -> tuple[Select, Select, ColumnElement]:
+    """Both statements narrowed to listings with all the words of the ``match`` parameter,
+    and a rank where smaller sorts first."""
+    if dialect == "sqlite":
         fts = table(search_ddl.FTS_TABLE, column("rowid"))
         fts_ref = literal_column(search_ddl.FTS_TABLE)
-        # Each word becomes an FTS5 string, so AND, NEAR, quotes or brackets in it are just text.
-        match = fts_ref.match(" ".join(f'"{word}"' for word in words))
+        match = fts_ref.match(bindparam("match"))
         # bm25() is ranked inside a subquery: FTS5 refuses it in a query that also has a window
         # function (the page's count of all matches)
         matched = (select(fts.c.rowid.label("rowid"), func.bm25(fts_ref, *search_ddl.FTS_WEIGHTS).label("rank"))
                    .select_from(fts).where(match).subquery("matched"))
         on = matched.c.rowid == Listing.id
-        return count.join(matched, on), stmt.join(matched, on), matched.c.rank
+        return count.join(matched, on), page.join(matched, on), matched.c.rank
     document = literal_column(search_ddl.PG_DOCUMENT)
-    query = func.plainto_tsquery(literal_column(f"'{search_ddl.PG_CONFIG}'::regconfig"), " ".join(words))
+    query = func.plainto_tsquery(literal_column(f"'{search_ddl.PG_CONFIG}'::regconfig"), bindparam("match"))
     match = document.op("@@")(query)
-    return count.where(match), stmt.where(match), -func.ts_rank(document, query)
+    return count.where(match), page.where(match), -func.ts_rank(document, query)
 
 
 def _ordering(sort: Sort, rank: ColumnElement | None) -> list[ColumnElement]:

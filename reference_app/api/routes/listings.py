@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import listings
 from ...store.models import Listing, User
-from ..routing import Route
+from ..routing import Route, answer
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
 from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
@@ -42,17 +42,16 @@ async def search_listings(
     sort: listings.Sort = "relevance",
     min_seller_rating: float | None = Query(None, ge=1, le=5, description="the seller's average rating, 1-5"),
     session: Session = DbSession,
-) -> ListingPage:
+) -> Response:
     items, total = listings.search(session, q=q, category=category, min_price=min_price, max_price=max_price,
                                    seller_id=seller_id, limit=limit, offset=offset, sort=sort,
                                    min_seller_rating=min_seller_rating)
-    return ListingPage(items=[ListingOut.model_validate(i) for i in items], total=total, limit=limit,
-                       offset=offset)
+    return answer(ListingPage, {"items": items, "total": total, "limit": limit, "offset": offset})
 
 
 @router.get("/{listing_id}", response_model=ListingOut)
-async def read_listing(listing_id: Id, session: Session = DbSession) -> Listing:
-    return listings.get(session, listing_id)
+async def read_listing(listing_id: Id, session: Session = DbSession) -> Response:
+    return answer(ListingOut, dict(listings.read(session, listing_id)))
 
 
 @router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
