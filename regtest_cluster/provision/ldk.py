@@ -23,7 +23,7 @@ from .errors import ProvisionError
 
 Progress = Callable[[str], None]
 CRATE_DIR = Path(__file__).parent / "ldkd"
-INSTALL_HINT = "`escrowlab nodes install --ldk` builds it (cargo, crates.io; about 6-7 minutes cold on 2 cores)"
+INSTALL_HINT = "`escrowlab nodes install --ldk` builds it (cargo, crates.io; about 4 minutes cold on 2 idle cores)"
 
 
 class LdkdMissing(ProvisionError):
@@ -152,7 +152,7 @@ def install(cache: Path, progress: Progress, *, force: bool = False, status: Pro
            "CARGO_TERM_PROGRESS_WHEN": "never"}
     cmd = [cargo, "build", "--release", "--locked", "--manifest-path", str(CRATE_DIR / "Cargo.toml")]
     state = BuildProgress(total=_lock_packages())
-    progress(f"ldkd: building on ldk-node {ldk_node_version()} (cold: about 6-7 minutes on 2 cores; "
+    progress(f"ldkd: building on ldk-node {ldk_node_version()} (cold: about 4 minutes on 2 idle cores; "
              f"full log in {log_path})")
     with open(log_path, "w", encoding="utf-8") as log:
         log.write(" ".join(cmd) + f"\nCARGO_TARGET_DIR={target}\n")
