@@ -144,11 +144,12 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
         params["match"] = " ".join(f'"{word}"' if dialect == "sqlite" else word for word in words)
     page, count = _statements(dialect, frozenset(params), sort)
     rows = connection.execute(page, {**params, "limit": limit, "offset": offset}).all()
-    if rows:
-        width = len(PUBLIC_COLUMNS)
-        return [dict(zip(NAMES, row[:width])) for row in rows], rows[0][width]
-    # an empty page: past the end (then the count is still wanted), or nothing matches
-    return [], (connection.execute(count, params).scalar() or 0) if offset else 0
+    if not rows and not offset:
+        return [], 0
+    # A full page, or one past the end, needs the count of all matches; a short first page
+    # is itself the count.
+    total = len(rows) if not offset and len(rows) < limit else connection.execute(count, params).scalar() or 0
+    return [dict(zip(NAMES, row)) for row in rows], total
 
 
 @functools.lru_cache(maxsize=512)
@@ -169,10 +170,10 @@ def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select
         from .ratings import min_seller_rating as rated_at_least
 
         conditions.append(rated_at_least(bindparam("min_rating")))
+    # The count is its own statement: as a window beside the page (count(*) OVER ()), SQLite
+    # built every matching row before the LIMIT, three times the page and the count together.
     count: Select = select(func.count()).select_from(Listing)
-    # The page and the number of all matches in one statement: the count is a window over
-    # every matching row, taken before LIMIT (a second statement cost about a third of a search).
-    page: Select = select(*PUBLIC_COLUMNS, func.count().over().label("total"))
+    page: Select = select(*PUBLIC_COLUMNS)
     rank: ColumnElement | None = None
     if "match" in given:
         count, page, rank = _text_match(dialect, count, page)
@@ -188,12 +189,11 @@ def _text_match(dialect: str, count: Select, page: Select) -> tuple[Select, Sele
         fts = table(search_ddl.FTS_TABLE, column("rowid"))
         fts_ref = literal_column(search_ddl.FTS_TABLE)
         match = fts_ref.match(bindparam("match"))
-        # bm25() is ranked inside a subquery: FTS5 refuses it in a query that also has a window
-        # function (the page's count of all matches)
         matched = (select(fts.c.rowid.label("rowid"), func.bm25(fts_ref, *search_ddl.FTS_WEIGHTS).label("rank"))
                    .select_from(fts).where(match).subquery("matched"))
-        on = matched.c.rowid == Listing.id
-        return count.join(matched, on), page.join(matched, on), matched.c.rank
+        # the count needs no rank
+        hits = select(fts.c.rowid).select_from(fts).where(match)
+        return count.where(Listing.id.in_(hits)), page.join(matched, matched.c.rowid == Listing.id), matched.c.rank
     document = literal_column(search_ddl.PG_DOCUMENT)
     query = func.plainto_tsquery(literal_column(f"'{search_ddl.PG_CONFIG}'::regconfig"), bindparam("match"))
     match = document.op("@@")(query)

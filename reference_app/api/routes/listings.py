@@ -3,7 +3,7 @@ changing a listing needs to be allowed by ``services.listings.authorize``."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated, Callable
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.orm import Session
@@ -14,7 +14,7 @@ from ...store.models import Listing, User
 from ..routing import Route, answer
 from ..deps import current_user, get_ctx, DbSession, require_role
 from ..params import Id
-from ..schemas.listings import Category, ListingCreate, ListingOut, ListingPage, ListingUpdate
+from ..schemas.listings import ListingCreate, ListingOut, ListingPage, ListingSearch, ListingUpdate
 
 router = APIRouter(route_class=Route, prefix="/listings", tags=["listings"])
 
@@ -30,23 +30,9 @@ def authorized_listing(action: str) -> Callable[..., Listing]:
 
 
 @router.get("", response_model=ListingPage)
-async def search_listings(
-    q: str | None = Query(None, max_length=listings.QUERY_MAX_CHARS,
-                          description="words that must all appear in the title or description"),
-    category: Category | None = None,
-    min_price: int | None = Query(None, ge=0, le=listings.SATS_MAX, description="in sats, inclusive"),
-    max_price: int | None = Query(None, ge=0, le=listings.SATS_MAX, description="in sats, inclusive"),
-    seller_id: int | None = Query(None, ge=1, le=listings.ID_MAX),
-    limit: int = Query(20, ge=1, le=listings.PAGE_MAX),
-    offset: int = Query(0, ge=0, le=listings.SATS_MAX),
-    sort: listings.Sort = "relevance",
-    min_seller_rating: float | None = Query(None, ge=1, le=5, description="the seller's average rating, 1-5"),
-    session: Session = DbSession,
-) -> Response:
-    items, total = listings.search(session, q=q, category=category, min_price=min_price, max_price=max_price,
-                                   seller_id=seller_id, limit=limit, offset=offset, sort=sort,
-                                   min_seller_rating=min_seller_rating)
-    return answer(ListingPage, {"items": items, "total": total, "limit": limit, "offset": offset})
+async def search_listings(params: Annotated[ListingSearch, Query()], session: Session = DbSession) -> Response:
+    items, total = listings.search(session, **params.model_dump())
+    return answer(ListingPage, {"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 
 
 @router.get("/{listing_id}", response_model=ListingOut)
