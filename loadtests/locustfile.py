@@ -7,10 +7,13 @@ but Locust's own registration: the plan is read in ``init``.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
 
 from locust import events
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from loadtests import users
 from loadtests.shape import PlanShape
@@ -40,3 +43,17 @@ def _configure(environment, **_kwargs) -> None:
             cls.fixed_count = plan["fixed"][name] * plan.get("processes", 1)
     for cls in users.USERS.values():
         cls.host = plan["app_url"]
+    prefix = environment.parsed_options.csv_prefix
+    if prefix:  # the master, or a run without workers
+        events.quit.add_listener(lambda **_kw: _write_final_stats(environment, Path(f"{prefix}_stats.csv")))
+
+
+def _write_final_stats(environment, path: Path) -> None:
+    """Locust rewrites its stats CSV once a second while it runs, and not again at the end:
+    requests that ended in the last second (users finishing their tasks as the run stops)
+    were missing from it, and the report's counts disagreed with Locust's own final table
+    and with the orders the oracle judged. This writes the final stats over it, whole."""
+    tmp = path.with_name(path.name + ".final")
+    with tmp.open("w", newline="") as f:
+        StatsCSV(environment, PERCENTILES_TO_REPORT).requests_csv(csv.writer(f))
+    os.replace(tmp, path)  # Locust's own handle keeps the replaced file

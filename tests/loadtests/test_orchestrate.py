@@ -4,6 +4,7 @@ and the exit code a broken budget gives."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,9 @@ def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     check = summary["oracle"]
     assert (check["passed"], check["violations"], check["still_open"]) == (True, [], 0)
     assert check["orders_checked"] == created["requests"] - created["failures"]
+    # the report's counts are Locust's final ones: its last table, printed as it quits
+    final = re.findall(r"^POST\s+/orders\s+(\d+)\s+(\d+)\(", (run_dir / "locust.log").read_text(), re.M)[-1]
+    assert (created["requests"], created["failures"]) == tuple(map(int, final))
     assert {"app", "bitcoind", "hub"} <= set(summary["memory"]) and (run_dir / "memory.png").is_file()
     assert processes_under(run_dir) == []
 
