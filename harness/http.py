@@ -20,7 +20,7 @@ import httpx
 from escrow_protocol.actions import Action
 from escrow_protocol.webhook import courier_body, courier_headers
 from harness.driver import Answer, ApiError, Marketplace, Unsupported
-from regtest_cluster.daemon import DaemonError, ProcessDaemon
+from regtest_cluster.daemon import ProcessDaemon, start_with_port_retry
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.state import write_state
 from regtest_cluster.waiting import wait_for
@@ -249,17 +249,11 @@ class ReferenceMarketplace(HttpMarketplace):
         settings = {**self.settings, **extra, "data_dir": str(self.data_dir),
                     "bootstrap_admin_email": ADMIN[0], "bootstrap_admin_password": ADMIN[1]}
         env = {**os.environ, **settings_env(settings)}
-        for attempt in range(3):
-            try:
-                self._serve(env)
-                return
-            except DaemonError as exc:
-                # The port was free when picked, but another process (a node of a cluster
-                # starting beside this one) took it first: the app moves to a new port.
-                if attempt == 2 or "already in use" not in exc.tail:
-                    raise
-                self.port = PortAllocator().take()
-                self.http.base_url = self.url
+        def repick() -> None:  # another process (a node of a cluster starting beside) took the port
+            self.port = PortAllocator().take()
+            self.http.base_url = self.url
+
+        start_with_port_retry(lambda: self._serve(env), repick)
 
     def _serve(self, env: dict[str, str]) -> None:
         argv = [sys.executable, "-m", "escrowlab", "app", "serve", "--state-file", str(self.state_file),

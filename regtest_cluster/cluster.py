@@ -12,7 +12,6 @@ hub is always LND. An LDK opener opens its channels one funding transaction each
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import sys
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .daemon import DaemonError, ProcessDaemon, runs_from
+from .daemon import PORT_CLASH, DaemonError, ProcessDaemon, runs_from, start_with_port_retry
 from .nodes.bitcoind import BitcoinD, BitcoinDPorts
 from .nodes.ldk import LdkNode, LdkPorts
 from .nodes.lnd import LndNode, LndPorts
@@ -32,7 +31,6 @@ from .topology import Topology
 from .waiting import wait_for
 
 Progress = Callable[[str], None]
-_PORT_CLASH = re.compile(r"address already in use|unable to bind|bind.*failed", re.I)
 MINE_STEP = 6  # blocks per step; nodes sync between steps (hundreds at once can force-close channels)
 
 
@@ -315,23 +313,13 @@ class Cluster:
         return self.backend.lnd(spec.name, spec.role, self.binaries, self.run_dir / f"lnd-{spec.name}",
                                 self._lnd_ports(), self.bitcoind, accept_keysend=self.topology.keysend(spec.name))
 
-    def _start_with_port_retry(self, name: str, start: Callable[[], None], repick: Callable[[], None]) -> None:
-        for attempt in range(3):
-            try:
-                start()
-                return
-            except DaemonError as exc:
-                if attempt == 2 or not _PORT_CLASH.search(exc.tail):
-                    raise
-                repick()
-
     def move_node(self, name: str) -> None:
         """Restart a started node on newly picked ports (one it was given is taken)."""
         node = self.nodes[name]
         node.stop()
         repick = self._repicker(node)
         repick()
-        self._start_with_port_retry(name, node.start, repick)
+        start_with_port_retry(node.start, repick)
 
     def _repicker(self, node: Node) -> Callable[[], None]:
         def repick() -> None:
@@ -363,7 +351,7 @@ class Cluster:
             for node in self.nodes.values():
                 node.reconfigure()
 
-        self._start_with_port_retry("bitcoind", self.bitcoind.start, repick_bitcoind)
+        start_with_port_retry(self.bitcoind.start, repick_bitcoind)
         tm.bitcoind_start_s = time.monotonic() - t0
 
         ldk = sum(1 for n in self.nodes.values() if isinstance(n, LdkNode))
@@ -373,7 +361,7 @@ class Cluster:
         def launch(node: Node) -> None:
             node_dir(node).mkdir(parents=True, exist_ok=True)
             # A process clashes on a port once running; a container already when it starts.
-            self._start_with_port_retry(node.name, node.daemon.start, self._repicker(node))
+            start_with_port_retry(node.daemon.start, self._repicker(node))
 
         parallel(launch, self.nodes.values())  # containers take seconds each to create
         self.bitcoind.ensure_miner_wallet()
@@ -384,10 +372,10 @@ class Cluster:
             try:
                 node.wait_ready()
             except DaemonError as exc:
-                if not _PORT_CLASH.search(exc.tail):
+                if not PORT_CLASH.search(exc.tail):
                     raise
                 repick()
-                self._start_with_port_retry(node.name, node.start, repick)
+                start_with_port_retry(node.start, repick)
 
         parallel(ready, self.nodes.values())
         self.backend.nodes_ready(self)

@@ -31,6 +31,23 @@ class DaemonError(RuntimeError):
         super().__init__(f"{name}: {reason}{where}\n--- last log lines ---\n{tail}")
 
 
+# What a daemon's log says when a port it was given is taken (lnd, bitcoind, ldkd, the app).
+PORT_CLASH = re.compile(r"already in use|unable to bind|bind.*failed", re.I)
+
+
+def start_with_port_retry(start, repick, attempts: int = 3) -> None:
+    """``start()``; when the daemon died because a port it was given was taken meanwhile (ports
+    are picked free, but another process may bind one first), ``repick()`` and start again."""
+    for attempt in range(attempts):
+        try:
+            start()
+            return
+        except DaemonError as exc:
+            if attempt == attempts - 1 or not PORT_CLASH.search(exc.tail):
+                raise
+            repick()
+
+
 class LogTail:
     """Incremental reader of a growing log file."""
 
