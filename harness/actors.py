@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from escrow_protocol.actions import Action
 from harness.driver import Answer, ApiError, Marketplace
 from harness.http import HttpMarketplace
-from regtest_cluster.nodes.lnd import LndError, LndNode
+from regtest_cluster.nodes.lnd import LndNode
+from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.waiting import wait_for
 
-__all__ = ["ApiError", "Arbiter", "Buyer", "Courier", "Party", "Seller"]
+__all__ = ["ApiError", "Arbiter", "Buyer", "Courier", "Party", "PayoutHandIn", "Seller"]
 
 
 @dataclass(eq=False)
@@ -33,6 +34,7 @@ class Party:
     password: str = field(default_factory=lambda: "pw-" + uuid.uuid4().hex[:12])
     auth: object = None     # what the driver keeps to act as this party (a token)
     id: int = 0
+    hands_in: bool = False  # hands in payout invoices from its wallet (one the marketplace cannot ask)
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, Marketplace):  # an httpx client: the reference API over HTTP
@@ -78,7 +80,12 @@ class Party:
         return self.do(Action.DISPUTE, order_id, reason=reason)
 
     def bind_payout_node(self) -> None:
-        """Let the hub ask this party's node for payout invoices (invoice macaroon only)."""
+        """Let the hub ask this party's node for payout invoices (invoice macaroon only). A wallet
+        the marketplace cannot ask (not LND) is not bound: its owner hands in an invoice for each
+        payout due instead (``hands_in``; a scenario runs a ``PayoutHandIn`` for it)."""
+        if not wallet(self.node).bindable:
+            self.hands_in = True
+            return
         self.market.bind_payout_node(self, self.node)
 
     def order(self, order_id: int) -> dict:
@@ -127,11 +134,8 @@ class Buyer(Party):
         request = order["hold"]["payment_request"]
         outcome: dict = {}
 
-        def run():
-            try:
-                outcome.update(self.node.rest.send_payment(request, timeout_s=60, fee_limit_sats=100))
-            except LndError as exc:  # the node went away mid-payment: record, do not crash the thread
-                outcome.update(status="ERROR", error=str(exc))
+        def run():  # the node going away mid-payment is recorded (status ERROR), not raised
+            outcome.update(wallet(self.node).pay(request, timeout_s=60, fee_limit_sats=100))
 
         thread = threading.Thread(target=run, name=f"pay-{order['id']}", daemon=True)
         thread.outcome = outcome  # type: ignore[attr-defined]
@@ -169,3 +173,50 @@ class Courier:
         if not answer.ok:
             raise ApiError(answer, f"courier {self.name}: delivered {tracking}")
         return answer.body
+
+
+class PayoutHandIn:
+    """A party whose wallet the marketplace cannot ask for invoices (``Party.hands_in``) hands
+    one in for each payout due to it, as the user of such a wallet does when told a payout
+    waits: an invoice for the amount due from its own node, for a payout that has none or
+    whose last payment failed. Runs beside a story until ``stop``."""
+
+    def __init__(self, party: Party, order_ids: list[int], interval: float = 0.3,
+                 say=lambda *_a: None) -> None:
+        self.party, self.order_ids, self.interval, self.say = party, order_ids, interval, say
+        self.handed: list[tuple] = []  # (order, beneficiary, payment hash, status) of each payout answered
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"hand-in-{party.name}", daemon=True)
+        self._thread.start()
+
+    def _due(self, order: dict) -> list[dict]:
+        role = "seller" if order.get("seller_id") == self.party.id else "buyer" if order.get("buyer_id") == self.party.id else None
+        return [p for p in order.get("payouts", []) if p["beneficiary"] == role and p["status"] in ("PENDING", "FAILED")
+                and (order["id"], role, p["payment_hash"], p["status"]) not in self.handed
+                and (p["payment_hash"] is None or p["status"] == "FAILED")]
+
+    def step(self) -> None:
+        for oid in list(self.order_ids):
+            try:
+                order = self.party.order(oid)
+            except ApiError:
+                continue  # not this party's order
+            for p in self._due(order):
+                invoice = wallet(self.party.node).invoice(p["amount_sats"], memo=f"escrowlab payout order {oid}")
+                answer = self.party.act(Action.PAYOUT_INVOICE, oid, payment_request=invoice["payment_request"])
+                self.say("%s hands in an invoice for the %s sats payout of order %s from its %s wallet: %s",
+                         self.party.name, p["amount_sats"], oid, wallet(self.party.node).impl.upper(),
+                         "accepted" if answer.ok else f"refused ({answer.status} {answer.code})")
+                if answer.ok:
+                    self.handed.append((oid, p["beneficiary"], p["payment_hash"], p["status"]))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a node or the app restarting mid-story: try again next round
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -1,17 +1,18 @@
 """Node truth, gathered once per scenario for the oracle.
 
 What the marketplace claims (orders, timelines, payouts) is read through its
-driver as the admin sees it; what actually happened is read from LND: the hub's
-invoices and payments, each party's own payments and channel balances.
+driver as the admin sees it; what actually happened is read from the nodes: the hub's (LND's)
+invoices and payments, and each party's own payments and channel balances through its
+wallet face (``regtest_cluster.nodes.wallet``: LND or LDK alike).
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.waiting import WaitTimeout, wait_for
 
 
@@ -43,7 +44,7 @@ class Evidence:
 
 
 def channel_balances(cluster: Cluster) -> dict[str, int]:
-    return {name: int(node.rest.channelbalance()["local_balance"]["sat"]) for name, node in cluster.nodes.items()}
+    return {name: wallet(node).channel_balance_sats() for name, node in cluster.nodes.items()}
 
 
 class HtlcsInFlight(WaitTimeout):
@@ -56,18 +57,7 @@ class HtlcsInFlight(WaitTimeout):
 
 def in_flight(cluster: Cluster) -> list[dict]:
     """Every pending HTLC on every running node's channels, with its payment hash in hex."""
-    out = []
-    for name, node in cluster.nodes.items():
-        if not node.daemon.is_running():
-            continue
-        for ch in node.rest.listchannels():
-            for h in ch.get("pending_htlcs", []):
-                out.append({"node": name, "channel_point": ch.get("channel_point"), "chan_id": ch.get("chan_id"),
-                            "payment_hash": base64.b64decode(h["hash_lock"]).hex(),
-                            "amount_sats": int(h.get("amount", 0)),
-                            "expiration_height": int(h.get("expiration_height", 0)),
-                            "incoming": bool(h.get("incoming"))})
-    return out
+    return [h for node in cluster.nodes.values() if node.daemon.is_running() for h in wallet(node).in_flight()]
 
 
 def describe_htlc(h: dict) -> str:
@@ -114,9 +104,11 @@ def quiesce(cluster: Cluster, timeout: float = 60) -> list[str]:
     that has served a whole test session holds thousands.)"""
     cancelled = []
     for h in in_flight(cluster):
-        if not h["incoming"] or any(c.endswith(h["payment_hash"]) for c in cancelled):
-            continue
-        rest = cluster.node(h["node"]).rest
+        node = cluster.node(h["node"])
+        if not h["incoming"] or getattr(node, "impl", "lnd") != "lnd" or any(
+                c.endswith(h["payment_hash"]) for c in cancelled):
+            continue  # the marketplace's holds are LND hold invoices
+        rest = node.rest
         payment_hash = bytes.fromhex(h["payment_hash"])
         try:
             if rest.lookup_invoice(payment_hash).get("state") == "ACCEPTED":
@@ -154,7 +146,7 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
     buyer_payments: dict[str, dict] = {}
     for party in parties:
         if party.node is not None and "buyer" in party.roles:
-            for p in party.node.rest.listpayments():
+            for p in wallet(party.node).payments():
                 buyer_payments[p["payment_hash"]] = p
     for oid in order_ids:
         order = market.order(admin, oid)

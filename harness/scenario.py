@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from harness import evidence, oracle
-from harness.actors import Party
+from harness.actors import Party, PayoutHandIn
 from harness.driver import Unsupported
 from harness.funding import FUNDING
 from harness.model import TERMINAL, Model
@@ -45,6 +45,7 @@ class ScenarioResult:
     # invariant -> how many applicable checks it made (0: nothing in this story exercised it)
     exercised: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None    # the marketplace lacks a feature the story needs (driver: Unsupported)
+    hold_cltv: int | None = None  # the largest CLTV of the hold invoices the marketplace issued in the story
 
 
 class _Narrator(logging.LoggerAdapter):
@@ -69,6 +70,7 @@ class Scenario:
     settings: dict = {}            # app settings for this scenario
     anchors: tuple[str, ...] = ()  # failure modes from the escrow anchors it covers (F1, F9, ...)
     adversaries = True             # probe what the model forbids at each state the story reaches
+    needs = ""                     # what the cluster must have beyond the hub topology (else: skipped)
 
     def __init__(self, world: World, seed: int, mode: str | None = None, planted_bug: str | None = None) -> None:
         self.world = world
@@ -107,6 +109,8 @@ class Scenario:
             if not self.world.market.running():
                 self.world.restart_app()  # the oracle reads the app's claims through its driver
             result.violations, result.checked, result.orders, result.balances = self._check(started)
+            result.hold_cltv = max((int(oe.payment_request["cltv_expiry"]) for oe in self.evidence.orders.values()
+                                    if oe.payment_request), default=None)
             result.exercised = self.exercised
             result.passed = not result.violations and result.error is None
         except Unsupported as exc:  # not a failure of the marketplace: a story it cannot take part in
@@ -189,6 +193,8 @@ class Scenario:
     # --- helpers for stories
     def track(self, party: Party) -> Party:
         self.parties.append(party)
+        if party.hands_in:  # a wallet the marketplace cannot ask: its owner hands in payout invoices
+            self.on_teardown(PayoutHandIn(party, self.orders, say=self.log.info).stop)
         return party
 
     def price(self, low: int = 10_000, high: int = 60_000) -> int:

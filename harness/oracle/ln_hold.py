@@ -33,7 +33,7 @@ def i1_conservation(ev: Evidence, cx: Context) -> list[Violation]:
         want[cx.user_nodes[o["seller_id"]]] += s
         want["hub"] += h
     got = {n: ev.balances_after[n] - ev.balances_before[n] for n in want}
-    out = [Violation("I1", None, f"{n}: the rules give {want[n]:+} sats, LND shows {got[n]:+}",
+    out = [Violation("I1", None, f"{n}: the rules give {want[n]:+} sats, its node shows {got[n]:+}",
                      {"node": n, "expected": want[n], "actual": got[n]}) for n in want if want[n] != got[n]]
     if sum(got.values()) != 0:
         out.append(Violation("I1", None, f"sats created or lost across the network: {sum(got.values()):+}", got))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from ..cluster import Cluster, ClusterError
 from ..daemon import Daemon
 from ..nodes.bitcoind import RpcError
+from ..nodes.wallet import wallet
 from ..nodes.lnd import LndError, LndNode
 from ..waiting import WaitTimeout, wait_for
 from .relay import RelayError
@@ -120,9 +121,10 @@ class Faults:
         daemon.kill()
         if name != BITCOIND:
             node = self.cluster.nodes[name]
-            if node._rest is not None:  # its connections died with it
-                node._rest.close()
-                node._rest = None
+            for attr in ("_rest", "_client"):  # LND's REST client, ldkd's: their connections died with it
+                if getattr(node, attr, None) is not None:
+                    getattr(node, attr).close()
+                    setattr(node, attr, None)
 
     def start(self, name: str, timeout: float = 90.0) -> None:
         """Start a node that is down and wait until it is ready: for an LND, until its channels
@@ -169,6 +171,10 @@ class Faults:
         na, nb = self._lnd(a), self._lnd(b)
         if a == b:
             raise FaultError(f"cannot partition {a} from itself")
+        for n in (na, nb):
+            if getattr(n, "impl", "lnd") != "lnd":
+                raise FaultError(f"cannot partition {a} and {b}: {n.name} is {n.impl.upper()}, and partitions "
+                                 "cut LND nodes only (the relay tells a dialling process by lnd's --lnddir)")
         return na, nb
 
     def partitions(self) -> list[tuple[str, str]]:
@@ -359,7 +365,7 @@ class Faults:
                 peers.append(peer)
 
         def active(x: LndNode, y: LndNode) -> bool:
-            return any(c["remote_pubkey"] == y.pubkey for c in x.rest.listchannels(active_only=True))
+            return y.pubkey in wallet(x).active_channel_peers()
 
         for peer in peers:
             wait_for(lambda p=peer: active(node, p) and active(p, node), timeout=timeout,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness.scenario import Scenario
 from harness.world import ADDRESSES
+from regtest_cluster.nodes.wallet import wallet
 
 
 class ForgedWebhook(Scenario):
@@ -69,12 +70,12 @@ class _BadPayoutInvoice(Scenario):
         self.s.ship(order["id"], "fastship", self.tracking(order))
         self.b.confirm(order["id"])
         due = order["price_sats"] - order["fee_sats"]
-        node = self.world.cluster.node("seller2").rest
+        node = wallet(self.world.cluster.node("seller2"))  # LND or LDK alike
         bad = self.bad_invoice(node, order, due)
         r = self.s.act("payout_invoice", order["id"], payment_request=bad["payment_request"])
         self.log.info("the marketplace answers %s %s", r.status_code, r.code)
         if r.status_code >= 300:
-            fair = node.addinvoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=3600)
+            fair = node.invoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=3600)
             self.s.payout_invoice(order["id"], fair["payment_request"])
         self.settle_on(self.b, order, "RELEASED")
 
@@ -85,7 +86,7 @@ class WrongAmountPayoutInvoice(_BadPayoutInvoice):
 
     def bad_invoice(self, node, order: dict, due: int) -> dict:
         self.log.info("seller2 asks for %s sats where %s are due", order["price_sats"], due)
-        return node.addinvoice(order["price_sats"], memo=f"escrowlab payout order {order['id']}")
+        return node.invoice(order["price_sats"], memo=f"escrowlab payout order {order['id']}")
 
 
 class ShortExpiryPayoutInvoice(_BadPayoutInvoice):
@@ -97,7 +98,7 @@ class ShortExpiryPayoutInvoice(_BadPayoutInvoice):
         least = self.cx.settings.get("payout_min_expiry_s", "?")
         self.log.info("seller2 hands in an invoice for the %s sats due that expires in 120 s (at least %s s "
                       "are asked)", due, least)
-        return node.addinvoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=120)
+        return node.invoice(due, memo=f"escrowlab payout order {order['id']}", expiry_s=120)
 
 
 SCENARIOS = [ForgedWebhook, ReplayedWebhook, WrongAmountPayoutInvoice, ShortExpiryPayoutInvoice]

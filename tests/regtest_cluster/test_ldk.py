@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 
 import pytest
 
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.nodes.ldk import LdkError, LdkNode
+from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.provision import ProvisionError
 from regtest_cluster.provision import ldk as ldk_provision
 from regtest_cluster.state import status as cluster_status
@@ -176,3 +178,33 @@ def test_ldk_refuses_hold_invoice_above_its_cltv_cap(cluster) -> None:
              what="the hub's hold invoice ACCEPTED")
     hub.rest.settle_invoice(preimage)
     assert buyer2.client.wait_payment(started["payment_id"])["status"] == "succeeded"
+
+
+def test_wallet_face_reads_an_ldk_payer_as_the_hub_sees_it(cluster) -> None:
+    """The harness reads each party's node through one face (``regtest_cluster.nodes.wallet``):
+    an LDK buyer's held HTLC (hash, amount, expiry) and its channel balance agree with the hub's LND."""
+    hub, buyer2 = cluster.node("hub"), cluster.node("buyer2")
+    ours, theirs = wallet(buyer2), wallet(hub)
+    assert (ours.impl, ours.bindable, theirs.impl, theirs.bindable) == ("ldk", False, "lnd", True)
+    before, hub_before = ours.channel_balance_sats(), theirs.channel_balance_sats()
+    preimage, payment_hash = _hash_pair()
+    invoice = hub.rest.add_hold_invoice(payment_hash, 25_000, cltv_expiry=144, memo="wallet face")
+    outcome: dict = {}
+    paying = threading.Thread(target=lambda: outcome.update(ours.pay(invoice["payment_request"])), daemon=True)
+    paying.start()
+    wait_for(lambda: hub.rest.lookup_invoice(payment_hash)["state"] == "ACCEPTED", timeout=30,
+             what="the hub's hold invoice ACCEPTED")
+    held = [h for h in ours.in_flight() if h["payment_hash"] == payment_hash.hex()]
+    seen = [h for h in theirs.in_flight() if h["payment_hash"] == payment_hash.hex()]
+    assert len(held) == 1 and not held[0]["incoming"] and held[0]["amount_sats"] == 25_000, held
+    assert len(seen) == 1 and seen[0]["incoming"] and seen[0]["expiration_height"] == held[0]["expiration_height"]
+    assert {p["payment_hash"]: p["status"] for p in ours.payments()}[payment_hash.hex()] == "IN_FLIGHT"
+    hub.rest.settle_invoice(preimage)
+    paying.join(60)
+    assert outcome["status"] == "SUCCEEDED", outcome
+    wait_for(lambda: not any(h["payment_hash"] == payment_hash.hex() for h in ours.in_flight() + theirs.in_flight()),
+             timeout=30, what="the settled HTLC gone from both ends")
+    wait_for(lambda: ours.channel_balance_sats() == before - 25_000, timeout=30,
+             what=f"buyer2's channel balance {before} - 25000 (now {ours.channel_balance_sats()})")
+    assert theirs.channel_balance_sats() == hub_before + 25_000
+    assert {p["payment_hash"]: p["status"] for p in ours.payments()}[payment_hash.hex()] == "SUCCEEDED"

@@ -7,7 +7,8 @@
 //!
 //! Endpoints (GET reads, POST acts):
 //!   GET  /v1/info                 node id, addresses, alias, block height, synced
-//!   GET  /v1/balances             on-chain spendable/total, lightning, anchor reserve
+//!   GET  /v1/balances             on-chain spendable/total, lightning, anchor reserve, and per open
+//!                                 channel what it holds and the HTLCs in flight on it
 //!   POST /v1/address/new          a fresh on-chain address
 //!   POST /v1/sync                 sync the wallets with the chain now
 //!   GET  /v1/peers                peers and whether they are connected
@@ -45,7 +46,7 @@ use ldk_node::lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Descr
 use ldk_node::lightning_types::payment::{PaymentHash, PaymentPreimage};
 use ldk_node::logger::{LogLevel, LogRecord, LogWriter};
 use ldk_node::payment::{PaymentDetails, PaymentDirection, PaymentKind, PaymentStatus};
-use ldk_node::{Builder, ChannelDetails, Event, Node, UserChannelId};
+use ldk_node::{Builder, ChannelDetails, Event, LightningBalance, Node, UserChannelId};
 use serde_json::{json, Value};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -208,6 +209,41 @@ fn parse_args() -> Result<Args, String> {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/// One entry of ldk-node's `lightning_balances`: an open channel's own balance
+/// (`claimable_on_channel_close`, what LND calls the local balance) and each HTLC in flight on it
+/// (`htlc_out`: offered by us; `htlc_in`: offered to us, preimage unknown). Other kinds (a closing
+/// channel's claims) carry only their kind, channel and amount.
+fn lightning_balance_json(b: &LightningBalance) -> Value {
+	match b {
+		LightningBalance::ClaimableOnChannelClose {
+			channel_id, counterparty_node_id, amount_satoshis, transaction_fee_satoshis, ..
+		} => json!({
+			"kind": "claimable_on_channel_close", "channel_id": hex(&channel_id.0),
+			"counterparty_node_id": counterparty_node_id.to_string(), "amount_sats": amount_satoshis,
+			"transaction_fee_sats": transaction_fee_satoshis,
+		}),
+		LightningBalance::MaybeTimeoutClaimableHTLC {
+			channel_id, counterparty_node_id, amount_satoshis, claimable_height, payment_hash, outbound_payment, ..
+		} => json!({
+			"kind": "htlc_out", "channel_id": hex(&channel_id.0),
+			"counterparty_node_id": counterparty_node_id.to_string(), "amount_sats": amount_satoshis,
+			"expiry_height": claimable_height, "payment_hash": hex(&payment_hash.0), "outbound_payment": outbound_payment,
+		}),
+		LightningBalance::MaybePreimageClaimableHTLC {
+			channel_id, counterparty_node_id, amount_satoshis, expiry_height, payment_hash, ..
+		} => json!({
+			"kind": "htlc_in", "channel_id": hex(&channel_id.0),
+			"counterparty_node_id": counterparty_node_id.to_string(), "amount_sats": amount_satoshis,
+			"expiry_height": expiry_height, "payment_hash": hex(&payment_hash.0),
+		}),
+		LightningBalance::ClaimableAwaitingConfirmations { channel_id, amount_satoshis, .. }
+		| LightningBalance::ContentiousClaimable { channel_id, amount_satoshis, .. }
+		| LightningBalance::CounterpartyRevokedOutputClaimable { channel_id, amount_satoshis, .. } => {
+			json!({ "kind": "closing", "channel_id": hex(&channel_id.0), "amount_sats": amount_satoshis })
+		},
+	}
+}
 
 fn hex(bytes: &[u8]) -> String {
 	bytes.iter().map(|b| format!("{:02x}", b)).collect()
@@ -469,6 +505,7 @@ impl Daemon {
 					"outbound_capacity_msat": channels.iter().map(|c| c.outbound_capacity_msat).sum::<u64>(),
 					"inbound_capacity_msat": channels.iter().map(|c| c.inbound_capacity_msat).sum::<u64>(),
 					"pending_sweep_count": b.pending_balances_from_channel_closures.len(),
+					"lightning_balances": b.lightning_balances.iter().map(lightning_balance_json).collect::<Vec<_>>(),
 				}))
 			},
 			("POST", "/v1/address/new") => {
