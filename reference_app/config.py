@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     fee_ppm: int = Field(default=10_000, ge=0, le=200_000)         # marketplace commission, 1 %
     payout_fee_limit_sats: int = Field(default=50, ge=0)            # routing budget, paid from the fee
     payout_max_final_cltv: int = 432
+    # The tightest route CLTV cap among the payers' wallets served (LND 2016, LDK 1008 at their
+    # defaults): hold invoices are sized to fit under it, or the app refuses to start
+    payer_cltv_cap: int = Field(default=2016, ge=24)
     payout_min_expiry_s: int = 600
     min_price_sats: int = 1_000
     max_price_sats: int = 10_000_000
@@ -144,7 +147,27 @@ class Settings(BaseSettings):
             raise ValueError("each rate limit needs a burst of at least 1 and a positive refill per minute")
         if self.hold_expiry_delta_blocks < 1 or self.guardian_margin_blocks < 1:
             raise ValueError("guardian_margin_blocks and hold_expiry_delta_blocks must be positive")
+        self._holds_fit_payers()
         return self
+
+    def _holds_fit_payers(self) -> None:
+        """A hold invoice above the payers' route CLTV cap cannot be paid at all: refuse windows
+        that need one, naming the windows and what fits."""
+        from escrow_protocol import formulas
+
+        trade = self.ship_window_blocks + self.delivery_window_blocks + self.dispute_window_blocks
+        cltv = formulas.hold_cltv_blocks(self.ship_window_blocks, self.delivery_window_blocks,
+                                         self.dispute_window_blocks, self.speedup_factor,
+                                         self.guardian_margin_blocks, self.hold_expiry_delta_blocks)
+        if cltv > self.payer_cltv_cap:
+            fit = formulas.max_trade_blocks(self.payer_cltv_cap, self.speedup_factor, self.guardian_margin_blocks,
+                                            self.hold_expiry_delta_blocks)
+            raise ValueError(
+                f"hold invoices would ask a CLTV of {cltv} blocks (ship {self.ship_window_blocks} + delivery "
+                f"{self.delivery_window_blocks} + dispute {self.dispute_window_blocks} = {trade} blocks of windows "
+                f"x speedup {self.speedup_factor}, + guardian margin {self.guardian_margin_blocks} + hold expiry delta "
+                f"{self.hold_expiry_delta_blocks}), above payer_cltv_cap {self.payer_cltv_cap}: no payer's wallet "
+                f"capped there could fund an order. At most {fit} blocks of ship + delivery + dispute windows fit")
 
     def with_dev_defaults(self) -> "Settings":
         """Fill unset secrets and the database URL for development and tests.

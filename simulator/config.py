@@ -114,6 +114,9 @@ class Lightning:
     routing_fee_ppm: NonNegativeInt = 100
     payout_fee_limit_sats: NonNegativeInt = 50
     max_route_cltv_blocks: PositiveInt = 2_016
+    # The payers' wallets the market serves: the hold must fit the tightest one's route CLTV cap
+    # (escrow_protocol.formulas.PAYER_CLTV_CAPS: LND 2016, LDK 1008 at their defaults)
+    payer_impls: tuple[Literal["lnd", "ldk"], ...] = ("lnd",)
     outbound_liquidity_sats: PositiveInt = 2_000_000_000
     rebalance_sats_per_day: NonNegativeInt = 400_000_000
 
@@ -241,6 +244,15 @@ def load(path: str | Path) -> SimConfig:
 
 def as_dict(config: SimConfig) -> dict:
     return _ADAPTER.dump_python(config, mode="json")
+
+
+def route_cltv_cap(ln: Lightning) -> tuple[int, str]:
+    """The tightest route CLTV cap the hold must fit, and whose it is: ``max_route_cltv_blocks``
+    or a payer implementation's cap, whichever is lower."""
+    caps = {"max_route_cltv_blocks": ln.max_route_cltv_blocks,
+            **{impl: formulas.PAYER_CLTV_CAPS[impl] for impl in ln.payer_impls}}
+    who = min(caps, key=lambda k: (caps[k], k == "max_route_cltv_blocks"))  # a tie names the wallet
+    return caps[who], who
 
 
 def hold_cltv_blocks(w: Windows) -> int:

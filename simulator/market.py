@@ -26,7 +26,7 @@ import simpy
 from escrow_protocol.modes import MODE_NAMES
 from simulator.chain import Chain, Mempool
 from simulator.stages import AFTER_BLOCKS, BUCKET_S, HIST_MAX_BLOCKS, PlannedStages, Stage
-from simulator.config import SimConfig, guardian_after_blocks, hold_cltv_blocks
+from simulator.config import SimConfig, guardian_after_blocks, hold_cltv_blocks, route_cltv_cap
 
 LN, ONCHAIN, CUSTODIAL = 0, 1, 2
 RELEASE, REFUND, SPLIT = 0, 1, 2
@@ -58,7 +58,8 @@ class Market(PlannedStages):
         self.slots = [0] * ln.channels
         self.inflight_sats = [0] * ln.channels
         self.cltv_blocks = hold_cltv_blocks(w)
-        self.cltv_fits = self.cltv_blocks <= ln.max_route_cltv_blocks
+        self.cltv_cap, self.cltv_cap_from = route_cltv_cap(ln)
+        self.cltv_fits = self.cltv_blocks <= self.cltv_cap
         self.guard_blocks = guardian_after_blocks(w)
         self.windows = ((w.ship_window_s, w.ship_window_blocks), (w.delivery_window_s, w.delivery_window_blocks),
                         (w.dispute_window_s, w.dispute_window_blocks), (w.ruling_window_s, w.ruling_window_blocks))

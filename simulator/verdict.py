@@ -29,7 +29,7 @@ def utilisation(summary: dict, cfg) -> dict[str, dict]:
         "channel_liquidity": (ln["peak_ln_locked_sats"], ln["usable_channel_sats"] * ln["channels"],
                               "sats held in HTLCs vs the incoming channels' capacity less reserve"),
         "cltv_budget": (ln["cltv_blocks"], ln["cltv_cap_blocks"],
-                        "hold invoice CLTV vs senders' route cap (independent of load)"),
+                        "hold invoice CLTV vs the tightest payer's route cap (independent of load)"),
         "block_space": (oc["demand_vb_per_block"], oc["mean_block_space_vb"],
                         "our vbytes per block vs the space other users leave"),
         "arbiters": (arbiter_load_h_per_day, cfg.arbiters.count * 24.0,

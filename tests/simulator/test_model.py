@@ -46,6 +46,18 @@ def test_run_refuses_hold_invoices_beyond_the_route_cltv_cap():
     assert s["orders"]["failed_funding"]["cltv_budget"] == s["modes"]["ln_hold"]["arrivals"] > 0
 
 
+def test_run_counts_the_cltv_budget_against_the_tightest_payer_told_of():
+    """Windows whose hold (1138 blocks) LND payers route but LDK payers (cap 1008) refuse."""
+    windows = {"ship_window_blocks": 1000, "speedup_factor": 1.0}
+    lnd = model.run(small(windows=windows)).summary
+    assert (lnd["lightning"]["cltv_cap_blocks"], lnd["lightning"]["cltv_cap_from"]) == (2016, "lnd")
+    assert lnd["orders"]["failed_funding"].get("cltv_budget", 0) == 0
+    both = model.run(small(windows=windows, lightning={"payer_impls": ["lnd", "ldk"]})).summary
+    assert both["lightning"]["cltv_blocks"] == 1138
+    assert (both["lightning"]["cltv_cap_blocks"], both["lightning"]["cltv_cap_from"]) == (1008, "ldk")
+    assert both["orders"]["failed_funding"]["cltv_budget"] == both["modes"]["ln_hold"]["arrivals"] > 0
+
+
 def test_run_moves_slow_disputes_into_custody():
     s = model.run(small(buyers={"dispute_probability": 0.5}, arbiters={"count": 1, "handling_mean_h": 24},
                         run={"duration_days": 8})).summary

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, status
 from sqlalchemy.orm import Session
 
+from escrow_protocol import formulas
+
 from ...context import AppContext
 from ...services import orders, payout_invoices
 from ...services.lifecycle import allowed_events
@@ -25,7 +27,8 @@ def order_out(session: Session, order: Order) -> OrderOut:
         allowed_events=[e.value for e in allowed_events(order.state)],
         hold=None if hold is None else dict(
             payment_request=hold.payment_request, payment_hash=hold.payment_hash, amount_sats=hold.amount_sats,
-            cltv_expiry=hold.cltv_expiry, lnd_state=hold.lnd_state, htlc_expiry_height=hold.htlc_expiry_height),
+            cltv_expiry=hold.cltv_expiry, lnd_state=hold.lnd_state, htlc_expiry_height=hold.htlc_expiry_height,
+            payer_notice=formulas.payer_notice(hold.cltv_expiry)),
         payouts=[dict(beneficiary=p.beneficiary, amount_sats=p.amount_sats, status=p.status, attempts=p.attempts,
                       fee_sats=p.fee_sats, payment_hash=p.payment_hash, last_error=p.last_error) for p in rows],
     )

@@ -22,6 +22,8 @@ class HoldOut(BaseModel):
     cltv_expiry: int
     lnd_state: str
     htlc_expiry_height: int | None
+    # Before funding: which wallets cannot pay a hold this long (their route CLTV cap), if any
+    payer_notice: str | None = None
 
 
 class PayoutOut(BaseModel):
