@@ -94,6 +94,8 @@ def _explain(result) -> str:
 @pytest.mark.parametrize("name", list(ALL))
 def test_scenario_holds_every_invariant(catalogue, name):
     result = catalogue.scenarios[name]
+    if result.skipped and ALL[name].needs:  # e.g. an LDK buyer: tests/scenarios/test_interop.py runs it
+        pytest.skip(f"{name} {result.skipped}")
     assert result.passed, _explain(result)
     assert len(result.checked) >= 16
 
