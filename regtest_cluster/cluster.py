@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -471,9 +472,20 @@ class Cluster:
     def wait_graph_synced(self, timeout: float = 60.0, ldk_resync_after: float = 10.0) -> None:
         """Every node sees every public channel with both policies. An LDK node still missing some
         after ``ldk_resync_after`` seconds reconnects to its peers (see ``LdkNode.resync_gossip``),
-        and then waits for its channels to be usable again."""
+        and so does each LDK node whose own ``channel_update`` it lacks (a reconnecting LDK node
+        sends its channels' announcement and update again: the hub may never have relayed the
+        first); then the channels are waited usable again."""
         public = sum(1 for ch in self.topology.channels if not ch.private)
         resynced: list[str] = []
+        one_at_a_time = threading.Lock()  # two nodes reconnecting the same peer would race
+        ldk_by_key = {n.pubkey: n for n in self.nodes.values() if isinstance(n, LdkNode) and n.pubkey}
+
+        def resync(nodes: list[LdkNode]) -> None:
+            addresses = {n.pubkey: n.p2p_host for n in self.nodes.values() if n.pubkey}
+            with one_at_a_time:
+                for n in nodes:
+                    n.resync_gossip(addresses)
+                    resynced.append(n.name)
 
         def synced(node: Node) -> None:
             resync_at = [time.monotonic() + ldk_resync_after]
@@ -483,8 +495,9 @@ class Cluster:
                     if node.public_edges_with_policies() >= public:
                         return True
                     if time.monotonic() >= resync_at[0]:
-                        node.resync_gossip({n.pubkey: n.p2p_host for n in self.nodes.values() if n.pubkey})
-                        resynced.append(node.name)
+                        origins = [ldk_by_key[k] for k in sorted(node.missing_policy_origins())
+                                   if k in ldk_by_key and ldk_by_key[k] is not node]
+                        resync([node, *origins])
                         resync_at[0] = time.monotonic() + ldk_resync_after
                     return False
                 edges = node.rest.describegraph().get("edges", [])

@@ -267,6 +267,17 @@ class LdkNode:
     def public_edges_with_policies(self) -> int:
         return sum(1 for c in self.client.graph()["channels"] if c["one_to_two"] and c["two_to_one"])
 
+    def missing_policy_origins(self) -> set[str]:
+        """Node ids whose policy (``channel_update``) for a channel this node knows is missing
+        from its graph: the nodes that must send that update again."""
+        out = set()
+        for c in self.client.graph()["channels"]:
+            if not c["one_to_two"]:
+                out.add(c["node_one"])
+            if not c["two_to_one"]:
+                out.add(c["node_two"])
+        return out
+
     def resync_gossip(self, addresses: dict[str, str], timeout: float = 30.0) -> list[str]:
         """Reconnect to every connected peer (``addresses``: node id -> its p2p host:port, as a
         peer that dialled us shows only its source port), so that each replays its gossip to us.
