@@ -21,7 +21,6 @@ from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import IMPLS, Topology, load
-from reports import build
 
 from . import runner
 
@@ -89,10 +88,12 @@ def cell_of(r: ScenarioResult, folder: str) -> Cell:
 
 
 def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str], seed: int,
-        progress: Progress = lambda _m: None, planted_bug: str | None = None) -> Matrix:
+        progress: Progress = lambda _m: None, planted_bug: str | None = None,
+        on_pair: Callable[[runner.RunResult], object] = lambda _r: None) -> Matrix:
     """Start one cluster per pair (one at a time, on the process backend: the docker images
     have no ldkd), run ``names`` on it, stop it. ``planted_bug`` runs every story with that
-    defect on: the oracle must then fail them on every pair, LDK nodes' truth included."""
+    defect on: the oracle must then fail them on every pair, LDK nodes' truth included.
+    ``on_pair`` gets each pair's run (the CLI writes its scenario reports with it)."""
     for name in runner.select(names):
         runner.mode_for(name, "ln_hold")
     todo = pairs(payers, payees)
@@ -107,7 +108,7 @@ def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str],
                                    progress=lambda m, p=f"{payer}->{payee}": progress(f"  {p} {m.strip()}"))
         finally:
             cluster.stop()
-        build.write_all(result)  # each pair's own scenario reports, every story's steps in them
+        on_pair(result)
         for r, job in zip(result.scenarios, runner.plan(names, "ln_hold", None, planted_bug)):
             matrix.cells[(payer, payee, r.name)] = cell_of(r, str(folder / job.folder))
     write(matrix)

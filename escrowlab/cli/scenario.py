@@ -123,7 +123,8 @@ def interop_cmd(
         raise UserError(str(exc)) from None
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     with progress("interop", quiet=False) as step:
-        matrix = interop.run(env(), chosen, split(payers), split(payees), seed, step, planted_bug)
+        # each pair's own scenario reports (every story's steps) beside the matrix
+        matrix = interop.run(env(), chosen, split(payers), split(payees), seed, step, planted_bug, build.write_all)
     table = Table(title=f"interop matrix (seed {seed}): payer -> payee; the hub is LND")
     table.add_column("scenario")
     table.add_column("hold CLTV")
