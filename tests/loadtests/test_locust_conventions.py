@@ -115,7 +115,7 @@ def _cluster_with_htlc() -> SimpleNamespace:
     channel = {"channel_point": "f00d:1", "chan_id": "123456789", "pending_htlcs": [
         {"incoming": True, "amount": "1000", "hash_lock": base64.b64encode(HASH).decode(),
          "expiration_height": 532}]}
-    node = SimpleNamespace(daemon=SimpleNamespace(is_running=lambda: True),
+    node = SimpleNamespace(name="hub", daemon=SimpleNamespace(is_running=lambda: True),
                            rest=SimpleNamespace(listchannels=lambda: [channel]))
     return SimpleNamespace(nodes={"hub": node})
 
