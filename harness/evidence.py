@@ -41,10 +41,39 @@ class Evidence:
     # Filled by the oracle's registry from each mode module: other money over the channels
     other_channel_flows: dict[str, int] = field(default_factory=dict)
     other_hub_payments: set[str] = field(default_factory=set)
+    # node -> sats its funded channels' commitment fee rate updates gave back to its balance
+    fee_rate_updates: dict[str, int] = field(default_factory=dict)
 
 
-def channel_balances(cluster: Cluster) -> dict[str, int]:
-    return {name: wallet(node).channel_balance_sats() for name, node in cluster.nodes.items()}
+class Balances(dict):
+    """Node -> channel balance (sats), with each node's funded channels' commitment fee rates
+    and fees at the time (``fees``), so that a fee rate update between two readings is known."""
+
+    fees: dict[str, dict[str, tuple[int, int]]]
+
+
+def channel_balances(cluster: Cluster) -> Balances:
+    out = Balances()
+    out.fees = {}
+    for name, node in cluster.nodes.items():
+        face = wallet(node)
+        out[name], out.fees[name] = face.channel_balance_sats(), face.funded_commit_fees()
+    return out
+
+
+def fee_rate_updates(before: dict, after: Balances) -> dict[str, int]:
+    """Node -> the commitment fee it stopped (+) or started (-) paying on channels it funds whose
+    fee rate changed between the two readings. A funder lowers its rate (update_fee) once
+    bitcoind's estimator has data, tens of blocks after the channel opened at the 10 sat/vB
+    fallback: its local balance then grows by the fee saved, though no payment moved it
+    (CI saw +2,526 sats on the hub in the middle of a story)."""
+    out: dict[str, int] = {}
+    for name, fees in getattr(after, "fees", {}).items():
+        old = getattr(before, "fees", {}).get(name, {})
+        saved = sum(old[ch][1] - fee for ch, (rate, fee) in fees.items() if ch in old and old[ch][0] != rate)
+        if saved:
+            out[name] = saved
+    return out
 
 
 class HtlcsInFlight(WaitTimeout):
@@ -137,7 +166,8 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
             except LndError:
                 pass
     wait_quiet(cluster, held, owners=owners)
-    ev = Evidence(balances_before=balances_before, balances_after=channel_balances(cluster),
+    after = channel_balances(cluster)
+    ev = Evidence(balances_before=balances_before, balances_after=after, fee_rate_updates=fee_rate_updates(balances_before, after),
                   node_pubkeys={n: node.pubkey for n, node in cluster.nodes.items()}, world=world)
     ev.all_hub_payments = hub.listpayments()
     payments_by_hash = {p["payment_hash"]: p for p in ev.all_hub_payments}

@@ -24,6 +24,8 @@ def i1_conservation(ev: Evidence, cx: Context) -> list[Violation]:
     want: dict[str, int] = {n: 0 for n in ev.balances_before}
     for node, delta in ev.other_channel_flows.items():  # e.g. custodial deposits and withdrawals
         want[node] = want.get(node, 0) + delta
+    for node, saved in ev.fee_rate_updates.items():  # a funder's update_fee: its own fee, no payment
+        want[node] = want.get(node, 0) + saved
     for oe in ev.orders.values():
         o = oe.order
         if o["escrow_mode"] != "ln_hold":
@@ -35,8 +37,9 @@ def i1_conservation(ev: Evidence, cx: Context) -> list[Violation]:
     got = {n: ev.balances_after[n] - ev.balances_before[n] for n in want}
     out = [Violation("I1", None, f"{n}: the rules give {want[n]:+} sats, its node shows {got[n]:+}",
                      {"node": n, "expected": want[n], "actual": got[n]}) for n in want if want[n] != got[n]]
-    if sum(got.values()) != 0:
-        out.append(Violation("I1", None, f"sats created or lost across the network: {sum(got.values()):+}", got))
+    created = sum(got.values()) - sum(ev.fee_rate_updates.values())  # a fee update returns the funder's own fee
+    if created != 0:
+        out.append(Violation("I1", None, f"sats created or lost across the network: {created:+}", got))
     return out
 
 

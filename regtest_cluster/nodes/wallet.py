@@ -52,6 +52,11 @@ class LndWallet(_Wallet):
     def payments(self) -> list[dict]:
         return self.node.rest.listpayments()
 
+    def funded_commit_fees(self) -> dict[str, tuple[int, int]]:
+        """Channel point -> (fee rate in sat/kW, commitment fee) of each channel this node funded."""
+        return {c["channel_point"]: (int(c.get("fee_per_kw", 0)), int(c.get("commit_fee", 0)))
+                for c in self.node.rest.listchannels() if c.get("initiator")}
+
     def active_channel_peers(self) -> set[str]:
         """Pubkeys of the peers with which this node has an active channel."""
         return {c["remote_pubkey"] for c in self.node.rest.listchannels(active_only=True)}
@@ -91,6 +96,9 @@ class LdkWallet(_Wallet):
 
     def active_channel_peers(self) -> set[str]:
         return {c["counterparty_node_id"] for c in self.node.usable_channels()}
+
+    def funded_commit_fees(self) -> dict[str, tuple[int, int]]:
+        return {}  # ldkd keeps its fallback rate on regtest: no update_fee to account for
 
     def payments(self) -> list[dict]:
         """Outbound BOLT11 payments, as LND lists its own."""
