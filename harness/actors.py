@@ -184,13 +184,14 @@ class PayoutHandIn:
     def __init__(self, party: Party, order_ids: list[int], interval: float = 0.3,
                  say=lambda *_a: None) -> None:
         self.party, self.order_ids, self.interval, self.say = party, order_ids, interval, say
-        self.handed: list[tuple] = []  # (order, beneficiary, payment hash, status) of each payout answered
+        self.wallet = wallet(party.node)
+        self.handed: set[tuple] = set()  # (order, beneficiary, payment hash, status) of each payout answered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"hand-in-{party.name}", daemon=True)
         self._thread.start()
 
     def _due(self, order: dict) -> list[dict]:
-        role = "seller" if order.get("seller_id") == self.party.id else "buyer" if order.get("buyer_id") == self.party.id else None
+        role = next((r for r in ("seller", "buyer") if order.get(f"{r}_id") == self.party.id), None)
         return [p for p in order.get("payouts", []) if p["beneficiary"] == role and p["status"] in ("PENDING", "FAILED")
                 and (order["id"], role, p["payment_hash"], p["status"]) not in self.handed
                 and (p["payment_hash"] is None or p["status"] == "FAILED")]
@@ -202,13 +203,13 @@ class PayoutHandIn:
             except ApiError:
                 continue  # not this party's order
             for p in self._due(order):
-                invoice = wallet(self.party.node).invoice(p["amount_sats"], memo=f"escrowlab payout order {oid}")
+                invoice = self.wallet.invoice(p["amount_sats"], memo=f"escrowlab payout order {oid}")
                 answer = self.party.act(Action.PAYOUT_INVOICE, oid, payment_request=invoice["payment_request"])
                 self.say("%s hands in an invoice for the %s sats payout of order %s from its %s wallet: %s",
-                         self.party.name, p["amount_sats"], oid, wallet(self.party.node).impl.upper(),
+                         self.party.name, p["amount_sats"], oid, self.wallet.impl.upper(),
                          "accepted" if answer.ok else f"refused ({answer.status} {answer.code})")
                 if answer.ok:
-                    self.handed.append((oid, p["beneficiary"], p["payment_hash"], p["status"]))
+                    self.handed.add((oid, p["beneficiary"], p["payment_hash"], p["status"]))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

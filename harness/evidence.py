@@ -134,7 +134,7 @@ def quiesce(cluster: Cluster, timeout: float = 60) -> list[str]:
     cancelled = []
     for h in in_flight(cluster):
         node = cluster.node(h["node"])
-        if not h["incoming"] or getattr(node, "impl", "lnd") != "lnd" or any(
+        if not h["incoming"] or wallet(node).impl != "lnd" or any(
                 c.endswith(h["payment_hash"]) for c in cancelled):
             continue  # the marketplace's holds are LND hold invoices
         rest = node.rest
@@ -167,7 +167,8 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
                 pass
     wait_quiet(cluster, held, owners=owners)
     after = channel_balances(cluster)
-    ev = Evidence(balances_before=balances_before, balances_after=after, fee_rate_updates=fee_rate_updates(balances_before, after),
+    ev = Evidence(balances_before=balances_before, balances_after=after,
+                  fee_rate_updates=fee_rate_updates(balances_before, after),
                   node_pubkeys={n: node.pubkey for n, node in cluster.nodes.items()}, world=world)
     ev.all_hub_payments = hub.listpayments()
     payments_by_hash = {p["payment_hash"]: p for p in ev.all_hub_payments}

@@ -61,6 +61,11 @@ class Matrix:
     planted_bug: str | None = None
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)  # (payer, payee, scenario)
 
+    def row(self, name: str) -> tuple[list[int], list[Cell | None]]:
+        """A scenario's hold CLTVs (each distinct one issued) and its cell in each pair."""
+        cells = [self.cells.get((a, b, name)) for a, b in self.pairs]
+        return sorted({c.hold_cltv for c in cells if c and c.hold_cltv}), cells
+
     @property
     def failed(self) -> int:
         return sum(1 for c in self.cells.values() if c.verdict == "FAILED")
@@ -126,8 +131,7 @@ def markdown(m: Matrix) -> str:
              "|---|---|" + "---|" * len(heads)]
     notes = []
     for name in m.names:
-        row = [m.cells.get((a, b, name)) for a, b in m.pairs]
-        cltvs = sorted({c.hold_cltv for c in row if c and c.hold_cltv})
+        cltvs, row = m.row(name)
         shown = []
         for (a, b), c in zip(m.pairs, row):
             if c is None:

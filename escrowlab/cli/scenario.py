@@ -113,9 +113,10 @@ def interop_cmd(
     if planted_bug is not None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
     chosen = runner.of_mode("ln_hold") if all_ else list(names or INTEROP_DEFAULT)
-    split = lambda text: [x.strip().lower() for x in text.split(",") if x.strip()]  # noqa: E731
+    payer_impls, payee_impls = ([x.strip().lower() for x in text.split(",") if x.strip()]
+                                for text in (payers, payees))
     try:
-        interop.pairs(split(payers), split(payees))
+        interop.pairs(payer_impls, payee_impls)
         runner.select(chosen)
         for scenario in chosen:
             runner.mode_for(scenario, "ln_hold")
@@ -124,16 +125,15 @@ def interop_cmd(
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     with progress("interop", quiet=False) as step:
         # each pair's own scenario reports (every story's steps) beside the matrix
-        matrix = interop.run(env(), chosen, split(payers), split(payees), seed, step, planted_bug, build.write_all)
+        matrix = interop.run(env(), chosen, payer_impls, payee_impls, seed, step, planted_bug, build.write_all)
     table = Table(title=f"interop matrix (seed {seed}): payer -> payee; the hub is LND")
     table.add_column("scenario")
     table.add_column("hold CLTV")
     for a, b in matrix.pairs:
         table.add_column(f"{a.upper()} -> {b.upper()}")
     for n in matrix.names:
-        cells = [matrix.cells.get((a, b, n)) for a, b in matrix.pairs]
-        cltv = ", ".join(str(c) for c in sorted({c.hold_cltv for c in cells if c and c.hold_cltv})) or "-"
-        table.add_row(n, cltv, *[("" if c is None else {"passed": "[green]passed[/]", "FAILED": "[red]FAILED[/]"}
+        cltvs, cells = matrix.row(n)
+        table.add_row(n, ", ".join(map(str, cltvs)) or "-", *[("" if c is None else {"passed": "[green]passed[/]", "FAILED": "[red]FAILED[/]"}
                                   .get(c.verdict, f"[yellow]{c.verdict}[/]")) for c in cells])
     console.print(table)
     for (a, b, n), c in matrix.cells.items():

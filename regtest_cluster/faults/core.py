@@ -172,7 +172,7 @@ class Faults:
         if a == b:
             raise FaultError(f"cannot partition {a} from itself")
         for n in (na, nb):
-            if getattr(n, "impl", "lnd") != "lnd":
+            if wallet(n).impl != "lnd":
                 raise FaultError(f"cannot partition {a} and {b}: {n.name} is {n.impl.upper()}, and partitions "
                                  "cut LND nodes only (the relay tells a dialling process by lnd's --lnddir)")
         return na, nb

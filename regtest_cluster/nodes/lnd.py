@@ -239,6 +239,8 @@ class LndPorts:
 class LndNode:
     """One LND process: its folder, flags, readiness and REST client."""
 
+    impl = "lnd"
+
     def __init__(self, name: str, role: str, binary: Path, lnddir: Path, ports: LndPorts,
                  bitcoind, daemon_factory=None, extra_args: tuple[str, ...] = (),
                  accept_keysend: bool = False) -> None:

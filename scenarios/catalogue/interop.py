@@ -20,7 +20,7 @@ class LdkPayerOverCltvCap(Scenario):
 
     def setup(self):
         buyers = {impl: [n for n in self.world.cluster.nodes.values() if n.role == "buyer"
-                         and getattr(n, "impl", "lnd") == impl] for impl in ("ldk", "lnd")}
+                         and wallet(n).impl == impl] for impl in ("ldk", "lnd")}
         if not buyers["ldk"]:
             raise Unsupported(f"needs {self.needs}: `escrowlab scenario interop` runs it with LDK buyers")
         self.b = self.buyer(buyers["ldk"][0].name)
