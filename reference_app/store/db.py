@@ -9,6 +9,8 @@ while its own is open: pass the session down instead.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -21,6 +23,7 @@ POOL_SIZE, POOL_OVERFLOW = 20, 40
 # on the event loop); the rest of each pool is the worker's, so a read that checks out its
 # connection on the event loop never waits for one.
 REQUEST_SESSIONS = POOL_SIZE + POOL_OVERFLOW - 16
+WRITER_WAIT_S = 30  # as SQLite's busy_timeout
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -37,9 +40,40 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
+    if not immediate:
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+
+    # SQLite has one writer. Writers of this process queue on a lock handed over the moment
+    # the last one's COMMIT has returned (the connection's check-in), instead of in SQLite's
+    # busy handler, which sleeps 1, 2, 5, ... up to 100 ms between tries and so leaves the
+    # write lock idle while a queue waits. Other processes still meet busy_timeout.
+    writer = threading.Lock()
+    turns: set[int] = set()  # the connection records (their record_info, which outlives an invalidation) holding it
+
     @event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    def _begin_immediate(conn):
+        record = id(conn.connection.record_info)
+        if not writer.acquire(timeout=WRITER_WAIT_S):
+            raise sqlite3.OperationalError(f"database is locked: no turn at this process's writer lock "
+                                           f"in {WRITER_WAIT_S} s")
+        turns.add(record)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.discard(record)
+            writer.release()
+            raise
+
+    @event.listens_for(engine, "checkin")
+    def _end_turn(_dbapi_conn, record):
+        key = id(record.record_info)
+        if key in turns:
+            turns.discard(key)
+            writer.release()
 
     return engine
 
