@@ -68,19 +68,26 @@ class Worker:
             mode.on_created(order_id)
 
     def _run(self) -> None:
+        woken = False
         while not self._stop.is_set():
             try:
-                self.tick()
+                self.tick(fresh_height=not woken)
             except Exception:  # a bad tick must not kill the worker; it retries next tick
                 self.errors += 1
                 log.exception("worker tick failed")
-            self._wake.wait(self.interval)
+            woken = self._wake.wait(self.interval)
             self._wake.clear()
 
     # --- one pass
-    def tick(self) -> None:
-        self.height = holds.block_height(self.ctx.hub) if self.ctx.hub else self.ctx.tip()
-        self.ctx.note_tip(self.height)
+    def tick(self, fresh_height: bool = True) -> None:
+        """One pass. A tick on the clock asks the hub for the height; a tick woken by a commit
+        (several an escrow) takes the height read at most ``AppContext.TIP_MAX_AGE_S`` ago: what
+        came due by the chain is then acted on at most that much later, never earlier."""
+        if fresh_height or not self.ctx.hub:
+            self.height = holds.block_height(self.ctx.hub) if self.ctx.hub else self.ctx.tip()
+            self.ctx.note_tip(self.height)
+        else:
+            self.height = self.ctx.tip()
         self.guardian(self.height)
         self.deadlines(self.height)
         for mode in self.ctx.modes.values():

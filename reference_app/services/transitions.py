@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from escrow_protocol import formulas
 
@@ -120,8 +121,8 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
         session.refresh(order)
         raise InvalidTransition(f"order {order.id} changed concurrently (now {order.state}); "
                                 f"'{event.value}' was not applied", state=order.state, event=event.value)
-    for key, value in values.items():
-        setattr(order, key, value)
+    for key, value in values.items():  # as the row now is: the object is not dirty, so no second UPDATE
+        set_committed_value(order, key, value)
     session.add(OrderEvent(order_id=order.id, event=event.value, from_state=current.value,
                            to_state=target.value, actor=actor, height=height, detail=detail))
     if target in PENDING:  # the worker carries it out: wake it once this transaction commits
