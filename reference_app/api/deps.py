@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..services import policy, tokens
+from ..services import accounts, policy, tokens
 from ..services.faults import planted
 from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.db import REQUEST_SESSIONS
@@ -109,16 +109,27 @@ async def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bea
 def user_from_token(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, session: Session,
                     request: Request | None = None) -> User:
     """The signed-in user: a valid access token of an account that still exists, unblocked."""
+    user = _signed_in(creds, ctx, lambda user_id: session.get(User, user_id))
+    if request is not None and request.method not in SAFE_METHODS:
+        ratelimit.hit(request, "write_account", str(user.id))
+    return user
+
+
+async def current_principal(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                            ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> accounts.Principal:
+    """``current_user`` for hot reads: the same checks, the user read as one row."""
+    return _signed_in(creds, ctx, lambda user_id: accounts.principal(session, user_id))
+
+
+def _signed_in(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, load):
     if creds is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
     claims = tokens.verify(ctx.settings.secret_key, creds.credentials, "access")
-    user = session.get(User, int(claims["sub"]))
+    user = load(int(claims["sub"]))
     if user is None or claims.get("ver", 0) != user.token_version:
         raise NotAuthenticated("token no longer valid")
     if user.blocked:
         raise PermissionDenied("this account is blocked")
-    if request is not None and request.method not in SAFE_METHODS:
-        ratelimit.hit(request, "write_account", str(user.id))
     return user
 
 
@@ -139,10 +150,15 @@ def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
     async def dep(order_id: Id, user: User = Depends(current_user), session: Session = DbSession,
                   ctx: AppContext = Depends(get_ctx)) -> Order:
-        order = session.get(Order, order_id)
-        if order is None:
-            raise NotFound(f"order {order_id} does not exist")
-        policy.hide_unrelated(user, order)  # 404, not 403: a stranger cannot tell it exists
-        policy.check_order(user, order, action, ctx.settings)
-        return order
+        return authorize_order(user, order_id, session.get(Order, order_id), action, ctx)
     return dep
+
+
+def authorize_order(user, order_id: int, order, action: str, ctx: AppContext):
+    """``order`` (an ORM object or a row) if ``user`` may do ``action`` to it; a stranger is told
+    it does not exist."""
+    if order is None:
+        raise NotFound(f"order {order_id} does not exist")
+    policy.hide_unrelated(user, order)  # 404, not 403: a stranger cannot tell it exists
+    policy.check_order(user, order, action, ctx.settings)
+    return order

@@ -7,13 +7,15 @@ worker's, through each escrow mode (services/modes/).
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from escrow_protocol.formulas import PPM, fee_sats
 
 from ..context import AppContext
-from ..store.models import Dispute, DisputeMessage, Listing, Order, OrderEvent, Payout, User
+from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, OrderEvent, Payout, User
 from . import holds, policy, transitions
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
@@ -174,6 +176,32 @@ def page(session: Session, user: User, state: str | None, limit: int, offset: in
         query = query.where(Order.state == state)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     return list(session.scalars(query.order_by(Order.id.desc()).limit(limit).offset(offset))), total
+
+
+HOLD_VIEW = ("payment_request", "payment_hash", "amount_sats", "cltv_expiry", "lnd_state", "htlc_expiry_height")
+PAYOUT_VIEW = ("beneficiary", "amount_sats", "status", "attempts", "fee_sats", "payment_hash", "last_error")
+_VIEW = (select(*Order.__table__.c, HoldInvoice.id.label("hold_id"),
+                *(getattr(HoldInvoice, k).label(f"hold_{k}") for k in HOLD_VIEW))
+         .outerjoin(HoldInvoice, HoldInvoice.order_id == Order.id).where(Order.id == bindparam("order_id")))
+_PAYOUTS_VIEW = (select(*(getattr(Payout, k) for k in PAYOUT_VIEW)).where(Payout.order_id == bindparam("order_id"))
+                 .order_by(Payout.id))
+
+
+class OrderView(NamedTuple):
+    """An order as its reader sees it, read as rows in two statements (no ORM objects): the
+    order (its columns as attributes), its hold (or None) and its payouts."""
+    order: Any
+    hold: dict | None
+    payouts: list[dict]
+
+
+def view(session: Session, order_id: int) -> OrderView | None:
+    row = session.execute(_VIEW, {"order_id": order_id}).first()
+    if row is None:
+        return None
+    hold = None if row.hold_id is None else {k: row._mapping[f"hold_{k}"] for k in HOLD_VIEW}
+    payouts = [dict(p._mapping) for p in session.execute(_PAYOUTS_VIEW, {"order_id": order_id})]
+    return OrderView(row, hold, payouts)
 
 
 def payouts_of(session: Session, order_id: int) -> list[Payout]:

@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.orm import Session
 
 from escrow_protocol import formulas
 
 from ...context import AppContext
 from ...services import orders, payout_invoices
+from ...services.accounts import Principal
 from ...services.lifecycle import allowed_events
 from ...store.models import Order, User
-from ..routing import Route
-from ..deps import authorized_order, current_user, get_ctx, DbSession
+from ..params import Id
+from ..routing import Route, answer
+from ..deps import authorize_order, authorized_order, current_principal, current_user, get_ctx, DbSession
 from ..schemas.orders import (EventOut, HandInOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn,
                                PayoutInvoiceOut, ShipIn)
 
 router = APIRouter(route_class=Route, prefix="/orders", tags=["orders"])
 
 
+ORDER_FIELDS = tuple(k for k in OrderOut.model_fields if k not in ("allowed_events", "hold", "payouts"))
+
+
+def order_fields(order, hold: dict | None, payouts: list[dict]) -> dict:
+    """What OrderOut says of an order (an ORM object or a row), its hold's fields and its payouts'."""
+    return {**{k: getattr(order, k) for k in ORDER_FIELDS},
+            "allowed_events": [e.value for e in allowed_events(order.state)],
+            "hold": None if hold is None else {**hold, "payer_notice": formulas.payer_notice(hold["cltv_expiry"])},
+            "payouts": payouts}
+
+
 def order_out(session: Session, order: Order) -> OrderOut:
     hold = order.hold
-    rows = orders.payouts_of(session, order.id)
-    return OrderOut(
-        **{k: getattr(order, k) for k in OrderOut.model_fields if k not in ("allowed_events", "hold", "payouts")},
-        allowed_events=[e.value for e in allowed_events(order.state)],
-        hold=None if hold is None else dict(
-            payment_request=hold.payment_request, payment_hash=hold.payment_hash, amount_sats=hold.amount_sats,
-            cltv_expiry=hold.cltv_expiry, lnd_state=hold.lnd_state, htlc_expiry_height=hold.htlc_expiry_height,
-            payer_notice=formulas.payer_notice(hold.cltv_expiry)),
-        payouts=[dict(beneficiary=p.beneficiary, amount_sats=p.amount_sats, status=p.status, attempts=p.attempts,
-                      fee_sats=p.fee_sats, payment_hash=p.payment_hash, last_error=p.last_error) for p in rows],
-    )
+    return OrderOut(**order_fields(
+        order, None if hold is None else {k: getattr(hold, k) for k in orders.HOLD_VIEW},
+        [{k: getattr(p, k) for k in orders.PAYOUT_VIEW} for p in orders.payouts_of(session, order.id)]))
 
 
 def _height(ctx: AppContext) -> int | None:
@@ -56,8 +61,13 @@ async def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-async def get_order(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> OrderOut:
-    return order_out(session, order)
+async def get_order(order_id: Id, viewer: Principal = Depends(current_principal), ctx: AppContext = Depends(get_ctx),
+                    session: Session = DbSession) -> Response:
+    """The order, its hold and its payouts: what a client polls while it waits for the next state,
+    so it reads rows, not ORM objects, and is serialised once."""
+    found = orders.view(session, order_id)
+    authorize_order(viewer, order_id, found and found.order, "view", ctx)
+    return answer(OrderOut, order_fields(*found))
 
 
 @router.get("/{order_id}/events", response_model=list[EventOut])
