@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
@@ -81,13 +81,29 @@ def overdue(height: int | None):
     return or_(*passed)
 
 
-# --- what came due (read only)
+# --- what came due (read only). Every tick runs these, several times an escrow: they are built
+# once, with the values bound, and run on the session's connection (building a statement and the
+# ORM's execution around it had cost more than the database's work).
+_DUE_COLUMNS = (Order.id, Order.state, Order.version)
+_TIMED = Order.state.in_([st.value for st in TIMED_STATES])
+_DUE_BY_TIME = select(*_DUE_COLUMNS).where(_TIMED, Order.deadline_at <= bindparam("now")).order_by(Order.id)
+_DUE = (select(*_DUE_COLUMNS).where(_TIMED, or_(Order.deadline_at <= bindparam("now"),
+                                                Order.deadline_height <= bindparam("height")))
+        .order_by(Order.id))
+# The horizon is expiry - delta - margin (formulas.lock_horizon), so it is reached once
+# expiry <= height + delta + margin; claim() re-checks it with the formula itself.
+_GUARDED = (select(*_DUE_COLUMNS).join(HoldInvoice, HoldInvoice.order_id == Order.id)
+            .where(Order.state.in_([st.value for st in GUARDED_STATES]), Order.escrow_mode == bindparam("mode"),
+                   HoldInvoice.htlc_expiry_height.is_not(None), HoldInvoice.htlc_expiry_height <= bindparam("reach"))
+            .order_by(Order.id))
+
+
 def deadlines_due(ctx: AppContext, height: int | None) -> list[Due]:
     """Orders in a timed state whose deadline passed, oldest first."""
     with ctx.db.session(write=False) as session:
-        rows = session.execute(select(Order.id, Order.state, Order.version)
-                               .where(Order.state.in_([st.value for st in TIMED_STATES]), overdue(height))
-                               .order_by(Order.id)).all()
+        now = transitions.now()
+        rows = session.connection().execute(*((_DUE_BY_TIME, {"now": now}) if height is None else
+                                              (_DUE, {"now": now, "height": height}))).all()
     return [Due(order_id, S(state), version) for order_id, state, version in rows]
 
 
@@ -100,21 +116,13 @@ def guardian_due(ctx: AppContext, height: int) -> list[Due]:
 
 
 def guarded(ctx: AppContext, session: Session, mode_name: str, height: int) -> list[Due]:
-    """For a mode whose lock is a hold invoice: its watched orders past their lock horizon."""
+    """For a mode whose lock is a hold invoice: its watched orders past their lock horizon.
+    In SQL, not per order in Python: every tick, with every held escrow."""
     if planted(ctx.settings, "no_guardian"):
         return []
-    # In SQL, not per order in Python: every tick, with every held escrow. The horizon is
-    # expiry - delta - margin (formulas.lock_horizon), so it is reached once
-    # expiry <= height + delta + margin; claim() re-checks it with the formula itself.
     s = ctx.settings
     reach = height + s.hold_expiry_delta_blocks + s.guardian_margin_blocks
-    rows = session.execute(select(Order.id, Order.state, Order.version)
-                           .join(HoldInvoice, HoldInvoice.order_id == Order.id)
-                           .where(Order.state.in_([st.value for st in GUARDED_STATES]),
-                                  Order.escrow_mode == mode_name,
-                                  HoldInvoice.htlc_expiry_height.is_not(None),
-                                  HoldInvoice.htlc_expiry_height <= reach)
-                           .order_by(Order.id)).all()
+    rows = session.connection().execute(_GUARDED, {"mode": mode_name, "reach": reach}).all()
     return [Due(order_id, S(state), version, guardian=True) for order_id, state, version in rows]
 
 

@@ -148,12 +148,14 @@ def escrow_mode_of(ctx: AppContext, order_id: int) -> str | None:
         return session.scalar(select(Order.escrow_mode).where(Order.id == order_id))
 
 
+_PENDING = (select(Order.id, Order.escrow_mode).where(Order.state.in_([st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]))
+            .order_by(Order.id))
+
+
 def pending(ctx: AppContext) -> list[tuple[int, str]]:
-    """(order id, escrow mode) of every order with an outcome to carry out on its nodes."""
-    states = [st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]
+    """(order id, escrow mode) of every order with an outcome to carry out on its nodes (every tick)."""
     with ctx.db.session(write=False) as session:
-        return [(oid, mode) for oid, mode in session.execute(
-            select(Order.id, Order.escrow_mode).where(Order.state.in_(states)).order_by(Order.id))]
+        return [(oid, mode) for oid, mode in session.connection().execute(_PENDING)]
 
 
 # --- reads for the API
@@ -180,11 +182,11 @@ def page(session: Session, user: User, state: str | None, limit: int, offset: in
 
 HOLD_VIEW = ("payment_request", "payment_hash", "amount_sats", "cltv_expiry", "lnd_state", "htlc_expiry_height")
 PAYOUT_VIEW = ("beneficiary", "amount_sats", "status", "attempts", "fee_sats", "payment_hash", "last_error")
-_VIEW = (select(*Order.__table__.c, HoldInvoice.id.label("hold_id"),
-                *(getattr(HoldInvoice, k).label(f"hold_{k}") for k in HOLD_VIEW))
-         .outerjoin(HoldInvoice, HoldInvoice.order_id == Order.id).where(Order.id == bindparam("order_id")))
-_PAYOUTS_VIEW = (select(*(getattr(Payout, k) for k in PAYOUT_VIEW)).where(Payout.order_id == bindparam("order_id"))
-                 .order_by(Payout.id))
+_ORDERS, _HOLDS, _PAYOUTS = Order.__table__, HoldInvoice.__table__, Payout.__table__
+_VIEW = (select(*_ORDERS.c, _HOLDS.c.id.label("hold_id"), *(_HOLDS.c[k].label(f"hold_{k}") for k in HOLD_VIEW))
+         .outerjoin(_HOLDS, _HOLDS.c.order_id == _ORDERS.c.id).where(_ORDERS.c.id == bindparam("order_id")))
+_PAYOUTS_VIEW = (select(*(_PAYOUTS.c[k] for k in PAYOUT_VIEW)).where(_PAYOUTS.c.order_id == bindparam("order_id"))
+                 .order_by(_PAYOUTS.c.id))
 
 
 class OrderView(NamedTuple):
@@ -196,11 +198,12 @@ class OrderView(NamedTuple):
 
 
 def view(session: Session, order_id: int) -> OrderView | None:
-    row = session.execute(_VIEW, {"order_id": order_id}).first()
+    connection = session.connection()  # Core statements built once: no ORM execution around them
+    row = connection.execute(_VIEW, {"order_id": order_id}).first()
     if row is None:
         return None
     hold = None if row.hold_id is None else {k: row._mapping[f"hold_{k}"] for k in HOLD_VIEW}
-    payouts = [dict(p._mapping) for p in session.execute(_PAYOUTS_VIEW, {"order_id": order_id})]
+    payouts = [dict(p) for p in connection.execute(_PAYOUTS_VIEW, {"order_id": order_id}).mappings()]
     return OrderView(row, hold, payouts)
 
 
