@@ -24,7 +24,7 @@ import logging
 import threading
 from decimal import Decimal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
@@ -88,6 +88,9 @@ def split_outputs(terms: onchain.Terms, funding: onchain.Funding, order: Order):
                onchain.Output("marketplace", terms.marketplace_address, order.fee_sats),
                onchain.Output("buyer", terms.buyer_address, buyer_sats)]
     return _fold_dust(outputs, fee_from), fee_from
+
+
+_ANY_ORDER = select(Order.id).where(Order.escrow_mode == bindparam("mode")).limit(1)
 
 
 class OnchainMode:
@@ -183,8 +186,8 @@ class OnchainMode:
     # --- watching: one listunspent for every open escrow, each compared with its last sighting
     def watch(self, height: int) -> None:
         with self.ctx.db.session(write=False) as session:
-            if session.scalar(select(Order.id).where(Order.escrow_mode == self.name).limit(1)) is None:
-                return  # no on-chain order yet: no node call, nothing to read
+            if session.connection().execute(_ANY_ORDER, {"mode": self.name}).first() is None:
+                return  # no on-chain order yet: no node call, nothing to read (every tick: built once)
             rows = session.execute(
                 select(OnchainEscrow, Order.state).join(Order, Order.id == OnchainEscrow.order_id)
                 .where(or_(Order.state.in_(OPEN_STATES),
