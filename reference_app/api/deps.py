@@ -38,7 +38,7 @@ async def get_ctx(request: Request) -> AppContext:
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-async def one_writer_at_a_time(request: Request, ctx: AppContext = Depends(get_ctx)) -> AsyncIterator[None]:
+def _writer_gate(request: Request, ctx: AppContext) -> anyio.Lock | None:
     """On SQLite, write requests queue here, in the event loop, before they take a worker
     thread. Queued in threads instead (on the write lock), forty waiting writers filled the
     thread pool while the lock holder waited for a thread to run its endpoint: every write
@@ -46,50 +46,56 @@ async def one_writer_at_a_time(request: Request, ctx: AppContext = Depends(get_c
     # The queue is per process; with several app processes the compare-and-swap alone keeps
     # racing writers apart. The planted skip_cas bug stands for such a deployment.
     if request.method in SAFE_METHODS or not ctx.db.single_writer or planted(ctx.settings, "skip_cas"):
-        yield
-        return
+        return None
     gate = getattr(request.app.state, "sqlite_writer_gate", None)
     if gate is None:
         gate = request.app.state.sqlite_writer_gate = anyio.Lock()
-    async with gate:
-        yield
+    return gate
 
 
-async def get_session(request: Request, ctx: AppContext = Depends(get_ctx),
-                      _queued: None = Depends(one_writer_at_a_time, scope="function")) -> AsyncIterator[Session]:
+async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> AsyncIterator[Session]:
     """The request's one session: a reader for safe methods, a writer otherwise.
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
     lock. A writer begins its transaction and commits in a worker thread, since both may wait
     (for SQLite's write lock, for the disk): the commit in the endpoint's own thread. Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
-    the pool (it would wait for connections that only the event loop can give back)."""
-    slots = getattr(request.app.state, "session_slots", None)
-    if slots is None:
-        slots = request.app.state.session_slots = anyio.Semaphore(REQUEST_SESSIONS)
-    write = request.method not in SAFE_METHODS
-    async with slots:
-        unit = ctx.db.session(write=write)
-        session = unit.__enter__()
+    the pool (it would wait for connections that only the event loop can give back). One
+    dependency with one exit, where a writer's queue was a second: each costs FastAPI an
+    exit stack entry on every request."""
+    gate = _writer_gate(request, ctx)
+    if gate is not None:
+        await gate.acquire()
+    try:
+        slots = getattr(request.app.state, "session_slots", None)
+        if slots is None:
+            slots = request.app.state.session_slots = anyio.Semaphore(REQUEST_SESSIONS)
+        write = request.method not in SAFE_METHODS
+        async with slots:
+            unit = ctx.db.session(write=write)
+            session = unit.__enter__()
 
-        def end(exc: BaseException | None) -> bool | None:
-            return unit.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+            def end(exc: BaseException | None) -> bool | None:
+                return unit.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
-        async def finish(exc: BaseException | None) -> bool | None:
-            # A writer's endpoint has usually committed in its own thread (api/routing.Route):
-            # then nothing is left that could wait, and the session ends here.
-            with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
-                return await run_in_threadpool(end, exc) if write and session.in_transaction() else end(exc)
+            async def finish(exc: BaseException | None) -> bool | None:
+                # A writer's endpoint has usually committed in its own thread (api/routing.Route):
+                # then nothing is left that could wait, and the session ends here.
+                with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
+                    return await run_in_threadpool(end, exc) if write and session.in_transaction() else end(exc)
 
-        try:
-            if write:  # BEGIN IMMEDIATE may wait for SQLite's write lock (another process, the worker)
-                await run_in_threadpool(session.connection)
-            yield session
-        except BaseException as exc:
-            if not await finish(exc):
-                raise
-        else:
-            await finish(None)
+            try:
+                if write:  # BEGIN IMMEDIATE may wait for SQLite's write lock (another process, the worker)
+                    await run_in_threadpool(session.connection)
+                yield session
+            except BaseException as exc:
+                if not await finish(exc):
+                    raise
+            else:
+                await finish(None)
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 # Every route takes the session through this one object. scope="function" ends the

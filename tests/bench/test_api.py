@@ -32,7 +32,7 @@ def test_run_api_bench_reports_reads_writes_and_ratio(tmp_path):
 
 def test_many_concurrent_sqlite_writers_none_fails(tmp_path):
     """More writers than the server's 40 worker threads: each queues in the event loop
-    (deps.one_writer_at_a_time), not on SQLite's lock inside a thread, where the lock
+    (deps.get_session, its writer gate), not on SQLite's lock inside a thread, where the lock
     holder could not get a thread back and every writer failed after the busy timeout."""
     env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
     result = api.run(env, seconds=4, concurrency=64, postgres=False, seed=5)
