@@ -3,9 +3,9 @@ changing a listing needs to be allowed by ``services.listings.authorize``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from typing import Callable
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
@@ -13,7 +13,7 @@ from ...services import listings
 from ...store.models import Listing, User
 from ..routing import Route, answer
 from ..deps import current_user, get_ctx, DbSession, require_role
-from ..params import Id
+from ..params import Id, QueryModel
 from ..schemas.listings import ListingCreate, ListingOut, ListingPage, ListingSearch, ListingUpdate
 
 router = APIRouter(route_class=Route, prefix="/listings", tags=["listings"])
@@ -29,8 +29,11 @@ def authorized_listing(action: str) -> Callable[..., Listing]:
     return dep
 
 
-@router.get("", response_model=ListingPage)
-async def search_listings(params: Annotated[ListingSearch, Query()], session: Session = DbSession) -> Response:
+SEARCH = QueryModel(ListingSearch)
+
+
+@router.get("", response_model=ListingPage, openapi_extra=SEARCH.openapi)
+async def search_listings(params: ListingSearch = Depends(SEARCH), session: Session = DbSession) -> Response:
     items, total = listings.search(session, **params.model_dump())
     return answer(ListingPage, {"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 
