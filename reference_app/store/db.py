@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -78,6 +80,48 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
+READ_VERBS = frozenset({"SELECT", "WITH", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA", "SHOW"})
+
+
+class ReaderWrote(RuntimeError):
+    """A read session sent a write: on SQLite it would pass the process's writer queue, on
+    PostgreSQL (autocommit) each statement would commit alone."""
+
+
+def _reader_never_writes(_conn, _cursor, statement: str, *_args) -> None:
+    verb = statement.lstrip()[:10].split(None, 1)[0].upper() if statement.strip() else ""
+    if verb not in READ_VERBS:
+        raise ReaderWrote(f"a read session (write=False) sent {verb}: open a write session for writes")
+
+
+IDLE_PING_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use if it sat idle for ``IDLE_PING_S``: a server that
+    restarted, or a network that dropped it, is found before a request meets it, and the pool
+    opens a new one. ``pool_pre_ping`` does this on every checkout, one round trip more for
+    every read; a connection in steady use has just proved itself."""
+    @event.listens_for(engine, "connect")
+    def _born(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_conn, record):
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", 0.0) > IDLE_PING_S:
+            try:
+                alive = engine.dialect.do_ping(dbapi_conn)
+            except engine.dialect.loaded_dbapi.Error as exc:
+                raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
+            if not alive:
+                raise DisconnectionError("pooled connection is dead")
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -87,14 +131,20 @@ class Database:
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
         else:
-            self.engine = self.read_engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                                          pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)
+            _ping_when_idle(self.engine)
+            # Reads send no BEGIN and no COMMIT, each a round trip: under PostgreSQL's READ
+            # COMMITTED every statement of a transaction takes its own snapshot anyway, so a
+            # read session's statements see what they would have seen inside one. Same pool.
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
         self.after_wake_commit = lambda: None  # the worker sets it: a committed *_PENDING wakes it
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
-        for engine in {self.engine, self.read_engine}:
+        # An engine made by execution_options() runs its parent's listeners too.
+        for engine in {self.engine, self.read_engine} if self.single_writer else {self.engine}:
             event.listen(engine, "before_cursor_execute", self._count)
+        event.listen(self.read_engine, "before_cursor_execute", _reader_never_writes)
 
     def _count(self, *_args) -> None:
         self.queries += 1  # approximate under threads (no lock on the hot path); a benchmark figure
@@ -114,5 +164,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self.read_engine is not self.engine:
+        if self.single_writer:
             self.read_engine.dispose()

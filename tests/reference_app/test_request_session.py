@@ -7,6 +7,7 @@ PostgreSQL, where a listing created with 201 was "not found" by the next request
 
 from __future__ import annotations
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -29,3 +30,22 @@ def test_session_dependency_ends_before_response_on_every_route():
     assert len({path for path, _ in found}) > 20, "expected most routes to use the request's session"
     late = sorted({path for path, scope in found if scope != "function"})
     assert not late, f"these routes commit after responding (use deps.DbSession): {late}"
+
+
+def test_a_read_session_refuses_to_write(settings):
+    """A reader writing would pass SQLite's writer queue, or commit statement by statement on
+    PostgreSQL (its readers run in autocommit): the read session refuses before the statement runs."""
+    from sqlalchemy import update
+
+    from reference_app.store.db import Database, ReaderWrote
+    from reference_app.store.models import Listing
+
+    db = Database(settings.database_url)
+    try:
+        with pytest.raises(ReaderWrote, match="UPDATE"):  # refused before it runs: no table needed
+            with db.session(write=False) as session:
+                session.execute(update(Listing).values(stock=0))
+        with db.session(write=False) as session:  # reads pass
+            session.connection().exec_driver_sql("SELECT 1")
+    finally:
+        db.dispose()

@@ -99,3 +99,44 @@ def test_find_bindir_without_any_install_says_what_to_install(monkeypatch):
     monkeypatch.setattr(postgres.glob, "glob", lambda _: [])
     with pytest.raises(PostgresNotInstalled, match=r"/usr/lib/postgresql/\*/bin: apt-get install postgresql"):
         postgres.find_bindir()
+
+
+def test_the_app_database_replaces_a_dead_pooled_connection_and_reads_without_begin(server, monkeypatch):
+    """The app's pool checks a connection that sat idle before handing it out (not every
+    checkout, as pool_pre_ping would: that is a round trip more for every read), so a backend the
+    server dropped meanwhile costs no request; and a read session sends neither BEGIN nor COMMIT."""
+    from reference_app.store import db as store_db
+
+    url = server.create_database("app_pool")
+    database, killer = store_db.Database(url), sqlalchemy.create_engine(url)
+
+    def pooled_backend_killed() -> int:
+        with database.session(write=False) as session:
+            pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with killer.connect() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar()
+        return pid
+
+    try:
+        monkeypatch.setattr(store_db, "IDLE_PING_S", 3600.0)
+        pooled_backend_killed()
+        with pytest.raises(sqlalchemy.exc.OperationalError):  # unchecked, the dead one is handed out
+            with database.session(write=False) as session:
+                session.connection().exec_driver_sql("SELECT 1")
+        pid = pooled_backend_killed()
+        monkeypatch.setattr(store_db, "IDLE_PING_S", 0.0)
+        with database.session(write=False) as session:
+            assert session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+        monkeypatch.setattr(store_db, "IDLE_PING_S", 3600.0)
+        with database.session(write=False) as session:
+            conn = session.connection()
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+            # a statement in autocommit leaves no transaction open on the server
+            assert conn.connection.dbapi_connection.info.transaction_status == 0  # IDLE
+        with database.session(write=True) as session:
+            conn = session.connection()
+            conn.exec_driver_sql("SELECT 1")
+            assert conn.connection.dbapi_connection.info.transaction_status == 2  # INTRANS: writers BEGIN
+    finally:
+        database.dispose()
+        killer.dispose()
