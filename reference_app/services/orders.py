@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from escrow_protocol.formulas import PPM, fee_sats
@@ -148,14 +148,24 @@ def escrow_mode_of(ctx: AppContext, order_id: int) -> str | None:
         return session.scalar(select(Order.escrow_mode).where(Order.id == order_id))
 
 
-_PENDING = (select(Order.id, Order.escrow_mode).where(Order.state.in_([st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]))
+_UNPAID = (Payout.order_id == Order.id, Payout.status != "SUCCEEDED")
+# An order whose unpaid payouts all wait out a retry delay has nothing to do before the first
+# delay ends: payouts.attempt would return at once. Left in the selection, every tick loaded
+# each such order and its payouts several times: in a soak whose hub ran out of outbound
+# liquidity to a seller, 98 payouts failing NO_ROUTE kept the app at a whole core.
+_RESTING = and_(select(Payout.id).where(*_UNPAID, Payout.next_attempt_at > bindparam("now")).exists(),
+                ~select(Payout.id).where(*_UNPAID, or_(Payout.next_attempt_at.is_(None),
+                                                       Payout.next_attempt_at <= bindparam("now"))).exists())
+_PENDING = (select(Order.id, Order.escrow_mode)
+            .where(Order.state.in_([st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]), ~_RESTING)
             .order_by(Order.id))
 
 
 def pending(ctx: AppContext) -> list[tuple[int, str]]:
-    """(order id, escrow mode) of every order with an outcome to carry out on its nodes (every tick)."""
+    """(order id, escrow mode) of every order with an outcome to carry out on its nodes now
+    (every tick): not those whose payouts all wait for their next attempt."""
     with ctx.db.session(write=False) as session:
-        return [(oid, mode) for oid, mode in session.connection().execute(_PENDING)]
+        return [(oid, mode) for oid, mode in session.connection().execute(_PENDING, {"now": transitions.now()})]
 
 
 # --- reads for the API
