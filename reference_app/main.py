@@ -67,12 +67,12 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.state.worker = worker
     app.state.market_loop = market_loop
     from .api import errors, openapi, ratelimit
-    from .api.routes import ROUTERS
+    from .api.routes import DISPATCH
 
     errors.install(app)
     openapi.install(app)
     ratelimit.install(app, ctx.settings)
-    for router in ROUTERS:
+    for router in DISPATCH:
         app.include_router(router)
     from .web.docs import router as docs
     from .web.views import router as dashboard

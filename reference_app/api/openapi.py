@@ -49,7 +49,10 @@ def _problem(status: str, description: str) -> dict:
 
 
 def document(app: FastAPI) -> dict:
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    from .routes import ROUTERS  # the document's order; the app tries them in routes.DISPATCH order
+
+    routes = [route for router in ROUTERS for route in router.routes]
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = PROBLEM_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
