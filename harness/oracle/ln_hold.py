@@ -281,6 +281,10 @@ def i16_operator_gone(ev: Evidence, cx: Context) -> list[Violation]:
 
 
 def i18_both_told(ev: Evidence, cx: Context) -> list[Violation]:
+    # What each user was told, as a set: scanning a user's whole inbox for every event of every
+    # order was quadratic, and a 30-minute soak's 12,394 orders (a seller told ~37,000 times)
+    # kept the oracle busy for many minutes.
+    told = {uid: {(n["kind"], n.get("order_id")) for n in inbox} for uid, inbox in ev.notifications.items()}
     out = []
     for oid, oe in ev.orders.items():
         o = oe.order
@@ -289,8 +293,7 @@ def i18_both_told(ev: Evidence, cx: Context) -> list[Violation]:
                 continue
             kind = f"order.{e['to_state'].lower()}"
             for role, uid in (("buyer", o["buyer_id"]), ("seller", o["seller_id"])):
-                if uid in ev.notifications and not any(
-                        n["kind"] == kind and n.get("order_id") == oid for n in ev.notifications[uid]):
+                if uid in told and (kind, oid) not in told[uid]:
                     out.append(Violation("I18", oid, f"the {role} was not told of {e['to_state']}"))
     return out
 
