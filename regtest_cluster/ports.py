@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
+from pathlib import Path
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -15,12 +17,30 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
+    """The lowest port the kernel gives an outgoing connection (Linux's 32768 where unknown)."""
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Below the kernel's ephemeral range: a port there is never some client's source port. Picked by
+# the kernel inside that range, a port handed to a node could be taken by an outgoing connection
+# before the node bound it, or while it restarted: CI once saw "[ERR] LTND: gRPC proxy unable to
+# listen on 127.0.0.1:33689". (Where that range starts too low to leave room, the kernel picks.)
+UNCLAIMED = range(max(1024, ephemeral_low() - 12_000), ephemeral_low())
+_PICK = random.SystemRandom()  # not the global generator: seeded runs in parallel lanes would pick alike
+
+
 class PortAllocator:
     """Hands out distinct free loopback ports.
 
     With a ``base`` it scans upward from it, skipping busy ports (so a user can
-    keep a cluster in a known range); without one the kernel picks ephemeral
-    ports. Ports handed out are remembered so one cluster never gets a port twice.
+    keep a cluster in a known range); without one it tries random ports below the
+    kernel's ephemeral range (``UNCLAIMED``), so that no outgoing connection can take a
+    node's port while the node restarts. Ports handed out are remembered so one cluster
+    never gets a port twice.
     """
 
     def __init__(self, base: int | None = None) -> None:
@@ -39,6 +59,8 @@ class PortAllocator:
 
     def _candidate(self) -> int:
         if self._next is None:
+            if len(UNCLAIMED) >= 1000:
+                return _PICK.choice(UNCLAIMED)
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", 0))
                 return s.getsockname()[1]

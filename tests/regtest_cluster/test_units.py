@@ -7,7 +7,7 @@ import pytest
 
 from regtest_cluster import waiting
 from regtest_cluster.env import ClusterEnv, ConfigError
-from regtest_cluster.ports import PortAllocator, port_is_free
+from regtest_cluster.ports import PortAllocator, ephemeral_low, port_is_free
 from regtest_cluster.provision.bitcoind import debian_source
 from regtest_cluster.provision.errors import ProvisionError
 from regtest_cluster.rundir import new_run_dir
@@ -52,6 +52,16 @@ def test_port_allocator_never_repeats():
     alloc = PortAllocator()
     ports = [alloc.take() for _ in range(50)]
     assert len(set(ports)) == 50
+
+
+def test_port_allocator_stays_below_the_ephemeral_range(tmp_path):
+    """No outgoing connection can take a node's port while the node restarts on it."""
+    low = ephemeral_low()
+    ports = [PortAllocator().take() for _ in range(50)]
+    assert all(1024 <= port < low and port_is_free(port) for port in ports)
+    (tmp_path / "range").write_text("40000\t60999\n")
+    assert ephemeral_low(str(tmp_path / "range")) == 40000
+    assert ephemeral_low(str(tmp_path / "missing")) == 32768
 
 
 def test_new_run_dir_numbers_are_unique_under_threads(tmp_path):
