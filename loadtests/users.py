@@ -48,7 +48,10 @@ class Board:
 
 
 BOARD = Board()
-TURNS: dict[str, itertools.count] = collections.defaultdict(itertools.count)
+BATCH = 20  # parcels a seller ships, or the courier reports, in one task at most
+PLAN: dict = {}   # set by the locustfile from --plan before any user starts
+RNG = random.Random()  # seeded from the plan by the locustfile
+TURNS: dict[str, itertools.count] = collections.defaultdict(itertools.count)  # see in_turn
 
 
 def in_turn(nodes: str) -> str:
@@ -58,9 +61,6 @@ def in_turn(nodes: str) -> str:
     one buyer's 8M sats of outbound liquidity)."""
     names = PLAN[nodes]
     return names[next(TURNS[nodes]) % len(names)]
-BATCH = 20  # parcels a seller ships, or the courier reports, in one task at most
-PLAN: dict = {}   # set by the locustfile from --plan before any user starts
-RNG = random.Random()  # seeded from the plan by the locustfile
 
 
 def node_client(name: str) -> LndRest:

@@ -29,7 +29,8 @@ def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
 # the kernel inside that range, a port handed to a node could be taken by an outgoing connection
 # before the node bound it, or while it restarted: CI once saw "[ERR] LTND: gRPC proxy unable to
 # listen on 127.0.0.1:33689". (Where that range starts too low to leave room, the kernel picks.)
-UNCLAIMED = range(max(1024, ephemeral_low() - 12_000), ephemeral_low())
+_LOW = ephemeral_low()
+UNCLAIMED = range(max(1024, _LOW - 12_000), _LOW)
 _PICK = random.SystemRandom()  # not the global generator: seeded runs in parallel lanes would pick alike
 
 

@@ -89,7 +89,8 @@ class ReaderWrote(RuntimeError):
 
 
 def _reader_never_writes(_conn, _cursor, statement: str, *_args) -> None:
-    verb = statement.lstrip()[:10].split(None, 1)[0].upper() if statement.strip() else ""
+    head = statement.lstrip()[:10].split(None, 1)
+    verb = head[0].upper() if head else ""
     if verb not in READ_VERBS:
         raise ReaderWrote(f"a read session (write=False) sent {verb}: open a write session for writes")
 
