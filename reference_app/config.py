@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # `escrowlab app serve` runs this many processes, each the API and a worker, on one port
     # (they share the database; its compare-and-swap keeps them correct: use PostgreSQL)
     processes: int = Field(default=1, ge=1, le=64)
+    # which of them this is, and the name they find each other by (set by `app serve`: shares.py)
+    process_index: int = Field(default=0, ge=0, lt=64)
+    process_group: str = ""
     lnd_grpc_host: str = ""                    # lnd's rpclisten, e.g. 127.0.0.1:10009
     lnd_rest_url: str = ""                     # no longer used by the app (it speaks gRPC); named in errors
     lnd_macaroon_path: Path | None = None

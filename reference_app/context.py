@@ -11,6 +11,7 @@ from regtest_cluster.nodes.lnd_grpc import LndGrpc
 
 from .config import Settings
 from .services.crypto import Box
+from .shares import Shares
 from .store.db import Database
 
 
@@ -30,6 +31,8 @@ class AppContext:
     payouts_in_flight: dict[int, int] = field(default_factory=dict)
     # Clients of users' bound payout nodes, by user id: (binding, client); services/payouts.py
     user_nodes: dict = field(default_factory=dict)
+    # Which orders this process's worker carries out, of several app processes (shares.py)
+    shares: Shares = field(default_factory=Shares)
     _tip: tuple[float, int] | None = None
     _tip_lock: threading.Lock = field(default_factory=threading.Lock)
 

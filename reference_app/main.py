@@ -11,6 +11,7 @@ from .context import AppContext
 from .ln import chain_client, hub_client
 from .services import modes
 from .services.crypto import Box
+from .shares import Shares
 from .store import migrate
 from .store.db import Database
 
@@ -23,6 +24,8 @@ def build_context(settings: Settings, with_node: bool = True) -> AppContext:
     hub = hub_client(settings) if with_node else None
     ctx = AppContext(settings=settings, db=db, box=Box(settings.encryption_keys), hub=hub,
                      chain=chain_client(settings) if with_node else None)
+    if settings.process_group and settings.run_worker_inprocess:  # one of `app serve --processes N`
+        ctx.shares = Shares(settings.process_index, settings.processes, settings.process_group)
     ctx.modes = modes.build(ctx)
     return ctx
 

@@ -3,7 +3,8 @@
 lets each escrow mode watch its funding, and drives pending outcomes through
 the modes. In-process for development, or its own process (``escrowlab app
 worker``). Restart-safe: each mode reconciles with its nodes when the worker
-starts (I11).
+starts (I11). Of several app processes, each worker carries out its own share of
+the orders (shares.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .context import AppContext
 from .services import deadlines, holds, orders, payouts
 from .services.errors import DomainError
 from .services.lifecycle import TERMINAL, S
+from .shares import CREATED, OUTCOME
 
 log = logging.getLogger("escrowlab.worker")
 
@@ -36,11 +38,14 @@ class Worker:
         self.errors = 0
         for mode in ctx.modes.values():
             mode.wake = self.wake
-        ctx.wake_worker = ctx.db.after_wake_commit = self.wake
+        self.shares = ctx.shares  # of several app processes, the orders this worker carries out
+        ctx.wake_worker = self.wake
+        ctx.db.after_wake_commit = self._committed
         ctx.on_order_created.append(self._created)
 
     # --- lifecycle
     def start(self) -> None:
+        self.shares.listen(self._heard)
         for mode in self.ctx.modes.values():
             mode.start()
         self._thread = threading.Thread(target=self._run, name="escrow-worker", daemon=True)
@@ -53,12 +58,30 @@ class Worker:
             mode.stop()
         if self._thread:
             self._thread.join(timeout=10)
+        self.shares.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
 
+    def _committed(self, order_ids: set[int]) -> None:
+        """A commit moved these orders to an outcome pending: wake, or tell their owners."""
+        if any(self.shares.mine(order_id) for order_id in order_ids):
+            self.wake()
+        for order_id in order_ids:
+            self.shares.tell(order_id, OUTCOME)
+
+    def _heard(self, what: str, order_id: int) -> None:
+        """Another app process committed something for an order this one owns."""
+        if what == CREATED:
+            self._created(order_id)
+        else:
+            self.wake()
+
     def _created(self, order_id: int) -> None:
+        if not self.shares.mine(order_id):  # its owner watches it
+            self.shares.tell(order_id, CREATED)
+            return
         for mode in self.ctx.modes.values():  # the mode that opened it in this process knows it
             if getattr(mode, "opened_here", lambda _id: False)(order_id):
                 mode.on_created(order_id)
@@ -103,15 +126,19 @@ class Worker:
     def guardian(self, height: int) -> None:
         """When a lock nears expiry: cancel an unshipped order, settle a shipped one into custody (I7)."""
         for due in deadlines.guardian_due(self.ctx, height):
-            deadlines.claim(self.ctx, due, height)
+            if self.shares.mine(due.order_id):
+                deadlines.claim(self.ctx, due, height)
 
     def deadlines(self, height: int) -> None:
         for due in deadlines.deadlines_due(self.ctx, height):
-            deadlines.claim(self.ctx, due, height)
+            if self.shares.mine(due.order_id):
+                deadlines.claim(self.ctx, due, height)
 
     # --- pending outcomes
     def drive_pending(self, height: int) -> None:
         for order_id, mode_name in orders.pending(self.ctx):
+            if not self.shares.mine(order_id):
+                continue
             mode = self.ctx.modes.get(mode_name)
             if payouts.in_flight_here(self.ctx, order_id):  # its payment's end wakes us
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
     try:
         n = settings.processes
         if n > 1:  # fork before any thread or node channel exists: each child builds its own app
-            settings = _prepare_once(settings)
-            children = _fork(n - 1)
+            # Each process's worker carries out its own share of the orders (reference_app/shares.py).
+            settings = _prepare_once(settings).model_copy(update={"process_group": secrets.token_hex(6)})
+            index, children = _fork(n - 1)
+            settings = settings.model_copy(update={"process_index": index})
             if children is None:
                 _serve(create_app(settings), host, port, sock)
                 return
@@ -97,23 +100,24 @@ def _prepare_once(settings):
     return settings
 
 
-def _fork(count: int) -> list[int] | None:
-    """Fork ``count`` children sharing the listening socket; None in a child, their pids in the parent.
-    A child dies with its parent (PR_SET_PDEATHSIG), so a killed app leaves nothing running."""
+def _fork(count: int) -> tuple[int, list[int] | None]:
+    """Fork ``count`` children sharing the listening socket: (its index 1..count, None) in a
+    child, (0, their pids) in the parent. A child dies with its parent (PR_SET_PDEATHSIG), so a
+    killed app leaves nothing running."""
     import ctypes
     import os
 
     pids = []
-    for _ in range(count):
+    for index in range(1, count + 1):
         pid = os.fork()
         if pid == 0:
             try:
                 ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             except (OSError, AttributeError):
                 pass
-            return None
+            return index, None
         pids.append(pid)
-    return pids
+    return 0, pids
 
 
 def _supervise(children: list[int], serve_here) -> None:

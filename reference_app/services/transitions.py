@@ -125,8 +125,8 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
         set_committed_value(order, key, value)
     session.add(OrderEvent(order_id=order.id, event=event.value, from_state=current.value,
                            to_state=target.value, actor=actor, height=height, detail=detail))
-    if target in PENDING:  # the worker carries it out: wake it once this transaction commits
-        session.info["wake_worker"] = True
+    if target in PENDING:  # the worker carries it out: wake it (or the order's owner) once this commits
+        session.info.setdefault("wake_orders", set()).add(order.id)
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
         for user_id in {order.buyer_id, order.seller_id}:

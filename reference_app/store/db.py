@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
@@ -140,7 +140,8 @@ class Database:
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False)
-        self.after_wake_commit = lambda: None  # the worker sets it: a committed *_PENDING wakes it
+        # the worker sets it: the orders a commit moved to *_PENDING wake it (or their owner)
+        self.after_wake_commit: Callable[[set[int]], None] = lambda _orders: None
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
         # An engine made by execution_options() runs its parent's listeners too.
         for engine in {self.engine, self.read_engine} if self.single_writer else {self.engine}:
@@ -160,8 +161,9 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
-            if s.info.pop("wake_worker", False):
-                self.after_wake_commit()
+            woken = s.info.pop("wake_orders", None)
+            if woken:
+                self.after_wake_commit(woken)
 
     def dispose(self) -> None:
         self.engine.dispose()

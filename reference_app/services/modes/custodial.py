@@ -151,8 +151,8 @@ class CustodialMode:
         pass  # funded in its own transaction: nothing to watch
 
     def watch(self, height: int) -> None:
-        if time.monotonic() - self._last_watch < WATCH_EVERY_S or self._stop.is_set():
-            return
+        if time.monotonic() - self._last_watch < WATCH_EVERY_S or self._stop.is_set() or not self.ctx.shares.leads:
+            return  # (of several app processes, one passes over the ledger: shares.py)
         self._last_watch = time.monotonic()
         self.cycle()
 

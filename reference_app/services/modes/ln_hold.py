@@ -89,8 +89,9 @@ class LnHoldMode:
         session.flush()
         transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
                           detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
-        with self._lock:  # watched once the order commits (on_created), without reading it back
-            self._opened[order.id] = payment_hash
+        if self.ctx.shares.mine(order.id):  # else its owner watches it (worker._created)
+            with self._lock:  # watched once the order commits (on_created), without reading it back
+                self._opened[order.id] = payment_hash
 
     def expire(self, order_id: int) -> None:
         with self.ctx.db.session(write=False) as session:
@@ -186,7 +187,7 @@ class LnHoldMode:
         with self._lock:
             watched = {order_id for order_id, w in self._watches.items() if not w.done}
         for order_id, payment_hash, lnd_state in rows:
-            if lnd_state == "SETTLED" or (order_id in watched and not full):
+            if lnd_state == "SETTLED" or (order_id in watched and not full) or not self.ctx.shares.mine(order_id):
                 continue
             truth = holds.lookup(self.ctx.hub, bytes.fromhex(payment_hash))
             if truth.state != lnd_state or planted(self.ctx.settings, "funded_without_accept"):

@@ -192,6 +192,7 @@ class OnchainMode:
                 select(OnchainEscrow, Order.state).join(Order, Order.id == OnchainEscrow.order_id)
                 .where(or_(Order.state.in_(OPEN_STATES),
                            and_(Order.state == S.EXPIRED.value, OnchainEscrow.spend_height.is_(None))))).all()
+        rows = [(row, state) for row, state in rows if self.ctx.shares.mine(row.order_id)]  # shares.py
         if not rows:
             return
         previous = {row.address: _funding(row.funding_json) for row, _ in rows}
