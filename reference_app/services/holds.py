@@ -8,6 +8,7 @@ cancelled (and possibly garbage-collected).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ def lookup(hub: LndGrpc, payment_hash: bytes) -> InvoiceTruth:
         if any(g in exc.message for g in GONE):
             return InvoiceTruth("CANCELED", 0, None)
         raise
+
+
+def pending(hub: LndGrpc) -> dict[str, InvoiceTruth]:
+    """What the node says of every invoice still open or held, by payment hash (hex)."""
+    return {base64.b64decode(invoice["r_hash"]).hex(): truth_from(invoice)
+            for invoice in node_call(hub.pending_invoices)}
 
 
 def settle(hub: LndGrpc, preimage: bytes) -> None:

@@ -182,6 +182,19 @@ class LndGrpc:
         return to_dict(self._sync(self._unary("LookupInvoiceV2", self._inv.LookupInvoiceV2,
                                               inv.LookupInvoiceMsg(payment_hash=payment_hash))))
 
+    def pending_invoices(self, page: int = 1_000) -> list[dict]:
+        """Every invoice neither settled nor cancelled (open, or with HTLCs held), a page at a
+        time: one call where a lookup of each would be hundreds."""
+        invoices: list[dict] = []
+        offset = 0
+        while True:
+            got = self._sync(self._unary("ListInvoices", self._ln.ListInvoices, ln.ListInvoiceRequest(
+                pending_only=True, index_offset=offset, num_max_invoices=page)))
+            if not got.invoices:  # (until an empty page: a short one may be filtered after the limit)
+                return invoices
+            invoices += [to_dict(i) for i in got.invoices]
+            offset = got.last_index_offset
+
     def settle_invoice(self, preimage: bytes) -> None:
         self._sync(self._unary("SettleInvoice", self._inv.SettleInvoice, inv.SettleInvoiceMsg(preimage=preimage)))
 

@@ -3,6 +3,7 @@ hold invoices are watched on the loop (no thread per invoice), payments resolve 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -61,6 +62,13 @@ def test_many_hold_invoices_watched_without_a_thread_each(cluster):
     assert threading.active_count() - threads_before <= 8  # the callback pools, not one per invoice
     for _ in preimages:
         assert accepted.acquire(timeout=60)
+    hashes = {hashlib.sha256(preimage).digest() for preimage in preimages}
+
+    def listed(page: int) -> dict[bytes, str]:  # every open or held invoice, in pages
+        found = {base64.b64decode(i["r_hash"]): i["state"] for i in hub.grpc.pending_invoices(page=page)}
+        return {h: state for h, state in found.items() if h in hashes}
+
+    assert listed(page=5) == listed(page=1_000) == {h: "ACCEPTED" for h in hashes}
     for i, preimage in enumerate(preimages):
         h = hashlib.sha256(preimage).digest()
         if i % 2:
@@ -74,6 +82,7 @@ def test_many_hold_invoices_watched_without_a_thread_each(cluster):
         states = seen[hashlib.sha256(preimage).digest()]
         assert states[-1] == ("CANCELED" if i % 2 else "SETTLED") and "ACCEPTED" in states
         assert hub.grpc.lookup_invoice(hashlib.sha256(preimage).digest())["state"] == states[-1]
+    assert listed(page=5) == {}  # settled and cancelled ones are final
 
 
 @pytest.mark.allow_log(r"TrackPaymentV2\]: .*payment isn't initiated", r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")
