@@ -73,11 +73,16 @@ class Shares:
         on a thread of its own, until ``stop``."""
         if self.count == 1 or self._sock is not None:
             return
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(self._address(self.index))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.bind(self._address(self.index))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(f"app process {self.index} of {self.count} (process_group {self.group!r}) "
+                               f"is already running on this host: {exc}") from exc
+        self._sock = sock
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
-        sock = self._sock
 
         def run() -> None:
             while True:

@@ -57,8 +57,8 @@ async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> A
     """The request's one session: a reader for safe methods, a writer otherwise.
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
-    lock. A writer begins its transaction and commits in a worker thread, since both may wait
-    (for SQLite's write lock, for the disk): the commit in the endpoint's own thread. Requests hold at most ``REQUEST_SESSIONS``
+    lock. A writer commits in a worker thread, since that may wait for the disk: in the
+    endpoint's own thread. On SQLite it also begins in one (its write lock may be taken). Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
     the pool (it would wait for connections that only the event loop can give back). One
     dependency with one exit, where a writer's queue was a second: each costs FastAPI an
@@ -85,7 +85,9 @@ async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> A
                     return await run_in_threadpool(end, exc) if write and session.in_transaction() else end(exc)
 
             try:
-                if write:  # BEGIN IMMEDIATE may wait for SQLite's write lock (another process, the worker)
+                # BEGIN IMMEDIATE may wait for SQLite's write lock (another process, the worker). On
+                # PostgreSQL a BEGIN waits for nothing: it goes with the first statement, no hop.
+                if write and ctx.db.single_writer:
                     await run_in_threadpool(session.connection)
                 yield session
             except BaseException as exc:

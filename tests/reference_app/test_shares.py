@@ -66,6 +66,17 @@ def test_a_message_to_an_owner_not_listening_is_dropped_and_stop_ends_the_listen
     assert (alone.sent, alone.dropped) == (0, 1)
 
 
+def test_a_second_process_with_the_same_index_is_refused_by_name():
+    group = _group()
+    first, twin = Shares(1, 2, group), Shares(1, 2, group)
+    first.listen(Heard())
+    try:
+        with pytest.raises(RuntimeError, match=f"app process 1 of 2 .process_group '{group}'. is already running"):
+            twin.listen(Heard())
+    finally:
+        first.stop()
+
+
 def test_one_process_owns_everything_and_several_need_a_group():
     assert all(Shares().mine(order_id) for order_id in range(10))
     with pytest.raises(ValueError, match="process_group"):
