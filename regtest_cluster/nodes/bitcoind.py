@@ -7,6 +7,7 @@ import itertools
 import json
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -93,6 +94,30 @@ class BitcoinRpc:
 
     def listwallets(self) -> list[str]:
         return self.call("listwallets")
+
+    # Another process loading or creating the same wallet at this moment (bitcoind holds the
+    # wallet's database lock while it loads): wait for it, it will be listed.
+    _WALLET_BUSY = ("already loaded", "already loading", "exclusive lock")
+
+    def open_wallet(self, name: str, disable_private_keys: bool = False, blank: bool = False,
+                    wait_s: float = 30.0) -> "BitcoinRpc":
+        """The client of wallet ``name``, created or loaded if the node has not loaded it.
+        Safe when several processes (the app's, the harness's) open the same wallet at once:
+        the loser of a create or a load waits until the winner's is listed."""
+        deadline = time.monotonic() + wait_s
+        while name not in self.listwallets():
+            try:
+                try:
+                    self.createwallet(name, disable_private_keys, blank)
+                except RpcError as exc:
+                    if "already exists" not in exc.message:
+                        raise
+                    self.loadwallet(name)
+            except RpcError as exc:
+                if not any(busy in exc.message for busy in self._WALLET_BUSY) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return self.for_wallet(name)
 
     def getnewaddress(self, label: str = "", address_type: str = "bech32") -> str:
         return self.call("getnewaddress", label, address_type)
@@ -343,13 +368,7 @@ class BitcoinD:
         return self.wallet(self.MINER_WALLET)
 
     def ensure_miner_wallet(self) -> None:
-        if self.MINER_WALLET not in self.rpc.listwallets():
-            try:
-                self.rpc.createwallet(self.MINER_WALLET)
-            except RpcError as exc:
-                if "already exists" not in exc.message:
-                    raise
-                self.rpc.loadwallet(self.MINER_WALLET)
+        self.rpc.open_wallet(self.MINER_WALLET)
 
     def mine(self, n: int) -> list[str]:
         """Mine ``n`` blocks to the miner wallet, in one call (callers step it); returns once

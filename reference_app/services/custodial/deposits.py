@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError, btc, sats
+from regtest_cluster.nodes.bitcoind import BitcoinRpc, btc, sats
 
 from ...context import AppContext
 from ...store.models import utcnow
@@ -45,15 +45,9 @@ class DepositView:
 
 
 def custody_wallet(rpc: BitcoinRpc, name: str = "custody") -> BitcoinRpc:
-    """The custody descriptor wallet's client; creates or loads it on first use."""
-    if name not in rpc.listwallets():
-        try:
-            rpc.createwallet(name)
-        except RpcError as exc:
-            if "already exists" not in exc.message:
-                raise
-            rpc.loadwallet(name)
-    return rpc.for_wallet(name)
+    """The custody descriptor wallet's client; creates or loads it on first use (several app
+    processes may at once)."""
+    return rpc.open_wallet(name)
 
 
 def deposit_address(ctx: AppContext, wallet: BitcoinRpc, user_id: int) -> str:

@@ -120,14 +120,7 @@ class OnchainMode:
         """The marketplace's own wallet, which receives the commissions."""
         with self._lock:
             if self._marketplace is None:
-                if MARKETPLACE_WALLET not in self.chain.listwallets():
-                    try:
-                        self.chain.createwallet(MARKETPLACE_WALLET)
-                    except RpcError as exc:
-                        if "already exists" not in exc.message:
-                            raise
-                        self.chain.loadwallet(MARKETPLACE_WALLET)
-                self._marketplace = self.chain.for_wallet(MARKETPLACE_WALLET)
+                self._marketplace = self.chain.open_wallet(MARKETPLACE_WALLET)
             return self._marketplace
 
     @property

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Iterable, Sequence
 
-from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError, sats
+from regtest_cluster.nodes.bitcoind import BitcoinRpc, sats
 
 from .errors import WatchFailed
 from .script import EscrowScript
@@ -116,14 +116,7 @@ class Funding:
 
 def open_watch_wallet(rpc: BitcoinRpc, name: str = WATCH_WALLET) -> BitcoinRpc:
     """The shared watch-only wallet, created or loaded on first use; idempotent."""
-    if name not in rpc.listwallets():
-        try:
-            rpc.createwallet(name, disable_private_keys=True, blank=True)
-        except RpcError as exc:
-            if "already exists" not in exc.message:
-                raise
-            rpc.loadwallet(name)
-    return rpc.for_wallet(name)
+    return rpc.open_wallet(name, disable_private_keys=True, blank=True)
 
 
 def watch(watch_rpc: BitcoinRpc, *escrows: EscrowScript) -> None:
