@@ -220,9 +220,11 @@ class HttpMarketplace(Marketplace):
 
 class ReferenceMarketplace(HttpMarketplace):
     """The reference app as its own process on the cluster: a fresh database per start,
-    stop/kill/restart on the same database, the bootstrap admin logged in."""
+    stop/kill/restart on the same database, the bootstrap admin logged in. With ``processes``
+    above 1 it serves as that many processes on its port (``app serve --processes``)."""
 
-    def __init__(self, cluster, run_dir: Path) -> None:
+    def __init__(self, cluster, run_dir: Path, processes: int = 1) -> None:
+        self.processes = processes
         self.port = PortAllocator().take()
         super().__init__(httpx.Client(base_url=self.url, timeout=60), cluster, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,6 +250,8 @@ class ReferenceMarketplace(HttpMarketplace):
     def _launch(self, **extra) -> None:
         settings = {**self.settings, **extra, "data_dir": str(self.data_dir),
                     "bootstrap_admin_email": ADMIN[0], "bootstrap_admin_password": ADMIN[1]}
+        if self.processes > 1:
+            settings["processes"] = self.processes
         env = {**os.environ, **settings_env(settings)}
         def repick() -> None:  # another process (a node of a cluster starting beside) took the port
             self.port = PortAllocator().take()

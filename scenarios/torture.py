@@ -18,6 +18,7 @@ what the conservation checks (I1) find missing.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import Counter, defaultdict
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from harness.actors import ApiError
+from harness.http import ReferenceMarketplace
 from harness.scenario import Scenario, ScenarioResult
 from scenarios.torture_paths import PATH_CLASSES
 from harness.world import World
@@ -187,11 +189,14 @@ def lost_sats(result: ScenarioResult) -> int:
                if v.invariant == "I1" and "expected" in v.evidence and "actual" in v.evidence)
 
 
-def torture(cluster, run_dir, runs: int, seed: int, progress=lambda _i, _plan, _result: None) -> TortureSummary:
-    """``runs`` torture runs on ``cluster``, each in its own folder under ``run_dir``."""
+def torture(cluster, run_dir, runs: int, seed: int, progress=lambda _i, _plan, _result: None,
+            app_processes: int = 1) -> TortureSummary:
+    """``runs`` torture runs on ``cluster``, each in its own folder under ``run_dir``, against
+    the app served as ``app_processes`` processes."""
     summary = TortureSummary(seed)
+    market = functools.partial(ReferenceMarketplace, processes=app_processes)
     for i in range(runs):
-        world = World(cluster, run_dir / f"torture-{i + 1:03d}")
+        world = World(cluster, run_dir / f"torture-{i + 1:03d}", market)
         run = TortureRun(world, seed, i)
         result = run.execute()
         summary.add(run, result)

@@ -19,6 +19,8 @@ def torture(
     runs: int = typer.Option(10, "--runs", help="How many kill-and-restart runs."),
     seed: int = typer.Option(None, "--seed", help="Replay a torture's choices (paths, kills, delays)."),
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
+    app_processes: int = typer.Option(1, "--app-processes", min=1, max=16,
+                                      help="Serve the app as this many processes (app serve --processes)."),
 ) -> None:
     """On one hub cluster, kill the app (crash point or SIGKILL) in each run, on one of the paths
     (ln_hold release and refund, custodial release, custodial Lightning and on-chain withdrawals,
@@ -35,10 +37,10 @@ def torture(
                 verdict = "ok" if result.passed else "FAILED"
                 step(f"[{i + 1}/{runs}] {plan.path} killed at {plan.label}: {verdict} in {result.duration_s}s")
 
-            summary = run_torture(cluster, cluster.run_dir, runs, seed, report)
+            summary = run_torture(cluster, cluster.run_dir, runs, seed, report, app_processes)
         finally:
             cluster.stop()
-    data = {**summary.as_dict(), "run_dir": str(cluster.run_dir)}
+    data = {**summary.as_dict(), "app_processes": app_processes, "run_dir": str(cluster.run_dir)}
     table = Table(title=f"torture, seed {seed}")
     for col in ("runs", "armed but not reached", "escrows checked", "withdrawals checked", "sats lost", "failures"):
         table.add_column(col)

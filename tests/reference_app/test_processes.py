@@ -24,9 +24,8 @@ EXPECTED_NODE_ERRORS = r"\[ERR\] (CRTR|HSWC|PEER|SRVR|CMGR|NTFN|DISC|RPCS|INVC|C
 SECOND_SEND = r"\[ERR\] RRPC: SendPayment async error for payment \w+: payment is in transition"
 
 
-class TwoProcesses(ReferenceMarketplace):
-    def start(self, settings: dict) -> None:
-        super().start({**settings, "processes": 2})
+def TwoProcesses(cluster, run_dir):
+    return ReferenceMarketplace(cluster, run_dir, processes=2)
 
 
 def _explain(result) -> str:
