@@ -64,11 +64,13 @@ def test_many_hold_invoices_watched_without_a_thread_each(cluster):
         assert accepted.acquire(timeout=60)
     hashes = {hashlib.sha256(preimage).digest() for preimage in preimages}
 
-    def listed(page: int) -> dict[bytes, str]:  # every open or held invoice, in pages
-        found = {base64.b64decode(i["r_hash"]): i["state"] for i in hub.grpc.pending_invoices(page=page)}
-        return {h: state for h, state in found.items() if h in hashes}
+    def listed(page: int) -> dict[bytes, tuple[str, int]]:  # every open or held invoice, in pages
+        found = {base64.b64decode(i["r_hash"]): (i["state"], sum(int(h["expiry_height"]) > 0 for h in i["htlcs"]))
+                 for i in hub.grpc.pending_invoices(page=page)}
+        return {h: seen for h, seen in found.items() if h in hashes}
 
-    assert listed(page=5) == listed(page=1_000) == {h: "ACCEPTED" for h in hashes}
+    # each with its held HTLC and the height it expires at, as a lookup tells (the guardian needs it)
+    assert listed(page=5) == listed(page=1_000) == {h: ("ACCEPTED", 1) for h in hashes}
     for i, preimage in enumerate(preimages):
         h = hashlib.sha256(preimage).digest()
         if i % 2:
