@@ -23,6 +23,7 @@ own database queries and hub calls per escrow come from its /health counters.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -44,6 +45,7 @@ from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
 from harness import evidence, oracle
 from harness.actors import Buyer
+from harness.http import ReferenceMarketplace
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
 
@@ -208,9 +210,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
     raw = raw if raw is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
-    world = World(cluster, run_dir)
+    world = World(cluster, run_dir, functools.partial(ReferenceMarketplace, processes=app_processes))
     try:
-        world.start_app({**APP_SETTINGS, "processes": app_processes})
+        world.start_app(APP_SETTINGS)
         market = Market(world)
         pids = {"app": world.market.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
