@@ -58,7 +58,8 @@ async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> A
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
     lock. A writer commits in a worker thread, since that may wait for the disk: in the
-    endpoint's own thread. On SQLite it also begins in one (its write lock may be taken). Requests hold at most ``REQUEST_SESSIONS``
+    endpoint's own thread. On SQLite it begins on the event loop if the write lock is free,
+    in a thread if it would have to wait. Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
     the pool (it would wait for connections that only the event loop can give back). One
     dependency with one exit, where a writer's queue was a second: each costs FastAPI an
@@ -85,9 +86,12 @@ async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> A
                     return await run_in_threadpool(end, exc) if write and session.in_transaction() else end(exc)
 
             try:
-                # BEGIN IMMEDIATE may wait for SQLite's write lock (another process, the worker). On
-                # PostgreSQL a BEGIN waits for nothing: it goes with the first statement, no hop.
-                if write and ctx.db.single_writer:
+                # BEGIN IMMEDIATE may wait for SQLite's write lock (the worker, another process):
+                # then it waits in a thread. Usually the lock is free and it begins here, so the
+                # writer queue's holder hops threads once, for its endpoint and commit, not
+                # twice; each hop waits for a turn of the busy event loop. On PostgreSQL a BEGIN
+                # waits for nothing: it goes with the first statement.
+                if write and ctx.db.single_writer and not ctx.db.begin_now(session):
                     await run_in_threadpool(session.connection)
                 yield session
             except BaseException as exc:

@@ -13,10 +13,11 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -26,6 +27,12 @@ POOL_SIZE, POOL_OVERFLOW = 20, 40
 # connection on the event loop never waits for one.
 REQUEST_SESSIONS = POOL_SIZE + POOL_OVERFLOW - 16
 WRITER_WAIT_S = 30  # as SQLite's busy_timeout
+# Set by Database.begin_now: a writer's BEGIN that must not wait (it runs on the event loop).
+_NO_WAIT: ContextVar[bool] = ContextVar("escrowlab_sqlite_no_wait", default=False)
+
+
+class WriterBusy(sqlite3.OperationalError):
+    """A BEGIN that must not wait found the write lock taken (by this process or another)."""
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
@@ -39,7 +46,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={WRITER_WAIT_S * 1000}")
         cur.close()
 
     if not immediate:
@@ -59,12 +66,18 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn):
         record = id(conn.connection.record_info)
-        if not writer.acquire(timeout=WRITER_WAIT_S):
+        no_wait = _NO_WAIT.get()
+        if not (writer.acquire(blocking=False) if no_wait else writer.acquire(timeout=WRITER_WAIT_S)):
+            if no_wait:
+                raise WriterBusy("this process's writer lock is taken")
             raise sqlite3.OperationalError(f"database is locked: no turn at this process's writer lock "
                                            f"in {WRITER_WAIT_S} s")
         turns.add(record)
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if no_wait:
+                _begin_without_waiting(conn)
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             turns.discard(record)
             writer.release()
@@ -78,6 +91,21 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
             writer.release()
 
     return engine
+
+
+def _begin_without_waiting(conn) -> None:
+    """BEGIN IMMEDIATE with SQLite's busy timeout off for this one statement: another
+    process's writer makes it fail at once, with WriterBusy, instead of sleeping."""
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except DBAPIError as exc:
+        if isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig):
+            raise WriterBusy(f"the database is locked by another process: {exc.orig}") from None
+        raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={WRITER_WAIT_S * 1000}")
 
 
 READ_VERBS = frozenset({"SELECT", "WITH", "BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PRAGMA", "SHOW"})
@@ -164,6 +192,20 @@ class Database:
             woken = s.info.pop("wake_orders", None)
             if woken:
                 self.after_wake_commit(woken)
+
+    def begin_now(self, session: Session) -> bool:
+        """Begin a write session's transaction on SQLite if that needs no wait: this process's
+        writer lock is free and no other process writes. False, with nothing begun, if it
+        would have to wait; then begin in a thread that may (``session.connection()``)."""
+        token = _NO_WAIT.set(True)
+        try:
+            session.connection()
+            return True
+        except WriterBusy:
+            session.rollback()
+            return False
+        finally:
+            _NO_WAIT.reset(token)
 
     def dispose(self) -> None:
         self.engine.dispose()

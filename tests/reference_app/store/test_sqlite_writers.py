@@ -1,0 +1,91 @@
+"""SQLite writers: a request's BEGIN on the event loop (``Database.begin_now``) never waits.
+
+It begins at once when the write lock is free, and otherwise reports that it would have to
+wait, with nothing begun and nothing held, so the request begins in a thread instead."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from reference_app.store.db import WRITER_WAIT_S, Database
+
+
+@pytest.fixture()
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'app.db'}")
+    with database.session() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER)"))
+    yield database
+    database.dispose()
+
+
+def _busy_timeout(session) -> int:
+    return session.connection().connection.dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+
+
+def test_begin_now_takes_the_write_lock_when_it_is_free(db, tmp_path):
+    with db.session() as session:
+        assert db.begin_now(session)
+        # the write lock is this session's: another connection cannot begin a write
+        other = sqlite3.connect(tmp_path / "app.db", timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        assert _busy_timeout(session) == WRITER_WAIT_S * 1000
+    with db.session(write=False) as session:
+        assert session.scalar(text("SELECT count(*) FROM t")) == 1
+
+
+def test_begin_now_declines_while_this_process_has_a_writer_and_holds_nothing(db):
+    held, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with db.session() as session:
+            session.execute(text("INSERT INTO t VALUES (2)"))
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert held.wait(10)
+    checked_out = db.engine.pool.checkedout()
+    try:
+        with db.session() as session:
+            started = time.monotonic()
+            assert not db.begin_now(session)
+            assert time.monotonic() - started < 1  # declined, not waited
+            assert not session.in_transaction()
+            assert db.engine.pool.checkedout() == checked_out  # its connection went back
+            release.set()
+            session.connection()  # now begins, waiting for the worker's commit as a thread would
+            session.execute(text("INSERT INTO t VALUES (3)"))
+    finally:
+        release.set()
+        thread.join(10)
+    with db.session(write=False) as session:
+        assert session.scalar(text("SELECT count(*) FROM t")) == 2
+
+
+def test_begin_now_declines_at_once_while_another_process_writes(db, tmp_path):
+    other = sqlite3.connect(tmp_path / "app.db", timeout=0, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with db.session() as session:
+            started = time.monotonic()
+            assert not db.begin_now(session)
+            assert time.monotonic() - started < 1  # not SQLite's 30 s busy timeout
+            assert not session.in_transaction()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # the writer lock was given back and the busy timeout restored: the next writer proceeds
+    with db.session() as session:
+        assert db.begin_now(session)
+        assert _busy_timeout(session) == WRITER_WAIT_S * 1000
+        session.execute(text("INSERT INTO t VALUES (4)"))
