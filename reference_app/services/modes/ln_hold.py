@@ -241,8 +241,7 @@ class LnHoldMode:
             session.get(Order, order.id).hold.lnd_state = truth.state
         return truth.state
 
-    def _paid(self, order_id: int) -> bool:
-        order = _load(self.ctx, order_id)
+    def _paid(self, order: Order) -> bool:
         ids = payouts.ensure(self.ctx, order)
         done = all(payouts.attempt(self.ctx, pid) == "SUCCEEDED" for pid in ids)
         if done and planted(self.ctx.settings, "double_payout"):
@@ -250,25 +249,31 @@ class LnHoldMode:
         return done
 
     def drive(self, order_id: int, height: int | None) -> str:
-        """Take one step towards completing the order's pending outcome; returns its state."""
+        """Take one step towards completing the order's pending outcome; returns its state.
+
+        The order is read once: what the step needs of it (its parties, amounts and hold) is
+        fixed once the outcome is pending, and the hold's own state is re-read where it is
+        written (``_settled``)."""
         ctx, order = self.ctx, _load(self.ctx, order_id)
-        state = S(order.state)
+        state, done = S(order.state), None
         if state == S.HELD_IN_CUSTODY:
             self._settled(order, height)
         elif state == S.RELEASE_PENDING:
             faults.point("after_claim_release", ctx.settings.fault_points)
-            if self._settled(order, height) and self._paid(order_id):
-                finish(ctx, order_id, E.RELEASED, height, f"seller paid {order.price_sats - order.fee_sats} sats")
+            if self._settled(order, height) and self._paid(order):
+                done = finish(ctx, order_id, E.RELEASED, height,
+                              f"seller paid {order.price_sats - order.fee_sats} sats")
         elif state == S.SPLIT_PENDING:
-            if self._settled(order, height) and self._paid(order_id):
-                finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid")
+            if self._settled(order, height) and self._paid(order):
+                done = finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid")
         elif state == S.REFUND_PENDING:
             final = order.hold.lnd_state if order.hold.lnd_state == "SETTLED" else self._cancelled(order)
             if final == "CANCELED":
-                finish(ctx, order_id, E.REFUNDED, height, "hold invoice cancelled: the buyer's HTLC is failed back")
-            elif final == "SETTLED" and self._paid(order_id):
-                finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody")
-        return _load(ctx, order_id).state
+                done = finish(ctx, order_id, E.REFUNDED, height,
+                              "hold invoice cancelled: the buyer's HTLC is failed back")
+            elif final == "SETTLED" and self._paid(order):
+                done = finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody")
+        return done or order.state
 
 
 def _load(ctx: AppContext, order_id: int) -> Order:
@@ -276,7 +281,9 @@ def _load(ctx: AppContext, order_id: int) -> Order:
         return session.get(Order, order_id)
 
 
-def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str) -> None:
-    """Record a completed outcome (shared by every mode)."""
+def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str) -> str:
+    """Record a completed outcome (shared by every mode); returns the order's new state."""
     with ctx.db.session() as session:
-        transitions.apply(session, ctx.settings, session.get(Order, order_id), event, "worker", height, detail=detail)
+        order = session.get(Order, order_id)
+        transitions.apply(session, ctx.settings, order, event, "worker", height, detail=detail)
+        return order.state
