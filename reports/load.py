@@ -152,24 +152,38 @@ def memory_figures(rows: list[dict]) -> dict:
     return out
 
 
+P95_LINES = 5  # the busiest app endpoints drawn in the latency panel
+
+
 def _series(history: list[dict], fixed_users: int = 0) -> dict:
     """Per second: browsers and buyers (Locust's user count less the fixed users), app rps,
-    aggregated p95, escrows settled in that second."""
+    the p95 of each of the busiest app endpoints, escrows settled in that second.
+
+    Latency is per endpoint: Locust's aggregated p95 takes in the LND payments and the
+    escrows' own order-to-payout times (seconds, not milliseconds), which are not app calls,
+    and percentiles of different endpoints cannot be merged into one."""
     out: dict = defaultdict(list)
     t0 = min((int(_num(h["Timestamp"])) for h in history), default=0)
     app_rps: dict[int, float] = defaultdict(float)
     settled_total: dict[int, float] = {}
+    p95: dict[str, dict[int, float]] = defaultdict(dict)
+    requests: dict[str, float] = defaultdict(float)
     for h in history:
         t = int(_num(h["Timestamp"])) - t0
         if h["Name"] == "Aggregated":
             out["t"].append(t)
             out["users"].append(max(0.0, _num(h["User Count"]) - fixed_users))
-            out["p95"].append(_num(h["95%"]))
         elif h["Type"] not in NOT_APP:
             app_rps[t] += _num(h["Requests/s"])
+            name = f"{h['Type']} {h['Name']}"
+            requests[name] = max(requests[name], _num(h["Total Request Count"]))
+            if h["95%"] not in ("", "N/A") and _num(h["Requests/s"]) > 0:
+                p95[name][t] = _num(h["95%"])
         elif h["Type"] == "ESCROW" and h["Name"] == "settled":
             settled_total[t] = _num(h["Total Request Count"]) - _num(h["Total Failure Count"])
     out["rps"] = [app_rps.get(t, 0.0) for t in out["t"]]
+    busiest = sorted(requests, key=lambda n: (-requests[n], n))[:P95_LINES]
+    out["p95_by_endpoint"] = {n: [p95[n].get(t) for t in out["t"]] for n in busiest}
     last, settled = 0.0, []
     for t in out["t"]:
         now = settled_total.get(t, last)
@@ -193,8 +207,11 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
     ax[0].legend(loc="upper left")
     ax[0].set_title("throughput" + (f" ({fixed_users} sellers, couriers and arbiters run besides)"
                                     if fixed_users else ""))
-    ax[1].plot(s["t"], s["p95"], color="tab:red")
-    ax[1].set_ylabel("p95 ms (all calls)")
+    for name, values in s["p95_by_endpoint"].items():
+        ax[1].plot(s["t"], [float("nan") if v is None else v for v in values], label=name)
+    if s["p95_by_endpoint"]:
+        ax[1].legend(loc="upper left", fontsize="small")
+    ax[1].set_ylabel("p95 ms, busiest app endpoints")
     ax[2].bar(s["t"], s["settled"], width=1.0, color="tab:green")
     ax[2].set_ylabel("escrows settled / s")
     ax[3].plot([_num(r["t_s"]) for r in locked], [_num(r["locked_sats"]) for r in locked], color="tab:purple")

@@ -160,3 +160,24 @@ def test_markdown_unjudged_run_names_the_htlcs_and_orders_it_waited_on(tmp_path)
     assert f"| hub | in | 1000 | {'ab' * 32} | f00d:1 | 532 | not this run |" in text
     assert "- order 9 still FUNDED" in text
     assert (tmp_path / "load.png").is_file() and (tmp_path / "summary.json").is_file()
+
+
+def test_plot_latency_is_per_app_endpoint_without_the_nodes_or_the_escrows(tmp_path):
+    def row(ts: int, kind: str, name: str, rps: float, p95: str, total: int) -> str:
+        return f"{ts},5,{kind},{name},{rps},0,5,5,5,5,9,{p95},9,9,9,9,9,{total},0,5,5,1,9,10"
+
+    (tmp_path / "h.csv").write_text("\n".join([
+        HISTORY_HEADER,
+        _history_row(1000, 5, "", "Aggregated", 10, 10),
+        row(1000, "GET", "/listings", 8, "20", 80),
+        row(1000, "LND", "pay hold", 1, "4000", 1),
+        row(1000, "ESCROW", "settled", 1, "9000", 1),
+        _history_row(1001, 5, "", "Aggregated", 10, 20),
+        row(1001, "GET", "/listings", 8, "30", 160),
+        row(1001, "POST", "/orders", 2, "90", 2),
+        row(1001, "LND", "pay hold", 1, "5000", 2),
+    ]) + "\n")
+    series = load._series(load._rows(tmp_path / "h.csv"))
+    # the busiest first; a second in which an endpoint answered nothing has no point
+    assert series["p95_by_endpoint"] == {"GET /listings": [20, 30], "POST /orders": [None, 90]}
+    assert series["rps"] == [8, 10]
