@@ -2,6 +2,8 @@
 
 - ``LockedSampler``: every second, the sats held in the hub's incoming HTLCs
   (the sats locked in escrow, as node truth).
+- ``LiquiditySampler``: every few seconds, what the hub can still send down each of its
+  channels (its local balance), so a run that drains a channel says so.
 - ``MemorySampler``: every few seconds, the resident memory of the app and of
   every node process, for the soak's memory-slope figure.
 """
@@ -58,6 +60,33 @@ class LockedSampler(Sampler):
         except LndError:
             return []  # a busy node skips a sample; the plot shows the gap
         return [f"{sum(int(h['amount']) for h in htlcs)},{len(htlcs)}"]
+
+
+class LiquiditySampler(Sampler):
+    """The hub's side of each of its channels: payouts to a seller go out of it, and a
+    channel that runs dry fails them (NO_ROUTE) until it is rebalanced."""
+
+    header = "t_s,channel,local_sats,capacity_sats"
+
+    def __init__(self, cluster: Cluster, out: Path, hub: str = "hub", interval_s: float = 5.0) -> None:
+        super().__init__(out, "liquidity")
+        self.interval_s, self.hub = interval_s, hub
+        self.rest = cluster.node(hub).rest
+        self.names = {node.pubkey: name for name, node in cluster.nodes.items() if node.pubkey}
+
+    def sample(self) -> list[str]:
+        try:
+            channels = self.rest.listchannels()
+        except LndError:
+            return []
+        rows = []
+        for ch in channels:
+            peer = self.names.get(ch["remote_pubkey"], ch["remote_pubkey"][:12])
+            # one peer may have several channels: each is its own line, named by its channel point
+            name = f"{self.hub}->{peer}" + ("" if sum(c["remote_pubkey"] == ch["remote_pubkey"] for c in channels) == 1
+                                            else f" {ch['channel_point'][:8]}")
+            rows.append(f"{name},{int(ch['local_balance'])},{int(ch['capacity'])}")
+        return rows
 
 
 class MemorySampler(Sampler):

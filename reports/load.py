@@ -1,7 +1,8 @@
 """Load run summary: per-endpoint figures from Locust's CSVs, escrows settled, locked sats, memory.
 
 Reads ``locust_stats.csv`` and ``locust_stats_history.csv`` (Locust's own
-output), ``locked_sats.csv`` (the hub's held HTLCs, sampled each second) and
+output), ``locked_sats.csv`` (the hub's held HTLCs, sampled each second),
+``liquidity.csv`` (what the hub can still send down each channel) and
 ``memory.csv`` (resident memory of the app and each node), and writes
 ``summary.json``, ``summary.md``, ``load.png`` and ``memory.png`` beside them.
 
@@ -18,6 +19,10 @@ Users: ``users`` is ``--users`` (browsers and buyers); ``fixed_users`` are the
 sellers, couriers and arbiters each Locust process runs on top. ``load.png``
 plots the browsers and buyers, so its line ends at ``--users``.
 Schema ``escrowlab.load-run/1``; fields are only ever added.
+
+Liquidity: a channel whose hub side the run took below ``LOW_LIQUIDITY`` of its capacity is named in
+``totals.liquidity_low`` and warned about in ``summary.md``: payouts down it fail (NO_ROUTE)
+until it is rebalanced, and a run's escrows per second then measure the topology, not the app.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
 node, ``ESCROW settled`` is one whole escrow (order to settled payment).
@@ -37,6 +42,7 @@ SCHEMA = "escrowlab.load-run/1"
 NOT_APP = ("LND", "ESCROW")
 WARMUP_FRACTION, WARMUP_MIN_S = 0.1, 60.0
 SLOPE_MIN_SPAN_S, SLOPE_MIN_SAMPLES = 300.0, 10
+LOW_LIQUIDITY = 0.05  # of a channel's capacity, on the hub's side
 
 
 def _num(text: str) -> float:
@@ -89,6 +95,8 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
         "locked_sats_max": max((int(_num(r["locked_sats"])) for r in locked), default=0),
         "held_htlcs_max": max((int(_num(r["held_htlcs"])) for r in locked), default=0),
     }
+    liquidity = liquidity_figures(_rows(run_dir / "liquidity.csv"))
+    totals["liquidity_low"] = sorted(name for name, fig in liquidity.items() if fig["low"])
     memory = memory_figures(_rows(run_dir / "memory.csv"))
     slopes = [m["slope_mib_per_h"] for m in memory.values() if m["slope_mib_per_h"] is not None]
     if slopes:
@@ -96,9 +104,32 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
             "profile": profile, "users": users, "fixed_users": fixed_users, "workers": workers,
             "duration_s": round(elapsed, 1),
-            "totals": totals, "endpoints": endpoints, "memory": memory,
+            "totals": totals, "endpoints": endpoints, "memory": memory, "liquidity": liquidity,
             "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
-                      "locked_sats_csv": "locked_sats.csv", "memory_csv": "memory.csv", "memory_plot": "memory.png"}}
+                      "locked_sats_csv": "locked_sats.csv", "liquidity_csv": "liquidity.csv",
+                      "memory_csv": "memory.csv", "memory_plot": "memory.png"}}
+
+
+def liquidity_figures(rows: list[dict]) -> dict[str, dict]:
+    """Per hub channel: its hub side at the start, lowest (and when) and at the end, in sats
+    and as a share of capacity; ``low`` when the run took it under ``LOW_LIQUIDITY`` from above.
+    A buyer's channel starts with nearly all of it on the buyer's side, and fills up on the hub's
+    as buyers pay: low from the start is how it was opened, not something the run did."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        t, local, capacity = _num(r["t_s"]), int(_num(r["local_sats"])), int(_num(r["capacity_sats"]))
+        fig = out.get(r["channel"])
+        if fig is None:
+            fig = out[r["channel"]] = {"capacity_sats": capacity, "start_sats": local, "min_sats": local,
+                                       "min_at_s": t}
+        if local < fig["min_sats"]:
+            fig.update(min_sats=local, min_at_s=t)
+        fig["end_sats"] = local
+    for fig in out.values():
+        fig["min_share"] = round(fig["min_sats"] / fig["capacity_sats"], 4) if fig["capacity_sats"] else 0.0
+        started = fig["start_sats"] / fig["capacity_sats"] if fig["capacity_sats"] else 0.0
+        fig["low"] = fig["min_share"] < LOW_LIQUIDITY <= started
+    return out
 
 
 def _by_process(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
@@ -201,7 +232,8 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
 
     s = _series(_rows(run_dir / "locust_stats_history.csv"), fixed_users)
     locked = _rows(run_dir / "locked_sats.csv")
-    fig, ax = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    liquidity = _rows(run_dir / "liquidity.csv")
+    fig, ax = plt.subplots(5 if liquidity else 4, 1, figsize=(9, 13.5 if liquidity else 11), sharex=True)
     ax[0].plot(s["t"], s["rps"], label="app requests/s")
     ax[0].plot(s["t"], s["users"], label="users (browsers and buyers, as --users)", linestyle="--")
     ax[0].legend(loc="upper left")
@@ -216,7 +248,19 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
     ax[2].set_ylabel("escrows settled / s")
     ax[3].plot([_num(r["t_s"]) for r in locked], [_num(r["locked_sats"]) for r in locked], color="tab:purple")
     ax[3].set_ylabel("sats locked in holds")
-    ax[3].set_xlabel("seconds since start")
+    if liquidity:
+        channels: dict[str, tuple[list[float], list[float]]] = {}
+        for r in liquidity:
+            t, share = channels.setdefault(r["channel"], ([], []))
+            t.append(_num(r["t_s"]))
+            share.append(100 * _num(r["local_sats"]) / max(1.0, _num(r["capacity_sats"])))
+        for name, (t, share) in sorted(channels.items()):
+            ax[4].plot(t, share, label=name)
+        ax[4].axhline(100 * LOW_LIQUIDITY, color="tab:red", linestyle=":", linewidth=1)
+        ax[4].set_ylim(0, 100)
+        ax[4].set_ylabel("hub side of channel, % of capacity")
+        ax[4].legend(loc="upper left", fontsize="small", ncol=2)
+    ax[-1].set_xlabel("seconds since start")
     fig.tight_layout()
     path = run_dir / "load.png"
     fig.savefig(path, dpi=90)
@@ -249,6 +293,7 @@ def markdown(summary: dict) -> str:
              f"- escrows settled: {t['escrows_settled']} ({t['escrows_settled_per_s']}/s), "
              f"p50 {t['escrow_p50_ms']} ms, p99 {t['escrow_p99_ms']} ms",
              f"- sats locked at most: {t['locked_sats_max']} in {t['held_htlcs_max']} held HTLCs", "",
+             *_liquidity_warnings(summary),
              "| endpoint | requests | failures | rps | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
     for key, e in sorted(summary["endpoints"].items()):
         lines.append(f"| {key} | {e['requests']} | {e['failures']} | {e['rps']} | {e['p50_ms']:g} | "
@@ -264,6 +309,12 @@ def markdown(summary: dict) -> str:
                 slope, pct = f"{m['slope_mib_per_h']:+g}", f"{m['slope_pct_per_h']:+g}"
             lines.append(f"| {name} | {m['start_mib']:g} | {m['end_mib']:g} | {m['max_mib']:g} | {slope} | {pct} |")
         lines += [f"\nmemory slopes withheld: {note}" for note in sorted(notes)]
+    if summary.get("liquidity"):
+        lines += ["", "| hub channel | capacity | hub side at start | lowest | lowest at s | at end |",
+                  "|---|---|---|---|---|---|"]
+        for name, f in sorted(summary["liquidity"].items()):
+            lines.append(f"| {name} | {f['capacity_sats']} | {f['start_sats']} | {f['min_sats']} "
+                         f"({f['min_share']:.0%}) | {f['min_at_s']:g} | {f['end_sats']} |")
     check = summary.get("oracle")
     if check and "skipped" in check:
         lines += ["", f"oracle: skipped ({check['skipped']})"]
@@ -288,6 +339,17 @@ def markdown(summary: dict) -> str:
         lines += ["", "budgets: " + ("kept" if budgets["passed"] else "BROKEN"),
                   *[f"- {b}" for b in budgets["breaches"]], *[f"- {n}" for n in budgets.get("not_checked", [])]]
     return "\n".join(lines) + "\n"
+
+
+def _liquidity_warnings(summary: dict) -> list[str]:
+    lines = []
+    for name in summary["totals"].get("liquidity_low", []):
+        f = summary["liquidity"][name]
+        lines.append(f"**warning: {name} ran low**: the hub's side fell to {f['min_sats']} of "
+                     f"{f['capacity_sats']} sats ({f['min_share']:.0%}) at {f['min_at_s']:g} s. Payouts down it "
+                     f"fail (NO_ROUTE) until it is rebalanced, and escrows per second then measure the "
+                     f"topology, not the app: give it more capacity, or spread sellers over more channels.")
+    return [*lines, ""] if lines else []
 
 
 def write(run_dir: Path, summary: dict) -> None:

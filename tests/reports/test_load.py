@@ -181,3 +181,31 @@ def test_plot_latency_is_per_app_endpoint_without_the_nodes_or_the_escrows(tmp_p
     # the busiest first; a second in which an endpoint answered nothing has no point
     assert series["p95_by_endpoint"] == {"GET /listings": [20, 30], "POST /orders": [None, 90]}
     assert series["rps"] == [8, 10]
+
+
+def test_a_channel_the_run_drains_is_named_and_warned_about(tmp_path):
+    _write_run(tmp_path)
+    rows = ["t_s,channel,local_sats,capacity_sats"]
+    for t, (one, two) in enumerate([(900_000, 800_000), (850_000, 300_000), (870_000, 20_000), (860_000, 60_000)]):
+        rows += [f"{5.0 * t},hub->seller1,{one},1000000", f"{5.0 * t},hub->seller2,{two},1000000",
+                 f"{5.0 * t},hub->buyer1,{1000 * t},1000000"]  # opened by the buyer: empty on the hub's side
+    (tmp_path / "liquidity.csv").write_text("\n".join(rows) + "\n")
+    summary = load.build(tmp_path, duration_s=20)
+    assert summary["liquidity"]["hub->seller2"] == {
+        "capacity_sats": 1_000_000, "start_sats": 800_000, "min_sats": 20_000, "min_at_s": 10.0, "end_sats": 60_000,
+        "min_share": 0.02, "low": True}
+    assert not summary["liquidity"]["hub->seller1"]["low"] and not summary["liquidity"]["hub->buyer1"]["low"]
+    assert summary["totals"]["liquidity_low"] == ["hub->seller2"]
+    text = load.markdown(summary)
+    assert "**warning: hub->seller2 ran low**: the hub's side fell to 20000 of 1000000 sats (2%) at 10 s" in text
+    assert "hub->seller1 ran low" not in text
+    assert "| hub->seller1 | 1000000 | 900000 | 850000 (85%) | 5 | 860000 |" in text
+    load.write(tmp_path, summary)
+    assert (tmp_path / "load.png").stat().st_size > 0
+
+
+def test_a_run_without_liquidity_samples_warns_of_nothing(tmp_path):
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=10)
+    assert (summary["liquidity"], summary["totals"]["liquidity_low"]) == ({}, [])
+    assert "ran low" not in load.markdown(summary)
