@@ -200,8 +200,8 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
     result["database"] = "sqlite_wal" if db == "sqlite" else db
     result["app_processes"] = app_processes
     if app_processes > 1:  # each process counts its own; /health is answered by one of them
-        result["counters_note"] = (f"db_queries_per_escrow and lnd_calls_per_escrow are one process's "
-                                   f"of {app_processes}, not their sum")
+        result["counters_note"] = (f"db_queries_per_escrow, lnd_calls_per_escrow and wakes_per_escrow are "
+                                   f"one process's of {app_processes}, not their sum")
     return result
 
 
@@ -252,6 +252,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "cpu_ratio_escrow_to_raw": round(cpu_escrow / cpu_raw, 2) if cpu_raw else None,
         "db_queries_per_escrow": round(counters.get("db_queries", 0) / done, 1),
         "lnd_calls_per_escrow": round(counters.get("lnd_calls", 0) / done, 1),
+        # with several app processes: the hints one sent to the owners of other orders, and lost
+        "wakes_per_escrow": {"sent": round(counters.get("wakes_sent", 0) / done, 1),
+                             "dropped": round(counters.get("wakes_dropped", 0) / done, 1)},
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
                      "payments": baseline["done"], "failed": baseline["failed"],
                      "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],

@@ -28,5 +28,6 @@ def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_pa
     result = escrow.run(env, escrows=4, concurrency=2, raw=2, app_processes=2)
     assert (result["escrows"], result["failed"], result["app_processes"]) == (4, 0, 2), result["errors"]
     assert result["db_queries_per_escrow"] > 0 and result["lnd_calls_per_escrow"] > 0
+    assert set(result["wakes_per_escrow"]) == {"sent", "dropped"}  # one process's hints to the other
     assert result["cpu_s_per_escrow_total"] > 0 and result["cpu_s_per_raw_payment_total"] > 0
     assert result["oracle"]["passed"], result["oracle"]

@@ -17,9 +17,13 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
             node.update(reachable=True, block_height=int(info["block_height"]), pubkey=info["identity_pubkey"])
         except Exception as exc:  # health reports, it does not fail
             node.update(reachable=False, error=str(exc))
-    # Work done since start, for benchmarks (queries and node calls per escrow); never reset.
-    counters = {"db_queries": ctx.db.queries, "lnd_calls": ctx.hub.calls if ctx.hub is not None else 0}
-    return {"status": "ok", "node": node, "counters": counters}
+    # Work done since start by the process that answers, for benchmarks (queries and node calls
+    # per escrow; with several app processes, the wakes it sent to the owners of other orders
+    # and those it could not deliver); never reset.
+    counters = {"db_queries": ctx.db.queries, "lnd_calls": ctx.hub.calls if ctx.hub is not None else 0,
+                "wakes_sent": ctx.shares.sent, "wakes_dropped": ctx.shares.dropped}
+    process = {"index": ctx.shares.index, "of": ctx.shares.count}
+    return {"status": "ok", "node": node, "process": process, "counters": counters}
 
 
 # The rule settings a harness needs to judge this marketplace (the escrow protocol's names).
