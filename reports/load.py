@@ -257,7 +257,7 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
         for name, (t, share) in sorted(channels.items()):
             ax[4].plot(t, share, label=name)
         ax[4].axhline(100 * LOW_LIQUIDITY, color="tab:red", linestyle=":", linewidth=1)
-        ax[4].set_ylim(0, 100)
+        ax[4].set_ylim(0, 105)
         ax[4].set_ylabel("hub side of channel, % of capacity")
         ax[4].legend(loc="upper left", fontsize="small", ncol=2)
     ax[-1].set_xlabel("seconds since start")

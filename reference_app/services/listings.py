@@ -146,6 +146,8 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
     rows = connection.execute(page, {**params, "limit": limit, "offset": offset}).all()
     if not rows and not offset:
         return [], 0
+    if dialect != "sqlite" and rows:  # the page carries the count (see _statements)
+        return [dict(zip(NAMES, row)) for row in rows], rows[0][-1]
     # A full page, or one past the end, needs the count of all matches; a short first page
     # is itself the count.
     total = len(rows) if not offset and len(rows) < limit else connection.execute(count, params).scalar() or 0
@@ -170,13 +172,17 @@ def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select
         from .ratings import min_seller_rating as rated_at_least
 
         conditions.append(rated_at_least(bindparam("min_rating")))
-    # The count is its own statement: as a window beside the page (count(*) OVER ()), SQLite
-    # built every matching row before the LIMIT, three times the page and the count together.
     count: Select = select(func.count()).select_from(Listing)
     page: Select = select(*PUBLIC_COLUMNS)
     rank: ColumnElement | None = None
     if "match" in given:
         count, page, rank = _text_match(dialect, count, page)
+    if dialect != "sqlite":
+        # On PostgreSQL the page carries the count, a window over every match: a count
+        # statement reads them all too, and it was a second round trip with the event loop
+        # waiting (a page past the end still asks it). On SQLite the window built every
+        # matching row before the LIMIT: three times the page and the count statement together.
+        page = page.add_columns(func.count().over().label("total"))
     page = (page.where(*conditions).order_by(*_ordering(sort, rank))
             .limit(bindparam("limit")).offset(bindparam("offset")))
     return page, count.where(*conditions)
