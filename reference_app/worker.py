@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .context import AppContext
@@ -35,6 +36,7 @@ class Worker:
         self._driving: set[int] = set()
         self._lock = threading.Lock()
         self.height: int | None = None
+        self._timed_at = float("-inf")  # when guardian and deadlines last looked (monotonic)
         self.errors = 0
         for mode in ctx.modes.values():
             mode.wake = self.wake
@@ -105,14 +107,22 @@ class Worker:
     def tick(self, fresh_height: bool = True) -> None:
         """One pass. A tick on the clock asks the hub for the height; a tick woken by a commit
         (several an escrow) takes the height read at most ``AppContext.TIP_MAX_AGE_S`` ago: what
-        came due by the chain is then acted on at most that much later, never earlier."""
+        came due by the chain is then acted on at most that much later, never earlier.
+
+        A woken tick is for what woke it (an outcome to carry out, a mode's news): it looks
+        for what came due by time or height (guardian, deadlines) only if the last look was an
+        interval ago. Under load the worker is woken many times an interval, and never waits
+        out a clock tick: these two selections then ran on every wake, a read session each."""
         if fresh_height or not self.ctx.hub:
             self.height = holds.block_height(self.ctx.hub) if self.ctx.hub else self.ctx.tip()
             self.ctx.note_tip(self.height)
         else:
             self.height = self.ctx.tip()
-        self.guardian(self.height)
-        self.deadlines(self.height)
+        now = time.monotonic()
+        if fresh_height or now - self._timed_at >= self.interval:
+            self._timed_at = now
+            self.guardian(self.height)
+            self.deadlines(self.height)
         for mode in self.ctx.modes.values():
             try:
                 mode.watch(self.height)
