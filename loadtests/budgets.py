@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .profiles import one_line
 
@@ -38,10 +38,29 @@ class EndpointBudget(BaseModel):
     min_rps: float | None = Field(default=None, ge=0)
 
 
-class TotalsBudget(EndpointBudget):
+LATENCIES = ("max_p50_ms", "max_p95_ms", "max_p99_ms")
+
+
+class TotalsBudget(BaseModel):
+    """The whole run. No latency: Locust's totals take in the parties' calls to their own nodes
+    and whole escrows (seconds, order to payout) beside the app's calls, and percentiles of
+    different endpoints do not merge. Latency is budgeted per endpoint ("*" matches every one)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_failure_ratio: float | None = Field(default=None, ge=0, le=1)
+    min_rps: float | None = Field(default=None, ge=0)
     min_escrows_settled_per_s: float | None = Field(default=None, ge=0)
     max_failures: int | None = Field(default=None, ge=0)
     max_memory_slope_mib_per_h: float | None = Field(default=None, description="the steepest process's slope")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_latency(cls, data: object) -> object:
+        for key in LATENCIES:
+            if isinstance(data, dict) and key in data:
+                raise ValueError(f"{key} is budgeted per endpoint, not for totals (which mix the app's calls "
+                                 f"with node calls and whole escrows): use endpoints: {{'*': {{{key}: ...}}}}")
+        return data
 
 
 class Budgets(BaseModel):
@@ -84,7 +103,7 @@ def parse_budgets(data: object, source: str = "budgets") -> Budgets:
         raise BudgetError(f"{source}: {one_line(exc)}") from None
 
 
-def _check(where: str, budget: EndpointBudget, figures: dict) -> list[Breach]:
+def _check(where: str, budget: BaseModel, figures: dict) -> list[Breach]:
     out = []
     for field, limit in budget.model_dump(exclude_none=True).items():
         kind, metric = field.split("_", 1)

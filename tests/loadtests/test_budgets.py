@@ -57,6 +57,7 @@ def test_check_default_budget_fails_on_any_failure():
 
 @pytest.mark.parametrize("data, message", [
     ({"totals": {"max_p95": 3}}, "totals.max_p95: Extra inputs are not permitted"),
+    ({"totals": {"max_p95_ms": 300}}, "max_p95_ms is budgeted per endpoint, not for totals"),
     ({"endpoints": {"GET /x": {"max_p95_ms": -1}}}, "endpoints.GET /x.max_p95_ms: Input should be greater"),
     ({"totals": {"max_failure_ratio": 2}}, "totals.max_failure_ratio: Input should be less than or equal to 1"),
     ([1, 2], "Input should be a valid dictionary"),
