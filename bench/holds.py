@@ -14,7 +14,11 @@ margin of 33 for payouts and other traffic (900 on the hub topology).
 batch of ordinary escrows is measured, then M escrows are released to sellers who handed in
 a hold invoice as their payout destination and never settle it, then the same batch is
 measured again beside those M stuck payouts. At the end the sellers settle, so every order
-ends RELEASED and is judged.
+ends RELEASED and is judged. By default the holding sellers live on the seller nodes, so
+their held HTLCs load the same hub channels every other payout goes down (LND then spends
+more on each of those payments: the figure is the app's and the channels' together);
+``--holders NODE`` puts them on a node of their own, as a seller who holds its payouts would
+be (the ``hub-holds`` topology has one, ``holder``).
 
     python -m bench.holds --n 900
 """
@@ -40,7 +44,7 @@ from harness.world import World
 from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.rundir import new_run_dir
-from regtest_cluster.topology import load as load_topology
+from regtest_cluster.topology import Topology, load as load_topology
 from regtest_cluster.waiting import wait_for
 
 from .escrow import PAGE, PRICE_SATS, Market, judge
@@ -129,10 +133,24 @@ class Holds:
         return out
 
 
-def _held_payouts(world: World, market: Market, m: int, progress) -> tuple[list[Party], list[tuple[object, bytes]]]:
-    """M escrows released to sellers whose payout destination is a hold invoice they never settle."""
-    sellers = [Seller.register(world.market, f"{name}-holds", ["seller"], node)
-               for name, node in world.cluster.nodes.items() if node.role == "seller"]
+def holder_nodes(spec: Topology, holders: list[str] | None) -> list[str]:
+    """The nodes the holding sellers live on: those named, or else the seller nodes. Checked
+    before any node starts: a name the topology lacks is one error that lists its nodes."""
+    names = [node.name for node in spec.nodes]
+    if not holders:
+        return [node.name for node in spec.nodes if node.role == "seller"]
+    unknown = [name for name in holders if name not in names]
+    if unknown:
+        raise ValueError(f"--holders: no node {', '.join(unknown)} in topology {spec.name} (nodes: {', '.join(names)})")
+    return list(holders)
+
+
+def _held_payouts(world: World, market: Market, m: int, progress,
+                  holders: list[str]) -> tuple[list[Party], list[tuple[object, bytes]]]:
+    """M escrows released to sellers, living on the ``holders`` nodes, whose payout destination
+    is a hold invoice they never settle."""
+    sellers = [Seller.register(world.market, f"{name}-holds", ["seller"], world.cluster.nodes[name])
+               for name in holders]
     listings = [s.list_item(f"held-payout item {i}", PRICE_SATS, stock=1_000_000)["id"] for i, s in enumerate(sellers)]
     held: list[tuple[object, bytes]] = []
     fee = None
@@ -159,9 +177,11 @@ def _held_payouts(world: World, market: Market, m: int, progress) -> tuple[list[
 
 def run(env: ClusterEnv, n: int | None = None, payout_holds: int = 0, latency_batch: int = 20,
         concurrency: int = 16, idle_s: float = 15.0, topology: str = "hub",
-        progress: Callable[[str], None] = lambda _m: None) -> dict:
+        progress: Callable[[str], None] = lambda _m: None, holders: list[str] | None = None) -> dict:
+    spec = load_topology(topology)
+    holders = holder_nodes(spec, holders)
     run_dir = new_run_dir(env.runs_dir, "bench-holds")
-    cluster = launcher.launch(load_topology(topology), env, progress)
+    cluster = launcher.launch(spec, env, progress)
     world = World(cluster, run_dir)
     started_at = time.time()
     result: dict = {"topology": cluster.topology.name, "run_dir": str(run_dir), "cpus": os.cpu_count()}
@@ -176,13 +196,13 @@ def run(env: ClusterEnv, n: int | None = None, payout_holds: int = 0, latency_ba
             progress(f"release latency of {latency_batch} escrows, no payouts held")
             alone = holds.release_latencies(latency_batch)
             progress(f"{payout_holds} payouts held by their sellers")
-            extra, stuck = _held_payouts(world, market, payout_holds, progress)
+            extra, stuck = _held_payouts(world, market, payout_holds, progress, holders)
             market.sellers += extra  # judged with the others (they take no new orders: listings are fixed)
             progress(f"release latency of {latency_batch} escrows beside {payout_holds} held payouts")
             beside = holds.release_latencies(latency_batch)
             p_alone, p_beside = statistics.median(alone), statistics.median(beside)
             result["payout_holds"] = {
-                "held": payout_holds, "batch": latency_batch,
+                "held": payout_holds, "batch": latency_batch, "holder_nodes": holders,
                 "release_p50_s_without": round(p_alone, 3), "release_p50_s_with": round(p_beside, 3),
                 "ratio": round(p_beside / p_alone, 2), "app_while_held": _sample(pid, 3.0)}
             for node, preimage in stuck:  # the sellers settle at last: every payout ends, every order RELEASED
@@ -219,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.holds", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--payout-holds", type=int, default=0)
+    parser.add_argument("--topology", default="hub")
+    parser.add_argument("--holders", default=None, help="comma-separated node names (default: the seller nodes)")
     args = parser.parse_args(argv)
-    result = run(ClusterEnv.from_environ(), args.n, args.payout_holds,
-                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    result = run(ClusterEnv.from_environ(), args.n, args.payout_holds, topology=args.topology,
+                 progress=lambda m: print(m, file=sys.stderr, flush=True),
+                 holders=args.holders.split(",") if args.holders else None)
     print(json.dumps(result, indent=2))
     return 0
 

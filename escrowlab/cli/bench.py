@@ -107,13 +107,23 @@ def holds_cmd(
                                           "escrows' release latency with and without them."),
     idle: float = typer.Option(15.0, "--idle", min=1, max=600, help="Seconds to sample the app while it only holds."),
     topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
+    holders: str = typer.Option(None, "--holders",
+                                help="Nodes (comma-separated) the sellers who hold their payouts live on; default: "
+                                     "the seller nodes, whose channels every other payout shares. The hub-holds "
+                                     "topology has a node of their own: --topology hub-holds --holders holder."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Hold N escrows at once: the app's memory, threads and CPU while holding, then the time to release them all."""
     from bench import holds
+    from regtest_cluster.topology import load as load_topology
 
+    holder_list = [h.strip() for h in holders.split(",") if h.strip()] if holders else None
+    try:
+        holds.holder_nodes(load_topology(topology), holder_list)
+    except ValueError as exc:  # before any node starts
+        raise UserError(str(exc)) from None
     with progress("benchmarking held escrows", quiet=json_out) as step:
-        result = holds.run(env(), n, payout_holds, idle_s=idle, topology=topology, progress=step)
+        result = holds.run(env(), n, payout_holds, idle_s=idle, topology=topology, progress=step, holders=holder_list)
     if json_out:
         emit_json(result)
     else:

@@ -21,3 +21,13 @@ def test_holds_bench_holds_releases_and_judges_every_escrow(tmp_path):
     assert result["app_while_holding"]["threads"] > 0 and result["app_while_holding"]["rss_mib"] > 0
     assert result["oracle"]["passed"], result["oracle"]["first_violations"]
     assert result["oracle"]["orders_checked"] == 6 + 2 + 2 * 2  # held, payout-held, two latency batches
+
+
+def test_payouts_held_on_a_node_of_their_own(tmp_path):
+    env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
+    result = holds.run(env, n=2, payout_holds=2, latency_batch=2, idle_s=1, topology="hub-holds",
+                       holders=["holder"])
+    assert result["payout_holds"]["holder_nodes"] == ["holder"]
+    assert result["payout_holds"]["release_p50_s_with"] > 0
+    assert result["oracle"]["passed"], result["oracle"]["first_violations"]
+    assert result["oracle"]["orders_checked"] == 2 + 2 + 2 * 2
