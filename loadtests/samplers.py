@@ -85,7 +85,8 @@ class LiquiditySampler(Sampler):
             # one peer may have several channels: each is its own line, named by its channel point
             name = f"{self.hub}->{peer}" + ("" if sum(c["remote_pubkey"] == ch["remote_pubkey"] for c in channels) == 1
                                             else f" {ch['channel_point'][:8]}")
-            rows.append(f"{name},{int(ch['local_balance'])},{int(ch['capacity'])}")
+            # (a zero balance may be left out of lnd's JSON)
+            rows.append(f"{name},{int(ch.get('local_balance', 0))},{int(ch.get('capacity', 0))}")
         return rows
 
 
