@@ -18,6 +18,7 @@ from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.db import REQUEST_SESSIONS
 from ..store.models import Order, User
 from . import ratelimit
+from .routing import LOCAL_WRITER
 from .params import Id
 
 _bearer = HTTPBearer(auto_error=False)
@@ -53,17 +54,20 @@ def _writer_gate(request: Request, ctx: AppContext) -> anyio.Lock | None:
     return gate
 
 
-async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> AsyncIterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's one session: a reader for safe methods, a writer otherwise.
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
     lock. A writer commits in a worker thread, since that may wait for the disk: in the
-    endpoint's own thread. On SQLite it begins on the event loop if the write lock is free,
+    endpoint's own thread (on the event loop for a ``routing.database_only`` endpoint whose
+    SQLite writer has begun). On SQLite it begins on the event loop if the write lock is free,
     in a thread if it would have to wait. Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
     the pool (it would wait for connections that only the event loop can give back). One
     dependency with one exit, where a writer's queue was a second: each costs FastAPI an
-    exit stack entry on every request."""
+    exit stack entry on every request. (It reads the context itself, as ``current_principal``
+    does: each sub-dependency costs FastAPI its cache key and a call on every request.)"""
+    ctx: AppContext = request.app.state.ctx
     gate = _writer_gate(request, ctx)
     if gate is not None:
         await gate.acquire()
@@ -91,8 +95,10 @@ async def get_session(request: Request, ctx: AppContext = Depends(get_ctx)) -> A
                 # writer queue's holder hops threads once, for its endpoint and commit, not
                 # twice; each hop waits for a turn of the busy event loop. On PostgreSQL a BEGIN
                 # waits for nothing: it goes with the first statement.
-                if write and ctx.db.single_writer and not ctx.db.begin_now(session):
-                    await run_in_threadpool(session.connection)
+                if write and ctx.db.single_writer:
+                    if not ctx.db.begin_now(session):
+                        await run_in_threadpool(session.connection)
+                    session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)
                 yield session
             except BaseException as exc:
                 if not await finish(exc):
@@ -115,25 +121,25 @@ DbSession = Depends(get_session, scope="function")
 async def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
                        ctx: AppContext = Depends(get_ctx), session: Session = DbSession,
                        request: Request = None) -> User:
+    """The signed-in user as an ORM object, for routes that change or show the account itself."""
     return user_from_token(creds, ctx, session, request)
 
 
 def user_from_token(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, session: Session,
                     request: Request | None = None) -> User:
     """The signed-in user: a valid access token of an account that still exists, unblocked."""
-    user = _signed_in(creds, ctx, lambda user_id: session.get(User, user_id))
-    if request is not None and request.method not in SAFE_METHODS:
-        ratelimit.hit(request, "write_account", str(user.id))
-    return user
+    return _signed_in(creds, ctx, lambda user_id: session.get(User, user_id), request)
 
 
-async def current_principal(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                            ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> accounts.Principal:
-    """``current_user`` for hot reads: the same checks, the user read as one row."""
-    return _signed_in(creds, ctx, lambda user_id: accounts.principal(session, user_id))
+async def current_principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                            session: Session = DbSession) -> accounts.Principal:
+    """``current_user`` where the route needs only who it is and their roles (the token check,
+    ``require_role``, the order and listing policies): the same checks and the same write limit,
+    the user read as one row. Loading the ORM object was a seventh of a listing write's CPU."""
+    return _signed_in(creds, request.app.state.ctx, lambda user_id: accounts.principal(session, user_id), request)
 
 
-def _signed_in(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, load):
+def _signed_in(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, load, request: Request | None):
     if creds is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
     claims = tokens.verify(ctx.settings.secret_key, creds.credentials, "access")
@@ -142,6 +148,8 @@ def _signed_in(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, load
         raise NotAuthenticated("token no longer valid")
     if user.blocked:
         raise PermissionDenied("this account is blocked")
+    if request is not None and request.method not in SAFE_METHODS:
+        ratelimit.hit(request, "write_account", str(user.id))
     return user
 
 
@@ -151,7 +159,8 @@ async def anonymous_write(request: Request) -> None:
 
 
 def require_role(role: str):
-    async def dep(user: User = Depends(current_user)) -> User:
+    """The signed-in user, as a ``Principal``, if they have ``role``."""
+    async def dep(user: accounts.Principal = Depends(current_principal)) -> accounts.Principal:
         if not user.has_role(role):
             raise PermissionDenied(f"this needs the {role} role")
         return user

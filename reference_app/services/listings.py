@@ -11,12 +11,14 @@ import re
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from sqlalchemy import ColumnElement, RowMapping, Select, bindparam, column, func, literal_column, select, table
+from sqlalchemy import (ColumnElement, RowMapping, Select, bindparam, column, func, insert, literal_column, select,
+                        table)
 from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..store import search_ddl
 from ..store.models import Listing, User, utcnow
+from .accounts import Principal
 from .errors import NotFound, PermissionDenied, ValidationFailed
 
 CATEGORIES = ("electronics", "books", "clothing", "home", "collectibles", "other")
@@ -48,21 +50,23 @@ LISTING_ACTIONS: dict[str, frozenset[str]] = {
 PUBLIC_COLUMNS = tuple(c for c in Listing.__table__.c if c.name != "active")
 NAMES = tuple(c.name for c in PUBLIC_COLUMNS)
 _READ = select(*PUBLIC_COLUMNS).where(Listing.id == bindparam("id"), Listing.active.is_(True))
+_CREATE = insert(Listing).returning(*PUBLIC_COLUMNS)
 
 # Letters and digits only: what survives can be quoted as an FTS5 string and
 # never read as an operator, a column filter or a bracket.
 _WORD = re.compile(r"[^\W_]+")
 
 
-def create(session: Session, settings: Settings, seller: User, *, title: str, price_sats: int, stock: int,
-           category: str, description: str = "", escrow_mode: str = "ln_hold") -> Listing:
-    """Put a new listing on offer. The caller has checked that ``seller`` has the seller role."""
+def create(session: Session, settings: Settings, seller: User | Principal, *, title: str, price_sats: int,
+           stock: int, category: str, description: str = "", escrow_mode: str = "ln_hold") -> RowMapping:
+    """Put a new listing on offer; its public columns as stored. The caller has checked that
+    ``seller`` has the seller role. One Core INSERT ... RETURNING: the ORM's unit of work (an
+    object, its state, a flush) was a fifth of a listing write's CPU, for one row."""
     fields = _validated(settings, {"title": title, "description": description, "category": category,
                                    "price_sats": price_sats, "stock": stock, "escrow_mode": escrow_mode})
-    listing = Listing(seller_id=seller.id, active=True, **fields)
-    session.add(listing)
-    session.flush()
-    return listing
+    now = utcnow()
+    return session.connection().execute(_CREATE, {"seller_id": seller.id, "active": True, "created_at": now,
+                                                  "updated_at": now, **fields}).mappings().one()
 
 
 def get(session: Session, listing_id: int) -> Listing:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import admin, gdpr
+from ...services.accounts import Principal
 from ...store.models import User
 from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
@@ -18,7 +19,7 @@ admin_only = require_role("admin")
 
 
 @router.get("/admin/metrics")
-def metrics(_admin: User = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
+def metrics(_admin: Principal = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
             session: Session = DbSession) -> dict:
     """GMV, orders by state, locked sats by mode, open disputes, reconciliation status."""
     return admin.metrics(ctx, session)
@@ -53,7 +54,7 @@ def erase_me(user: User = Depends(current_user), ctx: AppContext = Depends(get_c
 
 
 @router.post("/admin/users/{user_id}/erase")
-def erase_user(user_id: Id, admin_user: User = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
+def erase_user(user_id: Id, admin_user: Principal = Depends(admin_only), ctx: AppContext = Depends(get_ctx),
                session: Session = DbSession) -> dict:
     """Delete a user: anonymised as /me/erase does, under the same refusal rules."""
     return gdpr.erase(ctx, session, user_id, admin_user)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import auctions
+from ...services.accounts import Principal
 from ...store.models import User
 from ...store.models_market import Auction
 from ..routing import Route
@@ -26,7 +27,7 @@ def auction_out(session: Session, auction: Auction) -> AuctionOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AuctionOut)
-def create_auction(body: AuctionIn, seller: User = Depends(require_role("seller")),
+def create_auction(body: AuctionIn, seller: Principal = Depends(require_role("seller")),
                    ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> AuctionOut:
     """Auction one unit of your custodial listing; it ends ``duration_blocks`` from now."""
     auction = auctions.create(ctx, session, seller, **body.model_dump())

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from ...context import AppContext
 from ...services import messaging, orders
 from ...services.errors import NotFound
+from ...services.accounts import Principal
 from ...store.models import Dispute, Order, User
 from ..routing import Route
 from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
@@ -59,7 +60,7 @@ def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user:
 
 
 @router.get("/disputes", response_model=list[DisputeOut])
-async def open_disputes(_arbiter: User = Depends(require_role("arbiter")),
+async def open_disputes(_arbiter: Principal = Depends(require_role("arbiter")),
                         session: Session = DbSession) -> list[DisputeOut]:
     """Disputes waiting for a ruling (arbiters only)."""
     return [dispute_out(session, d) for d in orders.open_disputes(session)]

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import listings
-from ...store.models import Listing, User
-from ..routing import Route, answer
-from ..deps import current_user, get_ctx, DbSession, require_role
+from ...services.accounts import Principal
+from ...store.models import Listing
+from ..routing import Route, answer, database_only
+from ..deps import current_principal, get_ctx, DbSession, require_role
 from ..params import Id, QueryModel
 from ..schemas.listings import ListingCreate, ListingOut, ListingPage, ListingSearch, ListingUpdate
 
@@ -21,7 +22,7 @@ router = APIRouter(route_class=Route, prefix="/listings", tags=["listings"])
 
 def authorized_listing(action: str) -> Callable[..., Listing]:
     """Load the listing in the path and check, once, that the user may do ``action`` to it."""
-    async def dep(listing_id: Id, user: User = Depends(current_user),
+    async def dep(listing_id: Id, user: Principal = Depends(current_principal),
                   session: Session = DbSession) -> Listing:
         listing = listings.get(session, listing_id)
         listings.authorize(user, listing, action)
@@ -44,18 +45,22 @@ async def read_listing(listing_id: Id, session: Session = DbSession) -> Response
 
 
 @router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
-def create_listing(body: ListingCreate, seller: User = Depends(require_role("seller")),
-                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Listing:
-    return listings.create(session, ctx.settings, seller, **body.model_dump())
+@database_only
+def create_listing(body: ListingCreate, seller: Principal = Depends(require_role("seller")),
+                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Response:
+    return answer(ListingOut, dict(listings.create(session, ctx.settings, seller, **body.model_dump())),
+                  status.HTTP_201_CREATED)
 
 
 @router.patch("/{listing_id}", response_model=ListingOut)
+@database_only
 def update_listing(body: ListingUpdate, listing: Listing = Depends(authorized_listing("update")),
                    ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Listing:
     return listings.update(session, ctx.settings, listing, body.model_dump(exclude_unset=True))
 
 
 @router.delete("/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@database_only
 def delete_listing(listing: Listing = Depends(authorized_listing("delete")),
                    session: Session = DbSession) -> None:
     listings.delete(session, listing)

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import accounts, inbox
+from ...services.accounts import Principal
 from ...store.models import User
 from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession, require_role
@@ -72,13 +73,13 @@ def mark_notifications_read(user: User = Depends(current_user),
 
 @router.get("/admin/users")
 def list_users(limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0),
-               _admin: User = Depends(admin_only), session: Session = DbSession) -> UserPage:
+               _admin: Principal = Depends(admin_only), session: Session = DbSession) -> UserPage:
     users, total = accounts.list_users(session, limit, offset)
     return UserPage(items=[UserOut.of(u) for u in users], total=total, limit=limit, offset=offset)
 
 
 @router.post("/admin/users/{user_id}/roles")
-def change_role(user_id: Id, body: RoleChangeIn, admin: User = Depends(admin_only),
+def change_role(user_id: Id, body: RoleChangeIn, admin: Principal = Depends(admin_only),
                 session: Session = DbSession) -> UserOut:
     if body.grant:
         user = accounts.grant_role(session, user_id, body.role)
@@ -88,7 +89,7 @@ def change_role(user_id: Id, body: RoleChangeIn, admin: User = Depends(admin_onl
 
 
 @router.post("/admin/users/{user_id}/block")
-def block(user_id: Id, body: BlockIn, admin: User = Depends(admin_only),
+def block(user_id: Id, body: BlockIn, admin: Principal = Depends(admin_only),
           session: Session = DbSession) -> UserOut:
     """Block (revoking the user's tokens) or unblock an account."""
     return UserOut.of(accounts.set_blocked(session, admin, user_id, body.blocked))

@@ -16,9 +16,10 @@ from ...context import AppContext
 from ...services.custodial import deposit_address, ledger, ln_deposit_invoice, ln_withdraw, request_onchain_withdrawal
 from ...services.errors import NodeUnavailable
 from ...services.modes.custodial import CustodialMode, ledger_view, wallet_name, withdrawals_of
+from ...services.accounts import Principal
 from ...store.models import User
 from ..routing import Route
-from ..deps import current_user, get_ctx, require_role, user_from_token
+from ..deps import get_ctx, require_role, user_from_token
 from ..schemas.wallet import (LnDepositIn, LnDepositOut, LnWithdrawalIn, LnWithdrawalOut, MismatchOut,
                               OnchainWithdrawalIn, OnchainWithdrawalOut, ReconcileOut, WalletOut, WithdrawalsOut)
 
@@ -116,7 +117,7 @@ def withdrawals(user: User = Depends(account_holder), _mode: CustodialMode = Dep
 
 
 @router.get("/admin/reconcile", response_model=ReconcileOut)
-def admin_reconcile(_admin: User = Depends(require_role("admin")), mode: CustodialMode = Depends(custodial),
+def admin_reconcile(_admin: Principal = Depends(require_role("admin")), mode: CustodialMode = Depends(custodial),
                     ctx: AppContext = Depends(get_ctx)) -> ReconcileOut:
     """The ledger against itself, the custody wallet and the hub; ``ok`` only with no mismatch."""
     try:
@@ -129,7 +130,7 @@ def admin_reconcile(_admin: User = Depends(require_role("admin")), mode: Custodi
 
 
 @router.get("/admin/ledger")
-def admin_ledger(_admin: User = Depends(require_role("admin")), _mode: CustodialMode = Depends(custodial),
+def admin_ledger(_admin: Principal = Depends(require_role("admin")), _mode: CustodialMode = Depends(custodial),
                  ctx: AppContext = Depends(get_ctx)) -> dict:
     """What the ledger claims: balances, each custodial order's postings, deposits and withdrawals."""
     return ledger_view(ctx)
