@@ -33,7 +33,7 @@ def database_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a sync endpoint whose work is its session's statements and nothing else: no node,
     no HTTP, no sleep. Where the database cannot make it wait, it runs on the event loop.
 
-    A thread hop cost a listing write a fifth of its CPU (the hand-over to the pool and back,
+    A thread hop cost a listing write a sixth of its CPU (the hand-over to the pool and back,
     with the event loop and the thread taking turns at the GIL), to wait for nothing: SQLite's
     work is CPU in this process either way. With WAL and ``synchronous=NORMAL`` a commit
     appends to the log without fsync; only a checkpoint, every thousand pages or so, syncs."""
