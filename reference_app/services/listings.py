@@ -64,9 +64,8 @@ def create(session: Session, settings: Settings, seller: User | Principal, *, ti
     object, its state, a flush) was a fifth of a listing write's CPU, for one row."""
     fields = _validated(settings, {"title": title, "description": description, "category": category,
                                    "price_sats": price_sats, "stock": stock, "escrow_mode": escrow_mode})
-    now = utcnow()
-    return session.connection().execute(_CREATE, {"seller_id": seller.id, "active": True, "created_at": now,
-                                                  "updated_at": now, **fields}).mappings().one()
+    # active, created_at and updated_at take their column defaults, as the ORM gave them
+    return session.connection().execute(_CREATE, {"seller_id": seller.id, **fields}).mappings().one()
 
 
 def get(session: Session, listing_id: int) -> Listing:
