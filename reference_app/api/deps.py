@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
-
 import anyio
 
 from fastapi import Depends, Request
@@ -18,7 +16,7 @@ from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.db import REQUEST_SESSIONS
 from ..store.models import Order, User
 from . import ratelimit
-from .routing import LOCAL_WRITER
+from .routing import LOCAL_WRITER, SESSION_END
 from .params import Id
 
 _bearer = HTTPBearer(auto_error=False)
@@ -54,7 +52,7 @@ def _writer_gate(request: Request, ctx: AppContext) -> anyio.Lock | None:
     return gate
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
+async def get_session(request: Request) -> Session:
     """The request's one session: a reader for safe methods, a writer otherwise.
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
@@ -63,59 +61,74 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     SQLite writer has begun). On SQLite it begins on the event loop if the write lock is free,
     in a thread if it would have to wait. Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
-    the pool (it would wait for connections that only the event loop can give back). One
-    dependency with one exit, where a writer's queue was a second: each costs FastAPI an
-    exit stack entry on every request. (It reads the context itself, as ``current_principal``
+    the pool (it would wait for connections that only the event loop can give back).
+
+    It is no ``yield`` dependency: ``routing.Route`` ends the session (commit, or rollback on
+    an error) when the endpoint's answer is ready, before the response is sent, through the
+    ``end`` left in the request's scope. FastAPI's exit stack for a yield dependency was a
+    tenth of a listing page's CPU. (It reads the context itself, as ``current_principal``
     does: each sub-dependency costs FastAPI its cache key and a call on every request.)"""
+    if request.scope.get(SESSION_END, False) is not None:
+        raise RuntimeError(f"{request.method} {request.url.path}: the request's session needs a route of class "
+                           "api.routing.Route, which ends it before the response, and only one a request")
     ctx: AppContext = request.app.state.ctx
     gate = _writer_gate(request, ctx)
     if gate is not None:
         await gate.acquire()
+    slots = getattr(request.app.state, "session_slots", None)
+    if slots is None:
+        slots = request.app.state.session_slots = anyio.Semaphore(REQUEST_SESSIONS)
+    write = request.method not in SAFE_METHODS
     try:
-        slots = getattr(request.app.state, "session_slots", None)
-        if slots is None:
-            slots = request.app.state.session_slots = anyio.Semaphore(REQUEST_SESSIONS)
-        write = request.method not in SAFE_METHODS
-        async with slots:
+        await slots.acquire()
+        try:
             unit = ctx.db.session(write=write)
             session = unit.__enter__()
-
-            def end(exc: BaseException | None) -> bool | None:
-                return unit.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
-
-            async def finish(exc: BaseException | None) -> bool | None:
-                # A writer's endpoint has usually committed in its own thread (api/routing.Route):
-                # then nothing is left that could wait, and the session ends here.
-                with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
-                    return await run_in_threadpool(end, exc) if write and session.in_transaction() else end(exc)
-
-            try:
-                # BEGIN IMMEDIATE may wait for SQLite's write lock (the worker, another process):
-                # then it waits in a thread. Usually the lock is free and it begins here, so the
-                # writer queue's holder hops threads once, for its endpoint and commit, not
-                # twice; each hop waits for a turn of the busy event loop. On PostgreSQL a BEGIN
-                # waits for nothing: it goes with the first statement.
-                if write and ctx.db.single_writer:
-                    if not ctx.db.begin_now(session):
-                        await run_in_threadpool(session.connection)
-                    session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)
-                yield session
-            except BaseException as exc:
-                if not await finish(exc):
-                    raise
-            else:
-                await finish(None)
-    finally:
+        except BaseException:
+            slots.release()
+            raise
+    except BaseException:
         if gate is not None:
             gate.release()
+        raise
+
+    def close(exc: BaseException | None) -> None:
+        # commits, or rolls back on an error; the error itself is the caller's to raise
+        unit.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+    async def end(exc: BaseException | None) -> None:
+        try:
+            # A writer's endpoint has usually committed in its own thread (api/routing.Route):
+            # then nothing is left that could wait, and the session ends here.
+            with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
+                if write and session.in_transaction():
+                    await run_in_threadpool(close, exc)
+                else:
+                    close(exc)
+        finally:
+            slots.release()
+            if gate is not None:
+                gate.release()
+
+    request.scope[SESSION_END] = end  # from here on, Route ends it, whatever happens
+    # BEGIN IMMEDIATE may wait for SQLite's write lock (the worker, another process): then it
+    # waits in a thread. Usually the lock is free and it begins here, so the writer queue's
+    # holder hops threads once, for its endpoint and commit, not twice; each hop waits for a
+    # turn of the busy event loop. On PostgreSQL a BEGIN waits for nothing: it goes with the
+    # first statement.
+    if write and ctx.db.single_writer:
+        if not ctx.db.begin_now(session):
+            await run_in_threadpool(session.connection)
+        session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)
+    return session
 
 
-# Every route takes the session through this one object. scope="function" ends the
-# session (commit, or rollback on error) before the response is sent; FastAPI's default
-# ("request") commits after it, so a client could be told 201 and not find the row on
-# its next request, or be told success for a commit that then failed. One object also
-# means one cache key, so a request never holds two sessions (two SQLite writers).
-DbSession = Depends(get_session, scope="function")
+# Every route takes the session through this one object, so a request never holds two
+# sessions (two SQLite writers): one object is one cache key. ``routing.Route`` ends the
+# session before the response is sent; ending it after (FastAPI's default for a yield
+# dependency) a client could be told 201 and not find the row on its next request, or be
+# told success for a commit that then failed.
+DbSession = Depends(get_session)
 
 
 async def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),

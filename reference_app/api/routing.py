@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
-from fastapi import Response
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
@@ -27,6 +27,9 @@ from sqlalchemy.orm import Session
 
 # Set on a session by deps.get_session: an SQLite writer that has begun, so holds the write lock.
 LOCAL_WRITER = "escrowlab_local_writer"
+# In a request's scope: None until deps.get_session opens the request's session, then the
+# coroutine function that ends it (commit, or rollback given an error). Route calls it.
+SESSION_END = "escrowlab.session_end"
 
 
 def database_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,6 +69,31 @@ class Route(APIRoute):
         if not inspect.iscoroutinefunction(endpoint):
             endpoint = in_one_hop(endpoint)
         super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler (the dependencies, the endpoint, its answer), then the end of the
+        request's session if ``deps.get_session`` opened one: before the response is sent, so
+        a client told 201 finds the row on its next request, and a commit that fails is the
+        request's error, handled like any other."""
+        handle = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            scope = request.scope
+            scope[SESSION_END] = None
+            try:
+                response = await handle(request)
+            except BaseException as exc:
+                end = scope[SESSION_END]
+                if end is not None:
+                    scope[SESSION_END] = False
+                    await end(exc)
+                raise
+            end = scope[SESSION_END]
+            if end is not None:
+                scope[SESSION_END] = False
+                await end(None)
+            return response
+        return run
 
 
 def answer(model: type[BaseModel], data: Any, status_code: int = 200) -> Response:
