@@ -21,11 +21,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone-aware columns; we only ever store UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def lock_row(session: Session, user: User) -> None:
     """Re-read the user under a row lock before counting, so concurrent guesses cannot
     each see the same count (SQLite already serialises writers with BEGIN IMMEDIATE)."""
@@ -36,7 +31,7 @@ def ensure_not_locked(user: User) -> None:
     """Used before any credential check: a locked account checks nothing, right or wrong."""
     if user.locked_until is None:
         return
-    remaining = (_aware(user.locked_until) - _now()).total_seconds()
+    remaining = (user.locked_until - _now()).total_seconds()
     if remaining > 0:
         raise _locked(math.ceil(remaining))
 

@@ -40,9 +40,8 @@ MAX_ENDPOINTS = 5
 
 
 def payload(n: Notification) -> dict:
-    at = n.at if n.at.tzinfo else n.at.replace(tzinfo=now().tzinfo)
     return {"id": n.id, "user_id": n.user_id, "order_id": n.order_id, "kind": n.kind, "message": n.message,
-            "at": at.isoformat()}
+            "at": n.at.isoformat()}
 
 
 def add_endpoint(ctx: AppContext, session: Session, user: User, url: str) -> tuple[WebhookEndpoint, str]:

@@ -168,7 +168,7 @@ def attempt(ctx: AppContext, payout_id: int) -> str:
             return "FAILED"
         if p.status == "SUCCEEDED":
             return p.status
-        if p.next_attempt_at and _aware(p.next_attempt_at) > now():
+        if p.next_attempt_at and p.next_attempt_at > now():
             return p.status
         user = session.get(User, p.user_id)
         status, known_hash, known_request = p.status, p.payment_hash, p.payment_request
@@ -242,11 +242,6 @@ def _ended(ctx: AppContext, payout_id: int, payment_hash: str, outcome: dict | E
         raise outcome
     faults.point("after_payout_sent", ctx.settings.fault_points)
     return _finish(ctx, payout_id, outcome)
-
-
-def _aware(moment):
-    # SQLite returns naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=now().tzinfo)
 
 
 def _note(ctx: AppContext, payout_id: int, message: str, backoff: bool = False) -> str:

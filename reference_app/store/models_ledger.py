@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from .models import Base, UtcDateTime, utcnow
 
 
 class LedgerAccount(Base):
@@ -29,7 +29,7 @@ class LedgerAccount(Base):
     kind: Mapped[str] = mapped_column(String(20))                   # available|held|inflight|liability|asset
     floor_zero: Mapped[bool] = mapped_column(Boolean)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class LedgerTransfer(Base):
@@ -42,7 +42,7 @@ class LedgerTransfer(Base):
     kind: Mapped[str] = mapped_column(String(40), index=True)
     digest: Mapped[str] = mapped_column(String(64))
     memo: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class LedgerEntry(Base):
@@ -61,7 +61,7 @@ class DepositAddress(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     address: Mapped[str] = mapped_column(String(100), unique=True)
     hd_path: Mapped[str] = mapped_column(String(60), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class OnchainDeposit(Base):
@@ -79,8 +79,8 @@ class OnchainDeposit(Base):
     status: Mapped[str] = mapped_column(String(10), default="SEEN")
     # set when a credited deposit later left the chain (a reorg deeper than k)
     reorged_after_credit: Mapped[bool] = mapped_column(Boolean, default=False)
-    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    credited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    credited_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     __table_args__ = (UniqueConstraint("txid", "vout", name="uq_custody_deposit_outpoint"),)
 
 
@@ -90,7 +90,7 @@ class ChainCursor(Base):
     __tablename__ = "custody_cursors"
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     block_hash: Mapped[str] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class LnDepositInvoice(Base):
@@ -106,8 +106,8 @@ class LnDepositInvoice(Base):
     payment_request: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(14), default="OPEN")
     credited_sats: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class LnWithdrawal(Base):
@@ -126,8 +126,8 @@ class LnWithdrawal(Base):
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(10), default="RESERVED", index=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class WithdrawalBatch(Base):
@@ -142,8 +142,8 @@ class WithdrawalBatch(Base):
     miner_fee_sats: Mapped[int] = mapped_column(BigInteger, default=0)
     confirmations: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class OnchainWithdrawal(Base):
@@ -159,4 +159,4 @@ class OnchainWithdrawal(Base):
     status: Mapped[str] = mapped_column(String(10), default="PENDING", index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("custody_batches.id"), nullable=True, index=True)
     vout: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)

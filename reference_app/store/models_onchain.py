@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from .models import Base, UtcDateTime, utcnow
 
 
 class OnchainKeys(Base):
@@ -28,7 +28,7 @@ class OnchainKeys(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     key: Mapped[str] = mapped_column(String(200))
     timeout_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class OnchainEscrow(Base):
@@ -63,5 +63,5 @@ class OnchainEscrow(Base):
     spend_txid: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     spend_hex: Mapped[str | None] = mapped_column(Text, nullable=True)
     spend_height: Mapped[int | None] = mapped_column(Integer, nullable=True)     # k-th confirmation seen at
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)

@@ -7,7 +7,7 @@ are built field by field and never carry hashes, seeds or sealed blobs.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -21,11 +21,6 @@ CODE_PATTERN = r"^\d{6}$"
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; every stored time is UTC, so say so on the wire.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 # --- auth --------------------------------------------------------------------------------
@@ -94,7 +89,7 @@ class UserOut(BaseModel):
         return cls(id=user.id, email=user.email, display_name=user.display_name,
                    roles=[r for r in user.roles.split(",") if r], blocked=bool(user.blocked),
                    totp_enabled=bool(user.totp_enabled), has_address=user.address_enc is not None,
-                   payout_node=node, created_at=_utc(user.created_at))
+                   payout_node=node, created_at=user.created_at)
 
 
 class UserUpdate(In):
@@ -129,7 +124,7 @@ class NotificationOut(BaseModel):
 
     @classmethod
     def of(cls, n: Notification) -> "NotificationOut":
-        return cls(id=n.id, order_id=n.order_id, kind=n.kind, message=n.message, read=n.read, at=_utc(n.at))
+        return cls(id=n.id, order_id=n.order_id, kind=n.kind, message=n.message, read=n.read, at=n.at)
 
 
 class NotificationPage(BaseModel):

@@ -7,7 +7,7 @@ the service checks it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -67,14 +67,8 @@ class ListingOut(BaseModel):
     price_sats: int
     stock: int
     escrow_mode: str
-    created_at: datetime
+    created_at: datetime  # aware: store.models.UtcDateTime
     updated_at: datetime
-
-    # SQLite hands datetimes back without their zone; every stored time is UTC.
-    @field_validator("created_at", "updated_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class ListingPage(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,10 +12,6 @@ from ...store.models_market import Auction, Bid, OrderMessage, Rating
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class AuctionIn(In):
@@ -42,7 +38,7 @@ class BidOut(BaseModel):
     @classmethod
     def of(cls, b: Bid) -> "BidOut":
         return cls(id=b.id, bidder_id=b.bidder_id, amount_sats=b.amount_sats, status=b.status, height=b.height,
-                   at=utc(b.at))
+                   at=b.at)
 
 
 class AuctionOut(BaseModel):
@@ -89,7 +85,7 @@ class RatingOut(BaseModel):
     @classmethod
     def of(cls, r: Rating) -> "RatingOut":
         return cls(order_id=r.order_id, rater_id=r.rater_id, ratee_id=r.ratee_id, ratee_role=r.ratee_role,
-                   stars=r.stars, comment=r.comment, at=utc(r.at))
+                   stars=r.stars, comment=r.comment, at=r.at)
 
 
 class ReputationOut(BaseModel):
@@ -113,7 +109,7 @@ class OrderMessageOut(BaseModel):
 
     @classmethod
     def of(cls, m: OrderMessage) -> "OrderMessageOut":
-        return cls(id=m.id, order_id=m.order_id, author_id=m.author_id, body=m.body, at=utc(m.at))
+        return cls(id=m.id, order_id=m.order_id, author_id=m.author_id, body=m.body, at=m.at)
 
 
 class WebhookIn(In):

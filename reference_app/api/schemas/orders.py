@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from ..params import UtcDateTime
 
 
 class OrderCreate(BaseModel):
@@ -51,13 +50,13 @@ class OrderOut(BaseModel):
     tracking_number: str | None
     delivered_evidence: bool
     disputed: bool
-    deadline_at: UtcDateTime | None
+    deadline_at: datetime | None
     deadline_height: int | None
     allowed_events: list[str]
     hold: HoldOut | None
     payouts: list[PayoutOut] = []
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
+    created_at: datetime
+    updated_at: datetime
 
 
 class OrderPage(BaseModel):
@@ -72,7 +71,7 @@ class EventOut(BaseModel):
     actor: str
     height: int | None
     detail: str
-    at: UtcDateTime
+    at: datetime
 
 
 class ShipIn(BaseModel):
@@ -117,7 +116,7 @@ class RulingIn(BaseModel):
 class MessageOut(BaseModel):
     author_id: int
     body: str
-    at: UtcDateTime
+    at: datetime
 
 
 class DisputeOut(BaseModel):
@@ -127,8 +126,8 @@ class DisputeOut(BaseModel):
     ruling: str | None
     buyer_share_ppm: int | None
     arbiter_id: int | None
-    opened_at: UtcDateTime
-    ruled_at: UtcDateTime | None
+    opened_at: datetime
+    ruled_at: datetime | None
     messages: list[MessageOut]
     evidence: list[MessageOut] = Field(default=[], description="the order's buyer-seller thread")
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -222,7 +222,7 @@ def check_batches(ctx: AppContext, wallet: BitcoinRpc, confirmations: int = DEFA
 
 
 def _orphaned(created_at: datetime, restarted_at: datetime | None, grace_s: float) -> bool:
-    return restarted_at is not None and _aware(created_at) < restarted_at and _age_s(restarted_at) > grace_s
+    return restarted_at is not None and created_at < restarted_at and _age_s(restarted_at) > grace_s
 
 
 def _find_sent(ctx: AppContext, wallet: BitcoinRpc, batch_id: int) -> str | None:
@@ -270,13 +270,8 @@ def _fail(ctx: AppContext, batch_id: int, txid: str, reason: str) -> BatchView:
         return _batch_view(s, b)
 
 
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def _age_s(moment: datetime) -> float:
-    return (utcnow() - _aware(moment)).total_seconds()
+    return (utcnow() - moment).total_seconds()
 
 
 def _set(ctx: AppContext, batch_id: int, **values) -> None:
