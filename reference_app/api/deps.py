@@ -65,8 +65,8 @@ async def get_session(request: Request) -> Session:
 
     It is no ``yield`` dependency: ``routing.Route`` ends the session (commit, or rollback on
     an error) when the endpoint's answer is ready, before the response is sent, through the
-    ``end`` left in the request's scope. FastAPI's exit stack for a yield dependency was a
-    tenth of a listing page's CPU. (It reads the context itself, as ``current_principal``
+    ``end`` left in the request's scope. FastAPI's exit stack for a yield dependency cost a
+    listing read 3-7 % of its CPU. (It reads the context itself, as ``current_principal``
     does: each sub-dependency costs FastAPI its cache key and a call on every request.)"""
     if request.scope.get(SESSION_END, False) is not None:
         raise RuntimeError(f"{request.method} {request.url.path}: the request's session needs a route of class "

@@ -182,9 +182,8 @@ def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select
     # it is a window over the matches: a count statement reads them all too, and it was a
     # second round trip with the event loop waiting. On SQLite the window built every matching
     # row before the LIMIT (three times the page and a count statement together); there it is
-    # the count statement as a scalar subquery, which SQLite runs once, and saves the second
-    # statement's trip through SQLAlchemy, a twelfth of a page's CPU. A page past the end
-    # still asks the count.
+    # the count statement as a scalar subquery, which SQLite runs once: it saves the second
+    # statement's trip through SQLAlchemy. A page past the end still asks the count.
     total = func.count().over() if dialect != "sqlite" else count.correlate(None).scalar_subquery()
     page = (page.add_columns(total.label("total")).where(*conditions).order_by(*_ordering(sort, rank))
             .limit(bindparam("limit")).offset(bindparam("offset")))
