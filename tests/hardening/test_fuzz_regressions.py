@@ -4,12 +4,11 @@ without their UTC offset (not RFC 3339 date-times)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
-from reference_app.api.params import UtcDateTime, as_utc
 from reference_app.main import create_app
 from tests.reference_app.conftest import make_settings
 
@@ -43,9 +42,9 @@ def test_request_oversized_body_id_is_422(http):
     assert "out of range" in response.json()["detail"]
 
 
-def test_as_utc_marks_naive_times_utc():
-    from pydantic import TypeAdapter
-
-    moment = TypeAdapter(UtcDateTime).validate_python(datetime(2026, 1, 2, 3, 4, 5))
-    assert moment.isoformat() == "2026-01-02T03:04:05+00:00"
-    assert as_utc(None) is None
+def test_times_on_the_wire_carry_their_utc_offset(http):
+    """Every stored moment reads back aware (store.models.UtcDateTime), so a schema serialises it
+    with its offset without a validator of its own: here the account's, on SQLite."""
+    body = http.get("/me").json()
+    moment = datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
+    assert moment.utcoffset() == timedelta(0), body["created_at"]
