@@ -78,22 +78,23 @@ class Route(APIRoute):
         handle = super().get_route_handler()
 
         async def run(request: Request) -> Response:
-            scope = request.scope
-            scope[SESSION_END] = None
+            request.scope[SESSION_END] = None
             try:
                 response = await handle(request)
             except BaseException as exc:
-                end = scope[SESSION_END]
-                if end is not None:
-                    scope[SESSION_END] = False
-                    await end(exc)
+                await _end_session(request.scope, exc)
                 raise
-            end = scope[SESSION_END]
-            if end is not None:
-                scope[SESSION_END] = False
-                await end(None)
+            await _end_session(request.scope, None)
             return response
         return run
+
+
+async def _end_session(scope: dict, exc: BaseException | None) -> None:
+    """End the request's session, if one was opened, once; a later ``get_session`` is refused."""
+    end = scope[SESSION_END]
+    scope[SESSION_END] = False
+    if end:
+        await end(exc)
 
 
 def answer(model: type[BaseModel], data: Any, status_code: int = 200) -> Response:
