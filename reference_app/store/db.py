@@ -17,7 +17,8 @@ from contextvars import ContextVar
 from typing import Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine.interfaces import Dialect, ExecutionContext
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -49,13 +50,14 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={WRITER_WAIT_S * 1000}")
         cur.close()
 
-    # BEGIN goes to the driver's connection, as COMMIT does (and PostgreSQL's BEGIN): through
-    # SQLAlchemy's execution (events, cursor, result) it cost a listing page 5 % of its CPU.
+    # BEGIN goes to the driver's connection, as COMMIT does (and PostgreSQL's BEGIN), from the
+    # dialect's do_begin (see _hook_dialect): through SQLAlchemy's execution (events, cursor,
+    # result) it cost a listing page 5 % of its CPU.
     if not immediate:
-        @event.listens_for(engine, "begin")
-        def _begin(conn):
-            conn.connection.dbapi_connection.execute("BEGIN")
+        def _begin(fairy) -> None:
+            fairy.dbapi_connection.execute("BEGIN")
 
+        engine.dialect.do_begin = _begin
         return engine
 
     # SQLite has one writer. Writers of this process queue on a lock handed over the moment
@@ -65,9 +67,8 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     writer = threading.Lock()
     turns: set[int] = set()  # the connection records (their record_info, which outlives an invalidation) holding it
 
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn):
-        record = id(conn.connection.record_info)
+    def _begin_immediate(fairy) -> None:
+        record = id(fairy.record_info)
         no_wait = _NO_WAIT.get()
         if not (writer.acquire(blocking=False) if no_wait else writer.acquire(timeout=WRITER_WAIT_S)):
             if no_wait:
@@ -77,13 +78,15 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         turns.add(record)
         try:
             if no_wait:
-                _begin_without_waiting(conn)
+                _begin_without_waiting(fairy.dbapi_connection)
             else:
-                conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+                fairy.dbapi_connection.execute("BEGIN IMMEDIATE")
         except BaseException:
             turns.discard(record)
             writer.release()
             raise
+
+    engine.dialect.do_begin = _begin_immediate
 
     @event.listens_for(engine, "checkin")
     def _end_turn(_dbapi_conn, record):
@@ -95,10 +98,9 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
-def _begin_without_waiting(conn) -> None:
+def _begin_without_waiting(raw: sqlite3.Connection) -> None:
     """BEGIN IMMEDIATE with SQLite's busy timeout off for this one statement: another
     process's writer makes it fail at once, with WriterBusy, instead of sleeping."""
-    raw = conn.connection.dbapi_connection
     raw.execute("PRAGMA busy_timeout=0")
     try:
         raw.execute("BEGIN IMMEDIATE")
@@ -118,11 +120,37 @@ class ReaderWrote(RuntimeError):
     PostgreSQL (autocommit) each statement would commit alone."""
 
 
-def _reader_never_writes(_conn, _cursor, statement: str, *_args) -> None:
+def _reader_never_writes(statement: str) -> None:
     head = statement.lstrip()[:10].split(None, 1)
     verb = head[0].upper() if head else ""
     if verb not in READ_VERBS:
         raise ReaderWrote(f"a read session (write=False) sent {verb}: open a write session for writes")
+
+
+def _watch_statements(dialect: Dialect, before: Callable[[str, ExecutionContext | None], None]) -> None:
+    """Call ``before(statement, context)`` ahead of every statement ``dialect`` sends (it may
+    raise to refuse it).
+
+    In the dialect, not as a ``before_cursor_execute`` listener: one connection event of any
+    kind (that one, or ``begin``) makes SQLAlchemy dispatch its execution events on every
+    statement of every connection, and join each new connection's dispatcher to the
+    engine's. That was a sixth of the CPU of a one-row read."""
+    execute, execute_no_params, executemany = dialect.do_execute, dialect.do_execute_no_params, dialect.do_executemany
+
+    def do_execute(cursor, statement, parameters, context=None):
+        before(statement, context)
+        execute(cursor, statement, parameters, context)
+
+    def do_execute_no_params(cursor, statement, context=None):
+        before(statement, context)
+        execute_no_params(cursor, statement, context)
+
+    def do_executemany(cursor, statement, parameters, context=None):
+        before(statement, context)
+        executemany(cursor, statement, parameters, context)
+
+    dialect.do_execute, dialect.do_execute_no_params, dialect.do_executemany = (
+        do_execute, do_execute_no_params, do_executemany)
 
 
 IDLE_PING_S = 5.0
@@ -173,13 +201,14 @@ class Database:
         # the worker sets it: the orders a commit moved to *_PENDING wake it (or their owner)
         self.after_wake_commit: Callable[[set[int]], None] = lambda _orders: None
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
-        # An engine made by execution_options() runs its parent's listeners too.
-        for engine in {self.engine, self.read_engine} if self.single_writer else {self.engine}:
-            event.listen(engine, "before_cursor_execute", self._count)
-        event.listen(self.read_engine, "before_cursor_execute", _reader_never_writes)
+        # PostgreSQL's read engine, made by execution_options(), shares the writer's dialect.
+        for dialect in {self.engine.dialect, self.read_engine.dialect}:
+            _watch_statements(dialect, self._before_statement)
 
-    def _count(self, *_args) -> None:
+    def _before_statement(self, statement: str, context: ExecutionContext | None) -> None:
         self.queries += 1  # approximate under threads (no lock on the hot path); a benchmark figure
+        if context is not None and context.root_connection.engine is self.read_engine:
+            _reader_never_writes(statement)
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
@@ -203,7 +232,9 @@ class Database:
         try:
             session.connection()
             return True
-        except WriterBusy:
+        except DBAPIError as exc:  # SQLAlchemy wraps what the dialect's do_begin raises
+            if not isinstance(exc.orig, WriterBusy):
+                raise
             session.rollback()
             return False
         finally:
