@@ -6,7 +6,7 @@ import anyio
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
@@ -16,11 +16,8 @@ from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.db import REQUEST_SESSIONS
 from ..store.models import Order, User
 from . import ratelimit
-from .routing import LOCAL_WRITER, SESSION_END
+from .routing import LOCAL_WRITER, SESSION, SESSION_END
 from .params import Id
-
-_bearer = HTTPBearer(auto_error=False)
-
 
 # The dependencies are ``async def`` on purpose: FastAPI runs each plain ``def`` dependency in
 # a worker thread of its own, and a request that hopped threads four or five times spent most
@@ -53,7 +50,9 @@ def _writer_gate(request: Request, ctx: AppContext) -> anyio.Lock | None:
 
 
 async def get_session(request: Request) -> Session:
-    """The request's one session: a reader for safe methods, a writer otherwise.
+    """The request's one session: a reader for safe methods, a writer otherwise. Called again
+    in the same request (``DbSession`` and the dependencies below that call it directly), it
+    gives the same session.
 
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
     lock. A writer commits in a worker thread, since that may wait for the disk: in the
@@ -66,11 +65,13 @@ async def get_session(request: Request) -> Session:
     It is no ``yield`` dependency: ``routing.Route`` ends the session (commit, or rollback on
     an error) when the endpoint's answer is ready, before the response is sent, through the
     ``end`` left in the request's scope. FastAPI's exit stack for a yield dependency cost a
-    listing read 3-7 % of its CPU. (It reads the context itself, as ``current_principal``
-    does: each sub-dependency costs FastAPI its cache key and a call on every request.)"""
-    if request.scope.get(SESSION_END, False) is not None:
+    listing read 3-7 % of its CPU."""
+    ended = request.scope.get(SESSION_END, False)
+    if ended is not None:
+        if ended:  # opened earlier in this request
+            return request.scope[SESSION]
         raise RuntimeError(f"{request.method} {request.url.path}: the request's session needs a route of class "
-                           "api.routing.Route, which ends it before the response, and only one a request")
+                           "api.routing.Route, which ends it before the response")
     ctx: AppContext = request.app.state.ctx
     gate = _writer_gate(request, ctx)
     if gate is not None:
@@ -111,6 +112,7 @@ async def get_session(request: Request) -> Session:
                 gate.release()
 
     request.scope[SESSION_END] = end  # from here on, Route ends it, whatever happens
+    request.scope[SESSION] = session
     # BEGIN IMMEDIATE may wait for SQLite's write lock (the worker, another process): then it
     # waits in a thread. Usually the lock is free and it begins here, so the writer queue's
     # holder hops threads once, for its endpoint and commit, not twice; each hop waits for a
@@ -123,39 +125,70 @@ async def get_session(request: Request) -> Session:
     return session
 
 
-# Every route takes the session through this one object, so a request never holds two
-# sessions (two SQLite writers): one object is one cache key. ``routing.Route`` ends the
-# session before the response is sent; ending it after (FastAPI's default for a yield
-# dependency) a client could be told 201 and not find the row on its next request, or be
-# told success for a commit that then failed.
+# Every route takes the session through this one object, or through get_session called with
+# its request, so a request never holds two sessions (two SQLite writers). ``routing.Route``
+# ends the session before the response is sent; ending it after (FastAPI's default for a
+# yield dependency) a client could be told 201 and not find the row on its next request, or
+# be told success for a commit that then failed.
 DbSession = Depends(get_session)
 
 
-async def current_user(creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                       ctx: AppContext = Depends(get_ctx), session: Session = DbSession,
-                       request: Request = None) -> User:
+# The dependencies below take the request alone and call what they need (the session, the
+# signed-in user) directly, remembered in the request's scope. FastAPI works out each
+# sub-dependency's cache key on every request and calls it: a listing write went through six,
+# an order's ship through ten, and that bookkeeping was a sixth of the write's CPU. What
+# FastAPI would have documented from ``HTTPBearer`` in the tree, ``openapi`` documents from
+# the ``signs_in`` mark.
+
+def signs_in(dependency):
+    """Mark a dependency that reads the bearer token: the OpenAPI document says so (api/openapi)."""
+    dependency.signs_in = True
+    return dependency
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, as FastAPI's ``HTTPBearer`` reads it."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if token and scheme.lower() == "bearer" else None
+
+
+def _once(request: Request, key: str, make):
+    """``make()``, once a request: a dependency called directly and through ``Depends`` both
+    count one token check, one user read and one rate-limit hit."""
+    scope = request.scope
+    if key not in scope:
+        scope[key] = make()
+    return scope[key]
+
+
+@signs_in
+async def current_user(request: Request) -> User:
     """The signed-in user as an ORM object, for routes that change or show the account itself."""
-    return user_from_token(creds, ctx, session, request)
+    session = await get_session(request)
+    return _once(request, "escrowlab.user",
+                 lambda: user_from_token(bearer_token(request), request.app.state.ctx, session, request))
 
 
-def user_from_token(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, session: Session,
-                    request: Request | None = None) -> User:
+def user_from_token(token: str | None, ctx: AppContext, session: Session, request: Request | None = None) -> User:
     """The signed-in user: a valid access token of an account that still exists, unblocked."""
-    return _signed_in(creds, ctx, lambda user_id: session.get(User, user_id), request)
+    return _signed_in(token, ctx, lambda user_id: session.get(User, user_id), request)
 
 
-async def current_principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                            session: Session = DbSession) -> accounts.Principal:
+@signs_in
+async def current_principal(request: Request) -> accounts.Principal:
     """``current_user`` where the route needs only who it is and their roles (the token check,
     ``require_role``, the order and listing policies): the same checks and the same write limit,
     the user read as one row. Loading the ORM object was a seventh of a listing write's CPU."""
-    return _signed_in(creds, request.app.state.ctx, lambda user_id: accounts.principal(session, user_id), request)
+    session = await get_session(request)
+    return _once(request, "escrowlab.principal",
+                 lambda: _signed_in(bearer_token(request), request.app.state.ctx,
+                                    lambda user_id: accounts.principal(session, user_id), request))
 
 
-def _signed_in(creds: HTTPAuthorizationCredentials | None, ctx: AppContext, load, request: Request | None):
-    if creds is None:
+def _signed_in(token: str | None, ctx: AppContext, load, request: Request | None):
+    if token is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
-    claims = tokens.verify(ctx.settings.secret_key, creds.credentials, "access")
+    claims = tokens.verify(ctx.settings.secret_key, token, "access")
     user = load(int(claims["sub"]))
     if user is None or claims.get("ver", 0) != user.token_version:
         raise NotAuthenticated("token no longer valid")
@@ -173,7 +206,9 @@ async def anonymous_write(request: Request) -> None:
 
 def require_role(role: str):
     """The signed-in user, as a ``Principal``, if they have ``role``."""
-    async def dep(user: accounts.Principal = Depends(current_principal)) -> accounts.Principal:
+    @signs_in
+    async def dep(request: Request) -> accounts.Principal:
+        user = await current_principal(request)
         if not user.has_role(role):
             raise PermissionDenied(f"this needs the {role} role")
         return user
@@ -182,9 +217,11 @@ def require_role(role: str):
 
 def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
-    async def dep(order_id: Id, user: User = Depends(current_user), session: Session = DbSession,
-                  ctx: AppContext = Depends(get_ctx)) -> Order:
-        return authorize_order(user, order_id, session.get(Order, order_id), action, ctx)
+    @signs_in
+    async def dep(order_id: Id, request: Request) -> Order:
+        user = await current_user(request)
+        session = await get_session(request)
+        return authorize_order(user, order_id, session.get(Order, order_id), action, request.app.state.ctx)
     return dep
 
 

@@ -3,12 +3,19 @@ problem+json 400/401/403/404/409/422/429/503, as ``errors.install`` makes them.
 
 FastAPI declares 422 as its own ``HTTPValidationError`` body, which this app never
 sends (its validation errors are problem+json too); that entry is replaced here.
+
+The routes read the bearer token in dependencies marked ``deps.signs_in``, not through
+FastAPI's ``HTTPBearer`` (a sub-dependency FastAPI would solve on every request): each
+operation that depends on one is declared here to need it, as ``HTTPBearer`` would have
+declared it.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from .errors import PROBLEM
 
@@ -37,6 +44,12 @@ ERRORS = {
     "503": "A Lightning or bitcoin node is unavailable",
 }
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
+
+
+def signs_in(dependant: Dependant) -> bool:
+    """Whether a dependency in ``dependant``'s tree reads the bearer token (``deps.signs_in``)."""
+    return any(getattr(sub.call, "signs_in", False) or signs_in(sub) for sub in dependant.dependencies)
 
 
 def _problem(status: str, description: str) -> dict:
@@ -57,10 +70,16 @@ def document(app: FastAPI) -> dict:
     components["Problem"] = PROBLEM_SCHEMA
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
-    for ops in schema.get("paths", {}).values():
+    bearer = {(method, route.path_format) for route in routes if isinstance(route, APIRoute)
+              and signs_in(route.dependant) for method in (m.lower() for m in route.methods)}
+    if bearer:
+        schema["components"].setdefault("securitySchemes", {}).update(BEARER)
+    for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             if method not in METHODS:
                 continue
+            if (method, path) in bearer:
+                op["security"] = [{name: []} for name in BEARER]
             responses = op.setdefault("responses", {})
             for status, description in ERRORS.items():
                 responses[status] = _problem(status, description)

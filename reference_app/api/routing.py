@@ -30,6 +30,8 @@ LOCAL_WRITER = "escrowlab_local_writer"
 # In a request's scope: None until deps.get_session opens the request's session, then the
 # coroutine function that ends it (commit, or rollback given an error). Route calls it.
 SESSION_END = "escrowlab.session_end"
+# In a request's scope once deps.get_session has opened it: the session itself.
+SESSION = "escrowlab.session"
 
 
 def database_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,36 +8,65 @@ PostgreSQL, where a listing created with 201 was "not found" by the next request
 from __future__ import annotations
 
 import pytest
-from fastapi.dependencies.models import Dependant
+from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 
-from reference_app.api.deps import get_session
+from reference_app.api.deps import DbSession, current_principal, get_session, require_role
 from reference_app.api.routing import Route
 from reference_app.api.routes import ROUTERS
+from reference_app.main import create_app
 
-
-def uses_session(dependant: Dependant) -> bool:
-    return any(sub.call is get_session or uses_session(sub) for sub in dependant.dependencies)
+from .test_listings import make_user
 
 
 def test_session_dependency_ends_before_response_on_every_route():
-    """routing.Route ends the request's session; a route of another class would leave it open."""
-    found = [(f"{','.join(sorted(route.methods))} {route.path}", isinstance(route, Route))
-             for router in ROUTERS for route in router.routes
-             if isinstance(route, APIRoute) and uses_session(route.dependant)]
-    assert len(found) > 20, "expected most routes to use the request's session"
-    late = sorted(path for path, ended in found if not ended)
+    """routing.Route ends the request's session; a route of another class would leave it open.
+    The dependencies that sign a user in take the session by calling ``get_session`` with the
+    request, out of FastAPI's sight, so every route of the API is a Route, not only those
+    whose tree shows ``DbSession``."""
+    routes = [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+    assert len(routes) > 50
+    late = sorted(f"{','.join(sorted(route.methods))} {route.path}" for route in routes if not isinstance(route, Route))
     assert not late, f"these routes would never end their session (use api.routing.Route): {late}"
+
+
+def test_a_request_signs_in_once_and_holds_one_session(settings):
+    """``require_role``, ``current_principal`` through ``Depends`` and ``get_session`` called
+    directly all meet the same session and the same user read, and the write limit counts
+    the request once."""
+    app = create_app(settings, with_node=False)
+    router = APIRouter(route_class=Route)
+    seen: list[tuple] = []
+
+    @router.post("/probe", dependencies=[Depends(require_role("seller"))])
+    async def probe(request: Request, user=Depends(current_principal), session=DbSession) -> dict:
+        seen.append((session is await get_session(request), user is await current_principal(request)))
+        return {"id": user.id}
+
+    app.include_router(router)
+    hits: list[tuple[str, str]] = []
+    with TestClient(app) as http:
+        seller_id, headers = make_user(http, "seller")
+        limiter = app.state.limiter
+        real_hit = limiter.hit
+        limiter.hit = lambda rule, key: (hits.append((rule, key)), real_hit(rule, key))[1]
+        r = http.post("/probe", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"id": seller_id}
+        assert seen == [(True, True)]
+        assert hits == [("write_account", str(seller_id))]
+        assert http.post("/probe").status_code == 401  # no token: the same refusal as before
+        assert http.post("/probe", headers={"Authorization": "Basic " + headers["Authorization"].split()[1]}
+                         ).status_code == 401
+    app.state.ctx.db.dispose()
 
 
 def test_a_route_of_another_class_is_refused_the_session(settings):
     """The session is no yield dependency, so only Route ends it: elsewhere it is refused,
     with the reason, instead of left open."""
-    from fastapi import APIRouter, Depends, FastAPI
-    from fastapi.testclient import TestClient
+    from fastapi import FastAPI
 
-    from reference_app.api.deps import DbSession
-    from reference_app.api.routing import Route
     from reference_app.store.db import REQUEST_SESSIONS, Database
 
     app = FastAPI()

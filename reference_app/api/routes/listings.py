@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.orm import Session
 
 from ...context import AppContext
@@ -13,7 +13,7 @@ from ...services import listings
 from ...services.accounts import Principal
 from ...store.models import Listing
 from ..routing import Route, answer, database_only
-from ..deps import current_principal, get_ctx, DbSession, require_role
+from ..deps import current_principal, get_ctx, get_session, DbSession, require_role, signs_in
 from ..params import Id, QueryModel
 from ..schemas.listings import ListingCreate, ListingOut, ListingPage, ListingSearch, ListingUpdate
 
@@ -22,9 +22,10 @@ router = APIRouter(route_class=Route, prefix="/listings", tags=["listings"])
 
 def authorized_listing(action: str) -> Callable[..., Listing]:
     """Load the listing in the path and check, once, that the user may do ``action`` to it."""
-    async def dep(listing_id: Id, user: Principal = Depends(current_principal),
-                  session: Session = DbSession) -> Listing:
-        listing = listings.get(session, listing_id)
+    @signs_in
+    async def dep(listing_id: Id, request: Request) -> Listing:  # as deps.authorized_order
+        user = await current_principal(request)
+        listing = listings.get(await get_session(request), listing_id)
         listings.authorize(user, listing, action)
         return listing
     return dep

@@ -8,7 +8,6 @@ on a read session instead of holding the request's writer meanwhile.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from regtest_cluster.nodes.bitcoind import RpcError
 
@@ -19,22 +18,22 @@ from ...services.modes.custodial import CustodialMode, ledger_view, wallet_name,
 from ...services.accounts import Principal
 from ...store.models import User
 from ..routing import Route
-from ..deps import get_ctx, require_role, user_from_token
+from ..deps import bearer_token, get_ctx, require_role, signs_in, user_from_token
 from ..schemas.wallet import (LnDepositIn, LnDepositOut, LnWithdrawalIn, LnWithdrawalOut, MismatchOut,
                               OnchainWithdrawalIn, OnchainWithdrawalOut, ReconcileOut, WalletOut, WithdrawalsOut)
 
 router = APIRouter(route_class=Route, tags=["wallet"])
-_bearer = HTTPBearer(auto_error=False)
 LN_WITHDRAW_WAIT_S = 5.0   # then answer 202 IN_FLIGHT; the worker follows the payment to its end
 IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$",
                          description="Repeating a request with the same key returns the first result.")
 
 
-async def account_holder(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                         ctx: AppContext = Depends(get_ctx)) -> User:
+@signs_in
+async def account_holder(request: Request) -> User:
     """The signed-in user, checked by the one ``user_from_token`` on a short read session."""
+    ctx: AppContext = request.app.state.ctx
     with ctx.db.session(write=False) as session:
-        return user_from_token(creds, ctx, session, request)
+        return user_from_token(bearer_token(request), ctx, session, request)
 
 
 async def custodial(ctx: AppContext = Depends(get_ctx)) -> CustodialMode:
