@@ -8,19 +8,14 @@ statement, which cost a one-row read a sixth of its CPU."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, insert, select, update
+from sqlalchemy import Column, Integer, insert, select, update
 
-from reference_app.store.db import Database, ReaderWrote
+from reference_app.store.db import ReaderWrote
 
 
 @pytest.fixture()
-def counted(settings):
-    db = Database(settings.database_url)
-    table = Table("counted_rows", MetaData(), Column("id", Integer, primary_key=True), Column("n", Integer))
-    table.create(db.engine)
-    yield db, table
-    table.drop(db.engine)
-    db.dispose()
+def counted(scratch_table):
+    return scratch_table("counted_rows", Column("id", Integer, primary_key=True), Column("n", Integer))
 
 
 def test_every_statement_is_counted_once_and_begin_and_commit_are_not(counted):

@@ -9,22 +9,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
+from sqlalchemy import Column, Integer, insert, select, text
 
-from reference_app.store.db import Database
 from reference_app.store.models import UtcDateTime, utcnow
 
 from ..test_listings import create, seller  # noqa: F401  (seller is a fixture)
 
 
 @pytest.fixture()
-def moments(settings):
-    db = Database(settings.database_url)
-    table = Table("utc_moments", MetaData(), Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
-    table.create(db.engine)
-    yield db, table
-    table.drop(db.engine)
-    db.dispose()
+def moments(scratch_table):
+    return scratch_table("utc_moments", Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
 
 
 def test_a_stored_moment_reads_back_aware_and_equal(moments):
