@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 
 from ..context import AppContext
+from ..store.db import Prepared
 from ..store.models import RefreshFamily, User
 from . import lockout, node_credentials, tokens
 from escrow_protocol.webhook import address_hash
@@ -62,12 +63,13 @@ class Principal(NamedTuple):
         return role in self.roles.split(",")
 
 
-_PRINCIPAL = select(*(User.__table__.c[k] for k in Principal._fields)).where(User.__table__.c.id == bindparam("id"))
+_PRINCIPAL = Prepared(select(*(User.__table__.c[k] for k in Principal._fields))
+                      .where(User.__table__.c.id == bindparam("id")))
 
 
 def principal(session: Session, user_id: int) -> Principal | None:
-    """Built once, run on the session's connection: the ORM's execution would cost more than SQLite's work."""
-    row = session.connection().execute(_PRINCIPAL, {"id": user_id}).first()
+    """Run on the session's driver connection (store.db.Prepared): every signed-in request reads it."""
+    row = _PRINCIPAL.first(session, {"id": user_id})
     return None if row is None else Principal(*row)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..store import search_ddl
+from ..store.db import Prepared
 from ..store.models import Listing, User, utcnow
 from .accounts import Principal
 from .errors import NotFound, PermissionDenied, ValidationFailed
@@ -49,7 +50,7 @@ LISTING_ACTIONS: dict[str, frozenset[str]] = {
 # cost more than SQLite's own work on a page.
 PUBLIC_COLUMNS = tuple(c for c in Listing.__table__.c if c.name != "active")
 NAMES = tuple(c.name for c in PUBLIC_COLUMNS)
-_READ = select(*PUBLIC_COLUMNS).where(Listing.id == bindparam("id"), Listing.active.is_(True))
+_READ = Prepared(select(*PUBLIC_COLUMNS).where(Listing.id == bindparam("id"), Listing.active.is_(True)))
 _CREATE = insert(Listing).returning(*PUBLIC_COLUMNS)
 
 # Letters and digits only: what survives can be quoted as an FTS5 string and
@@ -76,13 +77,12 @@ def get(session: Session, listing_id: int) -> Listing:
     return listing
 
 
-def read(session: Session, listing_id: int) -> RowMapping:
-    """``get`` for a reader: the listing's public columns, with the same 404."""
-    row = (session.connection().execute(_READ, {"id": listing_id}).mappings().first()
-           if 1 <= listing_id <= ID_MAX else None)
+def read(session: Session, listing_id: int) -> dict:
+    """``get`` for a reader: the listing's public columns by name, with the same 404."""
+    row = _READ.first(session, {"id": listing_id}) if 1 <= listing_id <= ID_MAX else None
     if row is None:
         raise NotFound(f"listing {listing_id} does not exist")
-    return row
+    return dict(zip(NAMES, row))
 
 
 def relations(user: User, listing: Listing) -> set[str]:
@@ -140,25 +140,24 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
     filters = {"category": category, "min_price": min_price, "max_price": max_price, "seller_id": seller_id,
                "min_rating": min_seller_rating}
     params = {name: value for name, value in filters.items() if value is not None}
-    connection = session.connection()
-    dialect = connection.dialect.name
+    dialect = session.connection().dialect.name
     if words:
         # For FTS5 each word becomes a string, so AND, NEAR, quotes or brackets in it are just text.
         params["match"] = " ".join(f'"{word}"' if dialect == "sqlite" else word for word in words)
     page, count = _statements(dialect, frozenset(params), sort)
-    rows = connection.execute(page, {**params, "limit": limit, "offset": offset}).all()
+    rows = page.rows(session, {**params, "limit": limit, "offset": offset})
     if rows:  # the page carries the count (see _statements)
         return [dict(zip(NAMES, row)) for row in rows], rows[0][-1]
     if not offset:
         return [], 0  # nothing matches
-    return [], connection.execute(count, params).scalar() or 0  # past the end: how many do
+    return [], count.first(session, params)[0] or 0  # past the end: how many do
 
 
 @functools.lru_cache(maxsize=512)
-def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select, Select]:
+def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Prepared, Prepared]:
     """A search's page and count statements, built once per dialect, set of filters given and
     sort; the values come as bound parameters. Building a statement cost more than running it,
-    and a Core statement on the session's connection skips the ORM's execution layer."""
+    and SQLAlchemy's execution more than SQLite's work (store.db.Prepared)."""
     conditions: list[ColumnElement[bool]] = [Listing.active.is_(True)]
     if "category" in given:
         conditions.append(Listing.category == bindparam("category"))
@@ -187,7 +186,7 @@ def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Select
     total = func.count().over() if dialect != "sqlite" else count.correlate(None).scalar_subquery()
     page = (page.add_columns(total.label("total")).where(*conditions).order_by(*_ordering(sort, rank))
             .limit(bindparam("limit")).offset(bindparam("offset")))
-    return page, count
+    return Prepared(page), Prepared(count)
 
 
 def _text_match(dialect: str, count: Select, page: Select) -> tuple[Select, Select, ColumnElement]:

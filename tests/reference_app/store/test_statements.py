@@ -1,5 +1,6 @@
 """What the database layer does on every statement, on SQLite and on PostgreSQL: count it
-(the benchmarks' queries per escrow), refuse a write from a read session, and nothing more.
+(the benchmarks' queries per escrow), refuse a write from a read session, and nothing more;
+and the hot one-row reads that skip SQLAlchemy's execution (``store.db.Prepared``).
 
 Both are done in the dialect (``store.db._watch_statements``), not by connection event
 listeners: one listener of any kind makes SQLAlchemy dispatch its execution events on every
@@ -8,9 +9,10 @@ statement, which cost a one-row read a sixth of its CPU."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, insert, select, update
+from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, update
 
-from reference_app.store.db import ReaderWrote
+from reference_app.store.db import Prepared, ReaderWrote
+from reference_app.store.models import UtcDateTime, utcnow
 
 
 @pytest.fixture()
@@ -50,3 +52,37 @@ def test_no_connection_event_listener_is_left_on_the_engines(counted):
         assert not db.read_engine._has_events
     # PostgreSQL's readers share the writers' pool through execution_options(isolation_level=
     # "AUTOCOMMIT"), for which SQLAlchemy itself listens to engine_connect: not one of ours.
+
+
+def test_a_prepared_read_gives_what_sqlalchemy_gives_and_is_counted(scratch_table):
+    db, table = scratch_table("prepared_rows", Column("id", Integer, primary_key=True), Column("name", String(20)),
+                              Column("on", Boolean), Column("at", UtcDateTime()))
+    now = utcnow()
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1, "name": "a", "on": True, "at": now},
+                                        {"id": 2, "name": "b", "on": False, "at": None}])
+    by_id = select(table.c.id, table.c.name, table.c.on, table.c.at).where(table.c.id == bindparam("id"))
+    flagged = select(table.c.id).where(table.c.on.is_(True), table.c.name != "zz").order_by(table.c.id)
+    for write in (False, True):
+        with db.session(write=write) as session:
+            for key in (1, 2, 3):
+                expected = session.execute(by_id, {"id": key}).first()
+                before = db.queries
+                got = Prepared(by_id).first(session, {"id": key})
+                assert db.queries - before == 1
+                assert got == (None if expected is None else tuple(expected))
+            _id, _name, on, at = Prepared(by_id).first(session, {"id": 1})
+            assert on is True and at == now and at.tzinfo is not None  # as the column types read them
+            assert Prepared(flagged).rows(session, {}) == [(1,)]  # a literal of the statement's own
+
+
+def test_a_statement_the_driver_cannot_take_as_it_is_is_refused(scratch_table):
+    db, table = scratch_table("refused_rows", Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
+    with db.session(write=False) as session:
+        with pytest.raises(TypeError, match="Prepared"):
+            Prepared(select(table.c.id).where(table.c.id.in_(bindparam("ids", expanding=True)))).rows(
+                session, {"ids": [1]})
+        if db.single_writer:  # a moment is written as text on SQLite: SQLAlchemy converts it
+            with pytest.raises(TypeError, match="Prepared"):
+                Prepared(select(table.c.id).where(table.c.at < bindparam("t", type_=UtcDateTime()))).rows(
+                    session, {"t": utcnow()})
