@@ -163,10 +163,11 @@ def _once(request: Request, key: str, make):
 
 @signs_in
 async def current_user(request: Request) -> User:
-    """The signed-in user as an ORM object, for routes that change or show the account itself."""
+    """The signed-in user as an ORM object, for routes that change or show the account itself:
+    ``current_principal``'s checks, then the row as an object."""
+    principal = await current_principal(request)
     session = await get_session(request)
-    return _once(request, "escrowlab.user",
-                 lambda: user_from_token(bearer_token(request), request.app.state.ctx, session, request))
+    return _once(request, "escrowlab.user", lambda: session.get(User, principal.id))
 
 
 def user_from_token(token: str | None, ctx: AppContext, session: Session, request: Request | None = None) -> User:
@@ -219,7 +220,7 @@ def authorized_order(action: str):
     """Load the order in the path and check, once, that the user may do ``action`` to it."""
     @signs_in
     async def dep(order_id: Id, request: Request) -> Order:
-        user = await current_user(request)
+        user = await current_principal(request)
         session = await get_session(request)
         return authorize_order(user, order_id, session.get(Order, order_id), action, request.app.state.ctx)
     return dep

@@ -17,6 +17,7 @@ from escrow_protocol.formulas import PPM, fee_sats
 from ..context import AppContext
 from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, OrderEvent, Payout, User
 from . import holds, policy, transitions
+from .accounts import Principal
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
 from .lifecycle import PENDING, E, S
@@ -73,7 +74,7 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
     return order
 
 
-def ship(ctx: AppContext, session: Session, order: Order, seller: User, courier: str, tracking: str,
+def ship(ctx: AppContext, session: Session, order: Order, seller: User | Principal, courier: str, tracking: str,
          height: int | None) -> Order:
     if courier not in ctx.settings.courier_secrets:
         raise ValidationFailed(f"unknown courier {courier!r} (known: {', '.join(sorted(ctx.settings.courier_secrets))})",
@@ -86,7 +87,8 @@ def ship(ctx: AppContext, session: Session, order: Order, seller: User, courier:
                              detail=f"{courier} {tracking}", courier=courier, tracking_number=tracking)
 
 
-def confirm(ctx: AppContext, session: Session, order: Order, buyer: User, height: int | None) -> Order:
+def confirm(ctx: AppContext, session: Session, order: Order, buyer: User | Principal,
+            height: int | None) -> Order:
     return transitions.apply(session, ctx.settings, order, E.BUYER_CONFIRM, f"user:{buyer.id}", height,
                              detail="buyer confirmed receipt")
 

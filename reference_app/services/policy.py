@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, or_
 
 from ..store.models import Order, User
+from .accounts import Principal
 from .errors import NotFound, PermissionDenied
 from .faults import planted
 from .lifecycle import S
@@ -25,7 +26,7 @@ ORDER_ACTIONS: dict[str, frozenset[str]] = {
 }
 
 
-def relations(user: User, order: Order) -> set[str]:
+def relations(user: User | Principal, order: Order) -> set[str]:
     rel = set()
     if order.buyer_id == user.id:
         rel.add("buyer")
@@ -49,14 +50,14 @@ def arbiter_scope() -> ColumnElement[bool]:
     return or_(Order.disputed.is_(True), Order.state == S.HELD_IN_CUSTODY.value)
 
 
-def hide_unrelated(user: User, order: Order) -> None:
+def hide_unrelated(user: User | Principal, order: Order) -> None:
     """A user with no relation to an order learns nothing of it, not even that it exists: the
     same 404 as an order id never issued (a 403 let anyone count the orders)."""
     if not relations(user, order):
         raise NotFound(f"order {order.id} does not exist")
 
 
-def check_order(user: User, order: Order, action: str, settings=None) -> set[str]:
+def check_order(user: User | Principal, order: Order, action: str, settings=None) -> set[str]:
     allowed = ORDER_ACTIONS[action]
     if action == "confirm" and settings is not None and planted(settings, "seller_confirms"):
         allowed = allowed | {"seller"}

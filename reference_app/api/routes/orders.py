@@ -78,14 +78,14 @@ async def order_events(order: Order = Depends(authorized_order("view")),
 
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
-def ship(body: ShipIn, order: Order = Depends(authorized_order("ship")), user: User = Depends(current_user),
+def ship(body: ShipIn, order: Order = Depends(authorized_order("ship")), user: Principal = Depends(current_principal),
          ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
     return order_out(session, order)
 
 
 @router.post("/{order_id}/confirm", response_model=OrderOut)
-def confirm(order: Order = Depends(authorized_order("confirm")), user: User = Depends(current_user),
+def confirm(order: Order = Depends(authorized_order("confirm")), user: Principal = Depends(current_principal),
             ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """The buyer confirms receipt: the payment is released to the seller."""
     orders.confirm(ctx, session, order, user, _height(ctx))
