@@ -167,7 +167,10 @@ async def current_user(request: Request) -> User:
     ``current_principal``'s checks, then the row as an object."""
     principal = await current_principal(request)
     session = await get_session(request)
-    return _once(request, "escrowlab.user", lambda: session.get(User, principal.id))
+    user = _once(request, "escrowlab.user", lambda: session.get(User, principal.id))
+    if user is None:  # erased since its row was read: a reader on PostgreSQL reads each statement anew
+        raise NotAuthenticated("token no longer valid")
+    return user
 
 
 def user_from_token(token: str | None, ctx: AppContext, session: Session, request: Request | None = None) -> User:

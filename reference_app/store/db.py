@@ -50,9 +50,11 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={WRITER_WAIT_S * 1000}")
         cur.close()
 
-    # BEGIN goes to the driver's connection, as COMMIT does (and PostgreSQL's BEGIN), from the
-    # dialect's do_begin (see _hook_dialect): through SQLAlchemy's execution (events, cursor,
-    # result) it cost a listing page 5 % of its CPU.
+    # BEGIN goes to the driver's connection, as COMMIT does (and PostgreSQL's BEGIN): through
+    # SQLAlchemy's execution (events, cursor, result) it cost a listing page 5 % of its CPU. It
+    # is the dialect's do_begin, not a "begin" listener: see _watch_statements for what any
+    # connection event costs. What do_begin raises reaches the caller wrapped in SQLAlchemy's
+    # DBAPIError (Database.begin_now looks inside for WriterBusy).
     if not immediate:
         def _begin(fairy) -> None:
             fairy.dbapi_connection.execute("BEGIN")
@@ -201,7 +203,10 @@ class Prepared:
         session.info[DATABASE].queries += 1
         cursor = connection.connection.dbapi_connection.execute(
             sql, params if order is None else tuple(params[name] for name in order))
-        rows = cursor.fetchall()
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
         if processors is None:
             return rows
         return [tuple(value if process is None else process(value) for process, value in zip(processors, row))
