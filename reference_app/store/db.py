@@ -201,12 +201,22 @@ class Prepared:
         if fixed:
             params = {**fixed, **params}
         session.info[DATABASE].queries += 1
-        cursor = connection.connection.dbapi_connection.execute(
-            sql, params if order is None else tuple(params[name] for name in order))
+        raw = connection.connection.dbapi_connection
+        values = params if order is None else tuple(params[name] for name in order)
+        cursor = None
         try:
+            cursor = raw.execute(sql, values)
             rows = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as exc:
+            # as SQLAlchemy's execution reports it: wrapped, and a dead connection invalidated
+            gone = connection.dialect.is_disconnect(exc, raw, cursor)
+            if gone:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(sql, values, exc, connection.dialect.loaded_dbapi.Error,
+                                      connection_invalidated=gone, dialect=connection.dialect) from exc
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
         if processors is None:
             return rows
         return [tuple(value if process is None else process(value) for process, value in zip(processors, row))

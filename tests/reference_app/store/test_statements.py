@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from reference_app.store.db import Prepared, ReaderWrote
 from reference_app.store.models import UtcDateTime, utcnow
@@ -86,3 +87,17 @@ def test_a_statement_the_driver_cannot_take_as_it_is_is_refused(scratch_table):
             with pytest.raises(TypeError, match="Prepared"):
                 Prepared(select(table.c.id).where(table.c.at < bindparam("t", type_=UtcDateTime()))).rows(
                     session, {"t": utcnow()})
+
+
+def test_a_prepared_read_reports_a_driver_error_as_sqlalchemy_does(scratch_table):
+    """Wrapped in SQLAlchemy's DBAPIError, naming the statement, as the rest of the app sees them."""
+    db, table = scratch_table("dropped_rows", Column("id", Integer, primary_key=True))
+    read = Prepared(select(table.c.id).where(table.c.id == bindparam("id")))
+    table.drop(db.engine)
+    try:
+        with db.session(write=False) as session:
+            with pytest.raises(DBAPIError, match="dropped_rows") as caught:
+                read.first(session, {"id": 1})
+            assert not caught.value.connection_invalidated
+    finally:
+        table.create(db.engine)  # for the fixture's own drop
