@@ -101,3 +101,21 @@ def test_a_prepared_read_reports_a_driver_error_as_sqlalchemy_does(scratch_table
             assert not caught.value.connection_invalidated
     finally:
         table.create(db.engine)  # for the fixture's own drop
+
+
+def test_a_prepared_read_on_a_dead_postgresql_connection_invalidates_it(scratch_table):
+    """The server ends the connection under a read: the read fails as a disconnect, and the pool
+    does not hand that connection to the next session."""
+    db, table = scratch_table("dead_rows", Column("id", Integer, primary_key=True))
+    if db.single_writer:
+        pytest.skip("PostgreSQL: SQLite has no server to end a connection")
+    read = Prepared(select(table.c.id).where(table.c.id == bindparam("id")))
+    with pytest.raises(DBAPIError) as caught:
+        with db.session(write=False) as session:
+            pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with db.session() as other:
+                other.connection().exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            read.first(session, {"id": 1})
+    assert caught.value.connection_invalidated
+    with db.session(write=False) as session:  # a live connection, not the dead one
+        assert read.first(session, {"id": 1}) is None
