@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import anyio
 
 from fastapi import Depends, Request
@@ -186,7 +188,7 @@ async def current_principal(request: Request) -> accounts.Principal:
     session = await get_session(request)
     return _once(request, "escrowlab.principal",
                  lambda: _signed_in(bearer_token(request), request.app.state.ctx,
-                                    lambda user_id: accounts.principal(session, user_id), request))
+                                    functools.partial(accounts.principal, session), request))
 
 
 def _signed_in(token: str | None, ctx: AppContext, load, request: Request | None):

@@ -47,9 +47,9 @@ METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
 
 
-def signs_in(dependant: Dependant) -> bool:
+def _needs_bearer(dependant: Dependant) -> bool:
     """Whether a dependency in ``dependant``'s tree reads the bearer token (``deps.signs_in``)."""
-    return any(getattr(sub.call, "signs_in", False) or signs_in(sub) for sub in dependant.dependencies)
+    return any(getattr(sub.call, "signs_in", False) or _needs_bearer(sub) for sub in dependant.dependencies)
 
 
 def _problem(status: str, description: str) -> dict:
@@ -71,7 +71,7 @@ def document(app: FastAPI) -> dict:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     bearer = {(method, route.path_format) for route in routes if isinstance(route, APIRoute)
-              and signs_in(route.dependant) for method in (m.lower() for m in route.methods)}
+              and _needs_bearer(route.dependant) for method in (m.lower() for m in route.methods)}
     if bearer:
         schema["components"].setdefault("securitySchemes", {}).update(BEARER)
     for path, ops in schema.get("paths", {}).items():
