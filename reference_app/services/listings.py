@@ -177,13 +177,15 @@ def _statements(dialect: str, given: frozenset[str], sort: Sort) -> tuple[Prepar
     if "match" in given:
         count, page, rank = _text_match(dialect, count, page)
     count = count.where(*conditions)
-    # The page carries the count of every match, so a page is one statement. On PostgreSQL
-    # it is a window over the matches: a count statement reads them all too, and it was a
-    # second round trip with the event loop waiting. On SQLite the window built every matching
-    # row before the LIMIT (three times the page and a count statement together); there it is
-    # the count statement as a scalar subquery, which SQLite runs once: it saves the second
-    # statement's trip through SQLAlchemy. A page past the end still asks the count.
-    total = func.count().over() if dialect != "sqlite" else count.correlate(None).scalar_subquery()
+    # The page carries the count of every match, so a page is one statement: the count
+    # statement as a scalar subquery, which the database runs once. (A second statement was a
+    # second round trip on PostgreSQL with the event loop waiting, and a second trip through
+    # SQLAlchemy on SQLite.) Not a window count: the window builds every matching row, each
+    # with all its columns, before the LIMIT, and the newest-first page could not stop after
+    # twenty rows of its index (PostgreSQL: 0.22 ms against 0.08 in the server for the first
+    # page of 300 listings; SQLite: three times the page and a count statement together).
+    # A page past the end still asks the count.
+    total = count.correlate(None).scalar_subquery()
     page = (page.add_columns(total.label("total")).where(*conditions).order_by(*_ordering(sort, rank))
             .limit(bindparam("limit")).offset(bindparam("offset")))
     return Prepared(page), Prepared(count)
@@ -201,7 +203,7 @@ def _text_match(dialect: str, count: Select, page: Select) -> tuple[Select, Sele
         # the count needs no rank
         hits = select(fts.c.rowid).select_from(fts).where(match)
         return count.where(Listing.id.in_(hits)), page.join(matched, matched.c.rowid == Listing.id), matched.c.rank
-    document = literal_column(search_ddl.PG_DOCUMENT)
+    document = literal_column(f"listings.{search_ddl.PG_COLUMN}")
     query = func.plainto_tsquery(literal_column(f"'{search_ddl.PG_CONFIG}'::regconfig"), bindparam("match"))
     match = document.op("@@")(query)
     return count.where(match), page.where(match), -func.ts_rank(document, query)

@@ -20,10 +20,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def include_name(name, type_, _parent_names) -> bool:
-    """Autogenerate ignores the full-text index's own tables and index: search_ddl owns them."""
+    """Autogenerate ignores the full-text search's own tables, column and indexes: search_ddl owns them."""
     if type_ == "table" and name and name.startswith(search_ddl.FTS_TABLE):
         return False
-    return not (type_ == "index" and name == search_ddl.PG_INDEX)
+    if type_ == "column" and name == search_ddl.PG_COLUMN:
+        return False
+    return not (type_ == "index" and name in (search_ddl.PG_INDEX, search_ddl.PG_EXPRESSION_INDEX))
 
 
 def config(connection=None) -> Config:

@@ -103,7 +103,9 @@ class Listing(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
-    __table_args__ = (Index("ix_listings_price", "price_sats"),)
+    # newest first (the default page, and a search's order without words): read in index order,
+    # not sorted
+    __table_args__ = (Index("ix_listings_price", "price_sats"), Index("ix_listings_newest", "created_at", "id"))
 
 
 class Order(Base):

@@ -17,7 +17,14 @@ FTS_WEIGHTS = (10.0, 1.0)
 PG_CONFIG = "english"
 PG_DOCUMENT = (f"(setweight(to_tsvector('{PG_CONFIG}'::regconfig, title), 'A') || "
                f"setweight(to_tsvector('{PG_CONFIG}'::regconfig, description), 'B'))")
-PG_INDEX = "ix_listings_search"
+# The document is stored in a generated column, and the index is on the column: the rank reads
+# it, where with an index on the expression PostgreSQL parsed both texts again for every match
+# (a one-word search over 300 listings: 0.33 ms in the server, 0.16 ms with the column). It is
+# PostgreSQL's own advice for a ranked search. The models leave it out (SQLite has no such
+# column): search_ddl owns it, as it owns SQLite's FTS5 table.
+PG_COLUMN = "search_document"
+PG_INDEX = "ix_listings_document"
+PG_EXPRESSION_INDEX = "ix_listings_search"  # on the expression itself, until revision 0006
 
 # The porter stemmer makes "books" find "book", as PostgreSQL's english config does.
 _SQLITE_TABLE = (f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, description, "
@@ -46,12 +53,21 @@ def install(engine: Engine) -> None:
         install_on(conn)
 
 
-def install_on(conn: Connection) -> None:
-    """The same, on an open connection (as a migration has)."""
+def install_on(conn: Connection, stored_document: bool = True) -> None:
+    """The same, on an open connection (as a migration has). ``stored_document=False``: on
+    PostgreSQL the layout before revision 0006, a GIN index on the expression."""
     if conn.dialect.name == "sqlite":
         _install_sqlite(conn)
     elif conn.dialect.name == "postgresql":
-        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON listings USING GIN ({PG_DOCUMENT})"))
+        if stored_document:
+            conn.execute(text(f"ALTER TABLE listings ADD COLUMN IF NOT EXISTS {PG_COLUMN} tsvector "
+                              f"GENERATED ALWAYS AS {PG_DOCUMENT} STORED"))
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_INDEX} ON listings USING GIN ({PG_COLUMN})"))
+            conn.execute(text(f"DROP INDEX IF EXISTS {PG_EXPRESSION_INDEX}"))
+        else:
+            conn.execute(text(f"ALTER TABLE listings DROP COLUMN IF EXISTS {PG_COLUMN}"))  # and its index
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {PG_EXPRESSION_INDEX} ON listings "
+                              f"USING GIN ({PG_DOCUMENT})"))
     else:
         raise RuntimeError(f"no full-text search for the {conn.dialect.name} dialect")
 

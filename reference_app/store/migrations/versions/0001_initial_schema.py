@@ -208,8 +208,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_dispute_messages_dispute_id'), ['dispute_id'], unique=False)
 
     # ### end Alembic commands ###
-    # Full-text search over listings (FTS5 table and triggers, or a GIN index).
-    search_ddl.install_on(op.get_bind())
+    # Full-text search over listings (FTS5 table and triggers, or a GIN index on the
+    # expression; revision 0006 stores PostgreSQL's document in a column).
+    search_ddl.install_on(op.get_bind(), stored_document=False)
 
 
 def downgrade() -> None:
