@@ -24,6 +24,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from ..store.db import READER
+
 
 # Set on a session by deps.get_session: an SQLite writer that has begun, so holds the write lock.
 LOCAL_WRITER = "escrowlab_local_writer"
@@ -57,7 +59,7 @@ def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
         def work() -> Any:
             result = endpoint(*args, **kwargs)
-            if isinstance(session, Session) and session.in_transaction():
+            if isinstance(session, Session) and session.in_transaction() and not session.info.get(READER):
                 session.commit()
             return result
         if local and isinstance(session, Session) and session.info.get(LOCAL_WRITER):

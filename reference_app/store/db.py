@@ -156,6 +156,7 @@ def _watch_statements(dialect: Dialect, before: Callable[[str, ExecutionContext 
 
 
 DATABASE = "escrowlab_database"  # in every session's info: the Database it came from
+READER = "escrowlab_reader"  # in a read session's info (write=False): it is closed, never committed
 
 
 class Prepared:
@@ -275,7 +276,7 @@ class Database:
             # read session's statements see what they would have seen inside one. Same pool.
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False, info={DATABASE: self})
-        self._readers = sessionmaker(self.read_engine, expire_on_commit=False, info={DATABASE: self})
+        self._readers = sessionmaker(self.read_engine, expire_on_commit=False, info={DATABASE: self, READER: True})
         # the worker sets it: the orders a commit moved to *_PENDING wake it (or their owner)
         self.after_wake_commit: Callable[[set[int]], None] = lambda _orders: None
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
@@ -290,8 +291,15 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = True) -> Iterator[Session]:
-        """One unit of work: commits on success, rolls back on any error."""
+        """One unit of work: a writer commits on success, and rolls back on any error. A reader
+        is closed, which ends its transaction (it has nothing to commit): the ORM's commit of a
+        read session, with its flush and state changes, was a sixth of a one-row read's cost."""
         with (self._writers if write else self._readers)() as s:
+            if not write:
+                yield s
+                if s.new or s.dirty or s.deleted:  # what a commit would have flushed, and the guard refused
+                    raise ReaderWrote("a read session (write=False) changed objects: open a write session for writes")
+                return
             try:
                 yield s
                 s.commit()

@@ -46,6 +46,35 @@ def test_a_read_session_refuses_a_write_and_leaves_the_row_alone(counted):
         session.execute(table.delete())
 
 
+def test_a_read_session_ends_without_a_commit_and_refuses_changed_objects(counted, monkeypatch):
+    """A reader is closed, not committed (the ORM's commit was a sixth of a one-row read). An
+    object it changed would have been flushed by a commit, and refused: it is refused still."""
+    from sqlalchemy.orm import Session
+
+    db, table = counted
+    with db.session() as session:
+        session.execute(insert(table).values(id=1, n=1))
+    commits = []
+    real_commit = Session.commit
+    monkeypatch.setattr(Session, "commit", lambda self: commits.append(self) or real_commit(self))
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.n)).scalars().all() == [1]
+    assert commits == []
+    with db.session() as session:
+        session.execute(update(table).values(n=2))
+    assert len(commits) == 1  # a writer commits
+
+    class Row:
+        pass
+    from sqlalchemy.orm import registry
+    registry().map_imperatively(Row, table)
+    with pytest.raises(ReaderWrote, match="changed objects"):
+        with db.session(write=False) as session:
+            session.get(Row, 1).n = 99
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.n)).scalars().all() == [2]
+
+
 def test_no_connection_event_listener_is_left_on_the_engines(counted):
     db, _table = counted
     assert not db.engine._has_events
