@@ -140,7 +140,7 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
     filters = {"category": category, "min_price": min_price, "max_price": max_price, "seller_id": seller_id,
                "min_rating": min_seller_rating}
     params = {name: value for name, value in filters.items() if value is not None}
-    dialect = session.connection().dialect.name
+    dialect = session.get_bind().dialect.name  # no connection taken: the page may run on its own (store.db.Prepared)
     if words:
         # For FTS5 each word becomes a string, so AND, NEAR, quotes or brackets in it are just text.
         params["match"] = " ".join(f'"{word}"' if dialect == "sqlite" else word for word in words)

@@ -106,6 +106,35 @@ def test_a_prepared_read_gives_what_sqlalchemy_gives_and_is_counted(scratch_tabl
             assert Prepared(flagged).rows(session, {}) == [(1,)]  # a literal of the statement's own
 
 
+def test_a_reader_that_has_not_begun_reads_on_a_connection_it_gives_back_at_once(scratch_table):
+    """No session transaction for a Prepared read of a fresh reader: the rows are the same, the
+    pooled connection is back in the pool after the statement, and on PostgreSQL it comes back
+    as the pool lends it (no autocommit left on, no transaction open)."""
+    db, table = scratch_table("alone_rows", Column("id", Integer, primary_key=True), Column("on", Boolean))
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1, "on": True}, {"id": 2, "on": False}])
+    read = Prepared(select(table.c.id, table.c.on).order_by(table.c.id))
+    pool = db.read_engine.pool
+    with db.session(write=False) as session:
+        lent = pool.checkedout()
+        before = db.queries
+        assert read.rows(session, {}) == [(1, True), (2, False)]
+        assert db.queries - before == 1
+        assert not session.in_transaction() and pool.checkedout() == lent
+        # once the session has begun (an ORM statement), the read joins its transaction
+        assert session.execute(select(table.c.id).where(table.c.id == 1)).scalar() == 1
+        assert read.rows(session, {}) == [(1, True), (2, False)]
+    with db.session() as writer:  # a writer's reads stay in its transaction, even before its first statement
+        assert read.rows(writer, {}) == [(1, True), (2, False)] and writer.in_transaction()
+    if not db.single_writer:
+        raw = db.read_engine.raw_connection()
+        try:
+            assert raw.dbapi_connection.autocommit is False
+            assert raw.dbapi_connection.info.transaction_status == 0  # IDLE
+        finally:
+            raw.close()
+
+
 def test_a_statement_the_driver_cannot_take_as_it_is_is_refused(scratch_table):
     db, table = scratch_table("refused_rows", Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
     with db.session(write=False) as session:
