@@ -172,18 +172,19 @@ def judge(world: World, market: Market, balances_before: dict, started_at: float
 
 
 @contextmanager
-def _database(db: str) -> Iterator[None]:
-    """The app's database for the run: its default SQLite (WAL), or a throwaway PostgreSQL.
+def _database(db: str) -> Iterator[int | None]:
+    """The app's database for the run: its default SQLite (WAL), or a throwaway PostgreSQL;
+    yields the PostgreSQL server's pid (its CPU is the escrows' too), None for SQLite.
 
     The app reads ``DATABASE_URL`` when it starts; the child inherits it from here."""
     if db == "sqlite":
-        yield
+        yield None
         return
     server = PostgresServer().start()
     before = os.environ.get("DATABASE_URL")
     try:
         os.environ["DATABASE_URL"] = server.create_database("bench_escrow")
-        yield
+        yield server.pid
     finally:
         if before is None:
             os.environ.pop("DATABASE_URL", None)
@@ -195,8 +196,8 @@ def _database(db: str) -> Iterator[None]:
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
         topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
         db: str = "sqlite", app_processes: int = 1) -> dict:
-    with _database(db):
-        result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes)
+    with _database(db) as database_pid:
+        result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes, database_pid)
     result["database"] = "sqlite_wal" if db == "sqlite" else db
     result["app_processes"] = app_processes
     if app_processes > 1:  # each process counts its own; /health is answered by one of them
@@ -206,7 +207,7 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
 
 
 def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topology: str, attach: str | None,
-         progress: Callable[[str], None], app_processes: int = 1) -> dict:
+         progress: Callable[[str], None], app_processes: int = 1, database_pid: int | None = None) -> dict:
     raw = raw if raw is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
@@ -216,10 +217,12 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         market = Market(world)
         pids = {"app": world.market.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
+        if database_pid is not None:  # the server and its backends, with the app's cost, not the raw payments'
+            pids["postgres"] = database_pid
         progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
         cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
         baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
-        raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k != "app"}
+        raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k not in ("app", "postgres")}
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
@@ -275,14 +278,15 @@ def _counters(world: World) -> dict:
 
 def _cpu_s(pid: int | None) -> float:
     """User + system CPU seconds of a process and its live children (an app's other
-    processes), from /proc (0 for what is gone)."""
+    processes, PostgreSQL's backends), with what each has reaped of its own children (a
+    backend that ended during the run), from /proc (0 for what is gone)."""
     total = 0.0
     for p in [pid, *_children(pid)]:
         try:
             fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
         except (OSError, TypeError):
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
     return total
 
 
