@@ -326,7 +326,9 @@ class Database:
         with (self._writers if write else self._readers)() as s:
             if not write:
                 yield s
-                if s.new or s.dirty or s.deleted:  # what a commit would have flushed, and the guard refused
+                # what a commit would have flushed, and the guard refused: not an attribute set to
+                # the value it had (Session.dirty lists those too; the flush writes nothing for them)
+                if s.new or s.deleted or any(s.is_modified(obj) for obj in s.dirty):
                     raise ReaderWrote("a read session (write=False) changed objects: open a write session for writes")
                 return
             try:

@@ -68,6 +68,8 @@ def test_a_read_session_ends_without_a_commit_and_refuses_changed_objects(counte
         pass
     from sqlalchemy.orm import registry
     registry().map_imperatively(Row, table)
+    with db.session(write=False) as session:
+        session.get(Row, 1).n = 2  # the value it has: nothing a flush would write
     with pytest.raises(ReaderWrote, match="changed objects"):
         with db.session(write=False) as session:
             session.get(Row, 1).n = 99
