@@ -1,8 +1,9 @@
 """Full-text search over listings: SQLite FTS5 or PostgreSQL tsvector.
 
 ``install(engine)`` is idempotent, so every start may call it. The constants
-here are shared with the search query in ``services/listings.py``: PostgreSQL
-only uses the GIN index when the query repeats the indexed expression exactly.
+here are shared with the search query in ``services/listings.py``: SQLite's
+query names the FTS5 table and its bm25 weights, PostgreSQL's the stored
+document column its GIN index is on.
 """
 
 from __future__ import annotations
