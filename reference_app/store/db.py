@@ -210,17 +210,17 @@ class Prepared:
         if session.info.get(READER) and not session.in_transaction():
             engine = database.read_engine
             fairy = engine.raw_connection()
+            raw = fairy.dbapi_connection
+            # PostgreSQL: as the reader engine's AUTOCOMMIT, no transaction left open (SQLite's
+            # connections are in autocommit already: the app sends its own BEGIN)
+            autocommit = not database.single_writer
             try:
-                raw = fairy.dbapi_connection
-                if database.single_writer:
-                    return self._run(database, engine.dialect, raw, params, fairy.invalidate)
-                raw.autocommit = True  # as the reader engine's AUTOCOMMIT: no transaction left open
-                try:
-                    return self._run(database, engine.dialect, raw, params, fairy.invalidate)
-                finally:
-                    if fairy.is_valid:
-                        raw.autocommit = False
+                if autocommit:
+                    raw.autocommit = True
+                return self._run(database, engine.dialect, raw, params, fairy.invalidate)
             finally:
+                if autocommit and fairy.is_valid:
+                    raw.autocommit = False
                 fairy.close()
         connection = session.connection()  # begins the session's transaction as any statement would
         return self._run(database, connection.dialect, connection.connection.dbapi_connection, params,
