@@ -179,3 +179,28 @@ def test_a_prepared_read_on_a_dead_postgresql_connection_invalidates_it(scratch_
     assert caught.value.connection_invalidated
     with db.session(write=False) as session:  # a live connection, not the dead one
         assert read.first(session, {"id": 1}) is None
+
+
+def test_postgresql_sessions_are_in_utc_beside_the_url_s_own_options(settings):
+    """In the zone UTC psycopg reads a ``timestamptz`` with ``timezone.utc``; in a named zone
+    (a server's default ``Etc/UTC`` too) it converts each value through zoneinfo. Options the
+    URL gives are kept."""
+    from datetime import timezone
+
+    from sqlalchemy.engine import make_url
+
+    from reference_app.store.db import Database
+
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL: SQLite has no session time zone")
+    url = make_url(settings.database_url).update_query_dict({"options": "-c statement_timeout=4321"})
+    db = Database(url.render_as_string(hide_password=False))
+    try:
+        for write in (True, False):
+            with db.session(write=write) as session:
+                conn = session.connection()
+                assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+                assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "4321ms"
+                assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is timezone.utc
+    finally:
+        db.dispose()
