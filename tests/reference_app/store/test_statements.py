@@ -8,6 +8,10 @@ statement, which cost a one-row read a sixth of its CPU."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
+
 import pytest
 from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, update
 from sqlalchemy.exc import DBAPIError
@@ -179,6 +183,106 @@ def test_a_prepared_read_on_a_dead_postgresql_connection_invalidates_it(scratch_
     assert caught.value.connection_invalidated
     with db.session(write=False) as session:  # a live connection, not the dead one
         assert read.first(session, {"id": 1}) is None
+
+
+def _on_a_loop(fn):
+    """``fn()`` called from a coroutine: on a thread running an event loop, as the API's reads are."""
+    async def run():
+        return fn()
+    return asyncio.run(run())
+
+
+def test_reads_on_an_event_loop_use_the_one_connection_its_thread_keeps(scratch_table):
+    """The loop runs each read to its end, so its thread keeps one reader connection for them
+    all (``Database.loop_connection``) instead of a checkout and check-in for each; it is given
+    back when the thread ends and at ``dispose``. A thread with no loop still gives its
+    connection back at once."""
+    db, table = scratch_table("loop_rows", Column("id", Integer, primary_key=True))
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1}, {"id": 2}])
+    read = Prepared(select(table.c.id).order_by(table.c.id))
+    pool = db.read_engine.pool
+    lent = pool.checkedout()
+
+    def twice():
+        seen = []
+        for _ in range(2):
+            with db.session(write=False) as session:
+                before = db.queries
+                assert read.rows(session, {}) == [(1,), (2,)]
+                assert db.queries - before == 1 and not session.in_transaction()
+            held = db.loop_connection()
+            seen.append(held.fairy.dbapi_connection)
+            if not db.single_writer:  # autocommit, as the reader engine's: nothing left open
+                assert held.fairy.dbapi_connection.autocommit is True
+                assert held.fairy.dbapi_connection.info.transaction_status == 0  # IDLE
+        return seen, pool.checkedout()
+
+    seen, out_during = _on_a_loop(twice)
+    assert seen[0] is seen[1] and out_during == lent + 1  # one connection, kept between reads
+
+    # another thread with its own loop keeps its own; when it ends, it is given back
+    elsewhere: list = []
+    thread = threading.Thread(target=lambda: elsewhere.append(_on_a_loop(twice)))
+    thread.start()
+    thread.join()
+    (other, other_out), = elsewhere
+    assert other[0] is not seen[0] and other_out == lent + 2
+    del other, elsewhere, thread
+    gc.collect()
+    assert pool.checkedout() == lent + 1
+
+    db.dispose()  # gives back the main thread's too
+    assert pool.checkedout() == lent
+    with db.session(write=False) as session:  # no loop here: checked out and given back
+        assert read.rows(session, {}) == [(1,), (2,)] and pool.checkedout() == lent
+    if not db.single_writer:  # a connection given back by its loop thread is as the pool lends it
+        raw = db.read_engine.raw_connection()
+        try:
+            assert raw.dbapi_connection.autocommit is False
+        finally:
+            raw.close()
+
+
+def test_a_loop_connection_the_server_ended_is_replaced(scratch_table, monkeypatch):
+    """A read on the loop's kept connection that the server ended fails as a disconnect, once;
+    the next read has a new connection. One that sat idle is checked before use, as the pool
+    checks its own, so then not even one read fails."""
+    from reference_app.store import db as store_db
+
+    db, table = scratch_table("loop_dead_rows", Column("id", Integer, primary_key=True))
+    if db.single_writer:
+        pytest.skip("PostgreSQL: SQLite has no server to end a connection")
+    read = Prepared(select(table.c.id).where(table.c.id == bindparam("id")))
+
+    def backend() -> int:
+        held = db.loop_connection()
+        return held.fairy.dbapi_connection.info.backend_pid
+
+    def end(pid: int) -> None:
+        with db.session() as other:
+            other.connection().exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+
+    def scenario():
+        with db.session(write=False) as session:
+            assert read.first(session, {"id": 1}) is None
+        first = backend()
+        end(first)
+        with pytest.raises(DBAPIError) as caught:
+            with db.session(write=False) as session:
+                read.first(session, {"id": 1})
+        assert caught.value.connection_invalidated
+        with db.session(write=False) as session:
+            assert read.first(session, {"id": 1}) is None
+        second = backend()
+        assert second != first
+        monkeypatch.setattr(store_db, "IDLE_PING_S", 0.0)
+        end(second)
+        with db.session(write=False) as session:  # checked before use: replaced, no error
+            assert read.first(session, {"id": 1}) is None
+        assert backend() != second
+
+    _on_a_loop(scenario)
 
 
 def test_postgresql_sessions_are_in_utc_beside_the_url_s_own_options(settings):
