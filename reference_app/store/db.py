@@ -164,6 +164,11 @@ _CURSOR = "escrowlab_prepared_cursor"  # in a pooled connection's info: Prepared
 READER = "escrowlab_reader"  # in a read session's info (write=False): it is closed, never committed
 
 
+# A statement compiled for one dialect: its SQL, its parameters' order (positional styles), its
+# own values, and the (position, processor) of each result column that has a processor.
+_Plan = tuple[str, tuple[str, ...] | None, dict, list[tuple[int, Callable]] | None]
+
+
 class Prepared:
     """A Core SELECT run straight on its session's DBAPI connection: compiled once for each
     dialect, its columns' result processors applied as SQLAlchemy applies them, and counted
@@ -178,9 +183,9 @@ class Prepared:
 
     def __init__(self, statement: Select) -> None:
         self.statement = statement
-        self._plans: dict[tuple[str, str], tuple[str, tuple[str, ...] | None, dict, list | None]] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
 
-    def _plan(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, dict, list | None]:
+    def _plan(self, dialect: Dialect) -> _Plan:
         key = (dialect.name, dialect.paramstyle)
         plan = self._plans.get(key)
         if plan is None:
@@ -195,10 +200,10 @@ class Prepared:
                 if not bind.required:
                     process = _bind_processor(bind.type, dialect)
                     fixed[name] = bind.effective_value if process is None else process(bind.effective_value)
-            processors = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                          for column in self.statement.selected_columns]
-            plan = self._plans[key] = (compiled.string, compiled.positiontup, fixed,
-                                       processors if any(processors) else None)
+            # (position, processor) of each column that has one; most have none
+            processors = [(i, process) for i, column in enumerate(self.statement.selected_columns)
+                          if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))]
+            plan = self._plans[key] = (compiled.string, compiled.positiontup, fixed, processors or None)
         return plan
 
     def rows(self, session: Session, params: dict[str, Any]) -> list[tuple]:
@@ -261,8 +266,15 @@ class Prepared:
                                       connection_invalidated=gone, dialect=dialect) from exc
         if processors is None:
             return rows
-        return [tuple(value if process is None else process(value) for process, value in zip(processors, row))
-                for row in rows]
+        # only the columns that have a processor: a generator over every column of every row
+        # took 40 µs for a page of twenty listings, this 16
+        out = []
+        for row in rows:
+            row = list(row)
+            for i, process in processors:
+                row[i] = process(row[i])
+            out.append(tuple(row))
+        return out
 
     def first(self, session: Session, params: dict[str, Any]) -> tuple | None:
         rows = self.rows(session, params)
