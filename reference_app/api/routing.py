@@ -43,7 +43,8 @@ def database_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     A thread hop cost a listing write a sixth of its CPU (the hand-over to the pool and back,
     with the event loop and the thread taking turns at the GIL), to wait for nothing: SQLite's
     work is CPU in this process either way. With WAL and ``synchronous=NORMAL`` a commit
-    appends to the log without fsync; only a checkpoint, every thousand pages or so, syncs."""
+    appends to the log without fsync; the checkpoints, which sync, run in a thread of their own
+    (``store.db._Checkpointer``)."""
     endpoint.database_only = True  # type: ignore[attr-defined]
     return endpoint
 

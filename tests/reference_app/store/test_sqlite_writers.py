@@ -89,3 +89,57 @@ def test_begin_now_declines_at_once_while_another_process_writes(db, tmp_path):
         assert db.begin_now(session)
         assert _busy_timeout(session) == WRITER_WAIT_S * 1000
         session.execute(text("INSERT INTO t VALUES (4)"))
+
+
+def _checkpoints_done() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "sqlite-checkpoint":
+            thread.join()
+
+
+def test_the_wal_is_checkpointed_in_a_thread_of_its_own_not_in_a_writer_s_commit(db, tmp_path, monkeypatch):
+    """SQLite's automatic checkpoint ran inside the commit that crossed its threshold, syncing
+    the database file while the writer held the write turn (on the event loop, for a listing
+    write). The app's connections leave it off; every ``CHECKPOINT_EVERY`` writers' turns a
+    passive checkpoint runs in a thread of its own, and every ``RESTART_EVERY``-th one finishes
+    under the writers' turn, so the WAL starts over instead of growing without end."""
+    from reference_app.store import db as store_db
+
+    monkeypatch.setattr(store_db, "CHECKPOINT_EVERY", 10)
+    monkeypatch.setattr(store_db, "RESTART_EVERY", 2)
+    wal = tmp_path / "app.db-wal"
+    ran_in: list[tuple[int, bool]] = []
+    run, copy = store_db._Checkpointer.run, store_db._Checkpointer.copy
+    monkeypatch.setattr(store_db._Checkpointer, "run",
+                        lambda self, restart: ran_in.append((threading.get_ident(), restart)) or run(self, restart))
+    # as under steady writes: a writer commits while the checkpoint without the turn copies
+    meanwhile = sqlite3.connect(tmp_path / "app.db", isolation_level=None, check_same_thread=False, timeout=30)
+
+    def copy_while_someone_writes(conn, final):
+        if final:
+            return copy(conn, final)
+        meanwhile.execute("BEGIN IMMEDIATE")
+        meanwhile.execute("INSERT INTO blobs (b) VALUES (?)", (b"y" * 4000,))
+        copy(conn, final)
+        meanwhile.execute("COMMIT")
+    monkeypatch.setattr(store_db._Checkpointer, "copy", staticmethod(copy_while_someone_writes))
+    for write in (True, False):
+        with db.session(write=write) as session:
+            assert session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    with db.session() as session:
+        session.execute(text("CREATE TABLE blobs (b BLOB)"))
+
+    def write(turns: int) -> None:
+        for _ in range(turns):
+            with db.session() as session:
+                session.execute(text("INSERT INTO blobs (b) VALUES (:b)"), {"b": b"x" * 4000})
+            _checkpoints_done()  # one at a time, so that each tenth turn starts one
+
+    write(40)
+    first = wal.stat().st_size
+    write(400)
+    assert threading.get_ident() not in {thread for thread, _ in ran_in}
+    assert len(ran_in) >= 40 and sum(restart for _, restart in ran_in) >= 20
+    # started over again and again: not ten times as long as after the first forty turns
+    assert wal.stat().st_size < 2 * first
+    meanwhile.close()
