@@ -81,7 +81,10 @@ class _Checkpointer:
         if self.turns % CHECKPOINT_EVERY == 0 and self.running.acquire(blocking=False):
             self.checkpoints += 1
             restart = self.checkpoints % RESTART_EVERY == 0
-            threading.Thread(target=self.run, args=(restart,), name="sqlite-checkpoint", daemon=True).start()
+            try:
+                threading.Thread(target=self.run, args=(restart,), name="sqlite-checkpoint", daemon=True).start()
+            except RuntimeError:  # no new threads (the interpreter is ending): the writer's commit stands
+                self.running.release()
 
     def run(self, restart: bool) -> None:
         try:

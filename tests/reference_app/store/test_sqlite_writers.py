@@ -143,3 +143,28 @@ def test_the_wal_is_checkpointed_in_a_thread_of_its_own_not_in_a_writer_s_commit
     # started over again and again: not ten times as long as after the first forty turns
     assert wal.stat().st_size < 2 * first
     meanwhile.close()
+
+
+def test_a_checkpoint_that_cannot_start_its_thread_fails_no_commit_and_the_next_one_tries(db, monkeypatch):
+    """At the interpreter's end no thread starts: the writer whose turn would have started the
+    checkpoint still commits, and a later turn starts one again."""
+    from reference_app.store import db as store_db
+
+    monkeypatch.setattr(store_db, "CHECKPOINT_EVERY", 2)
+    started = []
+    real_start = threading.Thread.start
+
+    def start(thread):
+        if thread.name == "sqlite-checkpoint":
+            started.append(thread)
+            if len(started) == 1:
+                raise RuntimeError("can't create new thread at interpreter shutdown")
+        return real_start(thread)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    for n in range(4):
+        with db.session() as session:
+            session.execute(text("INSERT INTO t (x) VALUES (:n)"), {"n": n})
+    _checkpoints_done()
+    with db.session(write=False) as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 4
+    assert len(started) == 2  # the second try ran
