@@ -299,20 +299,11 @@ class Prepared:
             held = database.loop_connection()
             if held is not None:
                 return self._run(database, database.read_engine.dialect, held.fairy, params, held.give_back)
-            engine = database.read_engine
-            fairy = engine.raw_connection()
-            raw = fairy.dbapi_connection
-            # PostgreSQL: as the reader engine's AUTOCOMMIT, no transaction left open (SQLite's
-            # connections are in autocommit already: the app sends its own BEGIN)
-            autocommit = not database.single_writer
+            lent = _ReaderConnection(database).take()
             try:
-                if autocommit:
-                    raw.autocommit = True
-                return self._run(database, engine.dialect, fairy, params, fairy.invalidate)
+                return self._run(database, database.read_engine.dialect, lent.fairy, params, lent.give_back)
             finally:
-                if autocommit and fairy.is_valid:
-                    raw.autocommit = False
-                fairy.close()
+                lent.give_back()
         connection = session.connection()  # begins the session's transaction as any statement would
         return self._run(database, connection.dialect, connection.connection, params, connection.invalidate)
 
@@ -394,17 +385,22 @@ def _ping(engine: Engine, dbapi_conn: Any) -> None:
         raise DisconnectionError("pooled connection is dead")
 
 
-class _LoopConnection:
-    """The pooled reader connection one event loop's thread keeps for its reads between
-    requests (``Database.loop_connection``); given back to the pool when the thread ends, at
-    ``Database.dispose``, or invalidated when a read finds it dead."""
+class _ReaderConnection:
+    """A pooled connection for ``Prepared``'s reads outside a transaction: on PostgreSQL in
+    autocommit while taken, as the reader engine's AUTOCOMMIT (no transaction left open between
+    statements; SQLite's connections are in autocommit already, the app sends its own BEGIN),
+    and as the pool lends it once given back; invalidated when a read finds it dead.
+
+    A read on a thread without an event loop takes one and gives it back at once. An event
+    loop's thread keeps one between requests (``Database.loop_connection``), given back when
+    the thread ends or at ``Database.dispose``."""
 
     def __init__(self, database: "Database") -> None:
         self.database = database
         self.fairy: PoolProxiedConnection | None = None
         self.used = 0.0
 
-    def take(self) -> "_LoopConnection":
+    def take(self) -> "_ReaderConnection":
         database, now = self.database, time.monotonic()
         if self.fairy is not None and not database.single_writer and now - self.used > IDLE_PING_S:
             try:  # as the pool checks a connection that sat idle (_ping_when_idle)
@@ -414,7 +410,6 @@ class _LoopConnection:
         if self.fairy is None:
             self.fairy = database.read_engine.raw_connection()
             if not database.single_writer:
-                # as the reader engine's AUTOCOMMIT: no transaction left open between statements
                 self.fairy.dbapi_connection.autocommit = True
         self.used = now
         return self
@@ -430,7 +425,7 @@ class _LoopConnection:
             fairy.dbapi_connection.autocommit = False
         fairy.close()
 
-    def __del__(self) -> None:  # the thread that kept it has ended
+    def __del__(self) -> None:  # the loop thread that kept it has ended
         try:
             self.give_back()
         except Exception:  # a pool already disposed, a server gone: nothing left to return
@@ -472,7 +467,7 @@ class Database:
         self.after_wake_commit: Callable[[set[int]], None] = lambda _orders: None
         # each event loop thread's reader connection (loop_connection), and all of them for dispose
         self._loop_held = threading.local()
-        self._loop_connections: weakref.WeakSet[_LoopConnection] = weakref.WeakSet()
+        self._loop_connections: weakref.WeakSet[_ReaderConnection] = weakref.WeakSet()
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
         # PostgreSQL's read engine, made by execution_options(), shares the writer's dialect.
         for dialect in {self.engine.dialect, self.read_engine.dialect}:
@@ -522,7 +517,7 @@ class Database:
         finally:
             _NO_WAIT.reset(token)
 
-    def loop_connection(self) -> _LoopConnection | None:
+    def loop_connection(self) -> _ReaderConnection | None:
         """On a thread running an event loop, the reader connection it keeps for
         ``Prepared``'s reads outside a transaction; elsewhere None (they check one out of the pool).
 
@@ -533,7 +528,7 @@ class Database:
             return None
         held = getattr(self._loop_held, "connection", None)
         if held is None:
-            held = self._loop_held.connection = _LoopConnection(self)
+            held = self._loop_held.connection = _ReaderConnection(self)
             self._loop_connections.add(held)
         return held.take()
 
