@@ -7,7 +7,13 @@ the marketplace's own work costs.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
+
+# Answers with the serving process's id: how bench.api.Served knows that each of N workers
+# (``--workers N``) is serving. Added last to both apps, so no measured path is matched later.
+PID_PATH = "/bench/pid"
 
 app = FastAPI(title="escrowlab ping baseline", openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -15,3 +21,10 @@ app = FastAPI(title="escrowlab ping baseline", openapi_url=None, docs_url=None, 
 @app.get("/ping")
 def ping() -> dict:
     return {"ok": True}
+
+
+def pid() -> dict:
+    return {"pid": os.getpid()}
+
+
+app.add_api_route(PID_PATH, pid, include_in_schema=False)

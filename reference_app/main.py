@@ -17,6 +17,21 @@ from .store import migrate
 from .store.db import Database
 
 
+def prepare_once(settings: Settings) -> Settings:
+    """Settle what N app processes started together would otherwise race on, before starting
+    them: the development secrets (each would generate its own, and sign tokens the others
+    refuse) and the schema (N migrations at once race on CREATE TABLE; PostgreSQL refused a
+    second alembic_version). Returns the settings with the secrets filled in."""
+    settings = settings.with_dev_defaults()
+    if settings.auto_migrate:
+        db = Database(settings.database_url)
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.dispose()
+    return settings
+
+
 def build_context(settings: Settings, with_node: bool = True) -> AppContext:
     settings = settings.with_dev_defaults()
     db = Database(settings.database_url)

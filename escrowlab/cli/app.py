@@ -48,7 +48,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
                                         help="Processes serving the port, each with its own worker "
                                              "(default: ESCROWLAB_PROCESSES, else 1); use PostgreSQL.")) -> None:
     """Serve the marketplace API (OpenAPI at /docs). A port in use exits 2 before anything starts."""
-    from reference_app.main import create_app
+    from reference_app.main import create_app, prepare_once
 
     from .listen import listen_socket
 
@@ -60,7 +60,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
         n = settings.processes
         if n > 1:  # fork before any thread or node channel exists: each child builds its own app
             # Each process's worker carries out its own share of the orders (reference_app/shares.py).
-            settings = _prepare_once(settings).model_copy(update={"process_group": secrets.token_hex(6)})
+            settings = prepare_once(settings).model_copy(update={"process_group": secrets.token_hex(6)})
             index, children = _fork(n - 1)
             settings = settings.model_copy(update={"process_index": index})
             if children is None:
@@ -81,23 +81,6 @@ def _serve(application, host: str, port: int, sock) -> None:
     import uvicorn
 
     uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
-
-
-def _prepare_once(settings):
-    """Settle, in the parent, what N processes would otherwise race on: the development
-    secrets (each would generate its own, and sign tokens the others refuse) and the schema
-    (N migrations at once race on CREATE TABLE; PostgreSQL refused a second alembic_version)."""
-    from reference_app.store import migrate
-    from reference_app.store.db import Database
-
-    settings = settings.with_dev_defaults()
-    if settings.auto_migrate:
-        db = Database(settings.database_url)
-        try:
-            migrate.upgrade(db)
-        finally:
-            db.dispose()
-    return settings
 
 
 def _fork(count: int) -> tuple[int, list[int] | None]:

@@ -137,20 +137,43 @@ def api_cmd(
     seconds: float = typer.Option(10, "--seconds", min=1, max=3600, help="Length of each phase (ping, reads, writes)."),
     concurrency: int = typer.Option(32, "--concurrency", min=1, max=1_000, help="Requests in flight at once."),
     postgres: bool = typer.Option(True, "--postgres/--no-postgres", help="Also measure on a throwaway PostgreSQL."),
+    app_processes: int = typer.Option(1, "--app-processes", min=1, max=16,
+                                      help="Also measure PostgreSQL with the app (and the ping) served by this "
+                                           "many processes."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Reads/s and writes/s on SQLite WAL and PostgreSQL, beside a bare FastAPI ping app."""
     from bench import api
 
+    if app_processes > 1 and not postgres:
+        raise UserError("--app-processes above 1 measures PostgreSQL (SQLite is served by one process): "
+                        "drop --no-postgres")
     with progress("benchmarking the API", quiet=json_out) as step:
-        result = api.run(env(), seconds, concurrency, postgres, progress=step)
+        result = api.run(env(), seconds, concurrency, postgres, progress=step, app_processes=app_processes)
     if json_out:
         emit_json(result)
-    else:
-        console.print(f"ping baseline: {result['baseline_ping']['requests_per_s']} req/s")
-        for db in ("sqlite_wal", "postgres"):
-            figures = result.get(db, {})
-            for kind in ("reads", "writes"):
-                if kind in figures:
-                    f = figures[kind]
-                    console.print(f"{db} {kind}: {f['requests_per_s']}/s, p99 {f['p99_ms']} ms, failed {f['failed']}")
+        return
+    _print_api(result)
+    if "app_processes" in result:
+        many = result["app_processes"]
+        console.print(f"[bold]{many['processes']} app processes[/bold]")
+        _print_api(many)
+
+
+def _print_api(result: dict) -> None:
+    if "skipped" in result:
+        console.print(f"skipped: {result['skipped']}")
+        return
+    ping = result["baseline_ping"]
+    console.print(f"ping baseline: {ping['requests_per_s']} req/s, server CPU {ping['server_cpu_ms_per_request']} ms"
+                  " a request")
+    for db in ("sqlite_wal", "postgres"):
+        figures = result.get(db, {})
+        if "skipped" in figures:
+            console.print(f"{db}: skipped ({figures['skipped']})")
+        for kind in ("reads", "writes"):
+            if kind in figures:
+                f = figures[kind]
+                console.print(f"{db} {kind}: {f['requests_per_s']}/s ({figures[f'{kind}_ratio_to_ping']} of the "
+                              f"ping), p99 {f['p99_ms']} ms, server CPU {f['server_cpu_ms_per_request']} ms a "
+                              f"request, failed {f['failed']}")

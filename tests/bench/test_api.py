@@ -1,8 +1,14 @@
-"""`bench api` measures its baseline and both databases in one run, with no failed request."""
+"""`bench api` measures its baseline and both databases in one run, with no failed request;
+with ``--app-processes N``, PostgreSQL and the ping again, served by N processes."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+
+import pytest
 
 from bench import api
 from regtest_cluster.env import ClusterEnv
@@ -27,7 +33,9 @@ def test_run_api_bench_reports_reads_writes_and_ratio(tmp_path):
             figures = result[db][kind]
             assert figures["requests"] > 0 and figures["failed"] == 0, (db, kind, figures["errors"])
             assert figures["p50_ms"] <= figures["p99_ms"]
-        assert result[db]["reads_ratio_to_ping"] > 0
+            assert figures["server_cpu_ms_per_request"] > 0 and len(figures["server_cpu_share_per_process"]) == 1
+        assert result[db]["reads_ratio_to_ping"] > 0 and result[db]["processes"] == 1
+    assert "app_processes" not in result
 
 
 def test_many_concurrent_sqlite_writers_none_fails(tmp_path):
@@ -38,3 +46,28 @@ def test_many_concurrent_sqlite_writers_none_fails(tmp_path):
     result = api.run(env, seconds=4, concurrency=64, postgres=False, seed=5)
     writes = result["sqlite_wal"]["writes"]
     assert writes["requests"] > 0 and writes["failed"] == 0, writes["errors"]
+
+
+@pytest.mark.skipif(not _has_postgres(), reason="PostgreSQL is not installed")
+def test_app_processes_serve_postgres_and_the_ping_from_each_process(tmp_path):
+    env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
+    result = api.run(env, seconds=1, concurrency=8, postgres=True, seed=20, app_processes=2)
+    many = result["app_processes"]
+    assert many["processes"] == 2
+    assert many["baseline_ping"]["failed"] == 0 and len(many["baseline_ping"]["server_cpu_share_per_process"]) == 2
+    for kind in ("reads", "writes"):
+        figures = many["postgres"][kind]
+        assert figures["requests"] > 0 and figures["failed"] == 0, (kind, figures["errors"])
+        # each worker served: none was left out of the clients' connections
+        shares = figures["server_cpu_share_per_process"]
+        assert len(shares) == 2 and min(shares) > 0.05, shares
+        assert many["postgres"][f"{kind}_ratio_to_ping"] > 0 and many["postgres"][f"{kind}_ratio_to_one_process_ping"] > 0
+    assert result["postgres"]["processes"] == 1 and many["postgres"]["processes"] == 2
+
+
+def test_app_processes_without_postgres_is_refused_naming_the_cause(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "escrowlab", "bench", "api", "--app-processes", "2", "--no-postgres"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "ESCROWLAB_RUNS": str(tmp_path)})
+    assert proc.returncode == 2, proc.stderr
+    assert "--app-processes above 1 measures PostgreSQL" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything started
