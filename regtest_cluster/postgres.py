@@ -69,7 +69,12 @@ def ensure_service_user(name: str = SERVICE_USER) -> str:
         return name
     except KeyError:
         pass
-    done = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+    # useradd lives in sbin, which a root shell's PATH does not always hold (sudo -E, a CI image)
+    useradd = shutil.which("useradd", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    if useradd is None:
+        raise PostgresError(f"PostgreSQL will not run as root, and the user {name!r} it would run as does not "
+                            "exist; useradd, which would create it, is not on this machine (install passwd)")
+    done = subprocess.run([useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent",
                            "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True)
     if done.returncode not in (0, 9):  # 9: a concurrent run created it first
         raise PostgresError(f"useradd {name} failed: {done.stderr.strip()}")
@@ -190,11 +195,14 @@ class PostgresServer:
             conn.execute(statement)
 
     def _run(self, program: str, *args: str) -> None:
-        argv = [str(self.bindir / program), *args]
-        if self.user:
-            argv = ["runuser", "-u", self.user, "--", *argv]
+        as_user = {}
+        if self.user:  # as root: the service user's ids, its groups alone, its own HOME
+            account = pwd.getpwnam(self.user)
+            as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [],
+                       "env": {**os.environ, "HOME": account.pw_dir, "USER": self.user, "LOGNAME": self.user}}
         # cwd: the service user may not be allowed into ours.
-        done = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
+        done = subprocess.run([str(self.bindir / program), *args], cwd=self.root, capture_output=True, text=True,
+                              **as_user)
         if done.returncode != 0:
             raise PostgresError(f"{program} failed (exit {done.returncode}; log: {self.log_path}):\n"
                                 f"{done.stdout}{done.stderr}\n--- last log lines ---\n{LogTail(self.log_path).tail()}")

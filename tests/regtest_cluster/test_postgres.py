@@ -65,6 +65,21 @@ def test_stop_leaves_no_postgres_process():
     assert not root.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the service user is for root only")
+def test_as_root_runs_as_the_service_user_with_no_sbin_on_path(monkeypatch):
+    """A root shell's PATH need not hold sbin (sudo -E, a CI image): the server still starts, as
+    its own user with that user's group only, never as root."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with PostgresServer() as server:
+        with sqlalchemy.create_engine(server.create_database("asuser")).connect() as conn:
+            assert conn.exec_driver_sql("SELECT current_user").scalar() == postgres.SUPERUSER
+        status = dict(line.split(":", 1) for line in open(f"/proc/{server.pid}/status").read().splitlines())
+        account = postgres.pwd.getpwnam(postgres.SERVICE_USER)
+        assert status["Uid"].split() == [str(account.pw_uid)] * 4
+        assert status["Gid"].split() == [str(account.pw_gid)] * 4
+        assert status["Groups"].split() in ([], [str(account.pw_gid)])
+
+
 def test_stop_kills_a_server_that_ignores_shutdown(monkeypatch):
     server = PostgresServer().start()
     pid = server.pid
