@@ -133,10 +133,45 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
     description); punctuation and operators in it are ignored. A ``q`` with no
     words at all matches nothing. ``relevance`` without ``q`` sorts as ``newest``.
     """
+    query = _search_query(session, q, category, min_price, max_price, seller_id, limit, offset, sort,
+                          min_seller_rating)
+    if query is None:
+        return [], 0
+    page, count, params = query
+    rows = page.rows(session, {**params, "limit": limit, "offset": offset})
+    if rows or not offset:
+        return _found(rows)
+    return [], count.first(session, params)[0] or 0  # past the end: how many do
+
+
+async def search_async(session: Session, q: str | None = None, category: str | None = None,
+                       min_price: int | None = None, max_price: int | None = None, seller_id: int | None = None,
+                       limit: int = 20, offset: int = 0, sort: Sort = "relevance",
+                       min_seller_rating: float | None = None) -> tuple[list[dict], int]:
+    """``search`` for the event loop: on PostgreSQL the loop serves other requests while the
+    server ranks the matches (``Prepared.arows``), a third of a search's time that the loop
+    had spent waiting."""
+    query = _search_query(session, q, category, min_price, max_price, seller_id, limit, offset, sort,
+                          min_seller_rating)
+    if query is None:
+        return [], 0
+    page, count, params = query
+    rows = await page.arows(session, {**params, "limit": limit, "offset": offset})
+    if rows or not offset:
+        return _found(rows)
+    return [], (await count.afirst(session, params))[0] or 0
+
+
+def _search_query(session: Session, q: str | None, category: str | None, min_price: int | None,
+                  max_price: int | None, seller_id: int | None, limit: int, offset: int, sort: Sort,
+                  min_seller_rating: float | None) -> tuple[Prepared, Prepared, dict] | None:
+    """A search's page and count statements and the filters' parameters (the page's also take
+    ``limit`` and ``offset``), once the filters are checked; None if ``q`` has no words (it
+    matches nothing)."""
     _check_search(q, category, min_price, max_price, seller_id, limit, offset, sort)
     words = _WORD.findall(q or "")
     if q and q.strip() and not words:
-        return [], 0
+        return None
     filters = {"category": category, "min_price": min_price, "max_price": max_price, "seller_id": seller_id,
                "min_rating": min_seller_rating}
     params = {name: value for name, value in filters.items() if value is not None}
@@ -145,12 +180,12 @@ def search(session: Session, q: str | None = None, category: str | None = None, 
         # For FTS5 each word becomes a string, so AND, NEAR, quotes or brackets in it are just text.
         params["match"] = " ".join(f'"{word}"' if dialect == "sqlite" else word for word in words)
     page, count = _statements(dialect, frozenset(params), sort)
-    rows = page.rows(session, {**params, "limit": limit, "offset": offset})
-    if rows:  # the page carries the count (see _statements)
-        return [dict(zip(NAMES, row)) for row in rows], rows[0][-1]
-    if not offset:
-        return [], 0  # nothing matches
-    return [], count.first(session, params)[0] or 0  # past the end: how many do
+    return page, count, params
+
+
+def _found(rows: list[tuple]) -> tuple[list[dict], int]:
+    """A page's listings, and the count of every match that the page carries (see _statements)."""
+    return [dict(zip(NAMES, row)) for row in rows], rows[0][-1] if rows else 0
 
 
 @functools.lru_cache(maxsize=512)

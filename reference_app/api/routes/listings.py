@@ -36,7 +36,7 @@ SEARCH = QueryModel(ListingSearch)
 
 @router.get("", response_model=ListingPage, openapi_extra=SEARCH.openapi)
 async def search_listings(params: ListingSearch = Depends(SEARCH), session: Session = DbSession) -> Response:
-    items, total = listings.search(session, **params.model_dump())
+    items, total = await listings.search_async(session, **params.model_dump())
     return answer(ListingPage, {"items": items, "total": total, "limit": params.limit, "offset": params.offset})
 
 

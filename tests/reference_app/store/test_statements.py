@@ -13,7 +13,7 @@ import gc
 import threading
 
 import pytest
-from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, update
+from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from reference_app.store.db import Prepared, ReaderWrote
@@ -306,5 +306,126 @@ def test_postgresql_sessions_are_in_utc_beside_the_url_s_own_options(settings):
                 assert conn.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
                 assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "4321ms"
                 assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is timezone.utc
+
+        async def awaited():  # the connections of awaited reads (Prepared.arows) too
+            _connection, cursor = await db.async_readers().take()
+            shown = []
+            for setting in ("TimeZone", "statement_timeout"):
+                await cursor.execute(f"SHOW {setting}")
+                shown.append((await cursor.fetchone())[0])
+            return shown
+        assert asyncio.run(awaited()) == ["UTC", "4321ms"]
     finally:
         db.dispose()
+
+
+def _sleep_read():
+    from sqlalchemy import Float, func
+
+    return Prepared(select(func.pg_sleep(bindparam("s", type_=Float))))
+
+
+def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_table):
+    """On PostgreSQL ``Prepared.arows`` awaits the server on one of the loop's own connections
+    (psycopg's AsyncConnection): another coroutine runs while a read waits, a second read reuses
+    the first one's connection, and no pooled connection is taken. In a writer it reads in the
+    writer's transaction; on SQLite it is ``rows``, with no connection of its own."""
+    db, table = scratch_table("awaited_rows", Column("id", Integer, primary_key=True))
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1}, {"id": 2}])
+    read = Prepared(select(table.c.id).order_by(table.c.id))
+    pool = db.read_engine.pool
+
+    async def scenario():
+        lent = pool.checkedout()
+        with db.session(write=False) as session:
+            before = db.queries
+            assert await read.arows(session, {}) == [(1,), (2,)]
+            assert db.queries - before == 1 and not session.in_transaction()
+        with db.session() as session:  # a writer reads in its own transaction
+            assert await read.afirst(session, {}) == (1,) and session.in_transaction()
+        if db.single_writer:
+            assert db._async_readers == {}
+            return
+        readers = db.async_readers()
+        (first, _cursor, _since), = readers.idle
+        with db.session(write=False) as session:
+            assert await read.afirst(session, {}) == (1,)
+        (second, _cursor, _since), = readers.idle
+        assert second is first and pool.checkedout() == lent
+        assert first.autocommit and first.info.transaction_status == 0  # IDLE: nothing left open
+
+        order = []
+
+        async def slow():
+            with db.session(write=False) as session:
+                await _sleep_read().arows(session, {"s": 0.3})
+            order.append("read")
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.05)  # the read has begun, and waits for the server
+        order.append("loop")
+        await task
+        assert order == ["loop", "read"]  # a blocking read would have held the loop to its end
+        return first
+
+    first = asyncio.run(scenario())
+    if first is not None:
+        asyncio.run(scenario())  # a new loop: the closed loop's connection is closed, a new one made
+        assert first.closed and len(db._async_readers) == 1
+        db.dispose()
+        assert db._async_readers == {}
+
+
+def test_awaited_reads_hold_at_most_their_slots_and_replace_failed_connections(scratch_table, monkeypatch):
+    """At most ``ASYNC_READERS`` connections a loop; a read past them waits for one. A read
+    cancelled while it waits for the server, or one on a connection the server ended, leaves
+    that connection closed and its slot free; the failed read is reported as a disconnect, once.
+    One that sat idle is checked before use, so then no read fails."""
+    from reference_app.store import db as store_db
+
+    db, _table = scratch_table("awaited_slot_rows", Column("id", Integer, primary_key=True))
+    if db.single_writer:
+        pytest.skip("PostgreSQL: SQLite's reads are this process's CPU, with nothing to await")
+    monkeypatch.setattr(store_db, "ASYNC_READERS", 2)
+    sleep = _sleep_read()
+
+    async def read(seconds: float) -> None:
+        with db.session(write=False) as session:
+            await sleep.arows(session, {"s": seconds})
+
+    def end(pid: int) -> None:
+        with db.session() as other:
+            other.connection().exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+
+    async def scenario():
+        readers = db.async_readers()
+        await asyncio.gather(*(read(0.1) for _ in range(5)))
+        assert len(readers.open) == 2 and len(readers.idle) == 2
+
+        task = asyncio.create_task(read(5))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(readers.open) == 1  # the cancelled read's connection is closed
+        await asyncio.gather(read(0), read(0))  # and its slot is free
+
+        connection = readers.idle[-1][0]  # the next read takes it: the last given back
+        end(connection.info.backend_pid)
+        with pytest.raises(DBAPIError) as caught:
+            await read(0)
+        assert caught.value.connection_invalidated and connection.closed and connection not in readers.open
+        await read(0)  # on the other one, alive
+        kept = set(readers.open)
+        with pytest.raises(DBAPIError) as caught:  # an error that is no disconnect: reported as such,
+            with db.session(write=False) as session:  # and its connection is kept
+                await Prepared(select(text("no_such_column"))).arows(session, {})
+        assert not caught.value.connection_invalidated and readers.open == kept
+
+        monkeypatch.setattr(store_db, "IDLE_PING_S", 0.0)
+        for connection, _cursor, _since in list(readers.idle):
+            end(connection.info.backend_pid)
+        await asyncio.gather(read(0), read(0))  # checked before use: replaced, no error
+        assert not any(connection.closed for connection in readers.open)
+
+    asyncio.run(scenario())
