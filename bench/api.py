@@ -52,6 +52,7 @@ from .ping_app import PID_PATH, pid
 
 WORDS = ("lamp", "radio", "camera", "bicycle", "guitar", "kettle", "watch", "drone")
 SEED_LISTINGS = 300
+READY_S = 60  # for a server to answer, and with several workers for each of them to
 # The bench measures the API, not its per-address rate limiter (one client address sends everything).
 NO_LIMITS = {"rate_limits_enabled": False}
 
@@ -83,13 +84,21 @@ class Served:
 
     def wait_ready(self, path: str) -> "Served":
         """Once ``path`` answers 200; with several workers, once each of them has answered
-        ``PID_PATH`` (one still starting would leave the clients' connections to the others)."""
+        ``PID_PATH`` (one still starting would leave the clients' connections to the others).
+        A server that does not get there is stopped before the error is raised."""
+        try:
+            return self._wait_ready(path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, path: str) -> "Served":
         def up() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}; see {self.log.name}")
             return httpx.get(self.url + path, timeout=2).status_code == 200
 
-        wait_for(up, timeout=60, what=f"{self.url}{path}", ignore=(httpx.HTTPError,))
+        wait_for(up, timeout=READY_S, what=f"{self.url}{path}", ignore=(httpx.HTTPError,))
         if self.processes > 1:
             seen: set[int] = set()
 
@@ -99,7 +108,7 @@ class Served:
                     seen.add(fresh.get(self.url + PID_PATH).json()["pid"])
                 return len(seen) == self.processes
 
-            wait_for(all_serving, timeout=60, what=f"{self.processes} workers answering on {self.url}",
+            wait_for(all_serving, timeout=READY_S, what=f"{self.processes} workers answering on {self.url}",
                      ignore=(httpx.HTTPError,))
         return self
 
@@ -119,11 +128,25 @@ class Served:
         return seconds
 
     def stop(self) -> None:
+        """Stop the server, and any worker its supervisor left behind (one killed, or
+        interrupted while starting its workers, does not stop them)."""
+        try:
+            workers = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            workers = []
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        _gone, left = psutil.wait_procs(workers, timeout=15)
+        for worker in left:
+            try:
+                worker.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(left, timeout=15)
         self.log.close()
 
 

@@ -71,3 +71,20 @@ def test_app_processes_without_postgres_is_refused_naming_the_cause(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "--app-processes above 1 measures PostgreSQL" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())  # refused before anything started
+
+
+def test_a_server_that_never_gets_ready_is_stopped_with_its_workers(tmp_path, monkeypatch):
+    """Nothing is left running when a served app does not answer: not the server, not a worker."""
+    import psutil
+
+    from regtest_cluster.waiting import WaitTimeout, wait_for
+
+    monkeypatch.setattr(api, "READY_S", 3)
+    server = api.Served("bench.ping_app:app", tmp_path, "never", {}, processes=2)
+    supervisor = psutil.Process(server.proc.pid)
+    wait_for(lambda: len([p for p in supervisor.children() if "--multiprocessing-fork" in " ".join(p.cmdline())]) == 2,
+             timeout=60, what="two workers started")
+    started = [supervisor, *supervisor.children(recursive=True)]
+    with pytest.raises(WaitTimeout):
+        server.wait_ready("/no-such-path")  # answers 404 for ever
+    assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
