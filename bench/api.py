@@ -52,7 +52,7 @@ from .ping_app import PID_PATH, pid
 
 WORDS = ("lamp", "radio", "camera", "bicycle", "guitar", "kettle", "watch", "drone")
 SEED_LISTINGS = 300
-READY_S = 60  # for a server to answer, and with several workers for each of them to
+READY_S = 60  # seconds for a server to answer (with several workers, for each of them to)
 # The bench measures the API, not its per-address rate limiter (one client address sends everything).
 NO_LIMITS = {"rate_limits_enabled": False}
 
