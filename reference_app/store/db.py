@@ -666,16 +666,20 @@ class Database:
         loop = asyncio.get_running_loop()
         readers = self._async_readers.get(loop)
         if readers is None:
-            for gone in [other for other in self._async_readers if other.is_closed()]:
-                self._async_readers.pop(gone).close()
+            for gone in [other for other in list(self._async_readers) if other.is_closed()]:
+                closed = self._async_readers.pop(gone, None)  # (another thread's loop may sweep too)
+                if closed is not None:
+                    closed.close()
             readers = self._async_readers[loop] = _AsyncReaders(self)
         return readers
 
     def dispose(self) -> None:
         for held in list(self._loop_connections):
             held.give_back()
-        while self._async_readers:
-            self._async_readers.popitem()[1].close()
+        for loop in list(self._async_readers):
+            readers = self._async_readers.pop(loop, None)
+            if readers is not None:
+                readers.close()
         self.engine.dispose()
         if self.single_writer:
             self.read_engine.dispose()
