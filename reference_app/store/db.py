@@ -511,8 +511,8 @@ class _AsyncReaders:
     connection).
 
     A connection idle for over ``IDLE_PING_S`` is checked before use, as the pool checks its
-    own; one that fails, or whose read failed or was cancelled, is closed, and the next read
-    opens a new one. They close once their loop has closed (``Database.async_readers``), at
+    own; one found dead, or whose read lost it or was cancelled, is closed, and the next read
+    opens a new one (after a statement's own error it is kept). They close once their loop has closed (``Database.async_readers``), at
     ``Database.dispose``, and when the database is collected."""
 
     def __init__(self, database: "Database") -> None:
