@@ -112,14 +112,18 @@ class Served:
                      ignore=(httpx.HTTPError,))
         return self
 
-    def cpu_seconds(self) -> dict[int, float]:
-        """CPU seconds so far of each process serving requests (uvicorn's workers, not its
-        supervisor, when there are several)."""
+    def serving(self) -> list[psutil.Process]:
+        """The processes serving requests: uvicorn's workers, not its supervisor, when there are
+        several (those started so far)."""
         top = psutil.Process(self.proc.pid)
-        procs = [top] if self.processes == 1 else [
-            child for child in top.children() if "--multiprocessing-fork" in " ".join(_cmdline(child))]
+        if self.processes == 1:
+            return [top]
+        return [child for child in top.children() if "--multiprocessing-fork" in " ".join(_cmdline(child))]
+
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds so far of each process serving requests."""
         seconds = {}
-        for proc in procs:
+        for proc in self.serving():
             try:
                 times = proc.cpu_times()
             except psutil.NoSuchProcess:

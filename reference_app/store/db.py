@@ -512,8 +512,9 @@ class _AsyncReaders:
 
     A connection idle for over ``IDLE_PING_S`` is checked before use, as the pool checks its
     own; one found dead, or whose read lost it or was cancelled, is closed, and the next read
-    opens a new one (after a statement's own error it is kept). They close once their loop has closed (``Database.async_readers``), at
-    ``Database.dispose``, and when the database is collected."""
+    opens a new one (after a statement's own error it is kept). They close once their loop
+    has closed (``Database.async_readers``), at ``Database.dispose``, and when the database is
+    collected."""
 
     def __init__(self, database: "Database") -> None:
         cargs, cparams = database.engine.dialect.create_connect_args(database.engine.url)
