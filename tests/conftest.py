@@ -45,7 +45,16 @@ class TestDatabases:
 # make_settings is a plain function (called from fixtures and tests alike), so it
 # reaches the session's databases here rather than through a fixture argument.
 _active: TestDatabases | None = None
-_kept: list[str] = []  # said in the terminal summary: output of session teardown is captured
+# Lines for the end of pytest's report, by heading (a kept PostgreSQL folder, the wheel's install
+# figures): what session teardown prints is captured, and a reader of CI's log looks there. Under
+# pytest-xdist (./dev test runs two processes) a worker's lines reach the controller, which
+# writes the report, through xdist's ``workeroutput``.
+SUMMARY: dict[str, list[str]] = {}
+_SUMMARY_KEY = "escrowlab_summary"
+
+
+def summarize(heading: str, line: str) -> None:
+    SUMMARY.setdefault(heading, []).append(line)
 
 
 def fresh_database_url(hint: str) -> str | None:
@@ -67,9 +76,23 @@ def pytest_report_header() -> str:
     return f"app database: {backend()} (ESCROWLAB_TEST_DB)"
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    for line in _kept:
-        terminalreporter.write_line(line)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker, after its session fixtures' teardown
+        workeroutput[_SUMMARY_KEY] = SUMMARY
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller
+def pytest_testnodedown(node, error) -> None:
+    for heading, lines in getattr(node, "workeroutput", {}).get(_SUMMARY_KEY, {}).items():
+        SUMMARY.setdefault(heading, []).extend(lines)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for heading, lines in SUMMARY.items():
+        terminalreporter.section(heading)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -89,7 +112,7 @@ def test_databases(request) -> Iterator[TestDatabases | None]:
     keep = request.session.testsfailed > 0
     server.stop(keep=keep)
     if keep:
-        _kept.append(f"PostgreSQL folder kept (failed tests' databases, log): {server.root}")
+        summarize("PostgreSQL", f"folder kept (failed tests' databases, log): {server.root}")
 
 
 @pytest.fixture(autouse=True)

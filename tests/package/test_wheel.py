@@ -32,11 +32,13 @@ import pytest
 
 from regtest_cluster.waiting import wait_for
 
-from .conftest import FIGURES
+from ..conftest import summarize
 
 pytestmark = [pytest.mark.package, pytest.mark.cluster]
 
 ROOT = Path(__file__).resolve().parents[2]
+# The install figures at the end of pytest's report: reported, never asserted.
+INSTALLED = "escrowlab as installed from its wheel"
 # What a build never needs; the rest of the working tree is copied, so the wheel holds
 # exactly what a fresh clone's would (and no stale build/ folder leaks into it).
 NOT_BUILT = shutil.ignore_patterns(".git", "runs", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
@@ -113,7 +115,7 @@ def core(built, tmp_path_factory) -> tuple[Path, Path]:
     home = tmp_path_factory.mktemp("core")
     venv = home / "venv"
     seconds = install(venv, str(wheel), house)
-    FIGURES.append(f"core install (pip install escrowlab, offline from the wheelhouse): "
+    summarize(INSTALLED, f"core install (pip install escrowlab, offline from the wheelhouse): "
                    f"{size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
     return venv, home
 
@@ -124,7 +126,7 @@ def full(built, tmp_path_factory) -> tuple[Path, Path]:
     home = tmp_path_factory.mktemp("all")
     venv = home / "venv"
     seconds = install(venv, f"escrowlab[all] @ {wheel.as_uri()}", house)
-    FIGURES.append(f"[all] install: {size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
+    summarize(INSTALLED, f"[all] install: {size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
     return venv, home
 
 

@@ -6,6 +6,9 @@ lane on the session's hub cluster, the others on hub clusters of their own. Each
 then judges its own story's result, so a test id still names one scenario or one planted
 bug, and ``-k`` runs only the stories it selects. ``ESCROWLAB_SCENARIO_JOBS`` sets the
 lanes (default 4; 1 runs them one by one on the session's cluster, as before).
+
+Under pytest-xdist the module runs whole in one process (``./dev test`` distributes by file):
+a process that runs any of its tests runs every story its session selected.
 """
 
 from __future__ import annotations
