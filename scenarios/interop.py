@@ -11,6 +11,8 @@ hold invoice's CLTV the app issued beside each payer's route CLTV cap.
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -94,28 +96,67 @@ def cell_of(r: ScenarioResult, folder: str) -> Cell:
 
 def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str], seed: int,
         progress: Progress = lambda _m: None, planted_bug: str | None = None,
-        on_pair: Callable[[runner.RunResult], object] = lambda _r: None) -> Matrix:
-    """Start one cluster per pair (one at a time, on the process backend: the docker images
-    have no ldkd), run ``names`` on it, stop it. ``planted_bug`` runs every story with that
-    defect on: the oracle must then fail them on every pair, LDK nodes' truth included.
-    ``on_pair`` gets each pair's run (the CLI writes its scenario reports with it)."""
+        on_pair: Callable[[runner.RunResult], object] = lambda _r: None, jobs: int = 1) -> Matrix:
+    """Start one cluster per pair (``jobs`` pairs at a time, on the process backend: the docker
+    images have no ldkd), run ``names`` on it, stop it. ``planted_bug`` runs every story with
+    that defect on: the oracle must then fail them on every pair, LDK nodes' truth included.
+    ``on_pair`` gets each pair's run, in pair order (the CLI writes its scenario reports with it).
+
+    A pair that raises (its cluster could not start) stops the pairs not yet begun; the others
+    finish, then the error is raised. On Ctrl-C the running pairs' clusters stop before it is."""
+    if jobs < 1:
+        raise runner.UnknownScenario(f"--jobs must be 1 or more, got {jobs}")
     for name in runner.select(names):
         runner.mode_for(name, "ln_hold")
     todo = pairs(payers, payees)
     run_dir = new_run_dir(env.runs_dir, "interop")
     matrix = Matrix(seed, run_dir, todo, list(names), planted_bug)
-    for k, (payer, payee) in enumerate(todo, 1):
-        progress(f"[pair {k}/{len(todo)}] buyers on {payer.upper()}, sellers on {payee.upper()}: starting the cluster")
+    said = threading.Lock()  # the progress display is not for several threads at once
+    live: list = []
+    stopping = threading.Event()
+
+    def say(message: str) -> None:
+        with said:
+            progress(message)
+
+    def one(k: int, payer: str, payee: str) -> tuple[runner.RunResult, Path] | None:
+        if stopping.is_set():  # an earlier pair failed, or Ctrl-C
+            return None
+        try:
+            return started(k, payer, payee)
+        except BaseException:
+            stopping.set()
+            raise
+
+    def started(k: int, payer: str, payee: str) -> tuple[runner.RunResult, Path]:
+        say(f"pair {k}/{len(todo)}: buyers on {payer.upper()}, sellers on {payee.upper()}: starting the cluster")
         folder = run_dir / f"{payer}-{payee}"
         cluster = launcher.launch(topology_for(payer, payee), env, run_dir=folder, backend="process")
+        live.append(cluster)
         try:
-            result = runner.run_on(cluster, names, seed, "ln_hold", run_dir=folder, bug_everywhere=planted_bug,
-                                   progress=lambda m, p=f"{payer}->{payee}": progress(f"  {p} {m.strip()}"))
+            return runner.run_on(cluster, names, seed, "ln_hold", run_dir=folder, bug_everywhere=planted_bug,
+                                 progress=lambda m, p=f"{payer}->{payee}": say(f"  {p} {m.strip()}")), folder
         finally:
             cluster.stop()
-        on_pair(result)
-        for r, job in zip(result.scenarios, runner.plan(names, "ln_hold", None, planted_bug)):
-            matrix.cells[(payer, payee, r.name)] = cell_of(r, str(folder / job.folder))
+            live.remove(cluster)
+
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), thread_name_prefix="interop-pair") as pool:
+        futures = [pool.submit(one, k, payer, payee) for k, (payer, payee) in enumerate(todo, 1)]
+        try:
+            for (payer, payee), future in zip(todo, futures):
+                # a pair skipped for an earlier one's failure comes after it, which raises first
+                result, folder = future.result()
+                on_pair(result)
+                for r, job in zip(result.scenarios, runner.plan(names, "ln_hold", None, planted_bug)):
+                    matrix.cells[(payer, payee, r.name)] = cell_of(r, str(folder / job.folder))
+        except BaseException as exc:
+            stopping.set()
+            for future in futures:
+                future.cancel()
+            if not isinstance(exc, Exception):  # Ctrl-C: do not wait for the running stories
+                for cluster in list(live):
+                    cluster.stop()
+            raise
     write(matrix)
     return matrix
 

@@ -99,11 +99,13 @@ def interop_cmd(
     seed: int = typer.Option(None, "--seed", help="Replay a run's decisions."),
     planted_bug: str = typer.Option(None, "--planted-bug", help="Run every story with this deliberate defect "
                                                                "on, to watch the oracle catch it on each pair."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run this many pairs at once, each on its own "
+                                                            "hub cluster."),
     json_out: bool = typer.Option(False, "--json", help="End with the matrix as JSON on stdout."),
 ) -> None:
     """The interop matrix: ln_hold stories with buyers and sellers on LND and LDK (the hub stays LND).
 
-    One hub cluster per payer x payee pair, one at a time; writes reports/interop.md and
+    One hub cluster per payer x payee pair (--jobs of them at once); writes reports/interop.md and
     interop.json in the run folder. Exit 1 if any story failed. LDK nodes need
     `escrowlab nodes install --ldk` once."""
     import random
@@ -125,7 +127,8 @@ def interop_cmd(
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     with progress("interop", quiet=False) as step:
         # each pair's own scenario reports (every story's steps) beside the matrix
-        matrix = interop.run(env(), chosen, payer_impls, payee_impls, seed, step, planted_bug, build.write_all)
+        matrix = interop.run(env(), chosen, payer_impls, payee_impls, seed, step, planted_bug, build.write_all,
+                             jobs=jobs)
     table = Table(title=f"interop matrix (seed {seed}): payer -> payee; the hub is LND")
     table.add_column("scenario")
     table.add_column("hold CLTV")

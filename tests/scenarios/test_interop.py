@@ -36,22 +36,30 @@ def interop(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 
 def test_ldk_buyers_and_sellers_run_escrow_and_the_cap_is_told_and_refused(ldkd_built):
     """LDK buyers pay the hub's holds and LDK sellers hand in payout invoices; a hold above LDK's
-    1008-block route cap is announced to the buyer before funding and refused by the LDK wallet."""
-    proc = interop("release_after_delivery", "ldk_payer_over_cltv_cap", "--payers", "ldk", "--payees", "ldk",
-                   "--seed", "11", "--json")
+    1008-block route cap is announced to the buyer before funding and refused by the LDK wallet.
+    The two pairs (LDK buyers with LND sellers, then with LDK sellers) run at once (--jobs 2)."""
+    proc = interop("release_after_delivery", "ldk_payer_over_cltv_cap", "--payers", "ldk", "--payees", "lnd,ldk",
+                   "--jobs", "2", "--seed", "11", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the second pair started before the first one's first story had finished
+    assert proc.stderr.index("pair 2/2: buyers on LDK, sellers on LDK") < proc.stderr.index("ldk->lnd passed"), \
+        proc.stderr[-3000:]
     matrix = json.loads(proc.stdout)
-    cells = {c["scenario"]: c for c in matrix["cells"]}
-    assert {(c["payer"], c["payee"], c["verdict"]) for c in cells.values()} == {("ldk", "ldk", "passed")}
+    assert [(p["payer"], p["payee"]) for p in matrix["pairs"]] == [("ldk", "lnd"), ("ldk", "ldk")], matrix["pairs"]
+    assert {(c["payer"], c["payee"], c["scenario"], c["verdict"]) for c in matrix["cells"]} == {
+        (payer, payee, name, "passed") for payer, payee in (("ldk", "lnd"), ("ldk", "ldk"))
+        for name in ("release_after_delivery", "ldk_payer_over_cltv_cap")}
+    cells = {c["scenario"]: c for c in matrix["cells"] if c["payee"] == "ldk"}
     assert cells["ldk_payer_over_cltv_cap"]["hold_cltv"] > matrix["payer_cltv_caps"]["ldk"]
     assert cells["release_after_delivery"]["hold_cltv"] <= matrix["payer_cltv_caps"]["ldk"]
     report = Path(matrix["run_dir"]) / "reports" / "interop.md"
-    assert "| ldk_payer_over_cltv_cap | 1054 | passed |" in report.read_text()
+    assert "| ldk_payer_over_cltv_cap | 1054 | passed | passed |" in report.read_text()
     # what each story did, in the pair's own scenario report: the refusal in LDK's words
-    steps = json.loads((Path(matrix["run_dir"]) / "ldk-ldk" / "reports" / "scenarios.json").read_text())
-    story = next(r for r in steps["results"] if r["name"] == "ldk_payer_over_cltv_cap")
-    told = " ".join(s["message"] if isinstance(s, dict) else str(s) for s in story["steps"])
-    assert "cannot pay it" in told and "FAILED" in told, told
+    for pair in ("ldk-lnd", "ldk-ldk"):
+        steps = json.loads((Path(matrix["run_dir"]) / pair / "reports" / "scenarios.json").read_text())
+        story = next(r for r in steps["results"] if r["name"] == "ldk_payer_over_cltv_cap")
+        told = " ".join(s["message"] if isinstance(s, dict) else str(s) for s in story["steps"])
+        assert "cannot pay it" in told and "FAILED" in told, (pair, told)
 
 
 def test_interop_unknown_implementation_is_one_clear_error():
