@@ -116,7 +116,7 @@ def core(built, tmp_path_factory) -> tuple[Path, Path]:
     venv = home / "venv"
     seconds = install(venv, str(wheel), house)
     summarize(INSTALLED, f"core install (pip install escrowlab, offline from the wheelhouse): "
-                   f"{size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
+                         f"{size_mb(site_packages(venv)):.1f} MB of site-packages in {seconds:.1f} s")
     return venv, home
 
 
