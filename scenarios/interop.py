@@ -104,8 +104,7 @@ def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str],
 
     A pair that raises (its cluster could not start) stops the pairs not yet begun; the others
     finish, then the error is raised. On Ctrl-C the running pairs' clusters stop before it is."""
-    if jobs < 1:
-        raise runner.UnknownScenario(f"--jobs must be 1 or more, got {jobs}")
+    runner.check_jobs(jobs)
     for name in runner.select(names):
         runner.mode_for(name, "ln_hold")
     todo = pairs(payers, payees)

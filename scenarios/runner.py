@@ -198,14 +198,19 @@ def execute(cluster, job: Job, seed: int, run_dir: Path, market: MarketplaceFact
     return ALL[job.name](world, seed, job.mode, planted_bug=job.planted_bug).execute()
 
 
+def check_jobs(jobs: int) -> None:
+    """Refuse a lane or pair count below one (``--jobs``), before anything starts."""
+    if jobs < 1:
+        raise UnknownScenario(f"--jobs must be 1 or more, got {jobs}")
+
+
 def run_on(cluster, names: list[str], seed: int | None = None, mode: str = "ln_hold",
            planted_bugs: list[str] | None = None, progress: Progress = lambda _m: None,
            bug_everywhere: str | None = None, run_dir: Path | None = None,
            market: MarketplaceFactory | None = None, jobs: int = 1,
            lanes: LaneLauncher | None = None) -> RunResult:
     """Run the stories on ``cluster``; with ``jobs`` above 1, ``lanes`` starts the other lanes' clusters."""
-    if jobs < 1:
-        raise UnknownScenario(f"--jobs must be 1 or more, got {jobs}")
+    check_jobs(jobs)
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
     progress(f"seed {seed} (replay with --seed {seed})")
     run_dir = run_dir or cluster.run_dir
