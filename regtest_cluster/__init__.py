@@ -5,3 +5,9 @@ Layers, bottom up: ``env`` (settings from the environment), ``provision``
 with typed RPC clients), ``topology`` (the declared network), ``cluster``
 (bring-up and tear-down), ``state`` (a detached cluster's state file).
 """
+
+from pathlib import Path
+
+# The shipped topology files. Here rather than in ``topology`` so that naming one (the default
+# of the CLI's --topology, shown in --help) imports neither yaml nor pydantic.
+TOPOLOGY_DIR = Path(__file__).parent / "topologies"

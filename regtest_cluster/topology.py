@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
-TOPOLOGY_DIR = Path(__file__).parent / "topologies"
+from . import TOPOLOGY_DIR
 
 Role = Literal["hub", "buyer", "seller", "courier", "arbiter", "router", "node"]
 # Lightning implementations a node can run: LND, or ldkd (ldk-node; see docs/ldk.md).

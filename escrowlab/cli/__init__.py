@@ -8,22 +8,12 @@ import sys
 import typer
 from rich.markup import escape
 
-from regtest_cluster.cluster import ClusterError
-from regtest_cluster.daemon import DaemonError
-from regtest_cluster.env import ConfigError
-from regtest_cluster.nodes import LndError, RpcError
-from regtest_cluster.provision import ProvisionError
-from regtest_cluster.topology import TopologyError
-from regtest_cluster.waiting import WaitTimeout
-from harness.actors import ApiError
-from scenarios.runner import UnknownScenario
-
 from . import app as app_cmd
 from . import bench, cluster, demo, explore, nodes, scenario, simulate
 from . import load as load_cmd
 from . import torture as torture_cmd
-from .common import UserError, console, plain_flags
-from .extras import MissingExtra, missing_extra_for, require_for
+from .common import console, plain_flags
+from .extras import missing_extra_for, require_for
 
 plain_flags()  # before any help is drawn: flags show no `<bool>`
 
@@ -72,15 +62,31 @@ app.command(name="torture")(torture_cmd.torture)
 app.command(name="explore")(explore.explore)
 app.command(name="replay")(explore.replay)
 
-# Errors a user can act on: one clear message, no traceback, exit code 2.
-KNOWN_ERRORS = (UserError, ClusterError, DaemonError, ConfigError, ProvisionError, TopologyError,
-                WaitTimeout, LndError, RpcError, ApiError, UnknownScenario, MissingExtra)
+# Errors a user can act on: one clear message, no traceback, exit code 2. Named by the module
+# that defines each rather than imported: importing them would load the cluster and the harness
+# into every `--help` (and the app's error needs the [app] extra); each command imports what it uses.
+KNOWN_ERRORS = (
+    ("escrowlab.cli.common", "UserError"),
+    ("escrowlab.cli.extras", "MissingExtra"),
+    ("regtest_cluster.cluster", "ClusterError"),
+    ("regtest_cluster.daemon", "DaemonError"),
+    ("regtest_cluster.env", "ConfigError"),
+    ("regtest_cluster.provision.errors", "ProvisionError"),
+    ("regtest_cluster.topology", "TopologyError"),
+    ("regtest_cluster.waiting", "WaitTimeout"),
+    ("regtest_cluster.nodes.lnd", "LndError"),
+    ("regtest_cluster.nodes.bitcoind", "RpcError"),
+    ("harness.driver", "ApiError"),
+    ("scenarios.runner", "UnknownScenario"),
+    ("reference_app.ln", "NodeConfigError"),
+)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    # The app's config error comes from the [app] extra: a run that never imported it never raised it.
-    node_config = getattr(sys.modules.get("reference_app.ln"), "NodeConfigError", None)
-    return KNOWN_ERRORS + ((node_config,) if node_config else ())
+    """The known errors whose module this run imported, looked up when an error reaches ``main``:
+    a module never imported cannot have raised its error."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in KNOWN_ERRORS)
+    return tuple(error for error in found if error is not None)
 
 
 def _terminate(signum, frame):  # noqa: ARG001

@@ -8,9 +8,6 @@ from pathlib import Path
 
 import typer
 
-from regtest_cluster import launcher
-from regtest_cluster.state import state_path
-
 from .common import UserError, console, emit_json, env, name_flag, wait_for_stop
 
 app = typer.Typer(help="Run the reference marketplace against the detached cluster.", no_args_is_help=True)
@@ -26,6 +23,8 @@ def app_settings(name: str, state_file: Path | None = None, **overrides):
     unless the environment names the hub node itself (ESCROWLAB_LND_GRPC_HOST and its
     credentials: a cluster escrowlab did not start, e.g. on Kubernetes)."""
     from reference_app.config import Settings
+    from regtest_cluster import launcher
+    from regtest_cluster.state import state_path
 
     if state_file is None and name == "default":
         explicit = Settings(**overrides)

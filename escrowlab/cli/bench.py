@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from bench import cluster as cluster_bench
-
 from .common import UserError, console, emit_json, env, progress
 
 app = typer.Typer(help="Benchmarks that print JSON figures.", no_args_is_help=True)
@@ -19,6 +17,8 @@ def cluster_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Time cluster bring-up: command start to every declared channel active."""
+    from bench import cluster as cluster_bench
+
     with progress("benchmarking cluster bring-up", quiet=json_out) as step:
         result = cluster_bench.run(env(), topology, repeat, step, backend=backend)
     if json_out:

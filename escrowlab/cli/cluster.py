@@ -9,10 +9,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from regtest_cluster import launcher
+from regtest_cluster import TOPOLOGY_DIR
 from regtest_cluster.env import BACKENDS, IMAGE_SOURCES
-from regtest_cluster.state import status as cluster_status
-from regtest_cluster.topology import TOPOLOGY_DIR, load
 
 from .common import UserError, console, emit_json, env, name_flag, progress, wait_for_stop
 
@@ -74,6 +72,10 @@ def up(
     Without --detach the cluster runs until Ctrl-C and is then torn down. Later
     commands (status, mine, fund, pay, down) follow the backend it was started with.
     """
+    from regtest_cluster import launcher
+    from regtest_cluster.state import status as cluster_status
+    from regtest_cluster.topology import load
+
     e = env()
     topo = load(topology)
     check_choices(backend, images)
@@ -110,6 +112,9 @@ def up(
 @app.command()
 def status(name: str = NAME_OPT, json_out: bool = JSON_OPT) -> None:
     """Endpoints, credentials, balances and channels of the detached cluster."""
+    from regtest_cluster import launcher
+    from regtest_cluster.state import status as cluster_status
+
     st = cluster_status(launcher.attached(env(), name))
     if json_out:
         emit_json(st)
@@ -123,6 +128,8 @@ def status(name: str = NAME_OPT, json_out: bool = JSON_OPT) -> None:
 def mine(blocks: int = typer.Argument(..., min=1, max=10_000, help="How many blocks."),
          name: str = NAME_OPT, json_out: bool = JSON_OPT) -> None:
     """Mine blocks in steps, letting every LND sync between steps."""
+    from regtest_cluster import launcher
+
     height = launcher.attached(env(), name).mine(blocks)
     emit_json({"height": height}) if json_out else console.print(f"mined {blocks}; height {height}")
 
@@ -132,6 +139,8 @@ def fund(node: str = typer.Argument(..., help="Node name from the topology."),
          sats: int = typer.Argument(..., min=1, help="Amount in satoshis."),
          name: str = NAME_OPT, json_out: bool = JSON_OPT) -> None:
     """Send sats on-chain to a node from the miner wallet and confirm them."""
+    from regtest_cluster import launcher
+
     txid = launcher.attached(env(), name).fund(node, sats)
     emit_json({"node": node, "sats": sats, "txid": txid}) if json_out else console.print(f"funded {node}: {txid}")
 
@@ -142,6 +151,8 @@ def pay(src: str = typer.Argument(..., metavar="FROM", help="Paying node."),
         sats: int = typer.Argument(..., min=1, help="Amount in satoshis."),
         name: str = NAME_OPT, json_out: bool = JSON_OPT) -> None:
     """Pay a Lightning invoice from one node to another, routed over the channels."""
+    from regtest_cluster import launcher
+
     p = launcher.attached(env(), name).pay(src, dst, sats)
     result = {"from": src, "to": dst, "sats": sats, "status": p["status"], "fee_sats": int(p.get("fee_sat", 0)),
               "payment_hash": p["payment_hash"], "hops": len((p.get("htlcs") or [{}])[-1].get("route", {}).get("hops", []))}
@@ -154,6 +165,8 @@ def down(name: str = NAME_OPT,
          keep: bool = typer.Option(False, "--keep", help="Keep the run folder (logs, node dirs)."),
          json_out: bool = JSON_OPT) -> None:
     """Stop the detached cluster; nothing is left running."""
+    from regtest_cluster import launcher
+
     result = launcher.down(env(), name, keep)
     emit_json(result) if json_out else console.print(f"cluster stopped ({result['run_dir']}"
                                                      f"{' kept' if keep else ' removed'})")
@@ -177,6 +190,7 @@ def export_compose(topology: str = TOPOLOGY_OPT, output: Path | None = OUTPUT_OP
     """A docker-compose.yml: bitcoind and every LND with volumes and health checks, plus a
     one-shot `setup` service that funds the nodes and opens the channels."""
     from regtest_cluster.docker import export
+    from regtest_cluster.topology import load
 
     check_choices(None, images)
     _write(export.compose_yaml(load(topology), export.image_names(env(), images)), output, "docker-compose.yml")
@@ -189,6 +203,7 @@ def export_k8s(topology: str = TOPOLOGY_OPT, output: Path | None = OUTPUT_OPT,
     """Kubernetes manifests: a Namespace, Secrets for credentials, a StatefulSet and Service
     per node, and a Job that funds the nodes and opens the channels."""
     from regtest_cluster.docker import export
+    from regtest_cluster.topology import load
 
     check_choices(None, images)
     _write(export.k8s_yaml(load(topology), export.image_names(env(), images), namespace), output,
@@ -205,7 +220,8 @@ def export_simln(name: str = NAME_OPT, output: Path | None = OUTPUT_OPT,
                                                 help="Only these nodes (repeat); default: every LND.")) -> None:
     """SimLN's sim.json for the detached cluster's LND nodes: their gRPC address, admin
     macaroon and TLS certificate, plus any --activity. Run it with `sim-cli --sim-file FILE`."""
-    from regtest_cluster import simln
+    from regtest_cluster import launcher, simln
+    from regtest_cluster.state import status as cluster_status
 
     try:
         specs = [simln.parse_activity(a) for a in activity or []]

@@ -9,13 +9,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from regtest_cluster import launcher
-from regtest_cluster.topology import load
-from reports import build
-from scenarios import demo as story
-from scenarios import runner
-from scenarios.catalogue import ALL, BUG_SCENARIOS
-
 from .common import console, emit_json, env, progress
 
 # Four lanes: on a 2-core machine the catalogue took a third of its serial wall time (docs/scenarios.md).
@@ -32,6 +25,13 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run three real escrows, check balances on node truth, then the scenario catalogue."""
+    from regtest_cluster import launcher
+    from regtest_cluster.topology import load
+    from reports import build
+    from scenarios import demo as story
+    from scenarios import runner
+    from scenarios.catalogue import ALL, BUG_SCENARIOS
+
     e = env()
     scenarios = None
     with progress("escrowlab demo", quiet=False) as step:

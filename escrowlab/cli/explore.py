@@ -12,11 +12,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from regtest_cluster import launcher
 from regtest_cluster.rundir import new_run_dir
-from regtest_cluster.topology import load
 from reference_app.services.faults import PLANTED_BUGS
-from scenarios import runner
 
 from .common import UserError, console, emit_json, env, progress
 
@@ -32,6 +29,9 @@ def budget_seconds(text: str) -> float:
 
 
 def _cluster(backend: str | None, attach: str | None, step):
+    from regtest_cluster import launcher
+    from regtest_cluster.topology import load
+
     if attach is not None:
         cluster = launcher.attached(env(), attach)
         return cluster, new_run_dir(env().runs_dir, "explore"), False
@@ -64,6 +64,7 @@ def explore(
     state, alone and in bursts, blocks land at the deadlines, faults strike. The model of the
     rules judges each answer; the oracle judges node truth. Exit 1 on any finding."""
     from harness.explore import run as explore_run
+    from scenarios import runner
 
     if to_scenario is not None:
         _to_scenario(to_scenario, name)
@@ -129,6 +130,7 @@ def replay(
 ) -> None:
     """Rerun a trace's steps on a fresh cluster and judge them again; exit 1 on any finding."""
     from harness.explore import run as explore_run
+    from scenarios import runner
 
     try:
         data = explore_run.read_trace(trace)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from regtest_cluster.provision import doctor as doctor_report, install as install_binaries, ldk as ldk_provision
-
 from .common import console, emit_json, env, progress
 
 app = typer.Typer(help="Provision and inspect the bitcoind and LND binaries.", no_args_is_help=True)
@@ -19,6 +17,8 @@ def install(
     ldk: bool = typer.Option(False, "--ldk", help="Also build ldkd, the LDK node (cargo; long when cold)."),
 ) -> None:
     """Get bitcoind (Debian sid's Bitcoin Knots) and build LND (and with --ldk, ldkd); cached, idempotent."""
+    from regtest_cluster.provision import install as install_binaries, ldk as ldk_provision
+
     e = env()
     with progress("installing node binaries", quiet=False) as step:
         bins = install_binaries(e, step, force=force)
@@ -42,6 +42,8 @@ def install(
 @app.command()
 def doctor(json_out: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
     """Show which binaries are installed, where they live and their versions."""
+    from regtest_cluster.provision import doctor as doctor_report, ldk as ldk_provision
+
     e = env()
     report = doctor_report(e)
     report["optional"] = {"ldkd": ldk_provision.doctor(e.cache_dir)}

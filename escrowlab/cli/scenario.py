@@ -7,9 +7,6 @@ from rich.table import Table
 
 from reference_app.services.faults import PLANTED_BUGS
 from regtest_cluster.env import BACKENDS
-from reports import build
-from scenarios import runner
-from scenarios.catalogue import ALL
 
 from .common import UserError, console, emit_json, env, progress
 
@@ -19,6 +16,8 @@ app = typer.Typer(help="Run escrow scenarios and check invariants on node truth.
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show the scenario catalogue."""
+    from scenarios.catalogue import ALL
+
     rows = [{"name": s.name, "summary": s.summary, "modes": list(s.modes), "anchors": list(s.anchors)}
             for s in ALL.values()]
     if json_out:
@@ -56,6 +55,9 @@ def run_cmd(
     json_out: bool = typer.Option(False, "--json", help="End with the JSON summary on stdout."),
 ) -> None:
     """Run scenarios on the hub topology; exit 1 if any scenario or invariant fails."""
+    from reports import build
+    from scenarios import runner
+
     if attach and backend is not None:
         raise UserError("--attach uses the detached cluster as it was started; drop --backend")
     if backend is not None and backend not in BACKENDS:
@@ -110,7 +112,8 @@ def interop_cmd(
     `escrowlab nodes install --ldk` once."""
     import random
 
-    from scenarios import interop
+    from reports import build
+    from scenarios import interop, runner
 
     if planted_bug is not None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")

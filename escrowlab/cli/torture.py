@@ -7,11 +7,6 @@ import random
 import typer
 from rich.table import Table
 
-from regtest_cluster import launcher
-from regtest_cluster.topology import load
-from scenarios.torture import PATHS
-from scenarios.torture import torture as run_torture
-
 from .common import UserError, console, emit_json, env, progress
 
 
@@ -26,6 +21,11 @@ def torture(
     (ln_hold release and refund, custodial release, custodial Lightning and on-chain withdrawals,
     on-chain multisig release), restart it, and check the oracle's invariants; exit 1 on any
     failure or any sat lost."""
+    from regtest_cluster import launcher
+    from regtest_cluster.topology import load
+    from scenarios.torture import PATHS
+    from scenarios.torture import torture as run_torture
+
     if runs < 1:
         raise UserError(f"--runs must be at least 1, got {runs}")
     seed = seed if seed is not None else random.SystemRandom().randrange(10**6)
