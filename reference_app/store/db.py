@@ -10,6 +10,7 @@ while its own is open: pass the session down instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy import Engine, Insert, Select, create_engine, event
 from sqlalchemy.engine.interfaces import Dialect, ExecutionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -241,53 +242,67 @@ READER = "escrowlab_reader"  # in a read session's info (write=False): it is clo
 
 
 # A statement compiled for one dialect: its SQL, its parameters' order (positional styles), its
-# own values, and the (position, processor) of each result column that has a processor.
-_Plan = tuple[str, tuple[str, ...] | None, dict, list[tuple[int, Callable]] | None]
+# own values, the (name, processor) of each parameter that has one, and the (position,
+# processor) of each result column that has one.
+_Plan = tuple[str, tuple[str, ...] | None, dict, list[tuple[str, Callable]] | None, list[tuple[int, Callable]] | None]
 
 
 class Prepared:
-    """A Core SELECT run straight on its session's DBAPI connection: compiled once for each
-    dialect, its columns' result processors applied as SQLAlchemy applies them, and counted
-    like any other statement.
+    """A Core SELECT, or an INSERT, run straight on its session's DBAPI connection: compiled once
+    for each dialect, its parameters' and its result columns' processors applied as SQLAlchemy
+    applies them, and counted like any other statement.
 
-    For the hottest reads (the signed-in user, a listing by id, the search page). SQLAlchemy's
-    execution (its compiled cache, an execution context, a cursor result) took 96 % of such a
-    read: about 100 µs against SQLite's 4. Only for a statement whose parameters need no
-    conversion and expand into nothing (ids, plain text): another is refused at its first run.
-    The statement's own values (a literal, a weight) are converted once, when it is compiled.
-    Nothing is written through it, so a read session needs no guard here."""
+    For the hottest statements (the signed-in user, a listing by id, the search page, a new
+    listing). SQLAlchemy's execution (its compiled cache, an execution context, a cursor result)
+    took 96 % of a one-row read: about 100 µs against SQLite's 4; and a seventh of a listing
+    write's CPU on PostgreSQL, where psycopg also built the RETURNING columns' description for
+    SQLAlchemy's result. Only for a statement whose parameters expand into nothing (no
+    ``IN`` list): another is refused at its first run. The statement's own values (a literal, a
+    weight) are converted once, when it is compiled.
 
-    def __init__(self, statement: Select) -> None:
+    An INSERT (``insert(table).returning(...)``) names every column of the table but the
+    autoincrement key and those only the server fills (``server_default``): a column with a
+    Python default takes it, called once per row as SQLAlchemy calls it, unless given; every other
+    column must be given. It runs in its session's transaction, and a read session refuses it."""
+
+    def __init__(self, statement: Select | Insert) -> None:
         self.statement = statement
         self._plans: dict[tuple[str, str], _Plan] = {}
+        # an INSERT's columns, in order, and the defaults of those that have one
+        self._columns: tuple[str, ...] | None = None
+        self._defaults: dict[str, Callable[[], Any]] = {}
+        if isinstance(statement, Insert):
+            self._columns, self._defaults = _insert_columns(statement.table)
+        self._named = frozenset(self._columns or ())
 
     def _plan(self, dialect: Dialect) -> _Plan:
         key = (dialect.name, dialect.paramstyle)
         plan = self._plans.get(key)
         if plan is None:
-            compiled = self.statement.compile(dialect=dialect)
-            if compiled.literal_execute_params or compiled.post_compile_params or any(
-                    bind.required and _bind_processor(bind.type, dialect) is not None
-                    for bind in compiled.binds.values()):
-                raise TypeError(f"store.db.Prepared runs statements whose parameters the driver takes as they are; "
+            compiled = self.statement.compile(dialect=dialect, column_keys=self._columns)
+            if compiled.literal_execute_params or compiled.post_compile_params:
+                raise TypeError(f"store.db.Prepared runs statements whose parameters expand into nothing; "
                                 f"this one's need SQLAlchemy's execution: {compiled.string}")
-            fixed = {}  # the statement's own values, converted once
+            fixed, binders = {}, []  # the statement's own values, converted once; the given ones' processors
             for bind, name in compiled.bind_names.items():
+                process = _bind_processor(bind.type, dialect)
                 if not bind.required:
-                    process = _bind_processor(bind.type, dialect)
                     fixed[name] = bind.effective_value if process is None else process(bind.effective_value)
+                elif process is not None:
+                    binders.append((name, process))
             # (position, processor) of each column that has one; most have none
-            processors = [(i, process) for i, column in enumerate(self.statement.selected_columns)
+            processors = [(i, process) for i, column in enumerate(self.statement.exported_columns)
                           if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))]
-            plan = self._plans[key] = (compiled.string, compiled.positiontup, fixed, processors or None)
+            plan = self._plans[key] = (compiled.string, compiled.positiontup, fixed, binders or None,
+                                       processors or None)
         return plan
 
     def rows(self, session: Session, params: dict[str, Any]) -> list[tuple]:
-        """The statement's rows. In a read session that has not begun (no statement yet) it runs
-        on a connection of its own: on an event loop's thread the one that thread keeps
+        """The statement's rows. A read in a read session that has not begun (no statement yet)
+        runs on a connection of its own: on an event loop's thread the one that thread keeps
         (``Database.loop_connection``), elsewhere a pooled one, given back at once. Otherwise it
         runs in the session's transaction, as any statement would (a writer's reads stay inside
-        its transaction).
+        its transaction, and so does an INSERT).
 
         A read on its own connection skips the session's transaction: SQLAlchemy's connection and
         transaction objects, SQLite's BEGIN and the session's close were a fifth of a read by
@@ -295,7 +310,11 @@ class Prepared:
         own, as each statement of a PostgreSQL reader (autocommit) always did. A request that
         reads here holds no pooled connection of its own meanwhile."""
         database: Database = session.info[DATABASE]
-        if session.info.get(READER) and not session.in_transaction():
+        if self._columns is not None:
+            if session.info.get(READER):
+                raise ReaderWrote("a read session (write=False) sent INSERT: open a write session for writes")
+            params = self._with_defaults(params)
+        elif session.info.get(READER) and not session.in_transaction():
             held = database.loop_connection()
             if held is not None:
                 return self._run(database, database.read_engine.dialect, held.fairy, params, held.give_back)
@@ -328,11 +347,25 @@ class Prepared:
             raise _wrapped(dialect, sql, values, exc, gone) from exc
         return _processed(rows, processors)
 
+    def _with_defaults(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An INSERT's values: ``params`` and the defaults of the columns it leaves out."""
+        values = {name: make() for name, make in self._defaults.items() if name not in params}
+        values.update(params)
+        if values.keys() != self._named:
+            missing = [c for c in self._columns if c not in values]
+            unknown = sorted(values.keys() - self._named)
+            raise TypeError(f"INSERT INTO {self.statement.table.name}: "
+                            + "; ".join(part for part in (missing and f"no value for {', '.join(missing)}",
+                                                          unknown and f"no column {', '.join(unknown)}") if part))
+        return values
+
     def _bound(self, database: "Database", dialect: Dialect, params: dict[str, Any]) -> tuple[str, Any, Any]:
         """The SQL, its values in the driver's form, and the result processors; counted."""
-        sql, order, fixed, processors = self._plan(dialect)
-        if fixed:
+        sql, order, fixed, binders, processors = self._plan(dialect)
+        if fixed or binders:
             params = {**fixed, **params}
+            for name, process in binders or ():
+                params[name] = process(params[name])
         database._before_statement(sql, None)  # counted; a SELECT needs no reader guard
         return sql, params if order is None else tuple(params[name] for name in order), processors
 
@@ -345,9 +378,10 @@ class Prepared:
         outside a transaction awaits the server on one of the loop's own connections
         (``Database.async_readers``) instead of blocking the loop: while PostgreSQL ranks a
         search, the loop serves other requests. Everywhere else it is ``rows``: SQLite's work is
-        this process's CPU either way, and a writer's reads stay in its transaction."""
+        this process's CPU either way, and a writer's statements stay in its transaction."""
         database: Database = session.info[DATABASE]
-        if database.single_writer or not session.info.get(READER) or session.in_transaction():
+        if (database.single_writer or self._columns is not None or not session.info.get(READER)
+                or session.in_transaction()):
             return self.rows(session, params)
         dialect = database.read_engine.dialect
         sql, values, processors = self._bound(database, dialect, params)
@@ -375,6 +409,26 @@ class Prepared:
     async def afirst(self, session: Session, params: dict[str, Any]) -> tuple | None:
         rows = await self.arows(session, params)
         return rows[0] if rows else None
+
+
+def _insert_columns(table: Any) -> tuple[tuple[str, ...], dict[str, Callable[[], Any]]]:
+    """The columns ``Prepared`` names in an INSERT into ``table``, and the Python defaults of those
+    that have one: every column but the autoincrement key and those only the server fills."""
+    columns, defaults = [], {}
+    for column in table.columns:
+        default = column.default
+        if default is None:
+            if column is table.autoincrement_column or column.server_default is not None:
+                continue
+        elif default.is_scalar:
+            defaults[column.key] = lambda value=default.arg: value
+        elif default.is_callable:
+            defaults[column.key] = functools.partial(default.arg, None)  # SQLAlchemy's wrapper takes a context
+        else:
+            raise TypeError(f"store.db.Prepared: {table.name}.{column.key}'s default is computed by SQLAlchemy's "
+                            "execution (a SQL expression or a sequence)")
+        columns.append(column.key)
+    return tuple(columns), defaults
 
 
 def _processed(rows: list[tuple], processors: list[tuple[int, Callable]] | None) -> list[tuple]:

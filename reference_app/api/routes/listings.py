@@ -49,7 +49,7 @@ async def read_listing(listing_id: Id, session: Session = DbSession) -> Response
 @database_only
 def create_listing(body: ListingCreate, seller: Principal = Depends(require_role("seller")),
                    ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Response:
-    return answer(ListingOut, dict(listings.create(session, ctx.settings, seller, **body.model_dump())),
+    return answer(ListingOut, listings.create(session, ctx.settings, seller, **body.model_dump()),
                   status.HTTP_201_CREATED)
 
 

@@ -141,16 +141,69 @@ def test_a_reader_that_has_not_begun_reads_on_a_connection_it_gives_back_at_once
             raw.close()
 
 
-def test_a_statement_the_driver_cannot_take_as_it_is_is_refused(scratch_table):
+def test_a_statement_whose_parameters_expand_is_refused_and_a_moment_is_converted(scratch_table):
     db, table = scratch_table("refused_rows", Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
+    then = utcnow()
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1, "at": then}])
     with db.session(write=False) as session:
         with pytest.raises(TypeError, match="Prepared"):
             Prepared(select(table.c.id).where(table.c.id.in_(bindparam("ids", expanding=True)))).rows(
                 session, {"ids": [1]})
-        if db.single_writer:  # a moment is written as text on SQLite: SQLAlchemy converts it
-            with pytest.raises(TypeError, match="Prepared"):
-                Prepared(select(table.c.id).where(table.c.at < bindparam("t", type_=UtcDateTime()))).rows(
-                    session, {"t": utcnow()})
+        # a moment is written as text on SQLite: converted as SQLAlchemy converts it
+        before = Prepared(select(table.c.id).where(table.c.at < bindparam("t", type_=UtcDateTime())))
+        assert before.rows(session, {"t": utcnow()}) == [(1,)]
+        assert before.rows(session, {"t": then}) == []
+
+
+def test_a_prepared_insert_stores_and_returns_what_sqlalchemy_would(scratch_table):
+    """Every column but the autoincrement key: Python defaults taken where a value is not given
+    (a callable called for each column, as SQLAlchemy calls it), values converted as SQLAlchemy
+    converts them, RETURNING read back through the columns' types; counted once, in the writer's
+    transaction (rolled back with it)."""
+    db, table = scratch_table("inserted_rows", Column("id", Integer, primary_key=True), Column("name", String(20)),
+                              Column("on", Boolean, default=True), Column("made", UtcDateTime(), default=utcnow),
+                              Column("seen", UtcDateTime(), default=utcnow))
+    add = Prepared(insert(table).returning(table.c.id, table.c.name, table.c.on, table.c.made))
+    with db.session() as session:
+        before, start = db.queries, utcnow()
+        first = add.rows(session, {"name": "a"})
+        assert db.queries - before == 1 and session.in_transaction()
+        (key, name, on, made), = first
+        assert name == "a" and on is True and start <= made <= utcnow() and made.tzinfo is not None
+        (key2, *_), = add.rows(session, {"name": "b", "on": False, "made": start})
+        assert key2 == key + 1
+    with db.session(write=False) as session:
+        stored = session.execute(select(table).order_by(table.c.id)).all()
+    assert [(r.id, r.name, r.on, r.made) for r in stored] == [(key, "a", True, made), (key2, "b", False, start)]
+    assert stored[0].seen >= stored[0].made  # each default called on its own, as SQLAlchemy does
+    try:
+        with db.session() as session:
+            add.rows(session, {"name": "c"})
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() == ["a", "b"]
+
+
+def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch_table):
+    db, table = scratch_table("strict_rows", Column("id", Integer, primary_key=True), Column("name", String(20)),
+                              Column("size", Integer))
+    add = Prepared(insert(table).returning(table.c.id))
+    with db.session() as session:
+        with pytest.raises(TypeError, match="no value for size"):
+            add.rows(session, {"name": "a"})
+        with pytest.raises(TypeError, match="no value for name; no column colour"):
+            add.rows(session, {"size": 1, "colour": "red"})
+    for reads in (add.rows, add.arows):
+        with db.session(write=False) as session:
+            with pytest.raises(ReaderWrote, match="INSERT"):
+                result = reads(session, {"name": "a", "size": 1})
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.id)).all() == []
 
 
 def test_a_prepared_read_reports_a_driver_error_as_sqlalchemy_does(scratch_table):
