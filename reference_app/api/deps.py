@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import anyio
 
 from fastapi import Depends, Request
@@ -103,10 +101,12 @@ async def get_session(request: Request) -> Session:
 
     async def end(exc: BaseException | None) -> None:
         try:
-            # A writer's endpoint has usually committed in its own thread (api/routing.Route):
-            # then nothing is left that could wait, and the session ends here.
+            # A writer's endpoint has usually committed in its own thread (api/routing.Route), or
+            # written one statement alone (store.db.Prepared.arows): then nothing is left that could
+            # wait, and the session ends here. So does an SQLite writer that holds the write lock (an
+            # async endpoint's): its commit waits for no one, as a routing.database_only endpoint's.
             with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
-                if write and session.in_transaction():
+                if write and session.in_transaction() and not session.info.get(LOCAL_WRITER):
                     await run_in_threadpool(close, exc)
                 else:
                     close(exc)
@@ -182,22 +182,39 @@ def user_from_token(token: str | None, ctx: AppContext, session: Session, reques
     return _signed_in(token, ctx, lambda user_id: session.get(User, user_id), request)
 
 
+PRINCIPAL = "escrowlab.principal"  # in a request's scope, once current_principal has read it
+
+
 @signs_in
 async def current_principal(request: Request) -> accounts.Principal:
     """``current_user`` where the route needs only who it is and their roles (the token check,
     ``require_role``, the order and listing policies): the same checks and the same write limit,
-    the user read as one row. Loading the ORM object was a seventh of a listing write's CPU."""
-    session = await get_session(request)
-    return _once(request, "escrowlab.principal",
-                 lambda: _signed_in(bearer_token(request), request.app.state.ctx,
-                                    functools.partial(accounts.principal, session), request))
+    the user read as one row (awaited on PostgreSQL until the session has begun). Loading the ORM
+    object was a seventh of a listing write's CPU."""
+    scope = request.scope
+    principal = scope.get(PRINCIPAL)
+    if principal is None:  # once a request, as _once
+        session = await get_session(request)
+        claims = _claims(bearer_token(request), request.app.state.ctx)
+        principal = scope[PRINCIPAL] = _checked(await accounts.principal(session, int(claims["sub"])), claims, request)
+    return principal
 
 
 def _signed_in(token: str | None, ctx: AppContext, load, request: Request | None):
+    claims = _claims(token, ctx)
+    return _checked(load(int(claims["sub"])), claims, request)
+
+
+def _claims(token: str | None, ctx: AppContext) -> dict:
+    """A valid access token's claims."""
     if token is None:
         raise NotAuthenticated("log in first: send 'Authorization: Bearer <access token>'")
-    claims = tokens.verify(ctx.settings.secret_key, token, "access")
-    user = load(int(claims["sub"]))
+    return tokens.verify(ctx.settings.secret_key, token, "access")
+
+
+def _checked(user, claims: dict, request: Request | None):
+    """``user`` if the token's claims still hold for it (an account that still exists, unblocked),
+    counted against the write limit for a write."""
     if user is None or claims.get("ver", 0) != user.token_version:
         raise NotAuthenticated("token no longer valid")
     if user.blocked:

@@ -67,9 +67,10 @@ _PRINCIPAL = Prepared(select(*(User.__table__.c[k] for k in Principal._fields))
                       .where(User.__table__.c.id == bindparam("id")))
 
 
-def principal(session: Session, user_id: int) -> Principal | None:
-    """Run on the session's driver connection (store.db.Prepared): every signed-in request reads it."""
-    row = _PRINCIPAL.first(session, {"id": user_id})
+async def principal(session: Session, user_id: int) -> Principal | None:
+    """Run on the session's driver connection (store.db.Prepared), awaited on PostgreSQL before
+    the session has begun: every signed-in request reads it."""
+    row = await _PRINCIPAL.afirst(session, {"id": user_id})
     return None if row is None else Principal(*row)
 
 

@@ -239,6 +239,11 @@ def _watch_statements(dialect: Dialect, before: Callable[[str, ExecutionContext 
 DATABASE = "escrowlab_database"  # in every session's info: the Database it came from
 _CURSOR = "escrowlab_prepared_cursor"  # in a pooled connection's info: Prepared's cursor on it
 READER = "escrowlab_reader"  # in a read session's info (write=False): it is closed, never committed
+WROTE_ALONE = "escrowlab_wrote_alone"  # in a write session's info: an INSERT of it committed by itself
+
+
+class WroteAlone(RuntimeError):
+    """A write session began a transaction after one of its statements had committed alone."""
 
 
 # A statement compiled for one dialect: its SQL, its parameters' order (positional styles), its
@@ -374,20 +379,34 @@ class Prepared:
         return rows[0] if rows else None
 
     async def arows(self, session: Session, params: dict[str, Any]) -> list[tuple]:
-        """``rows`` for a coroutine on the event loop. On PostgreSQL, a read session's read
-        outside a transaction awaits the server on one of the loop's own connections
-        (``Database.async_readers``) instead of blocking the loop: while PostgreSQL ranks a
-        search, the loop serves other requests. Everywhere else it is ``rows``: SQLite's work is
-        this process's CPU either way, and a writer's statements stay in its transaction."""
+        """``rows`` for a coroutine on the event loop. On PostgreSQL, a statement of a session that
+        has not begun awaits the server on one of the loop's own connections
+        (``Database.awaited_connections``, in autocommit) instead of blocking the loop: while
+        PostgreSQL ranks a search, the loop serves other requests.
+
+        - A read there is one snapshot by itself, a reader's or a writer's: under READ COMMITTED
+          a writer's read before its first statement sees what its first statement would see.
+        - An INSERT there is its own transaction, committed when it returns: for a request whose
+          write is that one statement, with no BEGIN, COMMIT, pooled connection or worker thread
+          around it. The session is marked as having written alone (``WROTE_ALONE``), and its end
+          refuses a transaction begun after it (``Database.session``): the two would not be one.
+
+        Everywhere else it is ``rows``: SQLite's work is this process's CPU either way (and its
+        writer has begun, ``BEGIN IMMEDIATE``, before its first statement), and a transaction's
+        statements stay in it."""
         database: Database = session.info[DATABASE]
-        if (database.single_writer or self._columns is not None or not session.info.get(READER)
-                or session.in_transaction()):
+        if database.single_writer or session.in_transaction():
             return self.rows(session, params)
+        if self._columns is not None:
+            if session.info.get(READER):
+                return self.rows(session, params)  # refused there
+            params = self._with_defaults(params)
+            session.info[WROTE_ALONE] = True
         dialect = database.read_engine.dialect
         sql, values, processors = self._bound(database, dialect, params)
-        readers = database.async_readers()
+        awaited = database.awaited_connections()
         try:
-            connection, cursor = await readers.take()
+            connection, cursor = await awaited.take()
         except dialect.loaded_dbapi.Error as exc:  # no connection to be had: as the pool reports it
             raise _wrapped(dialect, sql, values, exc, True) from exc
         try:
@@ -397,13 +416,13 @@ class Prepared:
             error = isinstance(exc, dialect.loaded_dbapi.Error)
             gone = error and dialect.is_disconnect(exc, connection, cursor)
             if error and not gone and connection.info.transaction_status == 0:  # IDLE: the statement failed
-                readers.give_back(connection, cursor)
-            else:  # dead, or the request cancelled mid-read: the next read takes a new connection
-                readers.discard(connection)
+                awaited.give_back(connection, cursor)
+            else:  # dead, or the request cancelled mid-statement: the next one takes a new connection
+                awaited.discard(connection)
             if error:
                 raise _wrapped(dialect, sql, values, exc, gone) from exc
             raise
-        readers.give_back(connection, cursor)
+        awaited.give_back(connection, cursor)
         return _processed(rows, processors)
 
     async def afirst(self, session: Session, params: dict[str, Any]) -> tuple | None:
@@ -552,12 +571,12 @@ def _in_utc(cparams: dict[str, Any]) -> None:
     cparams["options"] = f"{cparams.get('options', '')} -c TimeZone=UTC".strip()
 
 
-# PostgreSQL connections one event loop holds at most for its awaited reads (Prepared.arows);
-# a read that finds them all busy waits for one. Beside the pool's, one set per loop.
-ASYNC_READERS = 8
+# PostgreSQL connections one event loop holds at most for its awaited statements (Prepared.arows);
+# a statement that finds them all busy waits for one. Beside the pool's, one set per loop.
+AWAITED_CONNECTIONS = 8
 
 
-class _AsyncReaders:
+class _AwaitedConnections:
     """One event loop's PostgreSQL connections for ``Prepared.arows``: psycopg's own
     ``AsyncConnection`` (SQLAlchemy's asyncio layer cost a read by id 0.735 ms of CPU against
     0.50 blocking), made with the engine's connect arguments, in UTC and in autocommit as the
@@ -565,10 +584,10 @@ class _AsyncReaders:
     connection).
 
     A connection idle for over ``IDLE_PING_S`` is checked before use, as the pool checks its
-    own; one found dead, or whose read lost it or was cancelled, is closed, and the next read
-    opens a new one (after a statement's own error it is kept). They close once their loop
-    has closed (``Database.async_readers``), at ``Database.dispose``, and when the database is
-    collected."""
+    own; one found dead, or whose statement lost it or was cancelled, is closed, and the next
+    statement opens a new one (after a statement's own error it is kept). They close once their
+    loop has closed (``Database.awaited_connections``), at ``Database.dispose``, and when the
+    database is collected."""
 
     def __init__(self, database: "Database") -> None:
         cargs, cparams = database.engine.dialect.create_connect_args(database.engine.url)
@@ -576,7 +595,7 @@ class _AsyncReaders:
         self.connect_args = (cargs, cparams)
         self.idle: list[tuple[Any, Any, float]] = []  # (connection, its cursor, idle since)
         self.open: set[Any] = set()
-        self.slots = asyncio.Semaphore(ASYNC_READERS)
+        self.slots = asyncio.Semaphore(AWAITED_CONNECTIONS)
 
     async def take(self) -> tuple[Any, Any]:
         await self.slots.acquire()
@@ -648,8 +667,8 @@ class Database:
         # each event loop thread's reader connection (loop_connection), and all of them for dispose
         self._loop_held = threading.local()
         self._loop_connections: weakref.WeakSet[_ReaderConnection] = weakref.WeakSet()
-        # each event loop's PostgreSQL connections for awaited reads (async_readers)
-        self._async_readers: dict[asyncio.AbstractEventLoop, _AsyncReaders] = {}
+        # each event loop's PostgreSQL connections for awaited statements (awaited_connections)
+        self._awaited: dict[asyncio.AbstractEventLoop, _AwaitedConnections] = {}
         self.queries = 0  # statements sent, for the benchmarks' queries-per-escrow figure
         # PostgreSQL's read engine, made by execution_options(), shares the writer's dialect.
         for dialect in {self.engine.dialect, self.read_engine.dialect}:
@@ -675,6 +694,9 @@ class Database:
                 return
             try:
                 yield s
+                if s.info.get(WROTE_ALONE) and s.in_transaction():
+                    raise WroteAlone("a write session whose INSERT committed alone (Prepared.arows) began a "
+                                     "transaction after it: the two would not be one unit of work")
                 s.commit()
             except BaseException:
                 s.rollback()
@@ -714,27 +736,27 @@ class Database:
             self._loop_connections.add(held)
         return held.take()
 
-    def async_readers(self) -> _AsyncReaders:
+    def awaited_connections(self) -> _AwaitedConnections:
         """The running event loop's PostgreSQL connections for ``Prepared.arows``. A loop seen
         for the first time first closes those of loops that have closed since (a test's
         client runs a loop for each request; a server runs one for its life)."""
         loop = asyncio.get_running_loop()
-        readers = self._async_readers.get(loop)
-        if readers is None:
-            for gone in [other for other in list(self._async_readers) if other.is_closed()]:
-                closed = self._async_readers.pop(gone, None)  # (another thread's loop may sweep too)
+        awaited = self._awaited.get(loop)
+        if awaited is None:
+            for gone in [other for other in list(self._awaited) if other.is_closed()]:
+                closed = self._awaited.pop(gone, None)  # (another thread's loop may sweep too)
                 if closed is not None:
                     closed.close()
-            readers = self._async_readers[loop] = _AsyncReaders(self)
-        return readers
+            awaited = self._awaited[loop] = _AwaitedConnections(self)
+        return awaited
 
     def dispose(self) -> None:
         for held in list(self._loop_connections):
             held.give_back()
-        for loop in list(self._async_readers):
-            readers = self._async_readers.pop(loop, None)
-            if readers is not None:
-                readers.close()
+        for loop in list(self._awaited):
+            awaited = self._awaited.pop(loop, None)
+            if awaited is not None:
+                awaited.close()
         self.engine.dispose()
         if self.single_writer:
             self.read_engine.dispose()

@@ -46,10 +46,9 @@ async def read_listing(listing_id: Id, session: Session = DbSession) -> Response
 
 
 @router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
-@database_only
-def create_listing(body: ListingCreate, seller: Principal = Depends(require_role("seller")),
-                   ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Response:
-    return answer(ListingOut, listings.create(session, ctx.settings, seller, **body.model_dump()),
+async def create_listing(body: ListingCreate, seller: Principal = Depends(require_role("seller")),
+                         ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> Response:
+    return answer(ListingOut, await listings.create(session, ctx.settings, seller, **body.model_dump()),
                   status.HTTP_201_CREATED)
 
 

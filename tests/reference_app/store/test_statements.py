@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from reference_app.store.db import Prepared, ReaderWrote
+from reference_app.store.db import Prepared, ReaderWrote, WroteAlone
 from reference_app.store.models import UtcDateTime, utcnow
 
 
@@ -206,6 +206,43 @@ def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch
         assert session.execute(select(table.c.id)).all() == []
 
 
+def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on_sqlite(scratch_table):
+    """``Prepared.arows`` of an INSERT in a writer that has not begun: on PostgreSQL it is its own
+    transaction on one of the loop's connections, committed when it returns (another session sees
+    the row at once, and a later error of the request keeps it); a transaction the session begins
+    after it is refused at the session's end and rolled back. On SQLite it is in the writer's
+    transaction, kept or rolled back with it."""
+    db, table = scratch_table("alone_rows", Column("id", Integer, primary_key=True), Column("name", String(20)))
+    add = Prepared(insert(table).returning(table.c.id))
+    pool = db.engine.pool
+
+    def names() -> list[str]:
+        with db.session(write=False) as session:
+            return session.execute(select(table.c.name).order_by(table.c.id)).scalars().all()
+
+    async def scenario():
+        held = pool.checkedout()
+        with pytest.raises(RuntimeError, match="after the insert"):
+            with db.session() as session:
+                before = db.queries
+                (key,), = await add.arows(session, {"name": "a"})
+                assert db.queries - before == 1
+                assert session.in_transaction() is db.single_writer
+                assert pool.checkedout() == held + db.single_writer  # PostgreSQL: none of the pool's
+                assert names() == ([] if db.single_writer else ["a"])
+                raise RuntimeError("the request fails after the insert")
+        assert names() == ([] if db.single_writer else ["a"])
+        if db.single_writer:
+            return
+        with pytest.raises(WroteAlone):
+            with db.session() as session:
+                await add.arows(session, {"name": "b"})
+                session.execute(insert(table).values(name="c"))  # a second unit of work in one session
+        assert names() == ["a", "b"]
+
+    asyncio.run(scenario())
+
+
 def test_a_prepared_read_reports_a_driver_error_as_sqlalchemy_does(scratch_table):
     """Wrapped in SQLAlchemy's DBAPIError, naming the statement, as the rest of the app sees them."""
     db, table = scratch_table("dropped_rows", Column("id", Integer, primary_key=True))
@@ -361,7 +398,7 @@ def test_postgresql_sessions_are_in_utc_beside_the_url_s_own_options(settings):
                 assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is timezone.utc
 
         async def awaited():  # the connections of awaited reads (Prepared.arows) too
-            _connection, cursor = await db.async_readers().take()
+            _connection, cursor = await db.awaited_connections().take()
             shown = []
             for setting in ("TimeZone", "statement_timeout"):
                 await cursor.execute(f"SHOW {setting}")
@@ -381,8 +418,9 @@ def _sleep_read():
 def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_table):
     """On PostgreSQL ``Prepared.arows`` awaits the server on one of the loop's own connections
     (psycopg's AsyncConnection): another coroutine runs while a read waits, a second read reuses
-    the first one's connection, and no pooled connection is taken. In a writer it reads in the
-    writer's transaction; on SQLite it is ``rows``, with no connection of its own."""
+    the first one's connection, and no pooled connection is taken; so does a writer's read before
+    the writer has begun. Once it has, it reads in the writer's transaction; on SQLite it is
+    ``rows``, with no connection of its own."""
     db, table = scratch_table("awaited_rows", Column("id", Integer, primary_key=True))
     with db.session() as session:
         session.execute(insert(table), [{"id": 1}, {"id": 2}])
@@ -395,12 +433,15 @@ def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_ta
             before = db.queries
             assert await read.arows(session, {}) == [(1,), (2,)]
             assert db.queries - before == 1 and not session.in_transaction()
-        with db.session() as session:  # a writer reads in its own transaction
+        with db.session() as session:  # a writer that has begun reads in its transaction
+            session.execute(select(table.c.id).limit(1))
             assert await read.afirst(session, {}) == (1,) and session.in_transaction()
+        with db.session() as session:  # before it has: on SQLite in it, on PostgreSQL outside
+            assert await read.afirst(session, {}) == (1,) and session.in_transaction() is db.single_writer
         if db.single_writer:
-            assert db._async_readers == {}
+            assert db._awaited == {}
             return
-        readers = db.async_readers()
+        readers = db.awaited_connections()
         (first, _cursor, _since), = readers.idle
         with db.session(write=False) as session:
             assert await read.afirst(session, {}) == (1,)
@@ -424,13 +465,13 @@ def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_ta
     first = asyncio.run(scenario())
     if first is not None:
         asyncio.run(scenario())  # a new loop: the closed loop's connection is closed, a new one made
-        assert first.closed and len(db._async_readers) == 1
+        assert first.closed and len(db._awaited) == 1
         db.dispose()
-        assert db._async_readers == {}
+        assert db._awaited == {}
 
 
 def test_awaited_reads_hold_at_most_their_slots_and_replace_failed_connections(scratch_table, monkeypatch):
-    """At most ``ASYNC_READERS`` connections a loop; a read past them waits for one. A read
+    """At most ``AWAITED_CONNECTIONS`` connections a loop; a read past them waits for one. A read
     cancelled while it waits for the server, or one on a connection the server ended, leaves
     that connection closed and its slot free; the failed read is reported as a disconnect, once.
     One that sat idle is checked before use, so then no read fails."""
@@ -439,7 +480,7 @@ def test_awaited_reads_hold_at_most_their_slots_and_replace_failed_connections(s
     db, _table = scratch_table("awaited_slot_rows", Column("id", Integer, primary_key=True))
     if db.single_writer:
         pytest.skip("PostgreSQL: SQLite's reads are this process's CPU, with nothing to await")
-    monkeypatch.setattr(store_db, "ASYNC_READERS", 2)
+    monkeypatch.setattr(store_db, "AWAITED_CONNECTIONS", 2)
     sleep = _sleep_read()
 
     async def read(seconds: float) -> None:
@@ -451,7 +492,7 @@ def test_awaited_reads_hold_at_most_their_slots_and_replace_failed_connections(s
             other.connection().exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
 
     async def scenario():
-        readers = db.async_readers()
+        readers = db.awaited_connections()
         await asyncio.gather(*(read(0.1) for _ in range(5)))
         assert len(readers.open) == 2 and len(readers.idle) == 2
 
