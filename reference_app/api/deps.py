@@ -105,11 +105,11 @@ async def get_session(request: Request) -> Session:
             # written one statement alone (store.db.Prepared.arows): then nothing is left that could
             # wait, and the session ends here. So does an SQLite writer that holds the write lock (an
             # async endpoint's): its commit waits for no one, as a routing.database_only endpoint's.
-            with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
-                if write and session.in_transaction() and not session.info.get(LOCAL_WRITER):
+            if write and session.in_transaction() and not session.info.get(LOCAL_WRITER):
+                with anyio.CancelScope(shield=True):  # a client that hangs up must not leave a writer open
                     await run_in_threadpool(close, exc)
-                else:
-                    close(exc)
+            else:
+                close(exc)  # nothing awaited: nothing to shield (a scope cost a read 3 %)
         finally:
             slots.release()
             if gate is not None:
