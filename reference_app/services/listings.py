@@ -83,9 +83,10 @@ def get(session: Session, listing_id: int) -> Listing:
     return listing
 
 
-def read(session: Session, listing_id: int) -> dict:
-    """``get`` for a reader: the listing's public columns by name, with the same 404."""
-    row = _READ.first(session, {"id": listing_id}) if 1 <= listing_id <= ID_MAX else None
+async def read(session: Session, listing_id: int) -> dict:
+    """``get`` for a reader: the listing's public columns by name, with the same 404. Awaited on
+    PostgreSQL (``store.db.Prepared.arows``): blocking, the round trip held the event loop."""
+    row = await _READ.afirst(session, {"id": listing_id}) if 1 <= listing_id <= ID_MAX else None
     if row is None:
         raise NotFound(f"listing {listing_id} does not exist")
     return dict(zip(NAMES, row))

@@ -42,7 +42,7 @@ async def search_listings(params: ListingSearch = Depends(SEARCH), session: Sess
 
 @router.get("/{listing_id}", response_model=ListingOut)
 async def read_listing(listing_id: Id, session: Session = DbSession) -> Response:
-    return answer(ListingOut, listings.read(session, listing_id))
+    return answer(ListingOut, await listings.read(session, listing_id))
 
 
 @router.post("", response_model=ListingOut, status_code=status.HTTP_201_CREATED)
