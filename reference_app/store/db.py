@@ -371,7 +371,7 @@ class Prepared:
             params = {**fixed, **params}
             for name, process in binders or ():
                 params[name] = process(params[name])
-        database._before_statement(sql, None)  # counted; a SELECT needs no reader guard
+        database._before_statement(sql, None)  # counted; an INSERT met the reader guard in rows or arows
         return sql, params if order is None else tuple(params[name] for name in order), processors
 
     def first(self, session: Session, params: dict[str, Any]) -> tuple | None:
@@ -388,8 +388,9 @@ class Prepared:
           a writer's read before its first statement sees what its first statement would see.
         - An INSERT there is its own transaction, committed when it returns: for a request whose
           write is that one statement, with no BEGIN, COMMIT, pooled connection or worker thread
-          around it. The session is marked as having written alone (``WROTE_ALONE``), and its end
-          refuses a transaction begun after it (``Database.session``): the two would not be one.
+          around it. The session is marked as having written alone (``WROTE_ALONE``): a second such
+          INSERT is refused, and so, at the session's end, is a transaction begun after it
+          (``Database.session``): the two would not be one.
 
         Everywhere else it is ``rows``: SQLite's work is this process's CPU either way (and its
         writer has begun, ``BEGIN IMMEDIATE``, before its first statement), and a transaction's
@@ -400,6 +401,9 @@ class Prepared:
         if self._columns is not None:
             if session.info.get(READER):
                 return self.rows(session, params)  # refused there
+            if session.info.get(WROTE_ALONE):
+                raise WroteAlone("a write session's second INSERT would commit apart from its first "
+                                 "(Prepared.arows writes one statement alone): write both in one transaction")
             params = self._with_defaults(params)
             session.info[WROTE_ALONE] = True
         dialect = database.read_engine.dialect

@@ -239,6 +239,11 @@ def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on
                 await add.arows(session, {"name": "b"})
                 session.execute(insert(table).values(name="c"))  # a second unit of work in one session
         assert names() == ["a", "b"]
+        with db.session() as session:
+            await add.arows(session, {"name": "d"})
+            with pytest.raises(WroteAlone, match="second INSERT"):
+                await add.arows(session, {"name": "e"})
+        assert names() == ["a", "b", "d"]
 
     asyncio.run(scenario())
 
