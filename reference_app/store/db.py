@@ -265,7 +265,7 @@ class Prepared:
     ``IN`` list): another is refused at its first run. The statement's own values (a literal, a
     weight) are converted once, when it is compiled.
 
-    An INSERT (``insert(table).returning(...)``) names every column of the table but the
+    An INSERT (``insert(table)``, with or without ``.returning(...)``) names every column of the table but the
     autoincrement key and those only the server fills (``server_default``): a column with a
     Python default takes it, called once per row as SQLAlchemy calls it, unless given; every other
     column must be given. It runs in its session's transaction, and a read session refuses it."""
@@ -278,6 +278,8 @@ class Prepared:
         self._defaults: dict[str, Callable[[], Any]] = {}
         if isinstance(statement, Insert):
             self._columns, self._defaults = _insert_columns(statement.table)
+            if not statement.exported_columns:  # no RETURNING: nor the key PostgreSQL's dialect would add
+                self.statement = statement.inline()
         self._named = frozenset(self._columns or ())
 
     def _plan(self, dialect: Dialect) -> _Plan:
@@ -342,7 +344,7 @@ class Prepared:
             cursor = pooled.info[_CURSOR] = pooled.dbapi_connection.cursor()
         try:
             cursor.execute(sql, values)
-            rows = cursor.fetchall()
+            rows = cursor.fetchall() if cursor.description is not None else []  # an INSERT without RETURNING
         except dialect.loaded_dbapi.Error as exc:
             pooled.info.pop(_CURSOR, None)
             # as SQLAlchemy's execution reports it: wrapped, and a dead connection invalidated
@@ -415,7 +417,7 @@ class Prepared:
             raise _wrapped(dialect, sql, values, exc, True) from exc
         try:
             await cursor.execute(sql, values)
-            rows = await cursor.fetchall()
+            rows = await cursor.fetchall() if cursor.description is not None else []
         except BaseException as exc:
             error = isinstance(exc, dialect.loaded_dbapi.Error)
             gone = error and dialect.is_disconnect(exc, connection, cursor)

@@ -204,6 +204,10 @@ def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch
                     asyncio.run(result)
     with db.session(write=False) as session:
         assert session.execute(select(table.c.id)).all() == []
+    with db.session() as session:  # without RETURNING: no rows
+        assert Prepared(insert(table)).rows(session, {"name": "a", "size": 1}) == []
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.name, table.c.size)).all() == [("a", 1)]
 
 
 def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on_sqlite(scratch_table):
