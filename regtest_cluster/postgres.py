@@ -195,14 +195,21 @@ class PostgresServer:
             conn.execute(statement)
 
     def _run(self, program: str, *args: str) -> None:
-        as_user = {}
+        argv, env = [str(self.bindir / program), *args], None
         if self.user:  # as root: the service user's ids, its groups alone, its own HOME
             account = pwd.getpwnam(self.user)
-            as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [],
-                       "env": {**os.environ, "HOME": account.pw_dir, "USER": self.user, "LOGNAME": self.user}}
+            # Through setpriv (util-linux), not subprocess's user=/group=: those make Python fork()
+            # instead of vfork(), and a forked child runs gRPC's fork handlers before its exec. In a
+            # test process whose LND channels were busy, they restarted gRPC's poller in the child,
+            # which then crashed (initdb "exit -11", with gRPC's epoll EBADF on its stderr; grpc#43055).
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                raise PostgresError("PostgreSQL runs as its own user when we are root, through setpriv, which is "
+                                    "not on this machine (install util-linux)")
+            argv = [setpriv, f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups", "--", *argv]
+            env = {**os.environ, "HOME": account.pw_dir, "USER": self.user, "LOGNAME": self.user}
         # cwd: the service user may not be allowed into ours.
-        done = subprocess.run([str(self.bindir / program), *args], cwd=self.root, capture_output=True, text=True,
-                              **as_user)
+        done = subprocess.run(argv, cwd=self.root, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise PostgresError(f"{program} failed (exit {done.returncode}; log: {self.log_path}):\n"
                                 f"{done.stdout}{done.stderr}\n--- last log lines ---\n{LogTail(self.log_path).tail()}")

@@ -68,9 +68,20 @@ def test_stop_leaves_no_postgres_process():
 @pytest.mark.skipif(os.geteuid() != 0, reason="the service user is for root only")
 def test_as_root_runs_as_the_service_user_with_no_sbin_on_path(monkeypatch):
     """A root shell's PATH need not hold sbin (sudo -E, a CI image): the server still starts, as
-    its own user with that user's group only, never as root."""
+    its own user with that user's group only, never as root. The switch is setpriv's, not
+    subprocess's user=/group=, which would make Python fork() rather than vfork() and run gRPC's
+    fork handlers in the child (a busy test process's initdb crashed there)."""
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    calls, real_run = [], postgres.subprocess.run
+
+    def run(argv, **kwargs):
+        calls.append((argv, kwargs))
+        return real_run(argv, **kwargs)
+    monkeypatch.setattr(postgres.subprocess, "run", run)
     with PostgresServer() as server:
+        started = [argv for argv, _ in calls if any(a.endswith(("initdb", "pg_ctl")) for a in argv)]
+        assert started and all(argv[0].endswith("setpriv") for argv in started), started
+        assert not [kw for _, kw in calls if {"user", "group", "extra_groups", "preexec_fn"} & kw.keys()]
         with sqlalchemy.create_engine(server.create_database("asuser")).connect() as conn:
             assert conn.exec_driver_sql("SELECT current_user").scalar() == postgres.SUPERUSER
         status = dict(line.split(":", 1) for line in open(f"/proc/{server.pid}/status").read().splitlines())
