@@ -184,6 +184,11 @@ def test_ldk_refuses_hold_invoice_above_its_cltv_cap(cluster) -> None:
              what="the hub's hold invoice ACCEPTED")
     hub.rest.settle_invoice(preimage)
     assert buyer2.client.wait_payment(started["payment_id"])["status"] == "succeeded"
+    # LDK says succeeded once it has the preimage; the hub's channel balance moves only when the
+    # HTLC is gone from the commitment. Left in flight, it landed in the next test's balances.
+    wait_for(lambda: not any(h["payment_hash"] == payment_hash.hex()
+                             for h in wallet(buyer2).in_flight() + wallet(hub).in_flight()),
+             timeout=30, what="the settled HTLC gone from both ends")
 
 
 def test_wallet_face_reads_an_ldk_payer_as_the_hub_sees_it(cluster) -> None:
