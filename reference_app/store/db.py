@@ -265,10 +265,10 @@ class Prepared:
     ``IN`` list): another is refused at its first run. The statement's own values (a literal, a
     weight) are converted once, when it is compiled.
 
-    An INSERT (``insert(table)``, with or without ``.returning(...)``) names every column of the table but the
-    autoincrement key and those only the server fills (``server_default``): a column with a
-    Python default takes it, called once per row as SQLAlchemy calls it, unless given; every other
-    column must be given. It runs in its session's transaction, and a read session refuses it."""
+    An INSERT (``insert(table)``, with or without ``.returning(...)``) names every column of the
+    table but the autoincrement key and those only the server fills (``server_default``): a column
+    with a Python default takes it, called once per row as SQLAlchemy calls it, unless given; every
+    other column must be given. It runs in its session's transaction, and a read session refuses it."""
 
     def __init__(self, statement: Select | Insert) -> None:
         self.statement = statement
