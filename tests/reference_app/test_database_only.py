@@ -17,7 +17,7 @@ import pytest
 
 from reference_app.api.routes import listings as listing_routes
 from reference_app.services import listings
-from tests.reference_app.test_listings import create, listing_body, make_user, word
+from tests.reference_app.test_listings import create, make_user
 
 
 def _on_event_loop() -> bool:
