@@ -99,6 +99,13 @@ class LndGrpc:
                 ("grpc.ssl_target_name_override", "localhost"),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 30_000),
+                # A node that restarts is back within seconds on loopback. With gRPC's default backoff
+                # (1 s growing to 120 s) the channel could still be waiting out its last refusal when
+                # the node already answered, and every call failed fast meanwhile: CI's run of 6bfedce
+                # lost hub_restart_mid_htlc to a ship refused after the hub was back.
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1_000),
             ])
             self._ln = ln_grpc.LightningStub(self._channel)
             self._inv = inv_grpc.InvoicesStub(self._channel)
