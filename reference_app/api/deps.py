@@ -57,8 +57,9 @@ async def get_session(request: Request) -> Session:
     A reader is opened and ended on the event loop: it begins lazily, and never waits for a
     lock. A writer commits in a worker thread, since that may wait for the disk: in the
     endpoint's own thread (on the event loop for a ``routing.database_only`` endpoint whose
-    SQLite writer has begun). On SQLite it begins on the event loop if the write lock is free,
-    in a thread if it would have to wait. Requests hold at most ``REQUEST_SESSIONS``
+    SQLite writer has begun). On SQLite a sync endpoint's writer begins on the event loop if the
+    write lock is free, in a thread if it would have to wait; an async endpoint's begins only if
+    its statements need it (``store.db.Prepared.arows``). Requests hold at most ``REQUEST_SESSIONS``
     sessions at once, the others wait here, so a checkout on the event loop never waits for
     the pool (it would wait for connections that only the event loop can give back).
 
@@ -121,8 +122,11 @@ async def get_session(request: Request) -> Session:
     # waits in a thread. Usually the lock is free and it begins here, so the writer queue's
     # holder hops threads once, for its endpoint and commit, not twice; each hop waits for a
     # turn of the busy event loop. On PostgreSQL a BEGIN waits for nothing: it goes with the
-    # first statement.
-    if write and ctx.db.single_writer:
+    # first statement. An async endpoint's writer does not begin here: its statements are
+    # awaited (store.db.Prepared.arows), a read outside the transaction and an INSERT committed
+    # alone where it can, as on PostgreSQL; BEGIN, COMMIT and the ORM's session around one
+    # INSERT were a third of a listing write's CPU.
+    if write and ctx.db.single_writer and not getattr(request.scope.get("route"), "awaits_statements", False):
         if not ctx.db.begin_now(session):
             await run_in_threadpool(session.connection)
         session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)

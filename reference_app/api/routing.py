@@ -71,7 +71,10 @@ def in_one_hop(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 class Route(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
+        # An async endpoint runs on the event loop: its statements are awaited (store.db.Prepared's
+        # arows), and its SQLite writer begins only if one of them needs it (deps.get_session).
+        self.awaits_statements = inspect.iscoroutinefunction(endpoint)
+        if not self.awaits_statements:
             endpoint = in_one_hop(endpoint)
         super().__init__(path, endpoint, **kwargs)
 

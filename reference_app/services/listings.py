@@ -61,9 +61,9 @@ _WORD = re.compile(r"[^\W_]+")
 async def create(session: Session, settings: Settings, seller: User | Principal, *, title: str, price_sats: int,
                  stock: int, category: str, description: str = "", escrow_mode: str = "ln_hold") -> dict:
     """Put a new listing on offer; its public columns as stored. The caller has checked that
-    ``seller`` has the seller role. One INSERT ... RETURNING (``store.db.Prepared``): on
-    PostgreSQL, awaited on the event loop and committed by itself, the session's only write;
-    on SQLite, in the session's transaction (its writer holds the write lock: nothing to await).
+    ``seller`` has the seller role. One INSERT ... RETURNING (``store.db.Prepared.arows``),
+    committed by itself, the session's only write: on PostgreSQL awaited on the event loop; on
+    SQLite run on it if this process's write turn is free, else in a transaction begun in a thread.
 
     On PostgreSQL the ORM's unit of work (an object, its state, a flush) was a fifth of a listing
     write's CPU, SQLAlchemy's execution of the Core statement a seventh, and the rest of a

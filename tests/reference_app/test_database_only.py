@@ -5,8 +5,8 @@ update's statements and commit run on the event loop. On PostgreSQL every statem
 round trip to another process: the endpoint keeps its worker thread. Either way the row is
 committed before the response, and an error rolls the write back.
 
-A new listing is an ``async`` endpoint on both: one INSERT, awaited on PostgreSQL and committed
-by itself (``store.db.Prepared.arows``), in the session's transaction on SQLite."""
+A new listing is an ``async`` endpoint on both: one INSERT committed by itself
+(``store.db.Prepared.arows``), awaited on PostgreSQL, in this process's write turn on SQLite."""
 
 from __future__ import annotations
 
@@ -54,6 +54,34 @@ def test_a_listing_update_runs_on_the_event_loop_on_sqlite_only(api, where):
     assert [(name, loop) for name, loop, _ in where] == [("create", True), ("update", sqlite)], where
     # committed before the response: the next request (another session) finds it
     assert api.get(f"/listings/{made['id']}").json()["stock"] == 7
+
+
+def test_a_new_listing_is_one_insert_committed_alone_on_both_databases(settings, monkeypatch):
+    """No transaction is begun around it (on SQLite no BEGIN IMMEDIATE, on PostgreSQL no pooled
+    connection): the session has nothing to commit when the INSERT returns, and the row is there.
+    Without the market loop, so that no other writer of the app has SQLite's write turn (then the
+    INSERT would rightly begin a transaction in a thread: store/test_statements.py)."""
+    from fastapi.testclient import TestClient
+
+    from reference_app.main import create_app
+    from reference_app.store.db import WROTE_ALONE
+
+    seen = []
+
+    async def recording(session, *args, _real=listings.create, **kwargs):
+        made = await _real(session, *args, **kwargs)
+        seen.append((session.info.get(WROTE_ALONE), session.in_transaction()))
+        return made
+    monkeypatch.setattr(listings, "create", recording)
+    app = create_app(settings.model_copy(update={"run_market_loop": False}), with_node=False)
+    try:
+        with TestClient(app) as api:
+            _, seller = make_user(api, "seller")
+            made = [create(api, seller) for _ in range(3)]
+            assert seen == [(True, False)] * 3
+            assert [api.get(f"/listings/{m['id']}").json()["title"] for m in made] == [m["title"] for m in made]
+    finally:
+        app.state.ctx.db.dispose()
 
 
 def test_an_error_in_a_database_only_endpoint_rolls_back(api, monkeypatch):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from reference_app.store.db import Prepared, ReaderWrote, WroteAlone
+from reference_app.store.db import WROTE_ALONE, Prepared, ReaderWrote, WroteAlone
 from reference_app.store.models import UtcDateTime, utcnow
 
 
@@ -210,12 +212,13 @@ def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch
         assert session.execute(select(table.c.name, table.c.size)).all() == [("a", 1)]
 
 
-def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on_sqlite(scratch_table):
-    """``Prepared.arows`` of an INSERT in a writer that has not begun: on PostgreSQL it is its own
-    transaction on one of the loop's connections, committed when it returns (another session sees
-    the row at once, and a later error of the request keeps it); a transaction the session begins
-    after it is refused at the session's end and rolled back. On SQLite it is in the writer's
-    transaction, kept or rolled back with it."""
+def test_an_awaited_insert_of_a_writer_that_has_not_begun_commits_alone(scratch_table):
+    """``Prepared.arows`` of an INSERT in a writer that has not begun is its own transaction,
+    committed when it returns: another session sees the row at once, and a later error of the
+    request keeps it. A transaction the session begins after it is refused at the session's end
+    and rolled back, and so is a second such INSERT. On PostgreSQL it runs on one of the loop's
+    connections (none of the pool's); on SQLite on the writer connection the loop's thread keeps,
+    in this process's write turn, given up once it returns."""
     db, table = scratch_table("alone_rows", Column("id", Integer, primary_key=True), Column("name", String(20)))
     add = Prepared(insert(table).returning(table.c.id))
     pool = db.engine.pool
@@ -231,13 +234,14 @@ def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on
                 before = db.queries
                 (key,), = await add.arows(session, {"name": "a"})
                 assert db.queries - before == 1
-                assert session.in_transaction() is db.single_writer
-                assert pool.checkedout() == held + db.single_writer  # PostgreSQL: none of the pool's
-                assert names() == ([] if db.single_writer else ["a"])
+                assert not session.in_transaction()
+                # SQLite: the loop thread's writer connection, kept; PostgreSQL: none of the pool's
+                assert pool.checkedout() == held + db.single_writer
+                if db.single_writer:
+                    assert not db.writer_turn.lock.locked()  # the turn is free again
+                assert names() == ["a"]
                 raise RuntimeError("the request fails after the insert")
-        assert names() == ([] if db.single_writer else ["a"])
-        if db.single_writer:
-            return
+        assert names() == ["a"]
         with pytest.raises(WroteAlone):
             with db.session() as session:
                 await add.arows(session, {"name": "b"})
@@ -248,8 +252,75 @@ def test_an_awaited_insert_commits_alone_on_postgresql_and_in_the_transaction_on
             with pytest.raises(WroteAlone, match="second INSERT"):
                 await add.arows(session, {"name": "e"})
         assert names() == ["a", "b", "d"]
+        if db.single_writer:  # the kept connection waits for no other process's lock: busy timeout off
+            assert db._loop_held.writer.fairy.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
 
     asyncio.run(scenario())
+    if db.single_writer:
+        db.dispose()  # the loop thread's writer connection goes back with its busy timeout
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+def test_an_awaited_sqlite_insert_that_would_wait_begins_in_a_thread(scratch_table):
+    """On SQLite, an awaited INSERT never waits on the event loop. If this process's write turn is
+    taken (a worker's transaction), or another process holds the database's write lock, the
+    writer begins in a worker thread, which waits for it, and the INSERT runs in that
+    transaction: rolled back with it on an error, and the loop free meanwhile."""
+    db, table = scratch_table("waiting_rows", Column("id", Integer, primary_key=True), Column("name", String(20)))
+    if not db.single_writer:
+        pytest.skip("SQLite: PostgreSQL's writers do not queue for one lock")
+    add = Prepared(insert(table).returning(table.c.id))
+
+    def names() -> list[str]:
+        with db.session(write=False) as session:
+            return session.execute(select(table.c.name).order_by(table.c.id)).scalars().all()
+
+    def hold_turn(began: threading.Event, seconds: float) -> None:
+        with db.session() as other:  # this process's writer: holds the turn until it commits
+            other.execute(insert(table).values(name="worker"))
+            began.set()
+            time.sleep(seconds)
+
+    def hold_file_lock(began: threading.Event, seconds: float) -> None:
+        other = sqlite3.connect(db.engine.url.database, isolation_level=None)  # as another process would
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(f"INSERT INTO {table.name} (name) VALUES ('elsewhere')")
+            began.set()
+            time.sleep(seconds)
+            other.execute("COMMIT")
+        finally:
+            other.close()
+
+    async def scenario(holder, expected: list[str]):
+        began = threading.Event()
+        thread = threading.Thread(target=holder, args=(began, 0.4))
+        thread.start()
+        began.wait()
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+        ticker = asyncio.create_task(tick())
+        try:
+            with pytest.raises(RuntimeError, match="after the insert"):
+                with db.session() as session:
+                    await add.arows(session, {"name": "mine"})
+                    assert session.in_transaction() and WROTE_ALONE not in session.info
+                    raise RuntimeError("the request fails after the insert")
+        finally:
+            ticker.cancel()
+        thread.join()
+        assert ticks >= 5  # the loop ran while the writer waited in its thread
+        assert names() == expected  # the holder's row; the failed request's went with its transaction
+        assert not db.writer_turn.lock.locked()
+
+    asyncio.run(scenario(hold_turn, ["worker"]))
+    asyncio.run(scenario(hold_file_lock, ["worker", "elsewhere"]))
 
 
 def test_a_prepared_read_reports_a_driver_error_as_sqlalchemy_does(scratch_table):
@@ -428,8 +499,9 @@ def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_ta
     """On PostgreSQL ``Prepared.arows`` awaits the server on one of the loop's own connections
     (psycopg's AsyncConnection): another coroutine runs while a read waits, a second read reuses
     the first one's connection, and no pooled connection is taken; so does a writer's read before
-    the writer has begun. Once it has, it reads in the writer's transaction; on SQLite it is
-    ``rows``, with no connection of its own."""
+    the writer has begun. Once it has, it reads in the writer's transaction. On SQLite it is
+    ``rows``, with no connection of its own; a writer's read before it has begun is a reader's,
+    on the loop thread's reader connection."""
     db, table = scratch_table("awaited_rows", Column("id", Integer, primary_key=True))
     with db.session() as session:
         session.execute(insert(table), [{"id": 1}, {"id": 2}])
@@ -445,8 +517,8 @@ def test_awaited_reads_leave_the_loop_free_and_keep_their_connections(scratch_ta
         with db.session() as session:  # a writer that has begun reads in its transaction
             session.execute(select(table.c.id).limit(1))
             assert await read.afirst(session, {}) == (1,) and session.in_transaction()
-        with db.session() as session:  # before it has: on SQLite in it, on PostgreSQL outside
-            assert await read.afirst(session, {}) == (1,) and session.in_transaction() is db.single_writer
+        with db.session() as session:  # before it has: outside it, beginning nothing
+            assert await read.afirst(session, {}) == (1,) and not session.in_transaction()
         if db.single_writer:
             assert db._awaited == {}
             return
