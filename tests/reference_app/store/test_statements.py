@@ -256,10 +256,11 @@ def test_an_awaited_insert_of_a_writer_that_has_not_begun_commits_alone(scratch_
             assert db._loop_held.writer.fairy.dbapi_connection.execute("PRAGMA busy_timeout").fetchone() == (0,)
 
     asyncio.run(scenario())
-    if db.single_writer:
-        db.dispose()  # the loop thread's writer connection goes back with its busy timeout
-        with db.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    if db.single_writer:  # given back (its thread ended, or dispose), it waits as any pooled connection does
+        kept = db._loop_held.writer
+        raw = kept.fairy.dbapi_connection
+        kept.give_back()
+        assert raw.execute("PRAGMA busy_timeout").fetchone() == (30_000,)
 
 
 def test_an_awaited_sqlite_insert_that_would_wait_begins_in_a_thread(scratch_table):
