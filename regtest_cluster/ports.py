@@ -32,6 +32,9 @@ def ephemeral_low(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> int:
 _LOW = ephemeral_low()
 UNCLAIMED = range(max(1024, _LOW - 12_000), _LOW)
 _PICK = random.SystemRandom()  # not the global generator: seeded runs in parallel lanes would pick alike
+# The random ports handed out in this process, by any allocator (PortAllocator)
+_RANDOM_TAKEN: set[int] = set()
+_RANDOM_LOCK = threading.Lock()
 
 
 class PortAllocator:
@@ -41,16 +44,21 @@ class PortAllocator:
     keep a cluster in a known range); without one it tries random ports below the
     kernel's ephemeral range (``UNCLAIMED``), so that no outgoing connection can take a
     node's port while the node restarts. Ports handed out are remembered so one cluster
-    never gets a port twice.
+    never gets a port twice; random ones by every allocator of the process, since a port is
+    free until its owner binds it: two scenario lanes (threads of one process) once picked
+    the same port for their apps, and the second lane's health check was answered by the
+    first lane's app.
     """
 
     def __init__(self, base: int | None = None) -> None:
         self._next = base
-        self._taken: set[int] = set()
-        self._lock = threading.Lock()
+        self._taken: set[int] = set() if base is not None else _RANDOM_TAKEN
+        self._lock = threading.Lock() if base is not None else _RANDOM_LOCK
 
     def take(self) -> int:
         with self._lock:
+            if self._taken is _RANDOM_TAKEN and len(_RANDOM_TAKEN) > len(UNCLAIMED) // 2:
+                _RANDOM_TAKEN.clear()  # a long-lived process: the oldest are bound by their owners, or gone
             for _ in range(2000):
                 port = self._candidate()
                 if port not in self._taken and port_is_free(port):

@@ -54,6 +54,18 @@ def test_port_allocator_never_repeats():
     assert len(set(ports)) == 50
 
 
+def test_allocators_of_one_process_never_hand_out_the_same_random_port(monkeypatch):
+    """A port stays free until its owner binds it, so two allocators (two scenario lanes, two
+    apps) drawing the same random port must not both get it: the second draws again."""
+    from regtest_cluster import ports
+
+    drawn = PortAllocator().take()  # a port this process has handed out, free until its owner binds it
+    draws = iter([drawn, *(port for port in ports.UNCLAIMED if port != drawn)])
+    monkeypatch.setattr(ports._PICK, "choice", lambda _seq: next(draws))
+    again = PortAllocator().take()  # another allocator drawing the same port first
+    assert again != drawn and port_is_free(again)
+
+
 def test_port_allocator_stays_below_the_ephemeral_range(tmp_path):
     """No outgoing connection can take a node's port while the node restarts on it."""
     low = ephemeral_low()
