@@ -338,16 +338,21 @@ class Prepared:
                 raise ReaderWrote("a read session (write=False) sent INSERT: open a write session for writes")
             params = self._with_defaults(params)
         elif session.info.get(READER) and not session.in_transaction():
-            held = database.loop_connection()
-            if held is not None:
-                return self._run(database, database.read_engine.dialect, held.fairy, params, held.give_back)
-            lent = _ReaderConnection(database).take()
-            try:
-                return self._run(database, database.read_engine.dialect, lent.fairy, params, lent.give_back)
-            finally:
-                lent.give_back()
+            return self._read_alone(database, params)
         connection = session.connection()  # begins the session's transaction as any statement would
         return self._run(database, connection.dialect, connection.connection, params, connection.invalidate)
+
+    def _read_alone(self, database: "Database", params: dict[str, Any]) -> list[tuple]:
+        """A read outside any transaction: on the connection an event loop's thread keeps, elsewhere
+        on a pooled one given back at once."""
+        held = database.loop_connection()
+        if held is not None:
+            return self._run(database, database.read_engine.dialect, held.fairy, params, held.give_back)
+        lent = _ReaderConnection(database).take()
+        try:
+            return self._run(database, database.read_engine.dialect, lent.fairy, params, lent.give_back)
+        finally:
+            lent.give_back()
 
     def _run(self, database: "Database", dialect: Dialect, pooled: PoolProxiedConnection, params: dict[str, Any],
              invalidate: Callable[[BaseException], None]) -> list[tuple]:
@@ -418,7 +423,7 @@ class Prepared:
         listing write costs 0.69-0.71 ms of CPU instead of 0.82 (bench api). Otherwise, and
         everywhere else, it is ``rows``: a transaction's statements stay in it."""
         database: Database = session.info[DATABASE]
-        if session.in_transaction() or (database.single_writer and session.info.get(READER)):
+        if session.in_transaction():
             return self.rows(session, params)
         if self._columns is not None:
             if session.info.get(READER):
@@ -430,9 +435,8 @@ class Prepared:
             if database.single_writer:
                 return await self._sqlite_alone(session, database, params)
             session.info[WROTE_ALONE] = True
-        elif database.single_writer:  # a writer's read before it has begun: as a reader's (rows)
-            held = database.loop_connection()
-            return self._run(database, database.read_engine.dialect, held.fairy, params, held.give_back)
+        elif database.single_writer:  # a reader's, or a writer's before it has begun
+            return self._read_alone(database, params)
         dialect = database.read_engine.dialect
         sql, values, processors = self._bound(database, dialect, params)
         awaited = database.awaited_connections()
@@ -799,9 +803,15 @@ class Database:
         PostgreSQL turning autocommit on and off): a third of a read by id."""
         if asyncio._get_running_loop() is None:
             return None
-        held = getattr(self._loop_held, "connection", None)
+        return self._kept("connection", _ReaderConnection)
+
+    def _kept(self, name: str, kind: type["_ReaderConnection"]) -> "_ReaderConnection":
+        """This thread's kept connection ``name``, made the first time; all of them are given
+        back at ``dispose`` (or when their thread ends)."""
+        held = getattr(self._loop_held, name, None)
         if held is None:
-            held = self._loop_held.connection = _ReaderConnection(self)
+            held = kind(self)
+            setattr(self._loop_held, name, held)
             self._loop_connections.add(held)
         return held.take()
 
@@ -815,11 +825,7 @@ class Database:
         if not lock.acquire(blocking=False):
             return None
         try:
-            held = getattr(self._loop_held, "writer", None)
-            if held is None:
-                held = self._loop_held.writer = _WriterConnection(self)
-                self._loop_connections.add(held)
-            return held.take()
+            return self._kept("writer", _WriterConnection)
         except BaseException:
             lock.release()
             raise
