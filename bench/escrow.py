@@ -17,6 +17,15 @@ measured in both phases, for every process (the app, each LND, bitcoind), so
 the CPU an escrow costs can be set beside the CPU a raw payment costs; the app's
 own database queries and hub calls per escrow come from its /health counters.
 
+A second baseline, the floor, is an escrow with no app: the benchmark itself makes
+the node calls the app makes for one (the hub adds a hold invoice and follows it,
+the buyer pays it, the hub settles it once ACCEPTED, asks the seller's node for an
+invoice, decodes it and pays it), on the same clients. Its rate beside the raw rate
+is the most any hold-invoice app could reach on these nodes and this machine; the
+app's rate beside the floor's is what the app itself costs. ``--floor-hold-s S``
+holds each floor escrow S seconds before the settle, as a ship and a confirm would:
+the nodes' cost at an app's pace, since each HTLC held longer costs them more.
+
     python -m bench.escrow --escrows 200 --concurrency 16
 """
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import statistics
@@ -39,6 +49,7 @@ import psutil
 
 from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
+from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.postgres import PostgresServer
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
@@ -56,6 +67,8 @@ POLL_S = 0.2
 # says FUNDED, ship + confirm, then settle + payout until RELEASED.
 PHASES = ("order", "fund", "ship_confirm", "settle_payout")
 APP_SETTINGS = BENCH_SETTINGS
+FLOOR_CLTV = 144  # the floor's hold invoices' final CLTV (any valid value costs the nodes the same)
+FLOOR_PAYOUT_SATS = PRICE_SATS - 10  # the floor pays the seller less a fee, as the app does
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -118,6 +131,8 @@ class Market:
         self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
         self.listings = [s.list_item(f"bench item {i}", PRICE_SATS, stock=1_000_000)["id"]
                          for i, s in enumerate(self.sellers)]
+        hubs = [node for node in cluster.nodes.values() if node.role == "hub"]
+        self.hub = hubs[0].grpc if hubs else None  # the floor's hub client (gRPC, as the app's)
         self.polls = 0  # GET /orders/{id} calls made while waiting
         self.phases: dict[str, list[float]] = {p: [] for p in PHASES}
         self._lock = threading.Lock()
@@ -150,6 +165,45 @@ class Market:
         result = buyer.node.rest.send_payment(invoice["payment_request"], timeout_s=120, fee_limit_sats=100)
         if result.get("status") != "SUCCEEDED":
             raise RuntimeError(f"raw payment {result.get('status')}: {result.get('failure_reason')}")
+
+
+    def floor_escrow(self, i: int, hold_s: float = 0.0) -> None:
+        """One escrow's node calls with no app, on the app's clients: the hub over gRPC (a hold
+        invoice, its subscription, the settle, the decode and the payout), the seller's node for
+        the payout invoice as the app asks a bound node, the buyer paying as in an escrow. The hold
+        is settled ``hold_s`` after it was ACCEPTED."""
+        buyer, seller = self.buyers[i % len(self.buyers)], self.sellers[i % len(self.sellers)]
+        preimage = os.urandom(32)
+        payment_hash = hashlib.sha256(preimage).digest()
+        hold = self.hub.add_hold_invoice(payment_hash, PRICE_SATS, FLOOR_CLTV, 3600, f"bench floor {i}")
+        accepted = threading.Event()
+
+        def update(invoice: dict) -> bool:
+            if invoice.get("state") == "ACCEPTED":
+                accepted.set()
+                return True
+            return False
+
+        watch = self.hub.watch_invoice(payment_hash, update)
+        payment: dict = {}
+        payer = threading.Thread(target=lambda: payment.update(wallet(buyer.node).pay(hold["payment_request"])),
+                                 name=f"floor-pay-{i}", daemon=True)
+        payer.start()
+        try:
+            if not accepted.wait(120):
+                raise RuntimeError(f"floor escrow {i}: the hold was not ACCEPTED within 120 s ({payment})")
+        finally:
+            watch.cancel()
+        time.sleep(hold_s)
+        self.hub.settle_invoice(preimage)
+        request = wallet(seller.node).invoice(FLOOR_PAYOUT_SATS, f"bench floor payout {i}")["payment_request"]
+        self.hub.decodepayreq(request)
+        payout = self.hub.send_payment(request, timeout_s=120, fee_limit_sats=100)
+        payer.join(120)
+        for what, outcome in (("payout", payout), ("buyer's payment", payment)):
+            if outcome.get("status") != "SUCCEEDED":
+                raise RuntimeError(f"floor escrow {i}: {what} {outcome.get('status')}: "
+                                   f"{outcome.get('failure_reason') or outcome.get('error')}")
 
 
 def judge(world: World, market: Market, balances_before: dict, started_at: float) -> dict:
@@ -195,9 +249,12 @@ def _database(db: str) -> Iterator[int | None]:
 
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
         topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
-        db: str = "sqlite", app_processes: int = 1) -> dict:
+        db: str = "sqlite", app_processes: int = 1, floor: int | None = None, floor_hold_s: float = 0.0) -> dict:
+    """``raw`` and ``floor`` are the baselines' counts (default: as many as escrows; a floor of 0
+    skips it); ``floor_hold_s`` how long each floor escrow is held before its settle."""
     with _database(db) as database_pid:
-        result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes, database_pid)
+        result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes, database_pid,
+                      floor, floor_hold_s)
     result["database"] = "sqlite_wal" if db == "sqlite" else db
     result["app_processes"] = app_processes
     if app_processes > 1:  # each process counts its own; /health is answered by one of them
@@ -207,8 +264,10 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
 
 
 def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topology: str, attach: str | None,
-         progress: Callable[[str], None], app_processes: int = 1, database_pid: int | None = None) -> dict:
+         progress: Callable[[str], None], app_processes: int = 1, database_pid: int | None = None,
+         floor: int | None = None, floor_hold_s: float = 0.0) -> dict:
     raw = raw if raw is not None else escrows
+    floor = floor if floor is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
     world = World(cluster, run_dir, functools.partial(ReferenceMarketplace, processes=app_processes))
@@ -223,6 +282,7 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
         baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
         raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k not in ("app", "postgres")}
+        floored = _floor(market, pids, floor, concurrency, progress, floor_hold_s)
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
@@ -240,6 +300,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
     done = max(1, figures["done"])
     cpu_escrow = sum(v for k, v in cpu.items() if k != "bench-client") / done
     cpu_raw = sum(raw_cpu.values()) / max(1, baseline["done"])
+    if floored.get("escrows_per_s") and baseline["per_s"]:  # the most any app could reach here
+        floored["ratio_to_raw"] = round(floored["escrows_per_s"] / baseline["per_s"], 3)
+        floored["cpu_ratio_to_raw"] = round(floored["cpu_s_per_escrow_total"] / cpu_raw, 2) if cpu_raw else None
     return {
         "escrows": figures["done"], "failed": figures["failed"], "oracle": verdict,
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
@@ -263,9 +326,35 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
                      "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],
                      "errors": baseline["errors"]},
         "ratio": round(figures["per_s"] / baseline["per_s"], 3) if baseline["per_s"] else None,
+        "floor": floored,
+        # the app's rate and CPU beside the floor's: what the app itself costs over the nodes' own work
+        "ratio_to_floor": (round(figures["per_s"] / floored["escrows_per_s"], 3)
+                           if floored.get("escrows_per_s") else None),
+        "cpu_ratio_escrow_to_floor": (round(cpu_escrow / floored["cpu_s_per_escrow_total"], 2)
+                                      if floored.get("cpu_s_per_escrow_total") else None),
         "concurrency": concurrency, "price_sats": PRICE_SATS, "topology": cluster.topology.name,
         "run_dir": str(run_dir), "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
+
+
+def _floor(market: Market, pids: dict, n: int, concurrency: int, progress: Callable[[str], None],
+           hold_s: float = 0.0) -> dict:
+    """The floor baseline: ``n`` escrows' node calls with no app (Market.floor_escrow), their
+    rate, latency and the nodes' CPU each, beside the raw rate run just before."""
+    what = "the nodes alone: an escrow's hub, buyer and seller calls made by the benchmark, no app"
+    if market.hub is None or n == 0:
+        return {"what": what, "skipped": "no hub node in the topology" if n else "--floor 0"}
+    progress(f"floor (an escrow's node calls, no app): {n} escrows, {concurrency} at a time")
+    nodes = {k: p for k, p in pids.items() if k not in ("app", "postgres")}
+    evidence.wait_quiet(market.world.cluster, set())
+    cpu0 = {k: _cpu_s(p) for k, p in nodes.items()}
+    figures = _timed_pool(n, concurrency, functools.partial(market.floor_escrow, hold_s=hold_s), progress, "floor")
+    cpu = {k: _cpu_s(p) - cpu0[k] for k, p in nodes.items()}
+    done = max(1, figures["done"])
+    return {"what": what, "hold_s": hold_s, "escrows": figures["done"], "failed": figures["failed"],
+            "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
+            "cpu_s_per_escrow": {k: round(v / done, 4) for k, v in sorted(cpu.items())},
+            "cpu_s_per_escrow_total": round(sum(cpu.values()) / done, 4), "errors": figures["errors"]}
 
 
 def _counters(world: World) -> dict:
@@ -307,12 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--escrows", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--raw", type=int, default=None, help="baseline payments (default: as many as escrows)")
+    parser.add_argument("--floor", type=int, default=None,
+                        help="floor escrows, node calls with no app (default: as many as escrows; 0 skips)")
+    parser.add_argument("--floor-hold-s", type=float, default=0.0,
+                        help="hold each floor escrow this long before its settle (default 0)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--app-processes", type=int, default=1)
     args = parser.parse_args(argv)
     result = run(ClusterEnv.from_environ(), args.escrows, args.concurrency, args.raw,
                  progress=lambda m: print(m, file=sys.stderr, flush=True), db=args.db,
-                 app_processes=args.app_processes)
+                 app_processes=args.app_processes, floor=args.floor,
+                 floor_hold_s=args.floor_hold_s)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -75,6 +75,12 @@ def escrow_cmd(
     escrows: int = typer.Option(200, "--escrows", min=1, max=100_000, help="Escrows to run end to end."),
     concurrency: int = typer.Option(16, "--concurrency", min=1, max=400, help="Escrows in flight at once."),
     raw: int = typer.Option(None, "--raw", min=1, help="Baseline raw LND payments (default: as many as escrows)."),
+    floor: int = typer.Option(None, "--floor", min=0,
+                              help="Floor escrows: an escrow's node calls made with no app, the most any app "
+                                   "could reach (default: as many as escrows; 0 skips)."),
+    floor_hold_s: float = typer.Option(0.0, "--floor-hold-s", min=0.0, max=600.0,
+                                       help="Hold each floor escrow this long before its settle, as a ship "
+                                            "and a confirm would (the nodes' cost at an app's pace)."),
     topology: str = typer.Option("hub", "--topology", "-t", help="Topology file or shipped name."),
     attach: str = typer.Option(None, "--attach", help="Use this detached cluster instead of starting one."),
     db: str = typer.Option("sqlite", "--db", help="The app's database: sqlite (WAL) or postgres (throwaway)."),
@@ -89,13 +95,17 @@ def escrow_cmd(
         raise UserError(f"--db must be sqlite or postgres, not {db!r}")
     with progress("benchmarking escrows", quiet=json_out) as step:
         result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db,
-                            app_processes=app_processes)
+                            app_processes=app_processes, floor=floor, floor_hold_s=floor_hold_s)
     if json_out:
         emit_json(result)
     else:
         for k in ("escrows", "failed", "escrows_per_s", "p50_s", "p99_s", "ratio"):
             console.print(f"{k}: {result[k]}")
         console.print(f"baseline payments_per_s: {result['baseline']['payments_per_s']}")
+        if "escrows_per_s" in result["floor"]:
+            console.print(f"floor (no app) escrows_per_s: {result['floor']['escrows_per_s']}, "
+                          f"ratio to raw {result['floor'].get('ratio_to_raw')}; "
+                          f"the app's ratio to the floor: {result['ratio_to_floor']}")
 
 
 @app.command("holds")

@@ -1,4 +1,5 @@
-"""`bench escrow` runs escrows end to end through the app and its raw-LND baseline in one run."""
+"""`bench escrow` runs escrows end to end through the app, its raw-LND baseline and its floor
+(an escrow's node calls with no app) in one run."""
 
 from __future__ import annotations
 
@@ -14,18 +15,27 @@ pytestmark = pytest.mark.cluster
 
 def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
-    result = escrow.run(env, escrows=6, concurrency=3, raw=6)
+    result = escrow.run(env, escrows=6, concurrency=3, raw=6, floor_hold_s=0.2)
     assert (result["escrows"], result["failed"]) == (6, 0), result["errors"]
     assert (result["baseline"]["payments"], result["baseline"]["failed"]) == (6, 0), result["baseline"]["errors"]
     assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
     assert result["p50_s"] <= result["p99_s"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
     assert result["oracle"]["passed"] and result["oracle"]["orders_checked"] == 6, result["oracle"]
+    floor = result["floor"]
+    assert (floor["escrows"], floor["failed"]) == (6, 0), floor["errors"]
+    assert floor["ratio_to_raw"] == round(floor["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
+    assert result["ratio_to_floor"] == round(result["escrows_per_s"] / floor["escrows_per_s"], 3)
+    # the nodes' CPU only: the app did no work for the floor, and its hub carried each escrow
+    assert "app" not in floor["cpu_s_per_escrow"] and floor["cpu_s_per_escrow"]["lnd-hub"] > 0
+    # each floor escrow was held before its settle (a bound the wait guarantees, not a speed claim)
+    assert floor["hold_s"] == 0.2 and floor["p50_s"] >= 0.2
 
 
 def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_path):
     env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
-    result = escrow.run(env, escrows=4, concurrency=2, raw=2, app_processes=2)
+    result = escrow.run(env, escrows=4, concurrency=2, raw=2, app_processes=2, floor=0)
+    assert result["floor"]["skipped"] == "--floor 0" and result["ratio_to_floor"] is None
     assert (result["escrows"], result["failed"], result["app_processes"]) == (4, 0, 2), result["errors"]
     assert result["db_queries_per_escrow"] > 0 and result["lnd_calls_per_escrow"] > 0
     assert set(result["wakes_per_escrow"]) == {"sent", "dropped"}  # one process's hints to the other
