@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,8 @@ class ReferenceMarketplace(HttpMarketplace):
         self.login(self.admin)
 
     def _launch(self, **extra) -> None:
-        settings = {**self.settings, **extra, "data_dir": str(self.data_dir),
+        # a new instance token each start: /health must echo it (see _serve)
+        settings = {**self.settings, **extra, "data_dir": str(self.data_dir), "instance": uuid.uuid4().hex,
                     "bootstrap_admin_email": ADMIN[0], "bootstrap_admin_password": ADMIN[1]}
         if self.processes > 1:
             settings["processes"] = self.processes
@@ -267,9 +269,19 @@ class ReferenceMarketplace(HttpMarketplace):
                                     self.run_dir, env)
         self.daemon.start()
 
+        instance = env["ESCROWLAB_INSTANCE"]
+
         def healthy() -> bool:
+            # Ours, not another app answering on the port: a port is picked free, but another
+            # process may bind it before this app does. Then this app dies of the clash
+            # (check_alive raises, and the port is picked again) while the other one answers.
             self.daemon.check_alive()
-            return HttpMarketplace.running(self)
+            try:
+                answer = self.http.get("/health", timeout=2)
+            except httpx.HTTPError:
+                return False
+            body = _answer(answer).body
+            return answer.status_code == 200 and isinstance(body, dict) and body.get("instance") == instance
 
         wait_for(healthy, timeout=60, what="the marketplace to answer /health")
 

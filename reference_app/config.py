@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # which of them this is, and the name they find each other by (set by `app serve`: shares.py)
     process_index: int = Field(default=0, ge=0, lt=64)
     process_group: str = ""
+    # a token its launcher chose, echoed by /health: the launcher knows it reached this app and
+    # not another one that answers on the same port (the harness sets a new one for each start)
+    instance: str = ""
     lnd_grpc_host: str = ""                    # lnd's rpclisten, e.g. 127.0.0.1:10009
     lnd_rest_url: str = ""                     # no longer used by the app (it speaks gRPC); named in errors
     lnd_macaroon_path: Path | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -27,3 +30,38 @@ def test_app_port_taken_before_it_binds_moves_to_another(cluster, tmp_path):
             assert world.admin.auth  # the admin logged in on the new port
         finally:
             world.stop_app()
+
+
+class _OtherMarketplace(BaseHTTPRequestHandler):
+    """Another app on the port: it answers /health as the reference app would, but it is not ours."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = json.dumps({"status": "ok", "instance": "someone-else"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_another_app_answering_health_on_the_port_is_not_taken_for_ours(cluster, tmp_path):
+    # Two launches were once handed one port: the second app's health check was answered by
+    # the first before the second died of the clash, and its story ran on the wrong marketplace.
+    world = World(cluster, tmp_path / "world")
+    taken = world.market.port
+    other = ThreadingHTTPServer(("127.0.0.1", taken), _OtherMarketplace)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        world.start_app({"password_hashing": "light"})
+        try:
+            assert world.market.port != taken
+            assert world.market.http.get("/health").json()["instance"] != "someone-else"
+            assert world.admin.auth
+        finally:
+            world.stop_app()
+    finally:
+        other.shutdown()
+        other.server_close()

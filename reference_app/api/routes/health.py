@@ -23,7 +23,8 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
     counters = {"db_queries": ctx.db.queries, "lnd_calls": ctx.hub.calls if ctx.hub is not None else 0,
                 "wakes_sent": ctx.shares.sent, "wakes_dropped": ctx.shares.dropped}
     process = {"index": ctx.shares.index, "of": ctx.shares.count}
-    return {"status": "ok", "node": node, "process": process, "counters": counters}
+    return {"status": "ok", "instance": ctx.settings.instance, "node": node, "process": process,
+            "counters": counters}
 
 
 # The rule settings a harness needs to judge this marketplace (the escrow protocol's names).
