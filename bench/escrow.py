@@ -43,6 +43,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 import psutil
@@ -59,6 +60,7 @@ from harness.actors import Buyer
 from harness.http import ReferenceMarketplace
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
+from reports import bench as report
 
 PRICE_SATS = 1_000
 PAGE = 100  # orders a page, when the oracle lists them
@@ -260,6 +262,9 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
     if app_processes > 1:  # each process counts its own; /health is answered by one of them
         result["counters_note"] = (f"db_queries_per_escrow, lnd_calls_per_escrow and wakes_per_escrow are "
                                    f"one process's of {app_processes}, not their sum")
+    run_dir = Path(result["run_dir"])
+    result.update(report.plot_or_note(result, run_dir / "bench-escrow.png"))
+    (run_dir / "bench-escrow.json").write_text(json.dumps(result, indent=2))
     return result
 
 

@@ -106,6 +106,7 @@ def escrow_cmd(
             console.print(f"floor (no app) escrows_per_s: {result['floor']['escrows_per_s']}, "
                           f"ratio to raw {result['floor'].get('ratio_to_raw')}; "
                           f"the app's ratio to the floor: {result['ratio_to_floor']}")
+        console.print(f"picture: {result['plot']}" if result["plot"] else result["plot_note"])
 
 
 @app.command("holds")

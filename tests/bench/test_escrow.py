@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,9 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert result["p50_s"] <= result["p99_s"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
     assert result["oracle"]["passed"] and result["oracle"]["orders_checked"] == 6, result["oracle"]
+    # the run folder keeps the figures and their picture
+    assert json.loads((Path(result["run_dir"]) / "bench-escrow.json").read_text())["escrows"] == 6
+    assert Path(result["plot"]).read_bytes()[:4] == b"\x89PNG"
     floor = result["floor"]
     assert (floor["escrows"], floor["failed"]) == (6, 0), floor["errors"]
     assert floor["ratio_to_raw"] == round(floor["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
