@@ -24,7 +24,7 @@ import logging
 import threading
 from decimal import Decimal
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
@@ -90,7 +90,10 @@ def split_outputs(terms: onchain.Terms, funding: onchain.Funding, order: Order):
     return _fold_dust(outputs, fee_from), fee_from
 
 
-_ANY_ORDER = select(Order.id).where(Order.escrow_mode == bindparam("mode")).limit(1)
+# Whether any on-chain order exists: its escrow row is written with it (``open``). One row of a
+# table only on-chain orders fill, where a look for the mode among all orders scanned them all
+# (no index on the mode): 6 ms a worker tick with 13,800 Lightning orders in a soak.
+_ANY_ORDER = select(OnchainEscrow.id).limit(1)
 
 
 class OnchainMode:
@@ -179,7 +182,7 @@ class OnchainMode:
     # --- watching: one listunspent for every open escrow, each compared with its last sighting
     def watch(self, height: int) -> None:
         with self.ctx.db.session(write=False) as session:
-            if session.connection().execute(_ANY_ORDER, {"mode": self.name}).first() is None:
+            if session.connection().execute(_ANY_ORDER).first() is None:
                 return  # no on-chain order yet: no node call, nothing to read (every tick: built once)
             rows = session.execute(
                 select(OnchainEscrow, Order.state).join(Order, Order.id == OnchainEscrow.order_id)
