@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from escrow_protocol.formulas import PPM, fee_sats
@@ -178,27 +178,47 @@ def get(session: Session, order_id: int) -> Order:
     return order
 
 
-def page(session: Session, user: User, state: str | None, limit: int, offset: int) -> tuple[list[Order], int]:
-    """The orders ``user`` may list, newest first, and how many there are: their own as buyer
-    or seller; arbiters also those that need or had a ruling; admins every order."""
-    query = select(Order)
-    if user.has_role("arbiter") and not user.has_role("admin"):
-        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id, policy.arbiter_scope()))
-    elif not user.has_role("admin"):
-        query = query.where(or_(Order.buyer_id == user.id, Order.seller_id == user.id))
-    if state:
-        query = query.where(Order.state == state)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    return list(session.scalars(query.order_by(Order.id.desc()).limit(limit).offset(offset))), total
+def page(session: Session, user: User, state: str | None, limit: int, offset: int) -> tuple[list[OrderView], int]:
+    """The orders ``user`` may list, newest first, as views, and how many there are: their own
+    as buyer or seller; arbiters also those that need or had a ruling; admins every order.
+
+    Four statements whatever the page's size or the user's history: the count, the page's
+    ids, its orders with their holds, their payouts. A user's own orders are the newest of
+    each side taken apart, each in its index's order (a seller with thousands of orders had
+    them all sorted for every page); the page is then read by id."""
+    if user.has_role("admin"):
+        sides = [None]
+    elif user.has_role("arbiter"):
+        sides = [or_(_ORDERS.c.buyer_id == user.id, _ORDERS.c.seller_id == user.id, policy.arbiter_scope())]
+    else:
+        sides = [_ORDERS.c.buyer_id == user.id, _ORDERS.c.seller_id == user.id]
+
+    def ids(side):
+        query = select(_ORDERS.c.id) if side is None else select(_ORDERS.c.id).where(side)
+        return query.where(_ORDERS.c.state == state) if state else query
+
+    newest = [select(q.c.id) for q in (ids(side).order_by(_ORDERS.c.id.desc()).limit(offset + limit).subquery()
+                                       for side in sides)]
+    found = union(*newest).subquery() if len(newest) > 1 else newest[0].subquery()
+    connection = session.connection()
+    total = connection.execute(select(func.count()).select_from(
+        (union(*(ids(side) for side in sides)) if len(sides) > 1 else ids(sides[0])).subquery())).scalar_one()
+    page_ids = list(connection.execute(select(found.c.id).order_by(found.c.id.desc()).limit(limit).offset(offset))
+                    .scalars())
+    return views(session, page_ids), total
 
 
 HOLD_VIEW = ("payment_request", "payment_hash", "amount_sats", "cltv_expiry", "lnd_state", "htlc_expiry_height")
 PAYOUT_VIEW = ("beneficiary", "amount_sats", "status", "attempts", "fee_sats", "payment_hash", "last_error")
 _ORDERS, _HOLDS, _PAYOUTS = Order.__table__, HoldInvoice.__table__, Payout.__table__
-_VIEW = (select(*_ORDERS.c, _HOLDS.c.id.label("hold_id"), *(_HOLDS.c[k].label(f"hold_{k}") for k in HOLD_VIEW))
-         .outerjoin(_HOLDS, _HOLDS.c.order_id == _ORDERS.c.id).where(_ORDERS.c.id == bindparam("order_id")))
+_WITH_HOLD = (select(*_ORDERS.c, _HOLDS.c.id.label("hold_id"), *(_HOLDS.c[k].label(f"hold_{k}") for k in HOLD_VIEW))
+              .outerjoin(_HOLDS, _HOLDS.c.order_id == _ORDERS.c.id))
+_VIEW = _WITH_HOLD.where(_ORDERS.c.id == bindparam("order_id"))
+_VIEWS = _WITH_HOLD.where(_ORDERS.c.id.in_(bindparam("order_ids", expanding=True)))
 _PAYOUTS_VIEW = (select(*(_PAYOUTS.c[k] for k in PAYOUT_VIEW)).where(_PAYOUTS.c.order_id == bindparam("order_id"))
                  .order_by(_PAYOUTS.c.id))
+_PAYOUTS_VIEWS = (select(_PAYOUTS.c.order_id, *(_PAYOUTS.c[k] for k in PAYOUT_VIEW))
+                  .where(_PAYOUTS.c.order_id.in_(bindparam("order_ids", expanding=True))).order_by(_PAYOUTS.c.id))
 
 
 class OrderView(NamedTuple):
@@ -209,14 +229,30 @@ class OrderView(NamedTuple):
     payouts: list[dict]
 
 
+def _hold(row) -> dict | None:
+    return None if row.hold_id is None else {k: row._mapping[f"hold_{k}"] for k in HOLD_VIEW}
+
+
 def view(session: Session, order_id: int) -> OrderView | None:
     connection = session.connection()  # Core statements built once: no ORM execution around them
     row = connection.execute(_VIEW, {"order_id": order_id}).first()
     if row is None:
         return None
-    hold = None if row.hold_id is None else {k: row._mapping[f"hold_{k}"] for k in HOLD_VIEW}
     payouts = [dict(p) for p in connection.execute(_PAYOUTS_VIEW, {"order_id": order_id}).mappings()]
-    return OrderView(row, hold, payouts)
+    return OrderView(row, _hold(row), payouts)
+
+
+def views(session: Session, order_ids: list[int]) -> list[OrderView]:
+    """The views of these orders, in this order (ids not found are left out): two statements
+    for them all, not two for each."""
+    if not order_ids:
+        return []
+    connection = session.connection()
+    rows = {row.id: row for row in connection.execute(_VIEWS, {"order_ids": order_ids})}
+    payouts: dict[int, list[dict]] = {order_id: [] for order_id in rows}
+    for p in connection.execute(_PAYOUTS_VIEWS, {"order_ids": order_ids}).mappings():
+        payouts[p["order_id"]].append({k: p[k] for k in PAYOUT_VIEW})
+    return [OrderView(rows[i], _hold(rows[i]), payouts[i]) for i in order_ids if i in rows]
 
 
 def payouts_of(session: Session, order_id: int) -> list[Payout]:

@@ -53,11 +53,11 @@ def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: App
 
 @router.get("", response_model=OrderPage)
 async def list_orders(state: str | None = None, limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
-                      user: User = Depends(current_user), session: Session = DbSession) -> OrderPage:
+                      user: User = Depends(current_user), session: Session = DbSession) -> Response:
     """Your orders as buyer or seller; arbiters also see the orders that need or had a ruling,
     admins every order."""
-    rows, total = orders.page(session, user, state, limit, offset)
-    return OrderPage(items=[order_out(session, o) for o in rows], total=total)
+    views, total = orders.page(session, user, state, limit, offset)
+    return answer(OrderPage, {"items": [order_fields(*v) for v in views], "total": total})
 
 
 @router.get("/{order_id}", response_model=OrderOut)
