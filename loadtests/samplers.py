@@ -63,10 +63,11 @@ class LockedSampler(Sampler):
 
 
 class LiquiditySampler(Sampler):
-    """The hub's side of each of its channels: payouts to a seller go out of it, and a
-    channel that runs dry fails them (NO_ROUTE) until it is rebalanced."""
+    """Both sides of each of the hub's channels. Payouts to a seller go out of the hub's side,
+    and a channel that runs dry there fails them (NO_ROUTE) until it is rebalanced; a buyer pays
+    out of its own side, and its payments fail (INSUFFICIENT_BALANCE) once that runs dry."""
 
-    header = "t_s,channel,local_sats,capacity_sats"
+    header = "t_s,channel,local_sats,capacity_sats,remote_sats"
 
     def __init__(self, cluster: Cluster, out: Path, hub: str = "hub", interval_s: float = 5.0) -> None:
         super().__init__(out, "liquidity")
@@ -86,7 +87,8 @@ class LiquiditySampler(Sampler):
             name = f"{self.hub}->{peer}" + ("" if sum(c["remote_pubkey"] == ch["remote_pubkey"] for c in channels) == 1
                                             else f" {ch['channel_point'][:8]}")
             # (a zero balance may be left out of lnd's JSON)
-            rows.append(f"{name},{int(ch.get('local_balance', 0))},{int(ch.get('capacity', 0))}")
+            rows.append(f"{name},{int(ch.get('local_balance', 0))},{int(ch.get('capacity', 0))},"
+                        f"{int(ch.get('remote_balance', 0))}")
         return rows
 
 

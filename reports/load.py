@@ -23,6 +23,8 @@ Schema ``escrowlab.load-run/1``; fields are only ever added.
 Liquidity: a channel whose hub side the run took below ``LOW_LIQUIDITY`` of its capacity is named in
 ``totals.liquidity_low`` and warned about in ``summary.md``: payouts down it fail (NO_ROUTE)
 until it is rebalanced, and a run's escrows per second then measure the topology, not the app.
+Its peer's side likewise (``liquidity[...]["peer"]``, ``totals.liquidity_low_peer``): a buyer
+pays out of its own side, and its payments fail (INSUFFICIENT_BALANCE) once that runs dry.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
 node, ``ESCROW settled`` is one whole escrow (order to settled payment).
@@ -97,6 +99,7 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     }
     liquidity = liquidity_figures(_rows(run_dir / "liquidity.csv"))
     totals["liquidity_low"] = sorted(name for name, fig in liquidity.items() if fig["low"])
+    totals["liquidity_low_peer"] = sorted(name for name, fig in liquidity.items() if fig.get("peer", {}).get("low"))
     memory = memory_figures(_rows(run_dir / "memory.csv"))
     slopes = [m["slope_mib_per_h"] for m in memory.values() if m["slope_mib_per_h"] is not None]
     if slopes:
@@ -114,22 +117,31 @@ def liquidity_figures(rows: list[dict]) -> dict[str, dict]:
     """Per hub channel: its hub side at the start, lowest (and when) and at the end, in sats
     and as a share of capacity; ``low`` when the run took it under ``LOW_LIQUIDITY`` from above.
     A buyer's channel starts with nearly all of it on the buyer's side, and fills up on the hub's
-    as buyers pay: low from the start is how it was opened, not something the run did."""
+    as buyers pay: low from the start is how it was opened, not something the run did. The
+    peer's side, where sampled, the same way under ``peer``: a buyer's side is what runs dry."""
     out: dict[str, dict] = {}
     for r in rows:
-        t, local, capacity = _num(r["t_s"]), int(_num(r["local_sats"])), int(_num(r["capacity_sats"]))
-        fig = out.get(r["channel"])
-        if fig is None:
-            fig = out[r["channel"]] = {"capacity_sats": capacity, "start_sats": local, "min_sats": local,
-                                       "min_at_s": t}
-        if local < fig["min_sats"]:
-            fig.update(min_sats=local, min_at_s=t)
-        fig["end_sats"] = local
+        t, capacity = _num(r["t_s"]), int(_num(r["capacity_sats"]))
+        fig = out.setdefault(r["channel"], {"capacity_sats": capacity})
+        _side(fig, t, int(_num(r["local_sats"])))
+        if r.get("remote_sats") not in (None, ""):  # (samples of older runs have the hub's side only)
+            _side(fig.setdefault("peer", {}), t, int(_num(r["remote_sats"])))
     for fig in out.values():
-        fig["min_share"] = round(fig["min_sats"] / fig["capacity_sats"], 4) if fig["capacity_sats"] else 0.0
-        started = fig["start_sats"] / fig["capacity_sats"] if fig["capacity_sats"] else 0.0
-        fig["low"] = fig["min_share"] < LOW_LIQUIDITY <= started
+        for side in (fig, fig.get("peer")):
+            if side is not None:
+                side["min_share"] = round(side["min_sats"] / fig["capacity_sats"], 4) if fig["capacity_sats"] else 0.0
+                started = side["start_sats"] / fig["capacity_sats"] if fig["capacity_sats"] else 0.0
+                side["low"] = side["min_share"] < LOW_LIQUIDITY <= started
     return out
+
+
+def _side(fig: dict, t: float, sats: int) -> None:
+    """One sample of one side of a channel into its start, lowest (and when) and end."""
+    if "start_sats" not in fig:
+        fig.update(start_sats=sats, min_sats=sats, min_at_s=t)
+    if sats < fig["min_sats"]:
+        fig.update(min_sats=sats, min_at_s=t)
+    fig["end_sats"] = sats
 
 
 def _by_process(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
@@ -256,6 +268,12 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
             share.append(100 * _num(r["local_sats"]) / max(1.0, _num(r["capacity_sats"])))
         for name, (t, share) in sorted(channels.items()):
             ax[4].plot(t, share, label=name)
+        for name, fig_ in sorted(liquidity_figures(liquidity).items()):  # a peer's side the run drained
+            if fig_.get("peer", {}).get("low"):
+                rows = [r for r in liquidity if r["channel"] == name]
+                ax[4].plot([_num(r["t_s"]) for r in rows],
+                           [100 * _num(r["remote_sats"]) / max(1.0, _num(r["capacity_sats"])) for r in rows],
+                           linestyle="--", label=f"{name.split('->', 1)[-1]}'s side of {name}")
         ax[4].axhline(100 * LOW_LIQUIDITY, color="tab:red", linestyle=":", linewidth=1)
         ax[4].set_ylim(0, 105)
         ax[4].set_ylabel("hub side of channel, % of capacity")
@@ -349,6 +367,13 @@ def _liquidity_warnings(summary: dict) -> list[str]:
                      f"{f['capacity_sats']} sats ({f['min_share']:.0%}) at {f['min_at_s']:g} s. Payouts down it "
                      f"fail (NO_ROUTE) until it is rebalanced, and escrows per second then measure the "
                      f"topology, not the app: give it more capacity, or spread sellers over more channels.")
+    for name in summary["totals"].get("liquidity_low_peer", []):
+        f, peer = summary["liquidity"][name], name.split("->", 1)[-1]
+        lines.append(f"**warning: {peer}'s side of {name} ran low**: it fell to {f['peer']['min_sats']} of "
+                     f"{f['capacity_sats']} sats ({f['peer']['min_share']:.0%}) at {f['peer']['min_at_s']:g} s. "
+                     f"Its payments through the hub fail (INSUFFICIENT_BALANCE) once it cannot pay, and "
+                     f"escrows per second then measure the topology, not the app: give its channel more "
+                     f"capacity, or the run more buyer nodes.")
     return [*lines, ""] if lines else []
 
 

@@ -204,6 +204,27 @@ def test_a_channel_the_run_drains_is_named_and_warned_about(tmp_path):
     assert (tmp_path / "load.png").stat().st_size > 0
 
 
+def test_a_buyer_whose_side_the_run_drains_is_named_and_warned_about(tmp_path):
+    # A soak at 11 escrows/s paid 15,800 holds of 1,000 sats out of two buyers' 8M-sat sides:
+    # their payments failed INSUFFICIENT_BALANCE, and only the hub's sides were watched.
+    _write_run(tmp_path)
+    rows = ["t_s,channel,local_sats,capacity_sats,remote_sats"]
+    for t, (hub, buyer) in enumerate([(200_000, 790_000), (600_000, 390_000), (960_000, 30_000), (970_000, 20_000)]):
+        rows += [f"{5.0 * t},hub->buyer1,{hub},1000000,{buyer}",
+                 f"{5.0 * t},hub->seller1,{900_000 - 1000 * t},1000000,{99_000 + 1000 * t}"]
+    (tmp_path / "liquidity.csv").write_text("\n".join(rows) + "\n")
+    summary = load.build(tmp_path, duration_s=20)
+    buyer = summary["liquidity"]["hub->buyer1"]
+    assert buyer["peer"] == {"start_sats": 790_000, "min_sats": 20_000, "min_at_s": 15.0, "end_sats": 20_000,
+                             "min_share": 0.02, "low": True}
+    assert not buyer["low"] and not summary["liquidity"]["hub->seller1"]["peer"]["low"]
+    assert (summary["totals"]["liquidity_low"], summary["totals"]["liquidity_low_peer"]) == ([], ["hub->buyer1"])
+    text = load.markdown(summary)
+    assert "**warning: buyer1's side of hub->buyer1 ran low**: it fell to 20000 of 1000000 sats (2%) at 15 s" in text
+    load.write(tmp_path, summary)
+    assert (tmp_path / "load.png").stat().st_size > 0
+
+
 def test_a_run_without_liquidity_samples_warns_of_nothing(tmp_path):
     _write_run(tmp_path)
     summary = load.build(tmp_path, duration_s=10)
