@@ -88,8 +88,14 @@ def test_a_page_costs_the_same_statements_whatever_its_size(api, market):
     db = api.app.state.ctx.db
 
     def statements(limit: int) -> int:
-        before = db.queries
-        assert len(api.get("/orders", params={"limit": limit}, headers=headers).json()["items"]) == limit
-        return db.queries - before
+        """The fewest of three requests: a request that opens a new pooled connection also sends
+        that connection's set-up (PostgreSQL's time zone), and the first one reads the user
+        where later ones find it cached."""
+        counts = []
+        for _ in range(3):
+            before = db.queries
+            assert len(api.get("/orders", params={"limit": limit}, headers=headers).json()["items"]) == limit
+            counts.append(db.queries - before)
+        return min(counts)
 
     assert statements(2) == statements(20)  # before: two more (its hold, its payouts) for each order
