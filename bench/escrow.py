@@ -187,13 +187,10 @@ class Market:
             return False
 
         watch = self.hub.watch_invoice(payment_hash, update)
-        payment: dict = {}
-        payer = threading.Thread(target=lambda: payment.update(wallet(buyer.node).pay(hold["payment_request"])),
-                                 name=f"floor-pay-{i}", daemon=True)
-        payer.start()
+        payer = buyer.pay_request(hold["payment_request"], f"floor-pay-{i}")
         try:
             if not accepted.wait(120):
-                raise RuntimeError(f"floor escrow {i}: the hold was not ACCEPTED within 120 s ({payment})")
+                raise RuntimeError(f"floor escrow {i}: the hold was not ACCEPTED within 120 s ({payer.outcome})")
         finally:
             watch.cancel()
         time.sleep(hold_s)
@@ -202,7 +199,7 @@ class Market:
         self.hub.decodepayreq(request)
         payout = self.hub.send_payment(request, timeout_s=120, fee_limit_sats=100)
         payer.join(120)
-        for what, outcome in (("payout", payout), ("buyer's payment", payment)):
+        for what, outcome in (("payout", payout), ("buyer's payment", payer.outcome)):
             if outcome.get("status") != "SUCCEEDED":
                 raise RuntimeError(f"floor escrow {i}: {what} {outcome.get('status')}: "
                                    f"{outcome.get('failure_reason') or outcome.get('error')}")
@@ -284,10 +281,10 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         if database_pid is not None:  # the server and its backends, with the app's cost, not the raw payments'
             pids["postgres"] = database_pid
         progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
-        cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
-        baseline = _timed_pool(raw, concurrency, market.raw_payment, progress, "raw")
-        raw_cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items() if k not in ("app", "postgres")}
-        floored = _floor(market, pids, floor, concurrency, progress, floor_hold_s)
+        nodes = {k: p for k, p in pids.items() if k not in ("app", "postgres")}
+        baseline, raw_cpu = _cpu_during(nodes, lambda: _timed_pool(raw, concurrency, market.raw_payment,
+                                                                     progress, "raw"))
+        floored = _floor(market, nodes, floor, concurrency, progress, floor_hold_s)
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
@@ -342,7 +339,14 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
     }
 
 
-def _floor(market: Market, pids: dict, n: int, concurrency: int, progress: Callable[[str], None],
+def _cpu_during(pids: dict, run: Callable[[], dict]) -> tuple[dict, dict]:
+    """``run()``'s result and the CPU seconds each of ``pids`` spent meanwhile."""
+    before = {k: _cpu_s(p) for k, p in pids.items()}
+    result = run()
+    return result, {k: _cpu_s(p) - before[k] for k, p in pids.items()}
+
+
+def _floor(market: Market, nodes: dict, n: int, concurrency: int, progress: Callable[[str], None],
            hold_s: float = 0.0) -> dict:
     """The floor baseline: ``n`` escrows' node calls with no app (Market.floor_escrow), their
     rate, latency and the nodes' CPU each, beside the raw rate run just before."""
@@ -350,11 +354,9 @@ def _floor(market: Market, pids: dict, n: int, concurrency: int, progress: Calla
     if market.hub is None or n == 0:
         return {"what": what, "skipped": "no hub node in the topology" if n else "--floor 0"}
     progress(f"floor (an escrow's node calls, no app): {n} escrows, {concurrency} at a time")
-    nodes = {k: p for k, p in pids.items() if k not in ("app", "postgres")}
     evidence.wait_quiet(market.world.cluster, set())
-    cpu0 = {k: _cpu_s(p) for k, p in nodes.items()}
-    figures = _timed_pool(n, concurrency, functools.partial(market.floor_escrow, hold_s=hold_s), progress, "floor")
-    cpu = {k: _cpu_s(p) - cpu0[k] for k, p in nodes.items()}
+    figures, cpu = _cpu_during(nodes, lambda: _timed_pool(n, concurrency, functools.partial(
+        market.floor_escrow, hold_s=hold_s), progress, "floor"))
     done = max(1, figures["done"])
     return {"what": what, "hold_s": hold_s, "escrows": figures["done"], "failed": figures["failed"],
             "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],

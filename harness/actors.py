@@ -131,13 +131,17 @@ class Buyer(Party):
     def pay(self, order: dict) -> threading.Thread:
         """Pay the hold invoice from this buyer's own node. The payment stays in
         flight until the hub settles or cancels, so it runs in a thread."""
-        request = order["hold"]["payment_request"]
+        return self.pay_request(order["hold"]["payment_request"], f"pay-{order['id']}")
+
+    def pay_request(self, request: str, name: str) -> threading.Thread:
+        """Pay an invoice from this buyer's own node in a thread named ``name``; its final
+        update lands in the thread's ``outcome``."""
         outcome: dict = {}
 
         def run():  # the node going away mid-payment is recorded (status ERROR), not raised
             outcome.update(wallet(self.node).pay(request, timeout_s=60, fee_limit_sats=100))
 
-        thread = threading.Thread(target=run, name=f"pay-{order['id']}", daemon=True)
+        thread = threading.Thread(target=run, name=name, daemon=True)
         thread.outcome = outcome  # type: ignore[attr-defined]
         thread.start()
         return thread
