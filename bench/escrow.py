@@ -46,9 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import psutil
-
 from regtest_cluster import launcher
+from regtest_cluster.daemon import cpu_seconds
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.postgres import PostgresServer
@@ -288,9 +287,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
-        cpu0, bench0, counters0 = {k: _cpu_s(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
+        cpu0, bench0, counters0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
-        cpu = {k: _cpu_s(p) - cpu0[k] for k, p in pids.items()}
+        cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
         counters = {k: v - counters0.get(k, 0) for k, v in _counters(world).items()}
         cpu["bench-client"] = _own_cpu_s() - bench0
         progress("oracle: judging every escrow on node truth")
@@ -341,9 +340,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
 
 def _cpu_during(pids: dict, run: Callable[[], dict]) -> tuple[dict, dict]:
     """``run()``'s result and the CPU seconds each of ``pids`` spent meanwhile."""
-    before = {k: _cpu_s(p) for k, p in pids.items()}
+    before = {k: cpu_seconds(p) for k, p in pids.items()}
     result = run()
-    return result, {k: _cpu_s(p) - before[k] for k, p in pids.items()}
+    return result, {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
 
 
 def _floor(market: Market, nodes: dict, n: int, concurrency: int, progress: Callable[[str], None],
@@ -370,27 +369,6 @@ def _counters(world: World) -> dict:
         return dict(world.market.http.get("/health", timeout=10).json().get("counters", {}))
     except Exception:  # noqa: BLE001 (another marketplace may not report them)
         return {}
-
-
-def _cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process and its live children (an app's other
-    processes, PostgreSQL's backends), with what each has reaped of its own children (a
-    backend that ended during the run), from /proc (0 for what is gone)."""
-    total = 0.0
-    for p in [pid, *_children(pid)]:
-        try:
-            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        except (OSError, TypeError):
-            continue
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
-    return total
-
-
-def _children(pid: int | None) -> list[int]:
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except (psutil.Error, TypeError, ValueError):
-        return []
 
 
 def _own_cpu_s() -> float:

@@ -4,8 +4,9 @@
   (the sats locked in escrow, as node truth).
 - ``LiquiditySampler``: every few seconds, what the hub can still send down each of its
   channels (its local balance), so a run that drains a channel says so.
-- ``MemorySampler``: every few seconds, the resident memory of the app and of
-  every node process, for the soak's memory-slope figure.
+- ``ProcessSampler``: every few seconds, the resident memory and the CPU seconds so far of
+  the app and of every node process, for the soak's memory slope and for where the CPU of an
+  escrow goes as a run goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from regtest_cluster.cluster import Cluster
+from regtest_cluster.daemon import cpu_seconds
 from regtest_cluster.nodes.lnd import LndError
 
 
@@ -92,11 +94,11 @@ class LiquiditySampler(Sampler):
         return rows
 
 
-class MemorySampler(Sampler):
-    """Resident set size (MiB) of each named process, children included (the app's
-    server and worker run in one process; a node is one process)."""
+class ProcessSampler(Sampler):
+    """Resident set size (MiB) and CPU seconds so far (user + system) of each named
+    process, children included (an app's other processes; a node is one process)."""
 
-    header = "t_s,process,rss_mib"
+    header = "t_s,process,rss_mib,cpu_s"
 
     def __init__(self, pids: dict[str, int | None], out: Path, interval_s: float = 5.0) -> None:
         super().__init__(out, "memory")
@@ -116,7 +118,7 @@ class MemorySampler(Sampler):
                 rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
             except psutil.Error:
                 continue  # exited (a crash shows as the series ending)
-            rows.append(f"{name},{rss / 2**20:.1f}")
+            rows.append(f"{name},{rss / 2**20:.1f},{cpu_seconds(proc.pid):.2f}")
         return rows
 
 

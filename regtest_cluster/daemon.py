@@ -15,6 +15,8 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+import psutil
+
 from . import waiting
 from .waiting import WaitTimeout, wait_for
 
@@ -259,3 +261,24 @@ def runs_from(pid: int | None, path: Path) -> bool:
     except OSError:
         return False
     return str(path) in cmdline
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its live children (an app's other
+    processes, PostgreSQL's backends), with what each has reaped of its own children (a
+    backend that ended during the run), from /proc (0 for what is gone)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return total
+
+
+def _children(pid: int | None) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except (psutil.Error, TypeError, ValueError):
+        return []

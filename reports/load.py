@@ -3,8 +3,8 @@
 Reads ``locust_stats.csv`` and ``locust_stats_history.csv`` (Locust's own
 output), ``locked_sats.csv`` (the hub's held HTLCs, sampled each second),
 ``liquidity.csv`` (what the hub can still send down each channel) and
-``memory.csv`` (resident memory of the app and each node), and writes
-``summary.json``, ``summary.md``, ``load.png`` and ``memory.png`` beside them.
+``memory.csv`` (resident memory and CPU seconds so far of the app and each node), and writes
+``summary.json``, ``summary.md``, ``load.png``, ``memory.png`` and ``cpu.png`` beside them.
 
 Memory slope: a least-squares line through each process's samples after the
 warm-up (the first tenth of the run, or up to a minute when that is more but
@@ -26,6 +26,14 @@ until it is rebalanced, and a run's escrows per second then measure the topology
 Its peer's side likewise (``liquidity[...]["peer"]``, ``totals.liquidity_low_peer``): a buyer
 pays out of its own side, and its payments fail (INSUFFICIENT_BALANCE) once that runs dry.
 
+CPU (``cpu``, from ``memory.csv``'s ``cpu_s``; runs from before it have none): per process, the
+cores it kept busy and its CPU seconds per escrow settled, over the run after the warm-up and in
+that span's first and last thirds. ``growth`` is the last third's CPU per escrow over the
+first's: a process whose cost per escrow grows as the run goes on (a table scanned on every
+request, a node's growing database) shows above 1, which a falling escrow rate alone cannot
+tell apart from a machine that is simply full. The samples' clock starts a few seconds before
+Locust's, which a third of a run hardly feels. ``totals.cpu_s_per_escrow`` sums the processes.
+
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
 node, ``ESCROW settled`` is one whole escrow (order to settled payment).
 """
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,13 +113,19 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     slopes = [m["slope_mib_per_h"] for m in memory.values() if m["slope_mib_per_h"] is not None]
     if slopes:
         totals["memory_slope_mib_per_h"] = max(slopes)
+    cpu = cpu_figures(_rows(run_dir / "memory.csv"), _settled_by_time(history))
+    if cpu:
+        totals["cpu_s_per_escrow"] = _sum_of(cpu, "cpu_s_per_escrow")
+        for third in ("first_third", "last_third"):
+            totals[f"cpu_s_per_escrow_{third}"] = _sum_of(cpu, f"cpu_s_per_escrow_{third}")
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
             "profile": profile, "users": users, "fixed_users": fixed_users, "workers": workers,
             "duration_s": round(elapsed, 1),
-            "totals": totals, "endpoints": endpoints, "memory": memory, "liquidity": liquidity,
+            "totals": totals, "endpoints": endpoints, "memory": memory, "cpu": cpu, "liquidity": liquidity,
             "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
                       "locked_sats_csv": "locked_sats.csv", "liquidity_csv": "liquidity.csv",
-                      "memory_csv": "memory.csv", "memory_plot": "memory.png"}}
+                      "memory_csv": "memory.csv", "memory_plot": "memory.png",
+                      **({"cpu_plot": "cpu.png"} if cpu else {})}}
 
 
 def liquidity_figures(rows: list[dict]) -> dict[str, dict]:
@@ -193,6 +208,68 @@ def memory_figures(rows: list[dict]) -> dict:
             fig.update(slope_mib_per_h=round(slope, 2), slope_pct_per_h=round(100 * slope / mean, 2))
         out[name] = fig
     return out
+
+
+def _settled_by_time(history: list[dict]) -> list[tuple[float, float]]:
+    """Escrows settled so far, by seconds since Locust's first sample."""
+    t0 = min((int(_num(h["Timestamp"])) for h in history), default=0)
+    return [(int(_num(h["Timestamp"])) - t0, _num(h["Total Request Count"]) - _num(h["Total Failure Count"]))
+            for h in history if h["Type"] == "ESCROW" and h["Name"] == "settled"]
+
+
+def _settled_at(settled: list[tuple[float, float]], t: float) -> float:
+    """Escrows settled by ``t`` (the last sample at or before it)."""
+    done = 0.0
+    for at, count in settled:
+        if at > t:
+            break
+        done = count
+    return done
+
+
+def _cpu_series(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Per process: sample times and CPU seconds so far (rows without ``cpu_s`` left out)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for r in rows:
+        if r.get("cpu_s") not in (None, ""):
+            t, cpu = series.setdefault(r["process"], ([], []))
+            t.append(_num(r["t_s"]))
+            cpu.append(_num(r["cpu_s"]))
+    return series
+
+
+def cpu_figures(rows: list[dict], settled: list[tuple[float, float]]) -> dict:
+    """Per process, after the warm-up: cores kept busy, CPU seconds per escrow settled, the same
+    in the first and last thirds of that span, and ``growth`` (last third over first). Per-escrow
+    figures are null where no escrow settled in the span."""
+    out = {}
+    for name, (t, cpu) in _cpu_series(rows).items():
+        points = _after_warmup(t, cpu) if len(t) > 1 else []
+        if len(points) < 4:
+            continue
+        (a, ca), (b, cb) = points[0], points[-1]
+        third = (b - a) / 3
+        fig = {"samples": len(points), "cpu_s": round(cb - ca, 2), "cores": round((cb - ca) / (b - a), 3) if b > a else 0.0,
+               "cpu_s_per_escrow": _per_escrow(points, settled, a, b)}
+        fig["cpu_s_per_escrow_first_third"] = _per_escrow(points, settled, a, a + third)
+        fig["cpu_s_per_escrow_last_third"] = _per_escrow(points, settled, b - third, b)
+        first, last = fig["cpu_s_per_escrow_first_third"], fig["cpu_s_per_escrow_last_third"]
+        fig["growth"] = round(last / first, 2) if first and last is not None else None
+        out[name] = fig
+    return out
+
+
+def _per_escrow(points: list[tuple[float, float]], settled: list[tuple[float, float]], a: float, b: float) -> float | None:
+    """CPU seconds per escrow settled between the samples nearest ``a`` and ``b``."""
+    (ta, ca) = min(points, key=lambda p: abs(p[0] - a))
+    (tb, cb) = min(points, key=lambda p: abs(p[0] - b))
+    escrows = _settled_at(settled, tb) - _settled_at(settled, ta)
+    return round((cb - ca) / escrows, 5) if escrows > 0 and tb > ta else None
+
+
+def _sum_of(cpu: dict, key: str) -> float | None:
+    values = [fig[key] for fig in cpu.values()]
+    return None if any(v is None for v in values) else round(sum(values), 5)
 
 
 P95_LINES = 5  # the busiest app endpoints drawn in the latency panel
@@ -299,7 +376,58 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
         fig.tight_layout()
         fig.savefig(run_dir / "memory.png", dpi=90)
         plt.close(fig)
+    cpu = _cpu_series(_rows(run_dir / "memory.csv"))
+    if cpu and any(len(t) > 1 for t, _ in cpu.values()):
+        _plot_cpu(plt, run_dir, cpu, _settled_by_time(_rows(run_dir / "locust_stats_history.csv")))
     return path
+
+
+CPU_WINDOWS = 20  # windows of the per-escrow panel (each at least CPU_WINDOW_MIN_S)
+CPU_WINDOW_MIN_S = 30.0
+
+
+def _plot_cpu(plt, run_dir: Path, cpu: dict, settled: list[tuple[float, float]]) -> None:
+    """``cpu.png``: the cores each process kept busy, stacked, with escrows settled per second;
+    below, each process's CPU milliseconds per escrow settled, window by window."""
+    fig, ax = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    names = sorted(cpu, key=lambda n: -(cpu[n][1][-1] - cpu[n][1][0]))  # the busiest at the bottom
+    t_all = sorted({x for t, _ in cpu.values() for x in t[1:]})
+    stacks = []
+    for name in names:
+        t, c = cpu[name]
+        rate = {t[i]: (c[i] - c[i - 1]) / (t[i] - t[i - 1]) for i in range(1, len(t)) if t[i] > t[i - 1]}
+        stacks.append([rate.get(x, 0.0) for x in t_all])
+    ax[0].stackplot(t_all, stacks, labels=names, step="pre", alpha=0.85)
+    ax[0].axhline(os.cpu_count() or 1, color="black", linestyle=":", linewidth=1)
+    ax[0].set_ylabel("cores busy (dotted: the machine's)")
+    ax[0].legend(loc="upper left", fontsize="small", ncol=4)
+    ax[0].set_title("CPU of the app and the nodes, and escrows settled", fontsize="medium")
+    span = (t_all[-1] - t_all[0]) if t_all else 0.0
+    width = max(CPU_WINDOW_MIN_S, span / CPU_WINDOWS)
+    edges = [t_all[0] + i * width for i in range(int(span // width) + 1)] if t_all else []
+    if settled and len(edges) > 1:
+        mids = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
+        done = [_settled_at(settled, b) - _settled_at(settled, a) for a, b in zip(edges, edges[1:])]
+        twin = ax[0].twinx()
+        twin.plot(mids, [d / width for d in done], color="black", marker=".", label="escrows settled / s")
+        twin.set_ylabel("escrows settled / s")
+        twin.set_ylim(bottom=0)
+        twin.legend(loc="upper right", fontsize="small")
+        total = [0.0] * len(mids)
+        for name in names:
+            t, c = cpu[name]
+            used = [numpy.interp(b, t, c) - numpy.interp(a, t, c) for a, b in zip(edges, edges[1:])]
+            total = [x + u for x, u in zip(total, used)]
+            ax[1].plot(mids, [1000 * u / d if d else float("nan") for u, d in zip(used, done)], marker=".", label=name)
+        ax[1].plot(mids, [1000 * u / d if d else float("nan") for u, d in zip(total, done)], color="black",
+                   linestyle="--", label="all")
+        ax[1].set_ylim(bottom=0)
+        ax[1].legend(loc="upper left", fontsize="small", ncol=4)
+    ax[1].set_ylabel(f"CPU ms per escrow settled ({width:.0f} s windows)")
+    ax[1].set_xlabel("seconds since start")
+    fig.tight_layout()
+    fig.savefig(run_dir / "cpu.png", dpi=90)
+    plt.close(fig)
 
 
 def markdown(summary: dict) -> str:
@@ -327,6 +455,16 @@ def markdown(summary: dict) -> str:
                 slope, pct = f"{m['slope_mib_per_h']:+g}", f"{m['slope_pct_per_h']:+g}"
             lines.append(f"| {name} | {m['start_mib']:g} | {m['end_mib']:g} | {m['max_mib']:g} | {slope} | {pct} |")
         lines += [f"\nmemory slopes withheld: {note}" for note in sorted(notes)]
+    if summary.get("cpu"):
+        lines += ["", "| process | cores | CPU ms per escrow | first third | last third | growth |",
+                  "|---|---|---|---|---|---|"]
+        for name, c in sorted(summary["cpu"].items(), key=lambda kv: -kv[1]["cpu_s"]):
+            lines.append(f"| {name} | {c['cores']:g} | {_ms(c['cpu_s_per_escrow'])} | "
+                         f"{_ms(c['cpu_s_per_escrow_first_third'])} | {_ms(c['cpu_s_per_escrow_last_third'])} | "
+                         f"{'n/a' if c['growth'] is None else format(c['growth'], 'g')} |")
+        t = summary["totals"]
+        lines.append(f"| all | {sum(c['cores'] for c in summary['cpu'].values()):.3g} | {_ms(t.get('cpu_s_per_escrow'))} | "
+                     f"{_ms(t.get('cpu_s_per_escrow_first_third'))} | {_ms(t.get('cpu_s_per_escrow_last_third'))} | |")
     if summary.get("liquidity"):
         lines += ["", "| hub channel | capacity | hub side at start | lowest | lowest at s | at end |",
                   "|---|---|---|---|---|---|"]
@@ -357,6 +495,10 @@ def markdown(summary: dict) -> str:
         lines += ["", "budgets: " + ("kept" if budgets["passed"] else "BROKEN"),
                   *[f"- {b}" for b in budgets["breaches"]], *[f"- {n}" for n in budgets.get("not_checked", [])]]
     return "\n".join(lines) + "\n"
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{1000 * seconds:.1f}"
 
 
 def _liquidity_warnings(summary: dict) -> list[str]:

@@ -230,3 +230,46 @@ def test_a_run_without_liquidity_samples_warns_of_nothing(tmp_path):
     summary = load.build(tmp_path, duration_s=10)
     assert (summary["liquidity"], summary["totals"]["liquidity_low"]) == ({}, [])
     assert "ran low" not in load.markdown(summary)
+
+
+def _write_cpu_run(run_dir: Path) -> None:
+    """10 minutes, one escrow settled a second. The app costs 10 ms an escrow all along; the hub's
+    cost an escrow doubles from the first third (20 ms) to the last (40 ms)."""
+    history = [HISTORY_HEADER]
+    rows = ["t_s,process,rss_mib,cpu_s"]
+    app = hub = 0.0
+    for t in range(0, 601, 10):
+        history += [_history_row(1000 + t, 5, "", "Aggregated", 10, 10 * t), _history_row(1000 + t, 5, "ESCROW", "settled", 1, t)]
+        rows += [f"{t},app,150,{app:.2f}", f"{t},hub,90,{hub:.2f}"]
+        app += 10 * 0.010
+        hub += 10 * (0.020 if t < 260 else 0.040)  # 60 s warm-up, then 180 s thirds: 60-240 and 420-600
+    (run_dir / "locust_stats_history.csv").write_text("\n".join(history) + "\n")
+    (run_dir / "memory.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_cpu_per_escrow_by_process_and_its_growth(tmp_path):
+    _write_run(tmp_path)
+    _write_cpu_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=600)
+    app, hub = summary["cpu"]["app"], summary["cpu"]["hub"]
+    assert (app["cpu_s_per_escrow_first_third"], app["cpu_s_per_escrow_last_third"], app["growth"]) == (0.01, 0.01, 1.0)
+    assert (hub["cpu_s_per_escrow_first_third"], hub["cpu_s_per_escrow_last_third"], hub["growth"]) == (0.02, 0.04, 2.0)
+    assert app["cores"] == 0.01 and app["samples"] == 55  # samples from 60 s on
+    t = summary["totals"]
+    assert (t["cpu_s_per_escrow_first_third"], t["cpu_s_per_escrow_last_third"]) == (0.03, 0.05)
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| hub | 0.033 | 32.6 | 20.0 | 40.0 | 2 |" in text  # (200 s at 20 ms + 340 s at 40 ms) over 540 escrows
+    assert "| app | 0.01 | 10.0 | 10.0 | 10.0 | 1 |" in text
+    assert (tmp_path / "cpu.png").stat().st_size > 0 and summary["files"]["cpu_plot"] == "cpu.png"
+
+
+def test_memory_samples_without_cpu_give_no_cpu_figures(tmp_path):
+    """Runs from before the sampler took CPU still read: memory figures, no CPU ones, no cpu.png."""
+    _write_run(tmp_path)
+    _write_memory(tmp_path)
+    summary = load.build(tmp_path, duration_s=600)
+    assert summary["cpu"] == {} and "cpu_s_per_escrow" not in summary["totals"] and "cpu_plot" not in summary["files"]
+    load.write(tmp_path, summary)
+    assert "CPU ms per escrow" not in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "cpu.png").exists() and (tmp_path / "memory.png").is_file()
