@@ -14,9 +14,12 @@ from tests.conftest import fresh_database_url
 
 
 def make_settings(tmp_path, **over) -> Settings:
-    """Settings for one app; under ESCROWLAB_TEST_DB=postgres every call gets a fresh database."""
+    """Settings for one app; under ESCROWLAB_TEST_DB=postgres every call gets a fresh database.
+    Passwords are hashed at argon2's cheapest cost, as the harness's apps hash them: at the
+    standard cost a hash is about 0.2 CPU-seconds, and the account tests' logins and lockouts
+    spent minutes of CI on it (test_password_hashing checks both costs)."""
     url = fresh_database_url(tmp_path.name) or f"sqlite:///{tmp_path / 'app.db'}"
-    base = dict(environment="test", data_dir=tmp_path, database_url=url,
+    base = dict(environment="test", data_dir=tmp_path, database_url=url, password_hashing="light",
                 bootstrap_admin_email="admin@example.com", bootstrap_admin_password="admin-password-1")
     base.update(over)
     return Settings(**base)

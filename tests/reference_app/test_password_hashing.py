@@ -32,7 +32,8 @@ def _registered_hash(settings) -> str:
 
 def test_light_hashing_is_argon2_at_its_cheapest_and_standard_is_the_default(tmp_path):
     light = extract_parameters(_registered_hash(make_settings(tmp_path / "l", password_hashing="light")))
-    standard = extract_parameters(_registered_hash(make_settings(tmp_path / "s")))
+    standard = extract_parameters(_registered_hash(make_settings(tmp_path / "s", password_hashing="standard")))
+    assert Settings(environment="test").password_hashing == "standard"  # the default
     assert (light.time_cost, light.memory_cost, light.parallelism) == (1, 1024, 1)
     assert standard.time_cost >= 2 and standard.memory_cost >= 19 * 1024
 
