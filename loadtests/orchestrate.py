@@ -58,8 +58,8 @@ class LoadOptions:
     workers: int = 0
     remote_workers: int = 0            # workers started by hand on other machines (docs/load.md)
     master_port: int | None = None     # fixed, for remote workers; default: a free port
-    attach: str | None = None          # a detached cluster's name; None: start the hub topology
-    topology: str = "hub"
+    attach: str | None = None          # a detached cluster's name; None: start ``topology``
+    topology: str = "hub"              # a topology file or shipped name
     web_port: int = 8089
     price_sats: int = 1_000
     dispute_ratio: float = 0.05
@@ -198,6 +198,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
     budgets = budgets_mod.load_budgets(opts.budgets) if opts.budgets else budgets_mod.DEFAULT
     duration_s = parse_duration(opts.duration or profile.default_duration)
     stages, fixed_users = plan_stages(profile, opts, duration_s)
+    topology = None if opts.attach else load_topology(opts.topology)  # a bad one is refused before anything starts
     run_dir = new_run_dir(env.runs_dir, f"load-{profile.name}")
     if opts.seed is None:
         opts.seed = random.randrange(2**31)
@@ -207,7 +208,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
     else:
         progress(f"starting the {opts.topology} cluster")
         # inside the run's folder: a clean run removes it, a failed one keeps it with the reports
-        cluster = launcher.launch(load_topology(opts.topology), env, progress, run_dir=run_dir / "cluster")
+        cluster = launcher.launch(topology, env, progress, run_dir=run_dir / "cluster")
     world = World(cluster, run_dir)
     samplers = []
     result: LoadResult | None = None

@@ -5,8 +5,8 @@
 - ``LiquiditySampler``: every few seconds, what the hub can still send down each of its
   channels (its local balance), so a run that drains a channel says so.
 - ``ProcessSampler``: every few seconds, the resident memory and the CPU seconds so far of
-  the app and of every node process, for the soak's memory slope and for where the CPU of an
-  escrow goes as a run goes on.
+  the app, of every node process and of Locust's own processes, for the soak's memory slope
+  and for where the CPU of an escrow goes as a run goes on.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import psutil
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.daemon import cpu_seconds
 from regtest_cluster.nodes.lnd import LndError
+from reports.load import LOAD_GENERATOR
 
 
 class Sampler(threading.Thread):
@@ -119,7 +120,24 @@ class ProcessSampler(Sampler):
             except psutil.Error:
                 continue  # exited (a crash shows as the series ending)
             rows.append(f"{name},{rss / 2**20:.1f},{cpu_seconds(proc.pid):.2f}")
+        generator = _load_generator()
+        if generator:  # Locust's processes, started after the sampler: found on each sample
+            rss = sum(p.memory_info().rss for p in generator)
+            rows.append(f"{LOAD_GENERATOR},{rss / 2**20:.1f},{sum(cpu_seconds(p.pid) for p in generator):.2f}")
         return rows
+
+
+def _load_generator() -> list[psutil.Process]:
+    """This process's Locust children: the load generator's share of the machine, so a run whose
+    cores are full can tell the generator's CPU from what it measures."""
+    found = []
+    for child in psutil.Process().children():
+        try:
+            if "locust" in child.cmdline()[1:3]:  # python -m locust ...
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
 
 
 def process_pids(cluster: Cluster, app_pid: int | None) -> dict[str, int | None]:

@@ -32,7 +32,9 @@ that span's first and last thirds. ``growth`` is the last third's CPU per escrow
 first's: a process whose cost per escrow grows as the run goes on (a table scanned on every
 request, a node's growing database) shows above 1, which a falling escrow rate alone cannot
 tell apart from a machine that is simply full. The samples' clock starts a few seconds before
-Locust's, which a third of a run hardly feels. ``totals.cpu_s_per_escrow`` sums the processes.
+Locust's, which a third of a run hardly feels. ``totals.cpu_s_per_escrow`` sums the app's and
+the nodes'. Locust's own processes are sampled too, as ``locust``: the load generator's share
+of the machine, left out of the totals and of the memory-slope budget.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
 node, ``ESCROW settled`` is one whole escrow (order to settled payment).
@@ -54,6 +56,7 @@ NOT_APP = ("LND", "ESCROW")
 WARMUP_FRACTION, WARMUP_MIN_S = 0.1, 60.0
 SLOPE_MIN_SPAN_S, SLOPE_MIN_SAMPLES = 300.0, 10
 LOW_LIQUIDITY = 0.05  # of a channel's capacity, on the hub's side
+LOAD_GENERATOR = "locust"  # Locust's own processes (master and workers), sampled beside the app and nodes
 
 
 def _num(text: str) -> float:
@@ -110,14 +113,16 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     totals["liquidity_low"] = sorted(name for name, fig in liquidity.items() if fig["low"])
     totals["liquidity_low_peer"] = sorted(name for name, fig in liquidity.items() if fig.get("peer", {}).get("low"))
     memory = memory_figures(_rows(run_dir / "memory.csv"))
-    slopes = [m["slope_mib_per_h"] for m in memory.values() if m["slope_mib_per_h"] is not None]
+    slopes = [m["slope_mib_per_h"] for name, m in memory.items()  # the generator's memory is not the system's
+              if m["slope_mib_per_h"] is not None and name != LOAD_GENERATOR]
     if slopes:
         totals["memory_slope_mib_per_h"] = max(slopes)
     cpu = cpu_figures(_rows(run_dir / "memory.csv"), _settled_by_time(history))
-    if cpu:
-        totals["cpu_s_per_escrow"] = _sum_of(cpu, "cpu_s_per_escrow")
+    measured = {name: fig for name, fig in cpu.items() if name != LOAD_GENERATOR}
+    if measured:
+        totals["cpu_s_per_escrow"] = _sum_of(measured, "cpu_s_per_escrow")
         for third in ("first_third", "last_third"):
-            totals[f"cpu_s_per_escrow_{third}"] = _sum_of(cpu, f"cpu_s_per_escrow_{third}")
+            totals[f"cpu_s_per_escrow_{third}"] = _sum_of(measured, f"cpu_s_per_escrow_{third}")
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
             "profile": profile, "users": users, "fixed_users": fixed_users, "workers": workers,
             "duration_s": round(elapsed, 1),
@@ -384,6 +389,7 @@ def plot(run_dir: Path, fixed_users: int = 0) -> Path:
 
 CPU_WINDOWS = 20  # windows of the per-escrow panel (each at least CPU_WINDOW_MIN_S)
 CPU_WINDOW_MIN_S = 30.0
+CPU_SMOOTH_S = 10.0  # the cores panel's step, at least
 
 
 def _plot_cpu(plt, run_dir: Path, cpu: dict, settled: list[tuple[float, float]]) -> None:
@@ -391,14 +397,19 @@ def _plot_cpu(plt, run_dir: Path, cpu: dict, settled: list[tuple[float, float]])
     below, each process's CPU milliseconds per escrow settled, window by window."""
     fig, ax = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     names = sorted(cpu, key=lambda n: -(cpu[n][1][-1] - cpu[n][1][0]))  # the busiest at the bottom
-    t_all = sorted({x for t, _ in cpu.values() for x in t[1:]})
+    t_all = sorted({x for t, _ in cpu.values() for x in t})
+    step = max(CPU_SMOOTH_S, (t_all[-1] - t_all[0]) / 200) if len(t_all) > 1 else CPU_SMOOTH_S
+    grid = list(numpy.arange(t_all[0], t_all[-1] + step / 2, step)) if t_all else []
     stacks = []
-    for name in names:
+    for name in names:  # cores over each step of the grid (samples every few seconds are noisy)
         t, c = cpu[name]
-        rate = {t[i]: (c[i] - c[i - 1]) / (t[i] - t[i - 1]) for i in range(1, len(t)) if t[i] > t[i - 1]}
-        stacks.append([rate.get(x, 0.0) for x in t_all])
-    ax[0].stackplot(t_all, stacks, labels=names, step="pre", alpha=0.85)
-    ax[0].axhline(os.cpu_count() or 1, color="black", linestyle=":", linewidth=1)
+        used = numpy.interp(grid, t, c, left=numpy.nan, right=numpy.nan)
+        stacks.append(numpy.nan_to_num(numpy.diff(used) / step).tolist())
+    ax[0].stackplot(grid[1:], stacks, labels=names, step="pre", alpha=0.85)
+    machine = os.cpu_count() or 1
+    ax[0].axhline(machine, color="black", linestyle=":", linewidth=1)
+    peak = max((sum(col) for col in zip(*stacks)), default=0.0)
+    ax[0].set_ylim(0, max(machine, peak) * 1.3)  # room above for the legends
     ax[0].set_ylabel("cores busy (dotted: the machine's)")
     ax[0].legend(loc="upper left", fontsize="small", ncol=4)
     ax[0].set_title("CPU of the app and the nodes, and escrows settled", fontsize="medium")
@@ -417,11 +428,12 @@ def _plot_cpu(plt, run_dir: Path, cpu: dict, settled: list[tuple[float, float]])
         for name in names:
             t, c = cpu[name]
             used = [numpy.interp(b, t, c) - numpy.interp(a, t, c) for a, b in zip(edges, edges[1:])]
-            total = [x + u for x, u in zip(total, used)]
+            if name != LOAD_GENERATOR:
+                total = [x + u for x, u in zip(total, used)]
             ax[1].plot(mids, [1000 * u / d if d else float("nan") for u, d in zip(used, done)], marker=".", label=name)
         ax[1].plot(mids, [1000 * u / d if d else float("nan") for u, d in zip(total, done)], color="black",
-                   linestyle="--", label="all")
-        ax[1].set_ylim(bottom=0)
+                   linestyle="--", label="app and nodes")
+        ax[1].set_ylim(0, ax[1].get_ylim()[1] * 1.3)  # room above for the legend
         ax[1].legend(loc="upper left", fontsize="small", ncol=4)
     ax[1].set_ylabel(f"CPU ms per escrow settled ({width:.0f} s windows)")
     ax[1].set_xlabel("seconds since start")
@@ -463,7 +475,8 @@ def markdown(summary: dict) -> str:
                          f"{_ms(c['cpu_s_per_escrow_first_third'])} | {_ms(c['cpu_s_per_escrow_last_third'])} | "
                          f"{'n/a' if c['growth'] is None else format(c['growth'], 'g')} |")
         t = summary["totals"]
-        lines.append(f"| all | {sum(c['cores'] for c in summary['cpu'].values()):.3g} | {_ms(t.get('cpu_s_per_escrow'))} | "
+        cores = sum(c["cores"] for name, c in summary["cpu"].items() if name != LOAD_GENERATOR)
+        lines.append(f"| app and nodes | {cores:.3g} | {_ms(t.get('cpu_s_per_escrow'))} | "
                      f"{_ms(t.get('cpu_s_per_escrow_first_third'))} | {_ms(t.get('cpu_s_per_escrow_last_third'))} | |")
     if summary.get("liquidity"):
         lines += ["", "| hub channel | capacity | hub side at start | lowest | lowest at s | at end |",

@@ -39,7 +39,9 @@ def load(
     master_port: int = typer.Option(None, "--master-port", min=1, max=65535,
                                     help="Locust master port (fixed, for remote workers)."),
     attach: str = typer.Option(None, "--attach",
-                               help="Use this detached cluster instead of starting the hub topology."),
+                               help="Use this detached cluster instead of starting one."),
+    topology: str = typer.Option("hub", "--topology", help="The cluster to start: a topology file or shipped name "
+                                 "(hub-soak: channels whose buyers' sides last a 30-minute soak)."),
     web_port: int = typer.Option(8089, "--web-port", min=1, max=65535, help="Locust web UI port (without --headless)."),
     price: int = typer.Option(1_000, "--price", min=1_000, help="Price of each listed item, sats."),
     dispute_ratio: float = typer.Option(0.05, "--dispute-ratio", min=0, max=1,
@@ -57,26 +59,29 @@ def load(
     from loadtests.budgets import BudgetError
     from loadtests.orchestrate import LoadError, LoadOptions, run
     from loadtests.profiles import ProfileError
+    from regtest_cluster.topology import TopologyError
 
     if remote_workers and not master_port:
         raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
+    if attach and topology != "hub":
+        raise UserError("--topology starts a cluster and --attach uses one: give one of them")
     if workers == -1:
         workers = os.cpu_count() or 1
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
-                       web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
+                       topology=topology, web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
                        oracle=oracle, spawn_rate=spawn_rate, stop_timeout_s=stop_timeout, html=html.resolve() if html else None,
                        csv_prefix=csv_prefix.resolve() if csv_prefix else None)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
-    except (ProfileError, BudgetError, LoadError) as exc:
+    except (ProfileError, BudgetError, LoadError, TopologyError) as exc:
         raise UserError(str(exc)) from None
     if json_out:
         emit_json(result.summary)
     else:
         console.print((result.run_dir / "summary.md").read_text(), markup=False)
-        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png, memory.png)", markup=False)
+        console.print(f"reports in {result.run_dir} (locust.html, summary.json, load.png, memory.png, cpu.png)", markup=False)
         for copy in result.summary["files"].get("copies", []):
             console.print(f"copied to {copy}", markup=False)
     for breach in result.breaches:

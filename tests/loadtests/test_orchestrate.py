@@ -56,6 +56,9 @@ def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     final = re.findall(r"^POST\s+/orders\s+(\d+)\s+(\d+)\(", (run_dir / "locust.log").read_text(), re.M)[-1]
     assert (created["requests"], created["failures"]) == tuple(map(int, final))
     assert {"app", "bitcoind", "hub"} <= set(summary["memory"]) and (run_dir / "memory.png").is_file()
+    # each process's CPU was sampled beside its memory
+    assert {"app", "bitcoind", "hub", "locust"} <= set(summary["cpu"]) and (run_dir / "cpu.png").is_file()
+    assert summary["cpu"]["app"]["cores"] > 0 and summary["cpu"]["hub"]["cores"] > 0
     assert processes_under(run_dir) == []
 
 
@@ -65,3 +68,12 @@ def test_load_bad_profile_is_one_clear_error(tmp_path):
     proc = load("--profile", str(profile))
     assert proc.returncode == 2
     assert f"{profile}: the last stage must end the run (until: 1.0); it ends at 0.5" in proc.stderr
+
+
+def test_load_bad_topology_is_one_clear_error_before_anything_starts(tmp_path):
+    proc = load("--topology", str(tmp_path / "nosuch.yaml"))
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'nosuch.yaml'}: no such topology file (shipped: " in proc.stderr
+    proc = load("--topology", "hub-soak", "--attach", "mine")
+    assert proc.returncode == 2
+    assert "--topology starts a cluster and --attach uses one: give one of them" in proc.stderr

@@ -261,6 +261,7 @@ def test_cpu_per_escrow_by_process_and_its_growth(tmp_path):
     text = (tmp_path / "summary.md").read_text()
     assert "| hub | 0.033 | 32.6 | 20.0 | 40.0 | 2 |" in text  # (200 s at 20 ms + 340 s at 40 ms) over 540 escrows
     assert "| app | 0.01 | 10.0 | 10.0 | 10.0 | 1 |" in text
+    assert "| app and nodes | 0.043 | 42.6 | 30.0 | 50.0 | |" in text
     assert (tmp_path / "cpu.png").stat().st_size > 0 and summary["files"]["cpu_plot"] == "cpu.png"
 
 
@@ -273,3 +274,21 @@ def test_memory_samples_without_cpu_give_no_cpu_figures(tmp_path):
     load.write(tmp_path, summary)
     assert "CPU ms per escrow" not in (tmp_path / "summary.md").read_text()
     assert not (tmp_path / "cpu.png").exists() and (tmp_path / "memory.png").is_file()
+
+
+def test_the_load_generator_is_sampled_but_left_out_of_the_totals(tmp_path):
+    """Locust's own processes show as ``locust``: their CPU and memory are reported, but they are
+    not the system under load, so neither the CPU totals nor the memory-slope budget count them."""
+    _write_run(tmp_path)
+    _write_cpu_run(tmp_path)
+    rows = (tmp_path / "memory.csv").read_text().splitlines()
+    rows += [f"{t},locust,{60 + t},{0.5 * t:.2f}" for t in range(0, 601, 10)]  # half a core, +3,600 MiB/h
+    (tmp_path / "memory.csv").write_text("\n".join(rows) + "\n")
+    summary = load.build(tmp_path, duration_s=600)
+    assert summary["cpu"]["locust"]["cores"] == 0.5 and summary["memory"]["locust"]["slope_mib_per_h"] == 3600
+    t = summary["totals"]
+    assert (t["cpu_s_per_escrow_first_third"], t["cpu_s_per_escrow_last_third"]) == (0.03, 0.05)
+    assert t["memory_slope_mib_per_h"] == 0  # the app's and the hub's, flat
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| locust | 0.5 | 500.0 |" in text and "| app and nodes | 0.043 | 42.6 | 30.0 | 50.0 | |" in text
