@@ -56,6 +56,7 @@ from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
 from harness import evidence, oracle
 from harness.actors import Buyer
+from harness.driver import counts_between
 from harness.http import ReferenceMarketplace
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
@@ -290,7 +291,7 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         cpu0, bench0, counters0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
-        counters = {k: v - counters0.get(k, 0) for k, v in _counters(world).items()}
+        counters = counts_between(counters0, _counters(world))
         cpu["bench-client"] = _own_cpu_s() - bench0
         progress("oracle: judging every escrow on node truth")
         verdict = judge(world, market, balances_before, started_at)
@@ -319,6 +320,8 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "cpu_ratio_escrow_to_raw": round(cpu_escrow / cpu_raw, 2) if cpu_raw else None,
         "db_queries_per_escrow": round(counters.get("db_queries", 0) / done, 1),
         "lnd_calls_per_escrow": round(counters.get("lnd_calls", 0) / done, 1),
+        "lnd_calls_per_escrow_by_method": {k: round(v / done, 2) for k, v in
+                                           sorted(counters.get("lnd_calls_by_method", {}).items()) if v},
         # with several app processes: the hints one sent to the owners of other orders, and lost
         "wakes_per_escrow": {"sent": round(counters.get("wakes_sent", 0) / done, 1),
                              "dropped": round(counters.get("wakes_dropped", 0) / done, 1)},
@@ -366,7 +369,7 @@ def _floor(market: Market, nodes: dict, n: int, concurrency: int, progress: Call
 def _counters(world: World) -> dict:
     """The app's work counters (database queries, hub calls) from /health; {} if it has none."""
     try:
-        return dict(world.market.http.get("/health", timeout=10).json().get("counters", {}))
+        return world.market.work_counters()
     except Exception:  # noqa: BLE001 (another marketplace may not report them)
         return {}
 

@@ -83,6 +83,18 @@ class ApiError(AssertionError):
                          f"{self.problem.get('detail', '')}")
 
 
+def counts_between(before: dict, after: dict) -> dict:
+    """The work done between two ``Marketplace.work_counters`` readings, key by key (nested
+    dicts likewise; a key new in ``after`` counts from 0)."""
+    out: dict = {}
+    for key, value in after.items():
+        if isinstance(value, dict):
+            out[key] = counts_between(before.get(key) or {}, value)
+        elif isinstance(value, (int, float)):
+            out[key] = value - (before.get(key) or 0)
+    return out
+
+
 class Marketplace:
     """A marketplace as the harness sees it. Subclass and implement what your marketplace has.
 
@@ -127,6 +139,12 @@ class Marketplace:
 
     def running(self) -> bool:
         return True
+
+    def work_counters(self) -> dict:
+        """The marketplace's own counts of work done since it started, for benchmarks and load
+        reports (``db_queries``, ``lnd_calls``, ``lnd_calls_by_method`` ...): numbers, or dicts
+        of numbers. ``{}`` when it keeps none; ``counts_between`` takes two readings apart."""
+        return {}
 
     def rules(self) -> dict:
         """The rule settings the marketplace runs with: ``modes`` (served), ``fee_ppm``,

@@ -98,6 +98,11 @@ class HttpMarketplace(Marketplace):
         except httpx.HTTPError:
             return False
 
+    def work_counters(self) -> dict:
+        """The answering process's counters from ``/health`` (with several app processes, one
+        process's, not their sum)."""
+        return dict(self.http.get("/health", timeout=10).json().get("counters", {}))
+
     # --- parties
     def register(self, party, address: str = "") -> None:
         self.call(None, "POST", "/auth/register", json={"email": party.email, "password": party.password,

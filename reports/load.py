@@ -215,6 +215,19 @@ def memory_figures(rows: list[dict]) -> dict:
     return out
 
 
+def work_figures(work: dict, escrows: int) -> dict:
+    """The marketplace's own work during the run (``Marketplace.work_counters``, one process's
+    with several): totals, and per escrow settled."""
+    per = max(1, escrows)
+    figures: dict = {"total": work, "per_escrow": {}}
+    for key, value in work.items():
+        if isinstance(value, dict):
+            figures["per_escrow"][key] = {k: round(v / per, 2) for k, v in sorted(value.items()) if v}
+        else:
+            figures["per_escrow"][key] = round(value / per, 2)
+    return figures
+
+
 def _settled_by_time(history: list[dict]) -> list[tuple[float, float]]:
     """Escrows settled so far, by seconds since Locust's first sample."""
     t0 = min((int(_num(h["Timestamp"])) for h in history), default=0)
@@ -478,6 +491,13 @@ def markdown(summary: dict) -> str:
         cores = sum(c["cores"] for name, c in summary["cpu"].items() if name != LOAD_GENERATOR)
         lines.append(f"| app and nodes | {cores:.3g} | {_ms(t.get('cpu_s_per_escrow'))} | "
                      f"{_ms(t.get('cpu_s_per_escrow_first_third'))} | {_ms(t.get('cpu_s_per_escrow_last_third'))} | |")
+    work = (summary.get("app_work") or {}).get("per_escrow")
+    if work:
+        flat = [f"{k} {v:g}" for k, v in work.items() if not isinstance(v, dict)]
+        lines += ["", "the app's own work per escrow settled: " + ", ".join(flat)]
+        for key, by in work.items():
+            if isinstance(by, dict) and by:
+                lines.append(f"- {key}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])))
     if summary.get("liquidity"):
         lines += ["", "| hub channel | capacity | hub side at start | lowest | lowest at s | at end |",
                   "|---|---|---|---|---|---|"]

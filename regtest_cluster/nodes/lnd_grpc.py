@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ class LndGrpc:
         self._metadata = (("macaroon", macaroon_hex),)
         self._loop = _Loop.get()
         self._callbacks = ThreadPoolExecutor(max_workers=callback_threads, thread_name_prefix=f"lnd-{name}-cb")
-        self._calls = 0
+        self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
 
         async def connect() -> None:
@@ -117,11 +118,17 @@ class LndGrpc:
     @property
     def calls(self) -> int:
         """How many RPCs (unary calls and streams) this client has made."""
-        return self._calls
+        return sum(self.calls_by_method.values())
 
-    def _count(self) -> None:
+    @property
+    def calls_by_method(self) -> dict[str, int]:
+        """The same, by lnd method (``AddHoldInvoice``, ``SendPaymentV2`` ...)."""
         with self._calls_lock:
-            self._calls += 1
+            return dict(self._calls)
+
+    def _count(self, call: str) -> None:
+        with self._calls_lock:
+            self._calls[call] += 1
 
     def _error(self, call: str, exc: grpc.aio.AioRpcError) -> LndError:
         code = exc.code()
@@ -132,7 +139,7 @@ class LndGrpc:
         return LndError(self.name, call, status, message)
 
     async def _unary(self, call: str, method, request, timeout: float | None = None):
-        self._count()
+        self._count(call)
         try:
             return await method(request, metadata=self._metadata, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -219,7 +226,7 @@ class LndGrpc:
         """
         async def follow() -> None:
             loop = asyncio.get_running_loop()
-            self._count()
+            self._count("SubscribeSingleInvoice")
             stream = self._inv.SubscribeSingleInvoice(
                 inv.SubscribeSingleInvoiceRequest(r_hash=payment_hash), metadata=self._metadata)
             error: Exception | None = None
@@ -245,7 +252,7 @@ class LndGrpc:
 
     async def _pay(self, payment_request: str, timeout_s: int, fee_limit_sats: int, first: bool = False,
                    on_done: Callable[[dict | Exception], None] | None = None) -> dict:
-        self._count()
+        self._count("SendPaymentV2")
         request = router.SendPaymentRequest(payment_request=payment_request, timeout_seconds=timeout_s,
                                             fee_limit_sat=fee_limit_sats, no_inflight_updates=not first)
         outcome: dict | Exception = {"status": "IN_FLIGHT"}
@@ -281,7 +288,7 @@ class LndGrpc:
     def track_payment(self, payment_hash: bytes) -> dict:
         """The current status of a payment (the first update of TrackPaymentV2)."""
         async def first() -> dict:
-            self._count()
+            self._count("TrackPaymentV2")
             stream = self._router.TrackPaymentV2(
                 router.TrackPaymentRequest(payment_hash=payment_hash, no_inflight_updates=False),
                 metadata=self._metadata, timeout=self.timeout)

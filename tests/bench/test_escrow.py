@@ -23,6 +23,10 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
     assert result["p50_s"] <= result["p99_s"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
+    # each escrow's hold was added on the hub and settled there, and its payout sent from it
+    by_method = result["lnd_calls_per_escrow_by_method"]
+    assert by_method["AddHoldInvoice"] == by_method["SettleInvoice"] == by_method["SendPaymentV2"] == 1, by_method
+    assert sum(by_method.values()) == pytest.approx(result["lnd_calls_per_escrow"], abs=0.1)
     assert result["oracle"]["passed"] and result["oracle"]["orders_checked"] == 6, result["oracle"]
     # the run folder keeps the figures and their picture
     assert json.loads((Path(result["run_dir"]) / "bench-escrow.json").read_text())["escrows"] == 6

@@ -292,3 +292,18 @@ def test_the_load_generator_is_sampled_but_left_out_of_the_totals(tmp_path):
     load.write(tmp_path, summary)
     text = (tmp_path / "summary.md").read_text()
     assert "| locust | 0.5 | 500.0 |" in text and "| app and nodes | 0.043 | 42.6 | 30.0 | 50.0 | |" in text
+
+
+def test_the_apps_own_work_per_escrow(tmp_path):
+    work = {"db_queries": 5000, "lnd_calls": 300, "lnd_calls_by_method": {"AddHoldInvoice": 100, "GetInfo": 200,
+                                                                       "TrackPaymentV2": 0}}
+    figures = load.work_figures(work, escrows=100)
+    assert figures["per_escrow"] == {"db_queries": 50, "lnd_calls": 3,
+                                     "lnd_calls_by_method": {"AddHoldInvoice": 1, "GetInfo": 2}}
+    assert load.work_figures({}, escrows=0) == {"total": {}, "per_escrow": {}}
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=10)
+    summary["app_work"] = figures
+    load.write(tmp_path, summary)
+    text = (tmp_path / "summary.md").read_text()
+    assert "the app's own work per escrow settled: db_queries 50, lnd_calls 3\n- lnd_calls_by_method: GetInfo 2, AddHoldInvoice 1" in text

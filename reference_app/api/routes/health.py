@@ -21,6 +21,7 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
     # per escrow; with several app processes, the wakes it sent to the owners of other orders
     # and those it could not deliver); never reset.
     counters = {"db_queries": ctx.db.queries, "lnd_calls": ctx.hub.calls if ctx.hub is not None else 0,
+                "lnd_calls_by_method": getattr(ctx.hub, "calls_by_method", {}),
                 "wakes_sent": ctx.shares.sent, "wakes_dropped": ctx.shares.dropped}
     process = {"index": ctx.shares.index, "of": ctx.shares.count}
     return {"status": "ok", "instance": ctx.settings.instance, "node": node, "process": process,
