@@ -36,7 +36,7 @@ from harness.world import ADMIN, World
 
 from . import budgets as budgets_mod
 from . import oracle_check
-from .samplers import LiquiditySampler, LockedSampler, ProcessSampler, process_pids
+from .samplers import LiquiditySampler, LockedSampler, ProbeSampler, ProcessSampler, process_pids
 from .profiles import load_profile, parse_duration
 
 LOCUSTFILE = Path(__file__).parent / "locustfile.py"
@@ -223,7 +223,8 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
                     LiquiditySampler(cluster, run_dir / "liquidity.csv"),
                     ProcessSampler(process_pids(cluster, world.market.daemon.pid), run_dir / "memory.csv",
-                                  interval_s=min(10.0, max(1.0, duration_s / 360)))]
+                                  interval_s=min(10.0, max(1.0, duration_s / 360))),
+                    ProbeSampler(run_dir / "probe.csv", interval_s=min(10.0, max(1.0, duration_s / 360)))]
         for sampler in samplers:
             sampler.start()
         progress(f"Locust: profile {profile.name}, {opts.users} users, {duration_s:.0f}s"

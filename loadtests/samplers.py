@@ -4,6 +4,8 @@
   (the sats locked in escrow, as node truth).
 - ``LiquiditySampler``: every few seconds, what the hub can still send down each of its
   channels (its local balance), so a run that drains a channel says so.
+- ``ProbeSampler``: every few seconds, the CPU time a fixed piece of work takes: the
+  machine's own speed, beside which the processes' CPU is read.
 - ``ProcessSampler``: every few seconds, the resident memory and the CPU seconds so far of
   the app, of every node process and of Locust's own processes, for the soak's memory slope
   and for where the CPU of an escrow goes as a run goes on.
@@ -138,6 +140,28 @@ def _load_generator() -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+class ProbeSampler(Sampler):
+    """The machine's speed: the CPU time (this thread's own) that a fixed piece of work takes,
+    the least of three tries, every few seconds. On a VM whose host takes the cores away without
+    saying so (no steal time), that time is charged to whatever ran, and every process's CPU
+    per escrow rises alike; the probe rises with them, which a slower process alone does not."""
+
+    header = "t_s,probe_ms"
+
+    def __init__(self, out: Path, interval_s: float = 5.0) -> None:
+        super().__init__(out, "probe")
+        self.interval_s = interval_s
+
+    def sample(self) -> list[str]:
+        return [f"{1000 * min(_probe() for _ in range(3)):.3f}"]
+
+
+def _probe() -> float:
+    start = time.thread_time()
+    sum(i * i for i in range(20_000))
+    return time.thread_time() - start
 
 
 def process_pids(cluster: Cluster, app_pid: int | None) -> dict[str, int | None]:

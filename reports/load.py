@@ -34,7 +34,10 @@ request, a node's growing database) shows above 1, which a falling escrow rate a
 tell apart from a machine that is simply full. The samples' clock starts a few seconds before
 Locust's, which a third of a run hardly feels. ``totals.cpu_s_per_escrow`` sums the app's and
 the nodes'. Locust's own processes are sampled too, as ``locust``: the load generator's share
-of the machine, left out of the totals and of the memory-slope budget.
+of the machine, left out of the totals and of the memory-slope budget. ``machine`` is the speed
+probe (``probe.csv``): the CPU a fixed piece of work takes, in the same thirds. On a VM whose host
+takes cores away unannounced, that time is charged to whatever ran, and every process's cost per
+escrow rises alike; the probe rises with them.
 
 Request types: HTTP methods are app calls, ``LND`` are calls to a party's own
 node, ``ESCROW settled`` is one whole escrow (order to settled payment).
@@ -118,6 +121,7 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     if slopes:
         totals["memory_slope_mib_per_h"] = max(slopes)
     cpu = cpu_figures(_rows(run_dir / "memory.csv"), _settled_by_time(history))
+    machine = machine_figures(_rows(run_dir / "probe.csv"))
     measured = {name: fig for name, fig in cpu.items() if name != LOAD_GENERATOR}
     if measured:
         totals["cpu_s_per_escrow"] = _sum_of(measured, "cpu_s_per_escrow")
@@ -126,10 +130,11 @@ def build(run_dir: Path, duration_s: float, profile: str = "", users: int = 0, w
     return {"schema": SCHEMA, "generated_at": datetime.now(timezone.utc).isoformat(), "run_dir": str(run_dir),
             "profile": profile, "users": users, "fixed_users": fixed_users, "workers": workers,
             "duration_s": round(elapsed, 1),
-            "totals": totals, "endpoints": endpoints, "memory": memory, "cpu": cpu, "liquidity": liquidity,
+            "totals": totals, "endpoints": endpoints, "memory": memory, "cpu": cpu, "machine": machine,
+            "liquidity": liquidity,
             "files": {"locust_html": "locust.html", "locust_csv": "locust_stats.csv", "plots": "load.png",
                       "locked_sats_csv": "locked_sats.csv", "liquidity_csv": "liquidity.csv",
-                      "memory_csv": "memory.csv", "memory_plot": "memory.png",
+                      "memory_csv": "memory.csv", "memory_plot": "memory.png", "probe_csv": "probe.csv",
                       **({"cpu_plot": "cpu.png"} if cpu else {})}}
 
 
@@ -275,6 +280,22 @@ def cpu_figures(rows: list[dict], settled: list[tuple[float, float]]) -> dict:
         fig["growth"] = round(last / first, 2) if first and last is not None else None
         out[name] = fig
     return out
+
+
+def machine_figures(rows: list[dict]) -> dict:
+    """The speed probe after the warm-up: the median CPU milliseconds of its fixed work in the
+    first and last thirds, and ``growth`` (last over first); {} without enough samples."""
+    t = [_num(r["t_s"]) for r in rows]
+    points = _after_warmup(t, [_num(r["probe_ms"]) for r in rows]) if len(t) > 1 else []
+    if len(points) < 6:
+        return {}
+    a, b = points[0][0], points[-1][0]
+    first = [ms for x, ms in points if x <= a + (b - a) / 3]
+    last = [ms for x, ms in points if x >= b - (b - a) / 3]
+    fig = {"samples": len(points), "probe_ms_first_third": round(float(numpy.median(first)), 3),
+           "probe_ms_last_third": round(float(numpy.median(last)), 3)}
+    fig["growth"] = round(fig["probe_ms_last_third"] / fig["probe_ms_first_third"], 2) if fig["probe_ms_first_third"] else None
+    return fig
 
 
 def _per_escrow(points: list[tuple[float, float]], settled: list[tuple[float, float]], a: float, b: float) -> float | None:
@@ -491,6 +512,11 @@ def markdown(summary: dict) -> str:
         cores = sum(c["cores"] for name, c in summary["cpu"].items() if name != LOAD_GENERATOR)
         lines.append(f"| app and nodes | {cores:.3g} | {_ms(t.get('cpu_s_per_escrow'))} | "
                      f"{_ms(t.get('cpu_s_per_escrow_first_third'))} | {_ms(t.get('cpu_s_per_escrow_last_third'))} | |")
+    m = summary.get("machine")
+    if m:
+        lines += ["", f"machine speed probe (CPU ms of a fixed piece of work): {m['probe_ms_first_third']:g} in the "
+                      f"first third, {m['probe_ms_last_third']:g} in the last, growth {m['growth']:g}. A growth every "
+                      f"process shows about this much is the machine's, not theirs."]
     work = (summary.get("app_work") or {}).get("per_escrow")
     if work:
         flat = [f"{k} {v:g}" for k, v in work.items() if not isinstance(v, dict)]

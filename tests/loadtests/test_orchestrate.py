@@ -59,6 +59,7 @@ def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     # each process's CPU was sampled beside its memory
     assert {"app", "bitcoind", "hub", "locust"} <= set(summary["cpu"]) and (run_dir / "cpu.png").is_file()
     assert summary["cpu"]["app"]["cores"] > 0 and summary["cpu"]["hub"]["cores"] > 0
+    assert summary["machine"]["probe_ms_first_third"] > 0  # the machine's own speed, beside them
     # and the app's own work: its statements and hub calls, by method, per escrow settled
     work = summary["app_work"]
     assert work["total"]["db_queries"] > 0 and work["total"]["lnd_calls_by_method"]["AddHoldInvoice"] > 0

@@ -307,3 +307,25 @@ def test_the_apps_own_work_per_escrow(tmp_path):
     load.write(tmp_path, summary)
     text = (tmp_path / "summary.md").read_text()
     assert "the app's own work per escrow settled: db_queries 50, lnd_calls 3\n- lnd_calls_by_method: GetInfo 2, AddHoldInvoice 1" in text
+
+
+def test_the_machine_speed_probe_in_thirds(tmp_path):
+    """The probe's fixed work took 1.0 ms of CPU, then 1.5 ms from minute 5 on: a machine that
+    slowed by half, which every process's CPU per escrow would show too."""
+    _write_run(tmp_path)
+    rows = ["t_s,probe_ms"] + [f"{t},{1.0 if t < 300 else 1.5}" for t in range(0, 601, 10)]
+    (tmp_path / "probe.csv").write_text("\n".join(rows) + "\n")
+    summary = load.build(tmp_path, duration_s=600)
+    assert summary["machine"] == {"samples": 55, "probe_ms_first_third": 1.0, "probe_ms_last_third": 1.5, "growth": 1.5}
+    load.write(tmp_path, summary)
+    assert "machine speed probe (CPU ms of a fixed piece of work): 1 in the first third, 1.5 in the last, growth 1.5" \
+        in (tmp_path / "summary.md").read_text()
+    (tmp_path / "probe.csv").write_text("t_s,probe_ms\n0,1.0\n10,1.0\n")  # too few to say
+    assert load.build(tmp_path, duration_s=600)["machine"] == {}
+
+
+def test_the_probe_sampler_times_its_fixed_work(tmp_path):
+    from loadtests.samplers import ProbeSampler
+
+    (ms,) = ProbeSampler(tmp_path / "probe.csv").sample()
+    assert 0 < float(ms) < 1000
