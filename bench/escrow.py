@@ -56,7 +56,7 @@ from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
 from harness import evidence, oracle
 from harness.actors import Buyer
-from harness.driver import counts_between
+from harness.driver import counts_between, read_work_counters
 from harness.http import ReferenceMarketplace
 from harness.presets import BENCH_SETTINGS
 from harness.world import World
@@ -288,10 +288,11 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
-        cpu0, bench0, counters0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s(), _counters(world)
+        cpu0, bench0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s()
+        counters0 = read_work_counters(world.market)
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
-        counters = counts_between(counters0, _counters(world))
+        counters = counts_between(counters0, read_work_counters(world.market))
         cpu["bench-client"] = _own_cpu_s() - bench0
         progress("oracle: judging every escrow on node truth")
         verdict = judge(world, market, balances_before, started_at)
@@ -364,14 +365,6 @@ def _floor(market: Market, nodes: dict, n: int, concurrency: int, progress: Call
             "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
             "cpu_s_per_escrow": {k: round(v / done, 4) for k, v in sorted(cpu.items())},
             "cpu_s_per_escrow_total": round(sum(cpu.values()) / done, 4), "errors": figures["errors"]}
-
-
-def _counters(world: World) -> dict:
-    """The app's work counters (database queries, hub calls) from /health; {} if it has none."""
-    try:
-        return world.market.work_counters()
-    except Exception:  # noqa: BLE001 (another marketplace may not report them)
-        return {}
 
 
 def _own_cpu_s() -> float:

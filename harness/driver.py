@@ -95,6 +95,15 @@ def counts_between(before: dict, after: dict) -> dict:
     return out
 
 
+def read_work_counters(market: "Marketplace") -> dict:
+    """``market.work_counters()``, or ``{}`` when it cannot answer: a report figure, never a
+    reason to fail a benchmark or a load run."""
+    try:
+        return market.work_counters()
+    except Exception:  # noqa: BLE001 (any marketplace's failure to report)
+        return {}
+
+
 class Marketplace:
     """A marketplace as the harness sees it. Subclass and implement what your marketplace has.
 

@@ -29,7 +29,7 @@ from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import WaitTimeout
 from harness import evidence
-from harness.driver import counts_between
+from harness.driver import counts_between, read_work_counters
 from harness.actors import ApiError
 from harness.presets import LOAD_SETTINGS
 from harness.world import ADMIN, World
@@ -219,7 +219,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         plan = run_dir / "plan.json"
         write_plan(plan, world, opts, stages, profile)
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
-        work_before = _work_counters(world)
+        work_before = read_work_counters(world.market)
         samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
                     LiquiditySampler(cluster, run_dir / "liquidity.csv"),
                     ProcessSampler(process_pids(cluster, world.market.daemon.pid), run_dir / "memory.csv",
@@ -234,7 +234,7 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         rc = run_locust(plan, run_dir, opts, deadline_s=duration_s + 120 + opts.stop_timeout_s + (600 if opts.remote_workers else 0))
         for sampler in samplers:
             sampler.stop()
-        work = counts_between(work_before, _work_counters(world))
+        work = counts_between(work_before, read_work_counters(world.market))
         if not (run_dir / "locust_stats.csv").is_file():
             raise LoadError(f"Locust exited {rc} without statistics; see {run_dir / 'locust.log'}")
         copies = copy_reports(run_dir, opts)  # Locust's own reports are final now, whatever the oracle finds
@@ -273,15 +273,6 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
                 result.cluster_dir = cluster.run_dir
             else:
                 progress(f"failed; cluster run folder kept: {cluster.run_dir}")
-
-
-def _work_counters(world: World) -> dict:
-    """The marketplace's own work counters (Marketplace.work_counters); {} when it keeps none
-    or cannot answer."""
-    try:
-        return world.market.work_counters()
-    except Exception:  # noqa: BLE001 (a report figure, not a reason to fail the run)
-        return {}
 
 
 def unchecked(budgets: budgets_mod.Budgets, summary: dict) -> list[str]:
