@@ -151,7 +151,7 @@ class ProcessBackend:
         for attempt in range(3):
             try:
                 self.relay_client().set_routes({
-                    name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "lnddir": str(node_dir(n))}
+                    name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "node_dir": str(node_dir(n))}
                     for name, n in cluster.nodes.items() if n.ports.p2p_listen})
                 return
             except RelayError as exc:

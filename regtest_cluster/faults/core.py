@@ -1,6 +1,6 @@
 """``Faults``: every fault a scenario or test aims at a running cluster, and their healing.
 
-Node faults take a node name: an LND of the topology, or ``"bitcoind"``.
+Node faults take a node name: a Lightning node of the topology (LND or LDK), or ``"bitcoind"``.
 
 | fault | what happens | healed by |
 |---|---|---|
@@ -8,7 +8,7 @@ Node faults take a node name: an LND of the topology, or ``"bitcoind"``.
 | ``kill(n)`` | the daemon dies at once (SIGKILL; ``docker kill``), as a crash | ``start(n)`` |
 | ``restart(n)`` | ``stop`` then ``start``, waiting for its channels | (itself) |
 | ``pause(n)`` | frozen (SIGSTOP; ``docker pause``): sockets open, nothing answers | ``resume(n)`` |
-| ``partition(a, b)`` | no connection between two LNDs, in either direction | ``heal(a, b)`` |
+| ``partition(a, b)`` | no connection between two Lightning nodes, in either direction | ``heal(a, b)`` |
 | ``reorg(k)`` | the top ``k`` blocks are invalidated; the tip drops by ``k`` | ``restore(hashes)`` |
 | ``fee_spike(...)`` | bitcoind's fee estimate rises (see its docstring) | decays with later blocks |
 | ``starve(txid)`` | miners leave one transaction out, as if priced out | ``unstarve(txid)`` |
@@ -27,11 +27,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..cluster import Cluster, ClusterError
+from ..cluster import Cluster, ClusterError, Node
 from ..daemon import Daemon
 from ..nodes.bitcoind import RpcError
 from ..nodes.wallet import wallet
-from ..nodes.lnd import LndError, LndNode
+from ..nodes.ldk import LdkError
+from ..nodes.lnd import LndError
 from ..waiting import WaitTimeout, wait_for
 from .relay import RelayError
 
@@ -75,9 +76,9 @@ class Faults:
     def names(self) -> list[str]:
         return [BITCOIND, *self.cluster.nodes]
 
-    def _lnd(self, name: str) -> LndNode:
+    def _node(self, name: str) -> Node:
         if name not in self.cluster.nodes:
-            raise FaultError(f"no LND node named {name!r} (nodes: {', '.join(self.cluster.nodes)})")
+            raise FaultError(f"no Lightning node named {name!r} (nodes: {', '.join(self.cluster.nodes)})")
         return self.cluster.nodes[name]
 
     def _daemon(self, name: str) -> Daemon:
@@ -167,14 +168,10 @@ class Faults:
         self.backend.resume(daemon)
 
     # --- partitions
-    def _pair(self, a: str, b: str) -> tuple[LndNode, LndNode]:
-        na, nb = self._lnd(a), self._lnd(b)
+    def _pair(self, a: str, b: str) -> tuple[Node, Node]:
+        na, nb = self._node(a), self._node(b)
         if a == b:
             raise FaultError(f"cannot partition {a} from itself")
-        for n in (na, nb):
-            if wallet(n).impl != "lnd":
-                raise FaultError(f"cannot partition {a} and {b}: {n.name} is {n.impl.upper()}, and partitions "
-                                 "cut LND nodes only (the relay tells a dialling process by lnd's --lnddir)")
         return na, nb
 
     def partitions(self) -> list[tuple[str, str]]:
@@ -185,8 +182,8 @@ class Faults:
             raise FaultError(str(exc)) from None
 
     def partition(self, a: str, b: str) -> None:
-        """Cut LND ``a`` from LND ``b``: live connections between them close and neither can
-        connect to the other until ``heal(a, b)``. Other peers are untouched."""
+        """Cut node ``a`` from node ``b`` (LND or LDK): live connections between them close and
+        neither can connect to the other until ``heal(a, b)``. Other peers are untouched."""
         na, nb = self._pair(a, b)
         log.info("fault: partition %s | %s", a, b)
         try:
@@ -198,7 +195,7 @@ class Faults:
         # A cut connection is noticed at once; wait until both sides have let go of it.
         for x, y in ((na, nb), (nb, na)):
             if x.daemon.is_running() and not self.backend.is_paused(x.daemon) and y.pubkey:
-                wait_for(lambda x=x, y=y: y.pubkey not in {p["pub_key"] for p in x.rest.listpeers()},
+                wait_for(lambda x=x, y=y: y.pubkey not in wallet(x).connected_peers(),
                          timeout=30, what=f"{x.name} to drop its connection to {y.name}")
 
     def heal(self, a: str, b: str, timeout: float = 60.0) -> None:
@@ -214,25 +211,26 @@ class Faults:
             raise FaultError(f"cannot heal {a} and {b}: {exc}") from None
         self._reconnect(na, nb, timeout)
 
-    def _reconnect(self, na: LndNode, nb: LndNode, timeout: float) -> None:
+    def _reconnect(self, na: Node, nb: Node, timeout: float) -> None:
         live = [n for n in (na, nb) if n.daemon.is_running() and not self.backend.is_paused(n.daemon)]
         if len(live) < 2 or not (na.pubkey and nb.pubkey):
             return  # the other side reconnects when it comes back
-        if not any(c["remote_pubkey"] == nb.pubkey for c in na.rest.listchannels()):
-            return  # no channel between them: nothing in lnd reconnects them, and neither do we
+        wa = wallet(na)
+        if not any(peer == nb.pubkey for peer, _ in wa.channel_activity()):
+            return  # no channel between them: nothing in a node reconnects them, and neither do we
 
         def connected() -> bool:
-            if nb.pubkey in {p["pub_key"] for p in na.rest.listpeers()}:
+            if nb.pubkey in wa.connected_peers():
                 return True
             try:
-                na.rest.connect(nb.pubkey, nb.p2p_host)
-            except LndError as exc:  # lnd may be mid-reconnect itself; ask again next round
+                wa.connect(nb.pubkey, nb.p2p_host)
+            except (LndError, LdkError) as exc:  # the node may be mid-reconnect itself; ask again next round
                 log.debug("reconnect %s -> %s: %s", na.name, nb.name, exc)
             return False
 
         wait_for(connected, timeout=timeout, what=f"{na.name} to reconnect to {nb.name}")
         for x, y in ((na, nb), (nb, na)):
-            wait_for(lambda x=x, y=y: all(c.get("active") for c in x.rest.listchannels() if c["remote_pubkey"] == y.pubkey),
+            wait_for(lambda x=x, y=y: all(active for peer, active in wallet(x).channel_activity() if peer == y.pubkey),
                      timeout=timeout, what=f"{x.name}'s channels with {y.name} to be active")
 
     # --- chain
@@ -353,9 +351,9 @@ class Faults:
     def wait_channels(self, name: str, timeout: float = 60.0) -> None:
         """Wait until ``name``'s declared channels to reachable peers (running, not paused, not
         partitioned from it) are active, as both ends see them."""
-        node = self._lnd(name)
+        node = self._node(name)
         cut = {frozenset(p) for p in self.partitions()}
-        peers: list[LndNode] = []
+        peers: list[Node] = []
         for ch in self.cluster.topology.channels:
             if name not in (ch.from_, ch.to):
                 continue
@@ -364,7 +362,7 @@ class Faults:
                     and frozenset((name, peer.name)) not in cut):
                 peers.append(peer)
 
-        def active(x: LndNode, y: LndNode) -> bool:
+        def active(x: Node, y: Node) -> bool:
             return y.pubkey in wallet(x).active_channel_peers()
 
         for peer in peers:
@@ -421,7 +419,7 @@ class Faults:
         for name in down:
             step(f"start {name}", lambda n=name: start(n))
         for a, b in pairs:
-            step(f"heal {a} | {b}", lambda a=a, b=b: self._reconnect(self._lnd(a), self._lnd(b), timeout))
+            step(f"heal {a} | {b}", lambda a=a, b=b: self._reconnect(self._node(a), self._node(b), timeout))
         for txid in list(self.starved):
             step(f"unstarve {txid[:16]}", lambda t=txid: self.unstarve(t))
         if healed and self.cluster.topology.channels:

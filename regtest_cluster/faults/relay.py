@@ -1,18 +1,19 @@
-"""The p2p relay: how a partition between two LND processes really stops both directions.
+"""The p2p relay: how a partition between two Lightning node processes really stops both directions.
 
-lnd reconnects to its channel peers by itself (with backoff) after any
-disconnect, so cutting a connection once is not a partition. Instead every
-LND's p2p listener is reached only through this relay: lnd listens on a
-private loopback port and advertises the relay's port (``--externalip``), and
-the cluster connects peers to that address. Whoever dials, the connection
-passes here, so the relay can refuse it.
+lnd and ldk-node reconnect to their channel peers by themselves (with backoff) after
+any disconnect, so cutting a connection once is not a partition. Instead every
+node's p2p listener is reached only through this relay: the node listens on a
+private loopback port and advertises the relay's port (lnd's ``--externalip``,
+ldkd's ``--announce``), and the cluster connects peers to that address. Whoever
+dials, the connection passes here, so the relay can refuse it.
 
 The relay tells who dials by the connection's source port: the process that
-owns that socket is an lnd whose command line names its ``--lnddir``, which
-names the node. ``partition(a, b)`` closes every live link between a and b
-and refuses new ones in either direction; ``heal`` lets them through again.
-It asks who dials only when it matters (a partition is in force at the
-listener, or a partition is asked for), so bring-up pays nothing for it.
+owns that socket is a node whose command line names its directory (lnd's
+``--lnddir``, ldkd's ``--datadir``), which names the node. ``partition(a, b)``
+closes every live link between a and b and refuses new ones in either
+direction; ``heal`` lets them through again. It asks who dials only when it
+matters (a partition is in force at the listener, or a partition is asked
+for), so bring-up pays nothing for it.
 
 It runs as its own small process (``python -m regtest_cluster.faults.relay``),
 so a detached cluster keeps relaying after the command that started it exits,
@@ -30,6 +31,8 @@ import sys
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
+# How a node's command line names its directory: lnd's, then ldkd's.
+OWNER_FLAGS = ("--lnddir", "--datadir")
 
 
 class RelayError(RuntimeError):
@@ -83,7 +86,8 @@ class RelayClient:
         return bool(self.call("ping").get("ok"))
 
     def set_routes(self, routes: dict[str, dict]) -> dict:
-        """``{node: {"listen": port peers dial, "target": port lnd listens on, "lnddir": path}}``."""
+        """``{node: {"listen": port peers dial, "target": port the node listens on, "node_dir": path}}``
+        (``node_dir``: the directory its command line names, as ``--lnddir=`` or ``--datadir=``)."""
         return self.call("routes", routes=routes)
 
     def partition(self, a: str, b: str) -> dict:
@@ -107,7 +111,7 @@ class Route:
     name: str
     listen: int
     target: int
-    lnddir: str
+    node_dir: str  # named on the node's command line: lnd's --lnddir=, ldkd's --datadir=
     server: asyncio.AbstractServer | None = None
 
 
@@ -119,7 +123,7 @@ class Link:
     listener: str
     transports: list = field(default_factory=list)
     peer: tuple = ()          # the dialer's address, as the relay accepted it
-    identified: bool = False  # whether ``dialer`` was looked up (None then means: not one of our lnds)
+    identified: bool = False  # whether ``dialer`` was looked up (None then means: not one of our nodes)
 
     def between(self, pair: frozenset[str]) -> bool:
         return self.listener in pair and (self.dialer in pair or self.dialer is None)
@@ -135,7 +139,7 @@ class Relay:
         self.cut: set[frozenset[str]] = set()
         self.links: set[Link] = set()
         self.refused = 0
-        self._owners: dict[int, str] = {}  # pid -> node, for lnd processes seen before
+        self._owners: dict[int, str] = {}  # pid -> node, for node processes seen before
 
     # --- control
     async def handle_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -180,12 +184,13 @@ class Relay:
                 self._close_route(name)
         for name, r in routes.items():
             old = self.routes.get(name)
+            node_dir = str(r.get("node_dir") or r["lnddir"])  # lnddir: as an older escrowlab sends it
             if old is not None and old.listen == r["listen"]:
-                old.target, old.lnddir = r["target"], r["lnddir"]
+                old.target, old.node_dir = r["target"], node_dir
                 continue
             if old is not None:
                 self._close_route(name)
-            route = Route(name, int(r["listen"]), int(r["target"]), str(r["lnddir"]))
+            route = Route(name, int(r["listen"]), int(r["target"]), node_dir)
             try:
                 route.server = await asyncio.start_server(
                     lambda rd, wr, n=name: self.relay(n, rd, wr), HOST, route.listen, reuse_address=True)
@@ -226,7 +231,7 @@ class Relay:
 
     # --- relaying
     def refuses(self, dialer: str | None, listener: str) -> bool:
-        if dialer is None:  # unknown: refused while the listener is cut from anyone (lnd retries)
+        if dialer is None:  # unknown: refused while the listener is cut from anyone (nodes retry)
             return any(listener in p for p in self.cut)
         return frozenset((dialer, listener)) in self.cut
 
@@ -248,7 +253,7 @@ class Relay:
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, route.target)
-        except OSError:  # lnd is down: refuse, as lnd would
+        except OSError:  # the node is down: refuse, as it would
             writer.transport.abort()
             return
         link.transports.append(up_writer.transport)
@@ -265,7 +270,7 @@ class Relay:
             link.cut()
 
     def identify(self, peer: tuple, listen_port: int) -> str | None:
-        """The node whose lnd owns the socket at ``peer`` (connected to our ``listen_port``)."""
+        """The node whose process owns the socket at ``peer`` (connected to our ``listen_port``)."""
         import psutil
 
         want = (peer[0], peer[1])
@@ -283,7 +288,7 @@ class Relay:
         return None
 
     def _scan_owners(self, psutil) -> None:
-        dirs = {f"--lnddir={r.lnddir}": n for n, r in self.routes.items()}
+        dirs = {f"{flag}={r.node_dir}": n for n, r in self.routes.items() for flag in OWNER_FLAGS}
         for proc in psutil.process_iter(["pid", "cmdline"]):
             for arg in proc.info.get("cmdline") or ():
                 if arg in dirs:
@@ -315,7 +320,7 @@ async def serve(control_port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="escrowlab's p2p relay between LND processes")
+    parser = argparse.ArgumentParser(description="escrowlab's p2p relay between Lightning node processes")
     parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--run-dir", required=True, help="the cluster's run folder (names this relay)")
     args = parser.parse_args(argv)

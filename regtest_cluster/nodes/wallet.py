@@ -61,6 +61,18 @@ class LndWallet(_Wallet):
         """Pubkeys of the peers with which this node has an active channel."""
         return {c["remote_pubkey"] for c in self.node.rest.listchannels(active_only=True)}
 
+    def channel_activity(self) -> list[tuple[str, bool]]:
+        """Each open channel: (the peer's pubkey, whether it is active)."""
+        return [(c["remote_pubkey"], bool(c.get("active"))) for c in self.node.rest.listchannels()]
+
+    def connected_peers(self) -> set[str]:
+        """Pubkeys of the peers connected now."""
+        return {p["pub_key"] for p in self.node.rest.listpeers()}
+
+    def connect(self, pubkey: str, host: str) -> None:
+        """Connect to a peer at ``host`` (``LndError`` if lnd refuses)."""
+        self.node.rest.connect(pubkey, host)
+
     def pay(self, request: str, timeout_s: int = 60, fee_limit_sats: int = 100) -> dict:
         """Pay and wait for the end: ``{status, payment_hash, failure_reason?}``."""
         try:
@@ -96,6 +108,16 @@ class LdkWallet(_Wallet):
 
     def active_channel_peers(self) -> set[str]:
         return {c["counterparty_node_id"] for c in self.node.usable_channels()}
+
+    def channel_activity(self) -> list[tuple[str, bool]]:
+        return [(c["counterparty_node_id"], bool(c["is_usable"])) for c in self.node.client.channels()]
+
+    def connected_peers(self) -> set[str]:
+        return {p["node_id"] for p in self.node.client.peers() if p["is_connected"]}
+
+    def connect(self, pubkey: str, host: str) -> None:
+        """Connect (and keep reconnecting, as ldk-node does for persisted peers); ``LdkError`` if refused."""
+        self.node.client.connect(pubkey, host, persist=True)
 
     def funded_commit_fees(self) -> dict[str, tuple[int, int]]:
         return {}  # ldkd keeps its fallback rate on regtest: no update_fee to account for

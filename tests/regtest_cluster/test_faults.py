@@ -60,7 +60,8 @@ class Echo:
                 conn.sendall(data)
 
 
-# A stand-in lnd: its command line names its --lnddir (as the relay identifies nodes); it dials the
+# A stand-in node: its command line names its directory (lnd's --lnddir, or ldkd's --datadir: the
+# relay identifies nodes by either); it dials the
 # given port, then echoes a line per command read from stdin: "ok", "closed" (EOF) or "reset".
 DIALER = r"""
 import socket, sys
@@ -81,8 +82,8 @@ for line in sys.stdin:
 
 
 class Dialer:
-    def __init__(self, tmp: Path, name: str, port: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", DIALER, str(port), f"--lnddir={tmp / name}"],
+    def __init__(self, tmp: Path, name: str, port: int, flag: str = "--lnddir") -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", DIALER, str(port), f"{flag}={tmp / name}"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(self, cmd: str) -> str:
@@ -107,7 +108,7 @@ def relay(tmp_path):
             s.bind(("127.0.0.1", 0))
             listen[name] = s.getsockname()[1]
     client = RelayClient(port)
-    client.set_routes({n: {"listen": listen[n], "target": echoes[n].port, "lnddir": str(tmp_path / n)}
+    client.set_routes({n: {"listen": listen[n], "target": echoes[n].port, "node_dir": str(tmp_path / n)}
                        for n in echoes})
     yield SimpleNamespace(client=client, listen=listen, tmp=tmp_path)
     proc.send_signal(signal.SIGTERM)
@@ -115,8 +116,8 @@ def relay(tmp_path):
 
 
 def test_relay_partition_cuts_live_link_and_refuses_both_directions_until_healed(relay):
-    a_to_b = Dialer(relay.tmp, "a", relay.listen["b"])
-    b_to_a = Dialer(relay.tmp, "b", relay.listen["a"])
+    a_to_b = Dialer(relay.tmp, "a", relay.listen["b"])  # a as lnd names itself,
+    b_to_a = Dialer(relay.tmp, "b", relay.listen["a"], flag="--datadir")  # b as ldkd does
     try:
         assert a_to_b.ask("dial") == "ok" and b_to_a.ask("dial") == "ok"
         assert sorted(relay.client.status()["links"]) == [["a", "b"], ["b", "a"]]  # dialers known by pid
@@ -244,7 +245,7 @@ def test_fault_on_node_already_down_says_so(fault):
 
 def test_partition_of_unknown_or_same_node_is_refused_before_the_backend():
     faults = Faults(_stand_in_cluster())
-    with pytest.raises(FaultError, match="no LND node named 'bitcoind'"):
+    with pytest.raises(FaultError, match="no Lightning node named 'bitcoind'"):
         faults.partition("hub", "bitcoind")
     with pytest.raises(FaultError, match="from itself"):
         faults.partition("hub", "hub")

@@ -16,7 +16,9 @@ import threading
 
 import pytest
 
+from regtest_cluster.cluster import ClusterError
 from regtest_cluster.env import ClusterEnv
+from regtest_cluster.faults import Faults
 from regtest_cluster.nodes.ldk import LdkError, LdkNode
 from regtest_cluster.nodes.wallet import wallet
 from regtest_cluster.provision import ProvisionError
@@ -219,3 +221,41 @@ def test_wallet_face_reads_an_ldk_payer_as_the_hub_sees_it(cluster) -> None:
              what=f"buyer2's channel balance {before} - 25000 (now {ours.channel_balance_sats()})")
     assert theirs.channel_balance_sats() == hub_before + 25_000
     assert {p["payment_hash"]: p["status"] for p in ours.payments()}[payment_hash.hex()] == "SUCCEEDED"
+
+
+def _pays(cluster, src: str, dst: str, sats: int = 10_000) -> bool:
+    try:
+        return cluster.pay(src, dst, sats)["status"] == "SUCCEEDED"
+    except (ClusterError, LdkError):
+        return False
+
+
+# What the hub logs while its peer is cut off (its connect refused), and buyer2 while it has no
+# route; outcomes are asserted on node truth.
+@pytest.mark.allow_log(r"\[ERR\] (PEER|SRVR|CMGR|HSWC|CRTR|DISC|RPCS):",
+                       r"\[ERR\] (lightning::ln::outbound_payment|ldk_node::payment::bolt11):\d+: Failed to")
+def test_partition_cuts_an_ldk_buyer_from_the_hub_both_ways_until_healed(cluster) -> None:
+    """The relay cuts an ldkd off as it cuts an lnd: it tells ldkd's process by its --datadir."""
+    hub, buyer2 = cluster.node("hub"), cluster.node("buyer2")
+    assert _pays(cluster, "buyer2", "seller1")
+    links = cluster.backend.relay_client().status()["links"]  # [dialer, listener]; "?": not known
+    assert "?" not in {dialer for dialer, _ in links}, links
+    assert {"buyer2", "seller2"} & {dialer for dialer, _ in links}, links  # an ldkd that dialled, named
+    with Faults(cluster) as faults:
+        faults.partition("buyer2", "hub")
+        assert faults.partitions() == [("buyer2", "hub")]
+        assert hub.pubkey not in wallet(buyer2).connected_peers()
+        assert buyer2.pubkey not in wallet(hub).connected_peers()
+        for x, y in ((buyer2, hub), (hub, buyer2)):  # neither side gets through, whoever dials
+            try:
+                wallet(x).connect(y.pubkey, y.p2p_host)
+            except Exception as exc:  # noqa: BLE001 - each node words its refusal its own way
+                assert "connect" in str(exc).lower() or "peer" in str(exc).lower(), exc
+            assert y.pubkey not in wallet(x).connected_peers()
+        assert not _pays(cluster, "buyer2", "seller1")
+        assert _pays(cluster, "buyer1", "seller2")  # the rest of the network is untouched
+
+        faults.heal("buyer2", "hub")
+        assert faults.partitions() == []
+        assert hub.pubkey in wallet(buyer2).connected_peers() and buyer2.pubkey in wallet(hub).active_channel_peers()
+    assert _pays(cluster, "buyer2", "seller1")
