@@ -109,7 +109,8 @@ class ProcessBackend:
     def ldk(self, name: str, role: str, ldkd: Path, datadir: Path, ports: LdkPorts, bitcoind: BitcoinD, *,
             daemon_factory=None) -> LdkNode:
         if self.name != "process":
-            raise ClusterError(f"{name}: LDK nodes run on the process backend only (not {self.name}) for now")
+            raise ClusterError(f"{name}: the {self.name} backend cannot build LDK nodes "
+                               "(the process and docker backends can)")
         return LdkNode(name, role, ldkd, datadir, ports, bitcoind, daemon_factory=daemon_factory)
 
     def ldk_ports(self, take: Callable[[], int]) -> dict[str, int]:

@@ -96,10 +96,11 @@ def cell_of(r: ScenarioResult, folder: str) -> Cell:
 
 def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str], seed: int,
         progress: Progress = lambda _m: None, planted_bug: str | None = None,
-        on_pair: Callable[[runner.RunResult], object] = lambda _r: None, jobs: int = 1) -> Matrix:
-    """Start one cluster per pair (``jobs`` pairs at a time, on the process backend: the docker
-    images have no ldkd), run ``names`` on it, stop it. ``planted_bug`` runs every story with
-    that defect on: the oracle must then fail them on every pair, LDK nodes' truth included.
+        on_pair: Callable[[runner.RunResult], object] = lambda _r: None, jobs: int = 1,
+        backend: str = "process") -> Matrix:
+    """Start one cluster per pair (``jobs`` pairs at a time, on ``backend``), run ``names`` on
+    it, stop it. ``planted_bug`` runs every story with that defect on: the oracle must then fail
+    them on every pair, LDK nodes' truth included.
     ``on_pair`` gets each pair's run, in pair order (the CLI writes its scenario reports with it).
 
     A pair that raises (its cluster could not start) stops the pairs not yet begun; the others
@@ -130,7 +131,7 @@ def run(env: ClusterEnv, names: list[str], payers: list[str], payees: list[str],
     def started(k: int, payer: str, payee: str) -> tuple[runner.RunResult, Path]:
         say(f"pair {k}/{len(todo)}: buyers on {payer.upper()}, sellers on {payee.upper()}: starting the cluster")
         folder = run_dir / f"{payer}-{payee}"
-        cluster = launcher.launch(topology_for(payer, payee), env, run_dir=folder, backend="process")
+        cluster = launcher.launch(topology_for(payer, payee), env, run_dir=folder, backend=backend)
         live.append(cluster)
         try:
             return runner.run_on(cluster, names, seed, "ln_hold", run_dir=folder, bug_everywhere=planted_bug,

@@ -13,6 +13,11 @@ from .common import UserError, console, emit_json, env, progress
 app = typer.Typer(help="Run escrow scenarios and check invariants on node truth.", no_args_is_help=True)
 
 
+def _check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
 @app.command("list")
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Show the scenario catalogue."""
@@ -60,8 +65,7 @@ def run_cmd(
 
     if attach and backend is not None:
         raise UserError("--attach uses the detached cluster as it was started; drop --backend")
-    if backend is not None and backend not in BACKENDS:
-        raise UserError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    _check_backend(backend)
     if planted_bug is not None and marketplace is None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
     if not all_ and not names:
@@ -103,6 +107,8 @@ def interop_cmd(
                                                                "on, to watch the oracle catch it on each pair."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Run this many pairs at once, each on its own "
                                                             "hub cluster."),
+    backend: str = typer.Option(None, "--backend", help="Start each pair's cluster as processes (default) or "
+                                                         "docker containers (partitions are skipped there)."),
     json_out: bool = typer.Option(False, "--json", help="End with the matrix as JSON on stdout."),
 ) -> None:
     """The interop matrix: ln_hold stories with buyers and sellers on LND and LDK (the hub stays LND).
@@ -117,6 +123,7 @@ def interop_cmd(
 
     if planted_bug is not None and planted_bug not in PLANTED_BUGS:
         raise UserError(f"no planted bug {planted_bug!r} (known: {', '.join(PLANTED_BUGS)})")
+    _check_backend(backend)
     chosen = runner.of_mode("ln_hold") if all_ else list(names or INTEROP_DEFAULT)
     payer_impls, payee_impls = ([x.strip().lower() for x in text.split(",") if x.strip()]
                                 for text in (payers, payees))
@@ -131,7 +138,7 @@ def interop_cmd(
     with progress("interop", quiet=False) as step:
         # each pair's own scenario reports (every story's steps) beside the matrix
         matrix = interop.run(env(), chosen, payer_impls, payee_impls, seed, step, planted_bug, build.write_all,
-                             jobs=jobs)
+                             jobs=jobs, backend=backend or "process")
     table = Table(title=f"interop matrix (seed {seed}): payer -> payee; the hub is LND")
     table.add_column("scenario")
     table.add_column("hold CLTV")

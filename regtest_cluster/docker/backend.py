@@ -20,6 +20,7 @@ from docker.types import Healthcheck, Mount
 from ..cluster import ProcessBackend
 from ..env import ClusterEnv
 from ..nodes.bitcoind import BitcoinD, BitcoinDPorts
+from ..nodes.ldk import LdkNode, LdkPorts
 from ..nodes.lnd import LndNode, LndPorts
 from ..provision import Binaries
 from . import engine, images
@@ -29,6 +30,7 @@ Progress = Callable[[str], None]
 # Fixed ports inside each container's own network namespace.
 BITCOIND_INSIDE = BitcoinDPorts(rpc=18443, p2p=18444, zmq_block=28332, zmq_tx=28333)
 LND_INSIDE = LndPorts(rpc=10009, rest=8080, p2p=9735)
+LDK_INSIDE = LdkPorts(api=3000, p2p=9735)
 MACAROON_DIR = "/node/data/chain/bitcoin/regtest"  # where the process backend's lnd keeps them
 SECOND_NS = 1_000_000_000
 
@@ -120,6 +122,38 @@ class DockerLndNode(LndNode):
                                  {inside.rpc: host.rpc, inside.rest: host.rest, inside.p2p: host.p2p})
 
 
+class DockerLdkNode(LdkNode):
+    """ldkd in a container: its folder is ``/node`` (data and log), peers reach it by container
+    name, and its API listens on the container's own interfaces, published on the host's loopback."""
+
+    bind_host = "0.0.0.0"
+
+    def __init__(self, backend: "DockerBackend", name: str, role: str, datadir: Path, ports: LdkPorts,
+                 bitcoind: BitcoinD, *, daemon_factory=None) -> None:
+        self.backend = backend
+        self.container = backend.container_name(f"ldk-{name}")
+        factory = daemon_factory or backend.daemon_factory(self.container_spec)
+        super().__init__(name, role, Path(backend.images.ldkd_bin), datadir, ports, bitcoind, daemon_factory=factory)
+
+    def dir_args(self) -> list[str]:
+        return ["--datadir=/node"]
+
+    def address_args(self) -> list[str]:
+        p = LDK_INSIDE
+        return [f"--listen={self.bind_host}:{p.p2p}", f"--announce={self.container}:{p.p2p}",
+                f"--api-host={self.bind_host}", f"--api-port={p.api}"]
+
+    @property
+    def p2p_host(self) -> str:
+        return f"{self.container}:{LDK_INSIDE.p2p}"  # peers are on the cluster's network
+
+    def container_spec(self) -> dict:
+        # No health check: ldkd has no CLI to ask, and wait_ready asks its API through the published port.
+        return self.backend.spec(self.container, f"ldk-{self.name}", self.datadir, None,
+                                 {LDK_INSIDE.api: self.ports.api, LDK_INSIDE.p2p: self.ports.p2p},
+                                 image=self.backend.images.ldk)
+
+
 class DockerBackend(ProcessBackend):
     """Builds a cluster's nodes as containers; ``release`` removes everything labelled with its id.
 
@@ -167,6 +201,12 @@ class DockerBackend(ProcessBackend):
             bitcoind: BitcoinD, *, daemon_factory=None, accept_keysend: bool = False) -> LndNode:
         return DockerLndNode(self, name, role, lnddir, ports, bitcoind, daemon_factory=daemon_factory,
                              accept_keysend=accept_keysend)
+
+    def ldk(self, name: str, role: str, ldkd: Path, datadir: Path, ports: LdkPorts, bitcoind: BitcoinD, *,
+            daemon_factory=None) -> LdkNode:
+        if daemon_factory is None:  # a new node (an adopted one's container exists): its image first
+            images.ensure_ldk(self.docker, ClusterEnv.from_environ(), self.images)
+        return DockerLdkNode(self, name, role, datadir, ports, bitcoind, daemon_factory=daemon_factory)
 
     def prepare(self, cluster=None) -> None:
         self.docker.networks.create(self.network, driver="bridge", labels=self.labels())
@@ -254,15 +294,16 @@ class DockerBackend(ProcessBackend):
             return ContainerDaemon(name, argv, log, cwd, docker=self.docker, spec=spec)
         return factory
 
-    def spec(self, container: str, node: str, node_dir: Path, health: list[str], ports: dict[int, int]) -> dict:
+    def spec(self, container: str, node: str, node_dir: Path, health: list[str] | None, ports: dict[int, int],
+             image: str | None = None) -> dict:
         volume = f"{container}-data"
         labels = self.labels(node)
         self.docker.volumes.create(volume, labels=labels)  # labelled, so release finds it
         node_dir.mkdir(parents=True, exist_ok=True)
         return {
-            "image": self.images.bitcoind if node == "bitcoind" else self.images.lnd,
+            "image": image or (self.images.bitcoind if node == "bitcoind" else self.images.lnd),
             "name": container, "hostname": node, "labels": labels, "network": self.network,
-            "user": self.user, "ports": ports, "healthcheck": _health(health),
+            "user": self.user, "ports": ports, **({"healthcheck": _health(health)} if health else {}),
             "mounts": [Mount("/data", volume, type="volume"),
                        Mount("/node", str(node_dir.resolve()), type="bind")],
         }

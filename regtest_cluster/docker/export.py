@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..cluster import ClusterError
 from ..env import ClusterEnv
 from ..nodes.bitcoind import BitcoinDPorts
 from ..nodes.lnd import LndPorts
@@ -62,6 +63,10 @@ def _tool_image(image_set: image_mod.ImageSet, tool: str) -> str:
 
 
 def _nodes(topology: Topology, image_set, rpc_password: str, no_macaroons: bool = False):
+    ldk = [n.name for n in topology.nodes if n.impl != "lnd"]
+    if ldk:  # not exported as LND nodes they are not
+        raise ClusterError(f"topology {topology.name!r} has LDK nodes ({', '.join(ldk)}): exports hold "
+                           "LND nodes only for now; run it with `escrowlab cluster up --backend docker`")
     names = _Names(image_set)
     bitcoind = DockerBitcoinD(names, Path("/node"), BITCOIND_INSIDE, rpc_password=rpc_password)
     lnds = []

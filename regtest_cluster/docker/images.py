@@ -2,7 +2,9 @@
 
 No registry is needed for the local images. bitcoind (Knots from Debian's
 archive) goes in with its extracted loader and libraries, at the paths its ELF
-header asks for; lnd is a static Go binary. Images are tagged with the
+header asks for; lnd is a static Go binary; ldkd, built here, goes in with the
+loader and libraries it links on this machine (built only for topologies with
+LDK nodes). Images are tagged with the
 versions in ``versions.py``, so a new release builds a new image and an old
 one is reused as is.
 """
@@ -23,6 +25,7 @@ from typing import Callable
 
 from ..cluster import ClusterError
 from ..env import ClusterEnv
+from ..provision import ldk as ldk_provision
 from ..provision import lnd as lnd_provision
 from ..versions import LND_VERSION, PUBLIC_BITCOIND_IMAGE, PUBLIC_LND_IMAGE
 
@@ -48,6 +51,8 @@ class ImageSet:
     lncli_bin: str = "/bin/lncli"
     source: str = "local"
     tools: str | None = None  # sh, bitcoin-cli and lncli in one image, for exported setup steps
+    ldk: str | None = None  # ldkd (built here; no public image), made when a topology has LDK nodes
+    ldkd_bin: str = "/bin/ldkd"
 
 
 def local_tags(env: ClusterEnv) -> ImageSet:
@@ -64,7 +69,8 @@ def local_tags(env: ClusterEnv) -> ImageSet:
     lnd_key = _tag(lnd_provision.cache_key())
     return ImageSet(bitcoind=f"escrowlab/bitcoind:knots-{_tag(knots)}-{RECIPE}",
                     lnd=f"escrowlab/lnd:{lnd_key}-{RECIPE}",
-                    tools=f"escrowlab/tools:knots-{_tag(knots)}-lnd-{lnd_key}-{RECIPE}")
+                    tools=f"escrowlab/tools:knots-{_tag(knots)}-lnd-{lnd_key}-{RECIPE}",
+                    ldk=f"escrowlab/ldkd:{_tag(ldk_provision.cache_key())}-{RECIPE}")
 
 
 def public_tags() -> ImageSet:
@@ -95,6 +101,22 @@ def ensure(client, env: ClusterEnv, source: str = "local", progress: Progress = 
             build = {"bitcoind": _bitcoind_context, "lnd": _lnd_context, "tools": _tools_context}[kind]
             _build(client, tag, build(env.cache_dir, tag))
     return images
+
+
+def ensure_ldk(client, env: ClusterEnv, images: ImageSet, progress: Progress = lambda _m: None) -> None:
+    """The ldkd image of ``images``, built FROM scratch from the provisioned ldkd if missing."""
+    from docker.errors import ImageNotFound
+
+    if images.ldk is None:
+        raise ImageError("LDK nodes on the docker backend need the local images (ldkd is built here and has "
+                         "no public image): use --images local")
+    try:
+        client.images.get(images.ldk)
+        return
+    except ImageNotFound:
+        pass
+    progress(f"building image {images.ldk} FROM scratch (once per ldkd build)")
+    _build(client, images.ldk, _ldk_context(env.cache_dir, images.ldk))
 
 
 def _pull(client, tag: str, progress: Progress) -> None:
@@ -189,6 +211,38 @@ def _lnd_context(cache: Path, tag: str) -> bytes:
             for exe in ("lnd", "lncli"):
                 tar.add(_stripped(found[exe], Path(tmp)), arcname=f"rootfs/bin/{exe}")
     return buf.getvalue()
+
+
+def _ldk_context(cache: Path, tag: str) -> bytes:
+    """ldkd, built on this machine, with the loader and libraries it links here (``ldd``)."""
+    if ldk_provision.from_environ() is not None:
+        raise ImageError("LDKD points at an ldkd of your own, but the local ldkd image is built from the "
+                         "provisioned one: unset LDKD")
+    ldkd = ldk_provision.installed(cache)
+    if ldkd is None:
+        raise ImageError(f"the ldkd image is built from the provisioned ldkd, which is not built: "
+                         f"{ldk_provision.INSTALL_HINT}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _add_text(tar, "Dockerfile", 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/bin/ldkd"]\n')
+        for d in ("rootfs/data", "rootfs/node", "rootfs/tmp"):
+            _add_dir(tar, d, 0o1777)
+        tar.add(ldkd, arcname="rootfs/bin/ldkd")
+        for path in _linked(ldkd):  # at the paths the binary asks for, each the file itself
+            tar.add(os.path.realpath(path), arcname="rootfs" + path)
+    return buf.getvalue()
+
+
+def _linked(binary: Path) -> list[str]:
+    """The absolute paths of the loader and shared libraries ``binary`` loads on this machine."""
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        raise ImageError(f"building the image of {binary.name} needs ldd (Debian: libc-bin)")
+    out = subprocess.run([ldd, str(binary)], capture_output=True, text=True)
+    paths = re.findall(r"(?:=>\s*)?(/\S+)\s+\(0x", out.stdout)
+    if out.returncode != 0 or not paths:
+        raise ImageError(f"ldd cannot read {binary}: {(out.stderr or out.stdout).strip()}")
+    return sorted(set(paths))
 
 
 def _stripped(binary: Path, tmp: Path) -> Path:

@@ -195,17 +195,24 @@ class LdkNode:
         return self.datadir / "ldkd.log"
 
     def argv(self) -> list[str]:
-        p = self.ports
         rpchost, _zmq_block, _zmq_tx = self.bitcoind.peer_endpoints()
         host, port = rpchost.rsplit(":", 1)
         return [
-            str(self.binary), f"--datadir={self.datadir}", "--network=regtest",
-            f"--listen={self.bind_host}:{p.p2p_listen or p.p2p}", f"--announce=127.0.0.1:{p.p2p}",
-            f"--api-port={p.api}", f"--bitcoind-rpc-host={host}", f"--bitcoind-rpc-port={port}",
+            str(self.binary), *self.dir_args(), "--network=regtest", *self.address_args(),
+            f"--bitcoind-rpc-host={host}", f"--bitcoind-rpc-port={port}",
             f"--bitcoind-rpc-user={self.bitcoind.rpc_user}", f"--bitcoind-rpc-password={self.bitcoind.rpc_password}",
             # LDK accepts an announced inbound channel only with an alias and a listening address
             f"--alias={self.name}", "--log-level=debug",
         ]
+
+    def dir_args(self) -> list[str]:
+        return [f"--datadir={self.datadir}"]
+
+    def address_args(self) -> list[str]:
+        """Where ldkd listens for peers and its API, and the p2p address it announces."""
+        p = self.ports
+        return [f"--listen={self.bind_host}:{p.p2p_listen or p.p2p}", f"--announce=127.0.0.1:{p.p2p}",
+                f"--api-port={p.api}"]
 
     def reconfigure(self) -> None:
         """Take new ``ports`` (or a moved bitcoind) into the daemon's next start."""

@@ -88,3 +88,12 @@ def test_public_images_are_the_pinned_versions():
     from regtest_cluster.versions import LND_VERSION
 
     assert public_tags().lnd.endswith(":" + LND_VERSION)
+
+
+@pytest.mark.parametrize("kind", ["compose", "k8s"])
+def test_export_of_a_topology_with_ldk_nodes_is_refused_naming_them(tmp_path, kind):
+    out = tmp_path / "out.yaml"
+    proc = run("cluster", "export", kind, "-t", "hub-ldk", "--images", "public", "-o", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "has LDK nodes (buyer2, seller2)" in proc.stderr and "--backend docker" in proc.stderr
+    assert not out.exists()  # nothing half-written

@@ -40,3 +40,19 @@ def test_ensure_public_images_without_registry_says_so(docker_engine, cluster_en
         bitcoind="escrowlab-test/not-published:0", lnd="escrowlab-test/not-published:0", source="public"))
     with pytest.raises(images.ImageError, match=r"cannot pull escrowlab-test/not-published:0.*--images local"):
         images.ensure(docker, cluster_env, "public")
+
+
+def test_ldk_image_needs_the_local_images():
+    with pytest.raises(images.ImageError, match="LDK nodes on the docker backend need the local images"):
+        images.ensure_ldk(None, None, images.public_tags())
+
+
+def test_ldkd_is_packed_with_the_loader_and_libraries_it_links(cluster_env):
+    from regtest_cluster.provision import ldk as ldk_provision
+
+    ldkd = ldk_provision.installed(cluster_env.cache_dir)
+    if ldkd is None:
+        pytest.skip(f"ldkd is not built: {ldk_provision.INSTALL_HINT}")
+    linked = images._linked(ldkd)
+    assert any("/ld-linux" in p for p in linked) and any("/libc.so" in p for p in linked), linked
+    assert all(p.startswith("/") for p in linked)

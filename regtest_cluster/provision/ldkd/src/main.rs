@@ -1,7 +1,8 @@
 //! ldkd: an LDK node (the `ldk-node` crate) for escrowlab's regtest clusters.
 //!
 //! It runs one node with bitcoind's RPC as its chain source and serves a small JSON API on a
-//! loopback port (no TLS, no auth: loopback only). Every answer is JSON; an error is an HTTP
+//! loopback port (no TLS, no auth: loopback only; `--api-host=0.0.0.0` inside a container,
+//! whose port is published on the host's loopback). Every answer is JSON; an error is an HTTP
 //! 4xx/5xx with `{"error": "..."}`. The log goes to `<datadir>/ldkd.log`, in lnd's level style
 //! (`[INF]`, `[WRN]`, `[ERR]`, `[CRT]`) so the harness's log scan reads both alike.
 //!
@@ -134,6 +135,7 @@ struct Args {
 	network: Network,
 	listen: String,
 	announce: Option<String>,
+	api_host: String,
 	api_port: u16,
 	rpc_host: String,
 	rpc_port: u16,
@@ -146,7 +148,7 @@ struct Args {
 const USAGE: &str = "usage: ldkd --datadir=DIR --listen=HOST:PORT --api-port=PORT \
 --bitcoind-rpc-host=HOST --bitcoind-rpc-port=PORT --bitcoind-rpc-user=USER \
 --bitcoind-rpc-password=PASS --alias=NAME [--network=regtest] [--announce=HOST:PORT] \
-[--log-level=debug|info|warn|error]";
+[--api-host=127.0.0.1] [--log-level=debug|info|warn|error]";
 
 fn parse_args() -> Result<Args, String> {
 	let mut kv: HashMap<String, String> = HashMap::new();
@@ -194,6 +196,8 @@ fn parse_args() -> Result<Args, String> {
 		network,
 		listen: need(take("listen"), "listen")?,
 		announce: take("announce"),
+		// The API has no authentication: loopback unless asked (a container's own namespace).
+		api_host: take("api-host").unwrap_or_else(|| "127.0.0.1".into()),
 		api_port: port(need(take("api-port"), "api-port")?, "api-port")?,
 		rpc_host: take("bitcoind-rpc-host").unwrap_or_else(|| "127.0.0.1".into()),
 		rpc_port: port(need(take("bitcoind-rpc-port"), "bitcoind-rpc-port")?, "bitcoind-rpc-port")?,
@@ -821,7 +825,7 @@ fn main() {
 		None => listen.clone(),
 	};
 	// Bind the API before the node starts: a port clash fails fast, before any chain work.
-	let api_addr = format!("127.0.0.1:{}", args.api_port);
+	let api_addr = format!("{}:{}", args.api_host, args.api_port);
 	let server = match tiny_http::Server::http(&api_addr) {
 		Ok(s) => Arc::new(s),
 		Err(e) => fail(Some(&log), &format!("cannot listen on {} for the API: {} (address already in use?)", api_addr, e)),
