@@ -154,10 +154,13 @@ def pay(src: str = typer.Argument(..., metavar="FROM", help="Paying node."),
     from regtest_cluster import launcher
 
     p = launcher.attached(env(), name).pay(src, dst, sats)
+    # LND's payment names its route; an LDK payer's does not (hops: null, not 0)
+    hops = len(p["htlcs"][-1].get("route", {}).get("hops", [])) if p.get("htlcs") else None
     result = {"from": src, "to": dst, "sats": sats, "status": p["status"], "fee_sats": int(p.get("fee_sat", 0)),
-              "payment_hash": p["payment_hash"], "hops": len((p.get("htlcs") or [{}])[-1].get("route", {}).get("hops", []))}
+              "payment_hash": p["payment_hash"], "hops": hops}
+    route = f" over {hops} hops" if hops is not None else " (the payer's node does not report its route)"
     emit_json(result) if json_out else console.print(
-        f"{src} -> {dst}: {sats} sats {p['status']}, fee {result['fee_sats']} sats over {result['hops']} hops")
+        f"{src} -> {dst}: {sats} sats {p['status']}, fee {result['fee_sats']} sats{route}")
 
 
 @app.command()
