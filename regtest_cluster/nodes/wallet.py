@@ -110,7 +110,9 @@ class LdkWallet(_Wallet):
         return {c["counterparty_node_id"] for c in self.node.usable_channels()}
 
     def channel_activity(self) -> list[tuple[str, bool]]:
-        return [(c["counterparty_node_id"], bool(c["is_usable"])) for c in self.node.client.channels()]
+        # open channels only, as LND lists them: one still being funded is never "usable"
+        return [(c["counterparty_node_id"], bool(c["is_usable"])) for c in self.node.client.channels()
+                if c["is_channel_ready"]]
 
     def connected_peers(self) -> set[str]:
         return {p["node_id"] for p in self.node.client.peers() if p["is_connected"]}
