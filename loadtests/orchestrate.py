@@ -220,11 +220,12 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         write_plan(plan, world, opts, stages, profile)
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
         work_before = read_work_counters(world.market)
+        every = min(10.0, max(1.0, duration_s / 360))  # about 360 samples a run, 1 to 10 s apart
         samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
                     LiquiditySampler(cluster, run_dir / "liquidity.csv"),
                     ProcessSampler(process_pids(cluster, world.market.daemon.pid), run_dir / "memory.csv",
-                                  interval_s=min(10.0, max(1.0, duration_s / 360))),
-                    ProbeSampler(run_dir / "probe.csv", interval_s=min(10.0, max(1.0, duration_s / 360)))]
+                                   interval_s=every),
+                    ProbeSampler(run_dir / "probe.csv", interval_s=every)]
         for sampler in samplers:
             sampler.start()
         progress(f"Locust: profile {profile.name}, {opts.users} users, {duration_s:.0f}s"

@@ -151,8 +151,10 @@ class ProcessBackend:
         self.relay_port = int(line.rsplit(":", 1)[1])
         for attempt in range(3):
             try:
+                # owner: how the relay knows each node's process, the argument naming its folder
+                # that leads its own dir_args (lnd's --lnddir=, ldkd's --datadir=)
                 self.relay_client().set_routes({
-                    name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "node_dir": str(node_dir(n))}
+                    name: {"listen": n.ports.p2p, "target": n.ports.p2p_listen, "owner": n.dir_args()[0]}
                     for name, n in cluster.nodes.items() if n.ports.p2p_listen})
                 return
             except RelayError as exc:

@@ -31,8 +31,6 @@ import sys
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
-# How a node's command line names its directory: lnd's, then ldkd's.
-OWNER_FLAGS = ("--lnddir", "--datadir")
 
 
 class RelayError(RuntimeError):
@@ -86,8 +84,8 @@ class RelayClient:
         return bool(self.call("ping").get("ok"))
 
     def set_routes(self, routes: dict[str, dict]) -> dict:
-        """``{node: {"listen": port peers dial, "target": port the node listens on, "node_dir": path}}``
-        (``node_dir``: the directory its command line names, as ``--lnddir=`` or ``--datadir=``)."""
+        """``{node: {"listen": port peers dial, "target": port the node listens on, "owner": arg}}``
+        (``owner``: the argument of the node's command line that names it, e.g. ``--lnddir=PATH``)."""
         return self.call("routes", routes=routes)
 
     def partition(self, a: str, b: str) -> dict:
@@ -111,7 +109,7 @@ class Route:
     name: str
     listen: int
     target: int
-    node_dir: str  # named on the node's command line: lnd's --lnddir=, ldkd's --datadir=
+    owner: str  # the argument of the node's command line that names it (lnd's --lnddir=, ldkd's --datadir=)
     server: asyncio.AbstractServer | None = None
 
 
@@ -184,13 +182,13 @@ class Relay:
                 self._close_route(name)
         for name, r in routes.items():
             old = self.routes.get(name)
-            node_dir = str(r.get("node_dir") or r["lnddir"])  # lnddir: as an older escrowlab sends it
+            owner = str(r.get("owner") or f"--lnddir={r['lnddir']}")  # lnddir: as an older escrowlab sends it
             if old is not None and old.listen == r["listen"]:
-                old.target, old.node_dir = r["target"], node_dir
+                old.target, old.owner = r["target"], owner
                 continue
             if old is not None:
                 self._close_route(name)
-            route = Route(name, int(r["listen"]), int(r["target"]), node_dir)
+            route = Route(name, int(r["listen"]), int(r["target"]), owner)
             try:
                 route.server = await asyncio.start_server(
                     lambda rd, wr, n=name: self.relay(n, rd, wr), HOST, route.listen, reuse_address=True)
@@ -288,11 +286,11 @@ class Relay:
         return None
 
     def _scan_owners(self, psutil) -> None:
-        dirs = {f"{flag}={r.node_dir}": n for n, r in self.routes.items() for flag in OWNER_FLAGS}
+        owners = {r.owner: n for n, r in self.routes.items()}
         for proc in psutil.process_iter(["pid", "cmdline"]):
             for arg in proc.info.get("cmdline") or ():
-                if arg in dirs:
-                    self._owners[proc.info["pid"]] = dirs[arg]
+                if arg in owners:
+                    self._owners[proc.info["pid"]] = owners[arg]
                     break
 
 

@@ -108,8 +108,8 @@ def relay(tmp_path):
             s.bind(("127.0.0.1", 0))
             listen[name] = s.getsockname()[1]
     client = RelayClient(port)
-    client.set_routes({n: {"listen": listen[n], "target": echoes[n].port, "node_dir": str(tmp_path / n)}
-                       for n in echoes})
+    owner = {"a": f"--lnddir={tmp_path / 'a'}", "b": f"--datadir={tmp_path / 'b'}"}  # as lnd and ldkd name theirs
+    client.set_routes({n: {"listen": listen[n], "target": echoes[n].port, "owner": owner[n]} for n in echoes})
     yield SimpleNamespace(client=client, listen=listen, tmp=tmp_path)
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
