@@ -3,13 +3,17 @@ escrow tests use ``market`` from tests/reference_app/escrow/conftest.py, on the 
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
 from typing import Iterator
 
+import pyotp.totp
 import pytest
 from fastapi.testclient import TestClient
 
 from reference_app.config import Settings
 from reference_app.main import create_app
+from reference_app.services import totp as totp_service
 from tests.conftest import fresh_database_url
 
 
@@ -23,6 +27,19 @@ def make_settings(tmp_path, **over) -> Settings:
                 bootstrap_admin_email="admin@example.com", bootstrap_admin_password="admin-password-1")
     base.update(over)
     return Settings(**base)
+
+
+@pytest.fixture(autouse=True)
+def totp_clock(monkeypatch) -> float:
+    """Stop the clock that two-factor codes are read by, in the middle of the current 30 s step,
+    for the app and for pyotp alike. A code is valid for one step either side of now; a test that
+    made a code in one step and sent it after the next boundary saw it refused (CI, 6bc06a4)."""
+    interval = pyotp.TOTP(pyotp.random_base32()).interval
+    moment = (time.time() // interval + 0.5) * interval
+    frozen = SimpleNamespace(time=lambda: moment)
+    monkeypatch.setattr(totp_service, "time", frozen)
+    monkeypatch.setattr(pyotp.totp, "time", frozen)
+    return moment
 
 
 @pytest.fixture

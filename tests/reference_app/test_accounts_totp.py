@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
 import pyotp
+import pyotp.totp
 from fastapi.testclient import TestClient
 
 from .test_accounts import bearer, login, problem, signed_in, tokens
 
 
+def now() -> float:
+    """The moment the codes are read at: conftest's ``totp_clock`` stops it for the app and pyotp."""
+    return pyotp.totp.time.time()
+
+
 def wrong_code(secret: str) -> str:
     """A well-formed code that is not valid in the accepted window (one step either side)."""
-    totp, now = pyotp.TOTP(secret), time.time()
-    valid = {totp.at(now + step * 30) for step in (-1, 0, 1)}
+    totp, now_ = pyotp.TOTP(secret), now()
+    valid = {totp.at(now_ + step * 30) for step in (-1, 0, 1)}
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
 
 
@@ -24,9 +28,9 @@ def enrol(api: TestClient, headers: dict) -> str:
 
 
 def enable_totp(api: TestClient, headers: dict) -> str:
-    """Enable with the previous step's code (still in the window), so ``now()`` stays unused for the test."""
+    """Enable with the previous step's code (still in the window), so the current step's code stays unused for the test."""
     secret = enrol(api, headers)
-    resp = api.post("/auth/totp/verify", headers=headers, json={"code": pyotp.TOTP(secret).at(time.time() - 30)})
+    resp = api.post("/auth/totp/verify", headers=headers, json={"code": pyotp.TOTP(secret).at(now() - 30)})
     assert resp.status_code == 204, resp.text
     return secret
 

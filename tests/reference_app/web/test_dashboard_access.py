@@ -151,13 +151,13 @@ def test_numbers_carry_thousands_separators():
 def test_login_form_asks_a_two_factor_account_for_its_code(api):
     import pyotp
 
-    from tests.reference_app.test_accounts_totp import enable_totp
+    from tests.reference_app.test_accounts_totp import enable_totp, wrong_code
 
     secret = enable_totp(api, {"Authorization": f"Bearer {admin_token(api)}"})
     without = form_login(api)
     assert without.status_code == 401 and "set-cookie" not in without.headers
     assert "two-factor" in without.text
-    wrong = form_login(api, totp_code="000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    wrong = form_login(api, totp_code=wrong_code(secret))
     assert wrong.status_code == 401 and "wrong two-factor code" in wrong.text
     right = form_login(api, totp_code=pyotp.TOTP(secret).now())
     assert right.status_code == 303 and len(right.headers.get_list("set-cookie")) == 2
