@@ -9,9 +9,10 @@ from typing import Callable
 
 from regtest_cluster.nodes.lnd_grpc import LndGrpc
 
+from .bell import Bell
 from .config import Settings
 from .services.crypto import Box
-from .shares import Shares
+from .shares import NOTIFIED, Shares
 from .store.db import Database
 
 
@@ -33,6 +34,8 @@ class AppContext:
     user_nodes: dict = field(default_factory=dict)
     # Which orders this process's worker carries out, of several app processes (shares.py)
     shares: Shares = field(default_factory=Shares)
+    # The notification streams open in this process, rung when a commit notifies their users
+    bell: Bell = field(default_factory=Bell)
     _tip: tuple[float, int] | None = None
     _tip_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,6 +54,12 @@ class AppContext:
         height = block_height(self.hub)
         self.note_tip(height)
         return height
+
+    def notified(self, user_ids: set[int]) -> None:
+        """A commit wrote these users notifications (``Database.on_commit``): ring their streams
+        here and in the app's other processes."""
+        self.bell.ring(user_ids)
+        self.shares.tell_all(NOTIFIED, user_ids)
 
     def note_tip(self, height: int) -> None:
         with self._tip_lock:

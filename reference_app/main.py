@@ -14,7 +14,7 @@ from .services import modes
 from .services.crypto import Box
 from .shares import Shares
 from .store import migrate
-from .store.db import Database
+from .store.db import NOTIFIED_USERS, Database
 
 
 def prepare_once(settings: Settings) -> Settings:
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
                   description="A Bitcoin/Lightning marketplace with hold-invoice escrow, "
                               "modelled on the seeds in shared/seeds.")
     app.state.ctx = ctx
+    ctx.db.on_commit[NOTIFIED_USERS] = ctx.notified
     app.state.worker = worker
     app.state.market_loop = market_loop
     from .api import errors, openapi, ratelimit

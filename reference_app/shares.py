@@ -24,6 +24,9 @@ from typing import Callable
 log = logging.getLogger("escrowlab.shares")
 
 CREATED, OUTCOME = "c", "o"  # a new order to watch; an outcome to carry out
+NOTIFIED = "n"  # told to every process, with users' ids: a notification committed for each (bell.py)
+IDS_PER_MESSAGE = 16  # a message carries at most this many ids (each within RECV_BYTES)
+RECV_BYTES = 256
 
 
 class Shares:
@@ -67,6 +70,23 @@ class Shares:
         except OSError:  # not (yet) listening, or its queue is full: its next tick finds the order
             self.dropped += 1
 
+    def tell_all(self, what: str, ids: set[int] | list[int]) -> None:
+        """Tell every other process that ``what`` happened to each of ``ids`` (not order ids:
+        no one owns them), in as few messages as fit."""
+        if self._out is None:
+            return  # a single process, or stopped
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), IDS_PER_MESSAGE):
+            message = " ".join([what, *map(str, ordered[start:start + IDS_PER_MESSAGE])]).encode()
+            for index in range(self.count):
+                if index == self.index:
+                    continue
+                try:
+                    self._out.sendto(message, self._address(index))
+                    self.sent += 1
+                except OSError:
+                    self.dropped += 1
+
     # --- hearing from the others
     def listen(self, heard: Callable[[str, int], None]) -> None:
         """Take this process's address and call ``heard(what, order_id)`` for every message,
@@ -87,19 +107,21 @@ class Shares:
         def run() -> None:
             while True:
                 try:
-                    data = sock.recv(64)
+                    data = sock.recv(RECV_BYTES)
                 except OSError:
                     return  # closed by stop
                 if not data:
                     return  # shut down by stop (nothing sends an empty message)
                 try:
-                    what, order_id = data.decode().split()
+                    what, *ids = data.decode().split()
+                    numbers = [int(i) for i in ids]
                 except ValueError:
                     continue  # not one of ours
-                try:
-                    heard(what, int(order_id))
-                except Exception:  # one bad message must not stop the others
-                    log.exception("acting on %r for order %s failed", what, order_id)
+                for number in numbers:
+                    try:
+                        heard(what, number)
+                    except Exception:  # one bad message must not stop the others
+                        log.exception("acting on %r for %s failed", what, number)
 
         self._thread = threading.Thread(target=run, name="shares", daemon=True)
         self._thread.start()

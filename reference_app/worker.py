@@ -18,7 +18,8 @@ from .context import AppContext
 from .services import deadlines, holds, orders, payouts
 from .services.errors import DomainError
 from .services.lifecycle import TERMINAL, S
-from .shares import CREATED, OUTCOME
+from .shares import CREATED, NOTIFIED, OUTCOME
+from .store.db import WAKE_ORDERS
 
 log = logging.getLogger("escrowlab.worker")
 
@@ -42,7 +43,7 @@ class Worker:
             mode.wake = self.wake
         self.shares = ctx.shares  # of several app processes, the orders this worker carries out
         ctx.wake_worker = self.wake
-        ctx.db.after_wake_commit = self._committed
+        ctx.db.on_commit[WAKE_ORDERS] = self._committed
         ctx.on_order_created.append(self._created)
 
     # --- lifecycle
@@ -77,6 +78,8 @@ class Worker:
         """Another app process committed something for an order this one owns."""
         if what == CREATED:
             self._created(order_id)
+        elif what == NOTIFIED:  # (a user's id: a notification committed there, for a stream here)
+            self.ctx.bell.ring((order_id,))
         else:
             self.wake()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..store.db import NOTIFIED_USERS, note_after_commit
 from ..store.models import Notification, Order, User
 from ..store.models_market import OrderMessage
 from .errors import PermissionDenied, ValidationFailed
@@ -41,6 +42,7 @@ def post(session: Session, order: Order, user: User, body: str) -> OrderMessage:
     session.add(Notification(user_id=other, order_id=order.id, kind="message.new",
                              message=f"Order #{order.id}: a new message from the "
                                      f"{'buyer' if user.id == order.buyer_id else 'seller'}."))
+    note_after_commit(session, NOTIFIED_USERS, other)
     session.flush()
     return message
 

@@ -164,7 +164,10 @@ def dispatch_once(ctx: AppContext, http: httpx.Client) -> dict[str, int]:
     return {"queued": queued, **deliver_due(ctx, http)}
 
 
-def since(session: Session, user_id: int, after_id: int, limit: int = 100) -> list[Notification]:
+FEED_PAGE = 100  # notifications a page of the SSE feed
+
+
+def since(session: Session, user_id: int, after_id: int, limit: int = FEED_PAGE) -> list[Notification]:
     """The user's notifications after ``after_id``, oldest first (the SSE feed's page)."""
     return list(session.scalars(select(Notification).where(Notification.user_id == user_id,
                                                            Notification.id > after_id)

@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from escrow_protocol import formulas
 
 from ..config import Settings
-from ..store.db import Prepared
+from ..store.db import NOTIFIED_USERS, WAKE_ORDERS, Prepared, note_after_commit
 from ..store.models import Notification, Order, OrderEvent
 from .errors import InvalidTransition
 from .faults import planted
@@ -130,12 +130,13 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
     _EVENT.rows(session, {"order_id": order.id, "event": event.value, "from_state": current.value,
                           "to_state": target.value, "actor": actor, "height": height, "detail": detail})
     if target in PENDING:  # the worker carries it out: wake it (or the order's owner) once this commits
-        session.info.setdefault("wake_orders", set()).add(order.id)
+        note_after_commit(session, WAKE_ORDERS, order.id)
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
         for user_id in sorted({order.buyer_id, order.seller_id}):
             _NOTIFY.rows(session, {"user_id": user_id, "order_id": order.id, "kind": f"order.{target.value.lower()}",
                                    "message": text})
+        note_after_commit(session, NOTIFIED_USERS, order.buyer_id, order.seller_id)
     return order
 
 

@@ -256,6 +256,15 @@ DATABASE = "escrowlab_database"  # in every session's info: the Database it came
 _CURSOR = "escrowlab_prepared_cursor"  # in a pooled connection's info: Prepared's cursor on it
 READER = "escrowlab_reader"  # in a read session's info (write=False): it is closed, never committed
 WROTE_ALONE = "escrowlab_wrote_alone"  # in a write session's info: an INSERT of it committed by itself
+# What a write session notes for after its commit (in its info, a set of ids each), for
+# ``Database.on_commit``: nothing is told of a change that then rolls back.
+WAKE_ORDERS = "wake_orders"      # orders moved to an outcome pending: the worker carries them out
+NOTIFIED_USERS = "notified_users"    # users a notification was written to: their open streams
+
+
+def note_after_commit(session: Session, key: str, *ids: int) -> None:
+    """Tell ``Database.on_commit[key]`` about ``ids`` once this write session commits."""
+    session.info.setdefault(key, set()).update(ids)
 
 
 class WroteAlone(RuntimeError):
@@ -735,8 +744,9 @@ class Database:
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False, info={DATABASE: self})
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False, info={DATABASE: self, READER: True})
-        # the worker sets it: the orders a commit moved to *_PENDING wake it (or their owner)
-        self.after_wake_commit: Callable[[set[int]], None] = lambda _orders: None
+        # who hears, after a write session commits, what it noted (note_after_commit): the worker
+        # the orders it must carry out (WAKE_ORDERS), the streams their users (NOTIFIED_USERS)
+        self.on_commit: dict[str, Callable[[set[int]], None]] = {}
         # each event loop thread's reader connection (loop_connection), and all of them for dispose
         self._loop_held = threading.local()
         self._loop_connections: weakref.WeakSet[_ReaderConnection] = weakref.WeakSet()
@@ -774,9 +784,10 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
-            woken = s.info.pop("wake_orders", None)
-            if woken:
-                self.after_wake_commit(woken)
+            for key, hear in self.on_commit.items():
+                noted = s.info.pop(key, None)
+                if noted:
+                    hear(noted)
 
     def begin_now(self, session: Session) -> bool:
         """Begin a write session's transaction on SQLite if that needs no wait: this process's

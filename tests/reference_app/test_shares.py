@@ -4,13 +4,16 @@ the sockets are real, the orders are rows, the escrow mode records what it is as
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
-from reference_app.shares import CREATED, OUTCOME, Shares
+from reference_app.shares import CREATED, IDS_PER_MESSAGE, NOTIFIED, OUTCOME, Shares
 from reference_app.store.models import Listing, Order
 from reference_app.worker import Worker
 
@@ -37,22 +40,29 @@ class Heard:
         return sorted(self.messages)
 
 
-def test_each_order_has_one_owner_and_messages_reach_only_it():
+@contextmanager
+def _listening(count: int) -> Iterator[tuple[list[Shares], list[Heard]]]:
+    """``count`` processes' shares of one group, each listening."""
     group = _group()
-    shares = [Shares(i, 3, group) for i in range(3)]
+    shares = [Shares(i, count, group) for i in range(count)]
     heard = [Heard() for _ in shares]
     for s, h in zip(shares, heard):
         s.listen(h)
     try:
+        yield shares, heard
+    finally:
+        for s in shares:
+            s.stop()
+
+
+def test_each_order_has_one_owner_and_messages_reach_only_it():
+    with _listening(3) as (shares, heard):
         assert [[s.mine(order_id) for s in shares].count(True) for order_id in range(30)] == [1] * 30
         for order_id in range(9):
             shares[0].tell(order_id, OUTCOME)  # its own (0, 3, 6) are not sent
         assert heard[1].wait_for(3) == [(OUTCOME, 1), (OUTCOME, 4), (OUTCOME, 7)]
         assert heard[2].wait_for(3) == [(OUTCOME, 2), (OUTCOME, 5), (OUTCOME, 8)]
         assert (shares[0].sent, shares[0].dropped, heard[0].messages) == (6, 0, [])
-    finally:
-        for s in shares:
-            s.stop()
 
 
 def test_a_message_to_an_owner_not_listening_is_dropped_and_stop_ends_the_listener():
@@ -146,4 +156,38 @@ def test_a_worker_drives_only_its_share_and_tells_the_owners_of_the_rest(api):
         assert heard.wait_for(3)[0] == (CREATED, theirs[2]) and mode.created == [mine[1]]
     finally:
         peer.stop()
+        worker.stop()
+
+
+def test_notified_users_are_told_to_every_other_process_in_as_few_messages_as_fit():
+    with _listening(3) as (shares, heard):
+        users = set(range(100, 100 + IDS_PER_MESSAGE + 2))  # two messages to each of the others
+        shares[1].tell_all(NOTIFIED, users)
+        expected = sorted((NOTIFIED, u) for u in users)
+        assert heard[0].wait_for(len(users)) == expected
+        assert heard[2].wait_for(len(users)) == expected
+        assert (shares[1].sent, shares[1].dropped, heard[1].messages) == (4, 0, [])
+    alone = Shares()
+    alone.tell_all(NOTIFIED, {1})  # one process: no one to tell
+    assert (alone.sent, alone.dropped) == (0, 0)
+
+
+def test_a_notification_committed_in_another_process_rings_the_streams_of_this_one(api):
+    ctx, group = api.app.state.ctx, _group()
+    ctx.modes, ctx.shares = {"recorder": Recorder()}, Shares(0, 2, group)
+    worker = Worker(ctx, interval_s=3600)
+    other = Shares(1, 2, group)  # the other process's side: its commit notified users 42 and 43
+    other.listen(Heard())
+    ctx.shares.listen(worker._heard)  # as the worker's start does
+
+    async def stream_of_42() -> None:
+        with ctx.bell.listening(42) as rung:
+            await asyncio.to_thread(other.tell_all, NOTIFIED, {42, 43})
+            await asyncio.wait_for(rung.wait(), 30)
+
+    try:
+        asyncio.run(stream_of_42())
+        assert ctx.bell.rung == 1  # 43 has no stream here
+    finally:
+        other.stop()
         worker.stop()

@@ -1,15 +1,17 @@
 """Notifications pushed: a server-sent events stream and outgoing webhook endpoints.
 
 ``GET /notifications/stream`` sends each of your notifications as an SSE event
-(``id`` = notification id, ``event`` = its kind, ``data`` = JSON). Reconnect
-with ``Last-Event-ID`` (or ``?after=``) to resume without gaps. ``max_events``
-ends the stream after that many events (handy for scripts and tests).
+(``id`` = notification id, ``event`` = its kind, ``data`` = JSON) once the change it
+reports commits (the app's bell rings the stream: bell.py). Reconnect with
+``Last-Event-ID`` (or ``?after=``) to resume without gaps. ``max_events`` ends the
+stream after that many events (handy for scripts and tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, status
@@ -26,7 +28,9 @@ from ..schemas.market import WebhookIn, WebhookOut
 from .wallet import account_holder
 
 router = APIRouter(route_class=Route, tags=["notifications"])
-POLL_S = 0.5
+# Unrung, a stream still looks this often: for a ring that was lost (another process's, whose
+# datagram was dropped) or a notification written by a path that rings nobody.
+FALLBACK_S = 2.0
 KEEPALIVE_S = 15.0
 
 
@@ -39,23 +43,30 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
     user_id = user.id
 
     async def events():
-        cursor, sent, idle = start, 0, 0.0
+        cursor, sent, quiet_since = start, 0, time.monotonic()
         yield "retry: 2000\n\n"
-        while True:
-            for item in await to_thread.run_sync(outbox.payloads_since, ctx, user_id, cursor):
-                cursor = item["id"]
-                yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
-                sent += 1
-                if max_events and sent >= max_events:
+        with ctx.bell.listening(user_id) as rung:
+            while True:
+                rung.clear()  # before the read: a commit after it rings again
+                page = await to_thread.run_sync(outbox.payloads_since, ctx, user_id, cursor)
+                for item in page:
+                    cursor = item["id"]
+                    yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
+                    sent += 1
+                    if max_events and sent >= max_events:
+                        return
+                    quiet_since = time.monotonic()
+                if await request.is_disconnected():
                     return
-                idle = 0.0
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(POLL_S)
-            idle += POLL_S
-            if idle >= KEEPALIVE_S:
-                idle = 0.0
-                yield ": keep-alive\n\n"
+                if len(page) >= outbox.FEED_PAGE:
+                    continue  # a full page: there may be more already
+                try:
+                    await asyncio.wait_for(rung.wait(), FALLBACK_S)
+                except TimeoutError:
+                    pass
+                if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                    quiet_since = time.monotonic()
+                    yield ": keep-alive\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

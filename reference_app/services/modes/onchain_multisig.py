@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
 
 from ...context import AppContext
+from ...store.db import NOTIFIED_USERS, note_after_commit
 from ...store.models import Notification, Order, User
 from ...store.models_onchain import OnchainEscrow, OnchainKeys
 from .. import faults, onchain, transitions
@@ -300,10 +301,11 @@ class OnchainMode:
                 return
             fresh.spend_kind, fresh.spend_signer, fresh.spend_plan = kind, signer, json.dumps(plan)
             fresh.psbt_unsigned, fresh.psbt_arbiter = spend.psbt, signed
-            session.add(Notification(user_id=order.seller_id if signer == "seller" else order.buyer_id,
-                                     order_id=order_id, kind="escrow.sign_psbt",
+            signer_id = order.seller_id if signer == "seller" else order.buyer_id
+            session.add(Notification(user_id=signer_id, order_id=order_id, kind="escrow.sign_psbt",
                                      message=f"Order #{order_id}: sign the {kind} of the escrow "
                                              f"(GET /orders/{order_id}/psbt) so it can be broadcast."))
+            note_after_commit(session, NOTIFIED_USERS, signer_id)
         log.info("order %s: %s planned and signed by the arbiter; waiting for the %s", order_id, kind, signer)
 
     def _broadcast(self, row: OnchainEscrow) -> None:

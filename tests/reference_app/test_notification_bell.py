@@ -1,0 +1,90 @@
+"""A notification reaches an open SSE stream when its commit rings the stream (reference_app/bell.py),
+not on the stream's next look. No nodes: the notification is a row written as the services write them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+
+from reference_app.api.routes import notifications as route
+from reference_app.bell import Bell
+from reference_app.services import outbox
+from reference_app.store.db import NOTIFIED_USERS, note_after_commit
+from reference_app.store.models import Notification
+from regtest_cluster.waiting import wait_for
+
+from .test_accounts import signed_in
+
+
+def _notify(ctx, user_id: int, *, ring: bool = True) -> None:
+    with ctx.db.session() as session:
+        session.add(Notification(user_id=user_id, kind="message.new", message="hello"))
+        if ring:
+            note_after_commit(session, NOTIFIED_USERS, user_id)
+
+
+def test_a_committed_notification_rings_the_stream_that_waits_for_it(api, monkeypatch):
+    """The stream's fallback look is put an hour away: only the bell can end this stream."""
+    monkeypatch.setattr(route, "FALLBACK_S", 3600.0)
+    ctx = api.app.state.ctx
+    headers = signed_in(api)
+    user_id = api.get("/me", headers=headers).json()["id"]
+    reads = []
+    real = outbox.payloads_since
+
+    def counted(*args):
+        page = real(*args)
+        reads.append(len(page))
+        return page
+
+    monkeypatch.setattr(outbox, "payloads_since", counted)
+    answer: dict = {}
+
+    def listen() -> None:
+        response = api.get("/notifications/stream", headers=headers, params={"max_events": 1})
+        answer["response"] = response
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    wait_for(lambda: reads == [0], timeout=30, what="the stream's first (empty) read")
+    _notify(ctx, user_id)
+    reader.join(60)
+    assert not reader.is_alive(), f"the stream was not rung (reads {reads})"
+    response = answer["response"]
+    assert response.status_code == 200
+    data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert [json.loads(d)["kind"] for d in data] == ["message.new"]
+    assert reads == [0, 1] and ctx.bell.rung == 1
+    assert ctx.bell._streams == {}  # the ended stream no longer listens
+
+
+def test_a_rolled_back_notification_rings_nobody(api):
+    ctx = api.app.state.ctx
+    rung = []
+    ctx.db.on_commit[NOTIFIED_USERS] = rung.append
+    with pytest.raises(RuntimeError):
+        with ctx.db.session() as session:
+            session.add(Notification(user_id=1, kind="message.new", message="never"))
+            note_after_commit(session, NOTIFIED_USERS, 1)
+            raise RuntimeError("the change fails")
+    _notify(ctx, 1)
+    assert rung == [{1}]
+
+
+def test_the_bell_rings_only_the_users_streams_from_any_thread_and_forgets_ended_ones():
+    bell = Bell()
+
+    async def main() -> list[bool]:
+        with bell.listening(7) as mine, bell.listening(8) as other:
+            await asyncio.to_thread(bell.ring, [7, 9])
+            await asyncio.wait_for(mine.wait(), 30)
+            woken = [mine.is_set(), other.is_set()]
+        assert bell._streams == {}
+        bell.ring([7])  # no stream: nothing to do
+        return woken
+
+    assert asyncio.run(main()) == [True, False]
+    assert bell.rung == 1
