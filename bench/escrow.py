@@ -64,7 +64,8 @@ from reports import bench as report
 
 PRICE_SATS = 1_000
 PAGE = 100  # orders a page, when the oracle lists them
-POLL_S = 0.2
+POLL_S = 0.2  # --waits poll: the client asks for the order this often
+WAITS = ("push", "poll")
 # Where an escrow's latency goes: order request (hold invoice issued), buyer pays until the app
 # says FUNDED, ship + confirm, then settle + payout until RELEASED.
 PHASES = ("order", "fund", "ship_confirm", "settle_payout")
@@ -109,25 +110,23 @@ def _timed_pool(n: int, concurrency: int, one: Callable[[int], None],
             "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5]}
 
 
-def _wait_state(party, order_id: int, state: str, timeout: float = 120) -> int:
-    """Poll the order every POLL_S (as a client app would) until ``state``; return the polls made."""
-    polls = 0
-
-    def reached() -> bool:
-        nonlocal polls
-        polls += 1
-        return party.order(order_id)["state"] == state
-
-    wait_for(reached, timeout=timeout, what=f"order {order_id} {state}", interval=POLL_S, max_interval=POLL_S)
-    return polls
+def _wait_state(party, order_id: int, state: str, waits: str, timeout: float = 120) -> None:
+    """Wait as a client app would until the order is in ``state``: woken by the notification the
+    marketplace pushes (``push``), or asking for the order every POLL_S (``poll``)."""
+    if waits == "push":
+        party.market.wait_order(party, order_id, (state,), timeout=timeout, view=False)
+        return
+    wait_for(lambda: party.order(order_id)["state"] == state, timeout=timeout, what=f"order {order_id} {state}",
+             interval=POLL_S, max_interval=POLL_S)
 
 
 class Market:
     """The parties of the benchmark: one buyer account per buyer node, one seller per seller node."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, waits: str = "push") -> None:
         cluster = world.cluster
         self.world = world
+        self.waits = waits
         self.buyers = [Buyer.register(world.market, name, ["buyer"], node, f"{name} Bench Street")
                        for name, node in cluster.nodes.items() if node.role == "buyer"]
         self.sellers = [world.seller(name) for name, node in cluster.nodes.items() if node.role == "seller"]
@@ -135,7 +134,6 @@ class Market:
                          for i, s in enumerate(self.sellers)]
         hubs = [node for node in cluster.nodes.values() if node.role == "hub"]
         self.hub = hubs[0].grpc if hubs else None  # the floor's hub client (gRPC, as the app's)
-        self.polls = 0  # GET /orders/{id} calls made while waiting
         self.phases: dict[str, list[float]] = {p: [] for p in PHASES}
         self._lock = threading.Lock()
 
@@ -146,7 +144,7 @@ class Market:
         order = buyer.buy(listing)
         marks.append(time.monotonic())
         payment = buyer.pay(order)
-        polls = _wait_state(buyer, order["id"], "FUNDED")
+        _wait_state(buyer, order["id"], "FUNDED", self.waits)
         marks.append(time.monotonic())
         seller.ship(order["id"], "fastship", f"B{uuid.uuid4().hex[:14]}")
         buyer.confirm(order["id"])
@@ -154,10 +152,9 @@ class Market:
         payment.join(180)
         if payment.outcome.get("status") != "SUCCEEDED":
             raise RuntimeError(f"order {order['id']}: buyer's payment {payment.outcome}")
-        polls += _wait_state(buyer, order["id"], "RELEASED")
+        _wait_state(buyer, order["id"], "RELEASED", self.waits)
         marks.append(time.monotonic())
         with self._lock:
-            self.polls += polls
             for phase, (a, b) in zip(PHASES, zip(marks, marks[1:])):
                 self.phases[phase].append(b - a)
 
@@ -248,12 +245,16 @@ def _database(db: str) -> Iterator[int | None]:
 
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
         topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
-        db: str = "sqlite", app_processes: int = 1, floor: int | None = None, floor_hold_s: float = 0.0) -> dict:
+        db: str = "sqlite", app_processes: int = 1, floor: int | None = None, floor_hold_s: float = 0.0,
+        waits: str = "push") -> dict:
     """``raw`` and ``floor`` are the baselines' counts (default: as many as escrows; a floor of 0
-    skips it); ``floor_hold_s`` how long each floor escrow is held before its settle."""
+    skips it); ``floor_hold_s`` how long each floor escrow is held before its settle; ``waits``
+    how the client learns that an order is FUNDED and RELEASED (WAITS)."""
+    if waits not in WAITS:
+        raise ValueError(f"waits must be one of {', '.join(WAITS)}, not {waits!r}")
     with _database(db) as database_pid:
         result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes, database_pid,
-                      floor, floor_hold_s)
+                      floor, floor_hold_s, waits)
     result["database"] = "sqlite_wal" if db == "sqlite" else db
     result["app_processes"] = app_processes
     if app_processes > 1:  # each process counts its own; /health is answered by one of them
@@ -267,15 +268,16 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
 
 def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topology: str, attach: str | None,
          progress: Callable[[str], None], app_processes: int = 1, database_pid: int | None = None,
-         floor: int | None = None, floor_hold_s: float = 0.0) -> dict:
+         floor: int | None = None, floor_hold_s: float = 0.0, waits: str = "push") -> dict:
     raw = raw if raw is not None else escrows
     floor = floor if floor is not None else escrows
     run_dir = new_run_dir(env.runs_dir, "bench-escrow")
     cluster = launcher.attached(env, attach) if attach else launcher.launch(load_topology(topology), env, progress)
-    world = World(cluster, run_dir, functools.partial(ReferenceMarketplace, processes=app_processes))
+    world = World(cluster, run_dir, functools.partial(ReferenceMarketplace, processes=app_processes,
+                                                      push_waits=waits == "push"))
     try:
         world.start_app(APP_SETTINGS)
-        market = Market(world)
+        market = Market(world, waits)
         pids = {"app": world.market.daemon.pid, "bitcoind": cluster.bitcoind.daemon.pid,
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
         if database_pid is not None:  # the server and its backends, with the app's cost, not the raw payments'
@@ -289,8 +291,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
         cpu0, bench0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s()
-        counters0 = read_work_counters(world.market)
+        counters0, reads0 = read_work_counters(world.market), world.market.order_reads
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
+        order_reads = world.market.order_reads - reads0
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
         counters = counts_between(counters0, read_work_counters(world.market))
         cpu["bench-client"] = _own_cpu_s() - bench0
@@ -310,7 +313,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "escrows": figures["done"], "failed": figures["failed"], "oracle": verdict,
         "escrows_per_s": figures["per_s"], "p50_s": figures["p50_s"], "p99_s": figures["p99_s"],
         "wall_s": figures["wall_s"], "errors": figures["errors"],
-        "status_polls_per_escrow": round(market.polls / max(1, figures["done"]), 1), "poll_interval_s": POLL_S,
+        # how the client learnt of FUNDED and RELEASED, and the order reads (GET /orders/{id}) it made
+        "waits": market.waits, **({"poll_interval_s": POLL_S} if market.waits == "poll" else {}),
+        "order_reads_per_escrow": round(order_reads / done, 1),
         "phase_p50_s": {p: percentiles(v)["p50_s"] for p, v in market.phases.items()},
         # Where the machine's time went during the escrow phase: CPU seconds per escrow, by process.
         "cpu_s_per_escrow": {k: round(v / done, 4) for k, v in sorted(cpu.items())},

@@ -16,7 +16,6 @@ from harness.driver import Answer, ApiError, Marketplace
 from harness.http import HttpMarketplace
 from regtest_cluster.nodes.lnd import LndNode
 from regtest_cluster.nodes.wallet import wallet
-from regtest_cluster.waiting import wait_for
 
 __all__ = ["ApiError", "Arbiter", "Buyer", "Courier", "Party", "PayoutHandIn", "Seller"]
 
@@ -92,17 +91,10 @@ class Party:
         return self.market.order(self, order_id)
 
     def wait_state(self, order_id: int, *states: str, timeout: float = 30) -> dict:
-        last: dict = {}
-
-        def reached():
-            nonlocal last
-            last = self.order(order_id)
-            return last if last["state"] in states else None
-
         try:
-            return wait_for(reached, timeout=timeout, what=f"order {order_id} in {'/'.join(states)}")
+            return self.market.wait_order(self, order_id, states, timeout=timeout)
         except TimeoutError as exc:
-            raise AssertionError(f"{exc}; order was {last.get('state')}, payouts {last.get('payouts')}") from None
+            raise AssertionError(str(exc)) from None
 
 
 class Seller(Party):

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regtest_cluster.waiting import WaitTimeout, wait_for
+
 if TYPE_CHECKING:  # the parties are the harness's; a driver only acts as them
     from harness.actors import Party
     from regtest_cluster.cluster import Cluster
@@ -204,6 +206,25 @@ class Marketplace:
     # --- reading
     def order(self, party: "Party", order_id: int) -> dict:
         raise NotImplementedError
+
+    def wait_order(self, party: "Party", order_id: int, states: tuple[str, ...], timeout: float = 30,
+                   view: bool = True) -> dict:
+        """The order as ``party`` sees it once it is in one of ``states``; raises ``WaitTimeout``
+        naming the state it was in. Here the harness asks again and again (``order``, with
+        growing pauses); a marketplace that pushes its changes to the parties overrides this to
+        wait for them. ``view=False``: only ``{"id", "state"}`` is needed, which such an
+        override may answer from what was pushed."""
+        last: dict = {}
+
+        def reached() -> dict | None:
+            nonlocal last
+            last = self.order(party, order_id)
+            return last if last["state"] in states else None
+
+        try:
+            return wait_for(reached, timeout=timeout, what=f"order {order_id} in {'/'.join(states)}")
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}; order was {last.get('state')}, payouts {last.get('payouts')}") from None
 
     def timeline(self, party: "Party", order_id: int) -> list[dict]:
         raise NotImplementedError

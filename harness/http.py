@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,12 @@ import httpx
 from escrow_protocol.actions import Action
 from escrow_protocol.webhook import courier_body, courier_headers
 from harness.driver import Answer, ApiError, Marketplace, Unsupported
+from harness.sse import OrderFeed
 from regtest_cluster.daemon import ProcessDaemon, start_with_port_retry
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.state import write_state
-from regtest_cluster.waiting import wait_for
+from regtest_cluster import waiting
+from regtest_cluster.waiting import WaitTimeout, wait_for
 
 ADMIN = ("admin@example.com", "scenario-admin-password")
 
@@ -59,16 +63,25 @@ def _answer(response: httpx.Response) -> Answer:
 
 
 class HttpMarketplace(Marketplace):
-    """The reference app's API over an httpx client (no lifecycle: the app is already up)."""
+    """The reference app's API over an httpx client (no lifecycle: the app is already up).
+
+    ``push_waits``: a wait for an order's state (``wait_order``) wakes on the party's
+    notification stream (harness/sse.py) rather than asking for the order again and again.
+    It needs a client that streams (not an in-process TestClient, which reads a whole body)."""
 
     name = "reference"
+    FALLBACK_S = 2.0  # a pushed wait still asks for the order this often
 
     def __init__(self, http: httpx.Client, cluster=None, run_dir: Path | None = None, *, admin=None,
-                 courier_secrets: dict[str, str] | None = None) -> None:
+                 courier_secrets: dict[str, str] | None = None, push_waits: bool = False) -> None:
         super().__init__(cluster, run_dir or Path("."))
         self.http = http
         self.admin = admin
         self.courier_secrets = courier_secrets or {}
+        self.push_waits = push_waits
+        self._feeds: dict[int, OrderFeed] = {}  # by id(party)
+        self._feeds_lock = threading.Lock()
+        self.order_reads = 0  # GET /orders/{id}, for the benchmarks' reads per escrow
 
     # --- raw requests (for this driver, and for tests of the reference API itself)
     def raw(self, party, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
@@ -158,7 +171,51 @@ class HttpMarketplace(Marketplace):
 
     # --- reading
     def order(self, party, order_id: int) -> dict:
+        with self._feeds_lock:
+            self.order_reads += 1
         return self.call(party, "GET", f"/orders/{order_id}")
+
+    def wait_order(self, party, order_id: int, states: tuple[str, ...], timeout: float = 30,
+                   view: bool = True) -> dict:
+        if not self.push_waits:
+            return super().wait_order(party, order_id, states, timeout=timeout, view=view)
+        feed = self.feed(party)
+        deadline = time.monotonic() + timeout * waiting.TIMEOUT_FACTOR
+        try:
+            while True:
+                after = feed.mark()  # before the read: a change after it is told after the mark
+                last = self.order(party, order_id)
+                if last["state"] in states:
+                    return last
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"order {order_id} in {'/'.join(states)}: not within {timeout:g} s; "
+                                      f"order was {last.get('state')}, payouts {last.get('payouts')}")
+                told = feed.wait(order_id, states, after, min(left, self.FALLBACK_S))
+                if told and not view:
+                    return {"id": order_id, "state": told}
+        finally:
+            feed.forget(order_id)
+
+    def feed(self, party) -> OrderFeed:
+        """The party's notification stream, opened at its first pushed wait."""
+        with self._feeds_lock:
+            feed = self._feeds.get(id(party))
+            if feed is None:  # from now on: what was told before is history, not news
+                newest = self.call(party, "GET", "/me/notifications", params={"limit": 1})["items"]
+                feed = self._feeds[id(party)] = OrderFeed(self.http, lambda: getattr(party, "auth", None),
+                                                          getattr(party, "name", "party"),
+                                                          after=newest[0]["id"] if newest else 0)
+            return feed
+
+    def close(self) -> None:
+        self.close_feeds()
+
+    def close_feeds(self) -> None:
+        with self._feeds_lock:
+            feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            feed.close()
 
     def timeline(self, party, order_id: int) -> list[dict]:
         return self.call(party, "GET", f"/orders/{order_id}/events")
@@ -229,10 +286,10 @@ class ReferenceMarketplace(HttpMarketplace):
     stop/kill/restart on the same database, the bootstrap admin logged in. With ``processes``
     above 1 it serves as that many processes on its port (``app serve --processes``)."""
 
-    def __init__(self, cluster, run_dir: Path, processes: int = 1) -> None:
+    def __init__(self, cluster, run_dir: Path, processes: int = 1, push_waits: bool = False) -> None:
         self.processes = processes
         self.port = PortAllocator().take()
-        super().__init__(httpx.Client(base_url=self.url, timeout=60), cluster, run_dir)
+        super().__init__(httpx.Client(base_url=self.url, timeout=60), cluster, run_dir, push_waits=push_waits)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.state_file = run_dir / "cluster.json"
         write_state(self.state_file, cluster)
@@ -300,6 +357,7 @@ class ReferenceMarketplace(HttpMarketplace):
             self.daemon.stop(timeout=20)
 
     def close(self) -> None:
+        self.close_feeds()
         self.stop()
         self.http.close()
 

@@ -86,6 +86,9 @@ def escrow_cmd(
     db: str = typer.Option("sqlite", "--db", help="The app's database: sqlite (WAL) or postgres (throwaway)."),
     app_processes: int = typer.Option(1, "--app-processes", min=1, max=16,
                                       help="App processes (API + worker each) on one port; use --db postgres."),
+    waits: str = typer.Option("push", "--waits",
+                              help="How the buyers learn an order is FUNDED, then RELEASED: push (the app's "
+                                   "notification stream wakes them) or poll (GET the order every 0.2 s)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Hold-invoice escrows settled per second through the app, beside raw LND invoice+pay."""
@@ -93,9 +96,11 @@ def escrow_cmd(
 
     if db not in ("sqlite", "postgres"):
         raise UserError(f"--db must be sqlite or postgres, not {db!r}")
+    if waits not in escrow.WAITS:
+        raise UserError(f"--waits must be push or poll, not {waits!r}")
     with progress("benchmarking escrows", quiet=json_out) as step:
         result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db,
-                            app_processes=app_processes, floor=floor, floor_hold_s=floor_hold_s)
+                            app_processes=app_processes, floor=floor, floor_hold_s=floor_hold_s, waits=waits)
     if json_out:
         emit_json(result)
     else:

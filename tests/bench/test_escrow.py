@@ -22,6 +22,10 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert (result["baseline"]["payments"], result["baseline"]["failed"]) == (6, 0), result["baseline"]["errors"]
     assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
     assert result["p50_s"] <= result["p99_s"]
+    # the buyers were told FUNDED and RELEASED by the app's stream: one read of the order each wait,
+    # and another only if a wait outlasted the fallback (2 s)
+    assert result["waits"] == "push" and "poll_interval_s" not in result
+    assert 2 <= result["order_reads_per_escrow"] < 6, result["order_reads_per_escrow"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
     # each escrow's hold was added on the hub and settled there, and its payout sent from it
     by_method = result["lnd_calls_per_escrow_by_method"]
@@ -43,7 +47,8 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
 
 def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_path):
     env = dataclasses.replace(ClusterEnv.from_environ(), runs_dir=tmp_path)
-    result = escrow.run(env, escrows=4, concurrency=2, raw=2, app_processes=2, floor=0)
+    result = escrow.run(env, escrows=4, concurrency=2, raw=2, app_processes=2, floor=0, waits="poll")
+    assert result["waits"] == "poll" and result["order_reads_per_escrow"] >= 2
     assert result["floor"]["skipped"] == "--floor 0" and result["ratio_to_floor"] is None
     assert (result["escrows"], result["failed"], result["app_processes"]) == (4, 0, 2), result["errors"]
     assert result["db_queries_per_escrow"] > 0 and result["lnd_calls_per_escrow"] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -9,7 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from harness.http import ReferenceMarketplace
+from harness.presets import SCENARIO_SETTINGS
 from harness.world import World
+from regtest_cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -65,3 +69,46 @@ def test_another_app_answering_health_on_the_port_is_not_taken_for_ours(cluster,
         world.stop_app()
         other.shutdown()
         other.server_close()
+
+
+def test_a_pushed_wait_wakes_on_the_notification_stream_and_survives_a_restart(cluster, tmp_path):
+    """The pushed wait asks for the order once, then sleeps on the buyer's notification stream; its
+    fallback read is put an hour away, so only the stream can end these waits."""
+    world = World(cluster, tmp_path / "world", functools.partial(ReferenceMarketplace, push_waits=True))
+    world.market.FALLBACK_S = 3600.0
+    world.start_app(SCENARIO_SETTINGS)
+    try:
+        buyer, seller = world.buyer("buyer1"), world.seller("seller1")
+        listing = seller.list_item("pushed", 2_000)["id"]
+
+        def waited(order_id: int, states: tuple[str, ...], view: bool, answer: dict) -> threading.Thread:
+            thread = threading.Thread(target=lambda: answer.update(world.market.wait_order(
+                buyer, order_id, states, timeout=120, view=view)), daemon=True)
+            thread.start()
+            return thread
+
+        order = buyer.buy(listing)
+        funded: dict = {}
+        waiter = waited(order["id"], ("FUNDED",), False, funded)
+        wait_for(lambda: world.market.feed(buyer).connects == 1, timeout=30, what="the buyer's stream")
+        payment = buyer.pay(order)
+        waiter.join(120)
+        assert funded == {"id": order["id"], "state": "FUNDED"}  # told by the stream: no read after it
+
+        # the app restarts (a crash fault would): the stream reconnects where it left off
+        world.restart_app()
+        world.market.login(buyer)
+        released: dict = {}
+        reads = world.market.order_reads
+        waiter = waited(order["id"], ("RELEASED",), True, released)
+        wait_for(lambda: world.market.order_reads == reads + 1, timeout=30, what="the wait's first read")
+        seller.ship(order["id"], "fastship", "TRK-PUSHED")
+        buyer.confirm(order["id"])
+        waiter.join(120)
+        assert released.get("state") == "RELEASED" and released["id"] == order["id"], released
+        assert world.market.order_reads == reads + 2  # its first read, and one once told
+        assert world.market.feed(buyer).connects >= 2
+        payment.join(60)
+    finally:
+        world.stop_app()
+    assert not any(t.name.startswith("feed-") for t in threading.enumerate())  # closed with the driver

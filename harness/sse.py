@@ -1,0 +1,120 @@
+"""A party's notification stream (the reference API's ``GET /notifications/stream``, server-sent
+events), read on a thread of its own, so that a wait for an order's state wakes when the
+marketplace pushes the change instead of asking for the order every few hundred milliseconds.
+
+Each order notification is ``kind = "order.<state, lower case>"`` with the order's id. The feed
+keeps, per order, the states it was told of and a sequence number, and wakes whoever waits for
+one of them. It reconnects after a drop with ``Last-Event-ID``, so nothing is missed while the
+marketplace restarts; a wait still asks for the order now and then (``fallback_s``) in case.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Callable
+
+import httpx
+
+RETRY_S = 0.5  # after a dropped or refused stream, before connecting again
+
+
+class OrderFeed:
+    def __init__(self, http: httpx.Client, token: Callable[[], str | None], name: str = "party",
+                 after: int = 0) -> None:
+        """``after``: the id of the last notification already seen (the stream starts after it)."""
+        self._http = http
+        self._token = token  # read at each connect: a party logs in again after a restart
+        self._changed = threading.Condition()
+        self._seq = 0
+        self._states: dict[int, list[tuple[int, str]]] = {}  # order id -> (seq, state) told, in order
+        self._last_id = after
+        self._closed = False
+        self._response: httpx.Response | None = None
+        self.connects = self.events = 0
+        self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
+        self._thread.start()
+
+    # --- waiting
+    def mark(self) -> int:
+        """The sequence number now: ``wait`` after it sees only what is told from here on."""
+        with self._changed:
+            return self._seq
+
+    def wait(self, order_id: int, states: tuple[str, ...], after: int, timeout: float) -> str | None:
+        """The first of ``states`` told for ``order_id`` after ``mark()`` gave ``after``, or None
+        when ``timeout`` passes first."""
+        def told() -> str | None:
+            return next((state for seq, state in self._states.get(order_id, ()) if seq > after and state in states),
+                        None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: told() is not None or self._closed, timeout)
+            return told()
+
+    def forget(self, order_id: int) -> None:
+        """Nothing more will be waited for on this order: drop what was told of it."""
+        with self._changed:
+            self._states.pop(order_id, None)
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()  # unblocks the reader
+            except Exception:  # noqa: BLE001 (closing from another thread may race its own close)
+                pass
+        self._thread.join(5)
+
+    # --- reading
+    def _run(self) -> None:
+        while not self._closed:
+            token = self._token()
+            headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": str(self._last_id)} if token else {}
+            try:
+                with self._http.stream("GET", "/notifications/stream", headers=headers,
+                                       timeout=httpx.Timeout(10.0, read=None)) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise httpx.HTTPStatusError("refused", request=response.request, response=response)
+                    self._response = response
+                    self.connects += 1
+                    self._read(response)
+            except (httpx.HTTPError, RuntimeError):  # dropped (the app restarting), refused, or closed
+                pass
+            finally:
+                self._response = None
+            if not self._closed:
+                time.sleep(RETRY_S)
+
+    def _read(self, response: httpx.Response) -> None:
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if self._closed:
+                return
+            if line:
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value
+                continue
+            if "data" in fields:
+                self._told(fields)
+            fields = {}
+
+    def _told(self, fields: dict[str, str]) -> None:
+        try:
+            item = json.loads(fields["data"])
+            self._last_id = int(fields.get("id") or item["id"])
+        except (ValueError, KeyError):
+            return
+        kind, order_id = str(item.get("kind", "")), item.get("order_id")
+        self.events += 1
+        if not kind.startswith("order.") or order_id is None:
+            return
+        with self._changed:
+            self._seq += 1
+            self._states.setdefault(int(order_id), []).append((self._seq, kind[len("order."):].upper()))
+            self._changed.notify_all()
