@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from sqlalchemy import select
 
 from reference_app.api.routes import notifications as route
 from reference_app.bell import Bell
@@ -33,14 +34,14 @@ def test_a_committed_notification_rings_the_stream_that_waits_for_it(api, monkey
     headers = signed_in(api)
     user_id = api.get("/me", headers=headers).json()["id"]
     reads = []
-    real = outbox.payloads_since
+    real = outbox.feed_page
 
-    def counted(*args):
-        page = real(*args)
+    async def counted(*args):
+        page = await real(*args)
         reads.append(len(page))
         return page
 
-    monkeypatch.setattr(outbox, "payloads_since", counted)
+    monkeypatch.setattr(outbox, "feed_page", counted)
     answer: dict = {}
 
     def listen() -> None:
@@ -88,3 +89,17 @@ def test_the_bell_rings_only_the_users_streams_from_any_thread_and_forgets_ended
 
     assert asyncio.run(main()) == [True, False]
     assert bell.rung == 1
+
+
+def test_a_feed_page_is_each_notification_as_its_webhook_payload_oldest_first(api):
+    ctx = api.app.state.ctx
+    user_id = api.get("/me", headers=signed_in(api)).json()["id"]
+    for _ in range(3):
+        _notify(ctx, user_id)
+    with ctx.db.session(write=False) as session:
+        rows = session.scalars(select(Notification).where(Notification.user_id == user_id).order_by(Notification.id))
+        expected = [outbox.payload(n) for n in rows]
+    assert len(expected) == 3
+    assert asyncio.run(outbox.feed_page(ctx, user_id, 0)) == expected
+    assert asyncio.run(outbox.feed_page(ctx, user_id, expected[1]["id"])) == expected[2:]
+    assert asyncio.run(outbox.feed_page(ctx, user_id + 1, 0)) == []

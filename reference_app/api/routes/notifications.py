@@ -13,7 +13,6 @@ import asyncio
 import json
 import time
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
@@ -48,7 +47,7 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
         with ctx.bell.listening(user_id) as rung:
             while True:
                 rung.clear()  # before the read: a commit after it rings again
-                page = await to_thread.run_sync(outbox.payloads_since, ctx, user_id, cursor)
+                page = await outbox.feed_page(ctx, user_id, cursor)
                 for item in page:
                     cursor = item["id"]
                     yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
