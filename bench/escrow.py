@@ -6,7 +6,9 @@ ACCEPTED, the seller ships, the buyer confirms, and the worker settles the
 hold and pays the seller's invoice (fetched from the seller's bound node). An
 escrow counts once the buyer's payment has SUCCEEDED (the hold is settled)
 and the order is RELEASED (the payout succeeded). Latency runs from the order
-request to RELEASED.
+request to RELEASED. The buyer learns of FUNDED and RELEASED as a client app
+would: woken by the app's notification stream (``--waits push``), or asking for
+the order every 0.2 s (``--waits poll``).
 
 The baseline, on the same cluster in the same run, is raw LND: the seller's
 node adds an invoice and the buyer's node pays it through the hub, with the
@@ -388,11 +390,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="hold each floor escrow this long before its settle (default 0)")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--app-processes", type=int, default=1)
+    parser.add_argument("--waits", choices=WAITS, default="push",
+                        help="how the buyers learn of FUNDED and RELEASED (default push)")
     args = parser.parse_args(argv)
     result = run(ClusterEnv.from_environ(), args.escrows, args.concurrency, args.raw,
                  progress=lambda m: print(m, file=sys.stderr, flush=True), db=args.db,
                  app_processes=args.app_processes, floor=args.floor,
-                 floor_hold_s=args.floor_hold_s)
+                 floor_hold_s=args.floor_hold_s, waits=args.waits)
     print(json.dumps(result, indent=2))
     return 0
 
