@@ -24,10 +24,10 @@ from escrow_protocol.actions import Action
 from escrow_protocol.webhook import courier_body, courier_headers
 from harness.driver import Answer, ApiError, Marketplace, Unsupported
 from harness.sse import OrderFeed
+from regtest_cluster import waiting
 from regtest_cluster.daemon import ProcessDaemon, start_with_port_retry
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.state import write_state
-from regtest_cluster import waiting
 from regtest_cluster.waiting import WaitTimeout, wait_for
 
 ADMIN = ("admin@example.com", "scenario-admin-password")

@@ -5,7 +5,8 @@ marketplace pushes the change instead of asking for the order every few hundred 
 Each order notification is ``kind = "order.<state, lower case>"`` with the order's id. The feed
 keeps, per order, the states it was told of and a sequence number, and wakes whoever waits for
 one of them. It reconnects after a drop with ``Last-Event-ID``, so nothing is missed while the
-marketplace restarts; a wait still asks for the order now and then (``fallback_s``) in case.
+marketplace restarts; a wait still asks for the order now and then (``HttpMarketplace.FALLBACK_S``)
+in case.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ class OrderFeed:
 
     def wait(self, order_id: int, states: tuple[str, ...], after: int, timeout: float) -> str | None:
         """The first of ``states`` told for ``order_id`` after ``mark()`` gave ``after``, or None
-        when ``timeout`` passes first."""
+        when ``timeout`` passes first (a closed feed tells nothing more: its waits run out)."""
         def told() -> str | None:
             return next((state for seq, state in self._states.get(order_id, ()) if seq > after and state in states),
                         None)
 
         with self._changed:
-            self._changed.wait_for(lambda: told() is not None or self._closed, timeout)
+            self._changed.wait_for(lambda: told() is not None, timeout)
             return told()
 
     def forget(self, order_id: int) -> None:

@@ -89,8 +89,8 @@ class Shares:
 
     # --- hearing from the others
     def listen(self, heard: Callable[[str, int], None]) -> None:
-        """Take this process's address and call ``heard(what, order_id)`` for every message,
-        on a thread of its own, until ``stop``."""
+        """Take this process's address and call ``heard(what, id)`` for every id of every
+        message (an order's, or for NOTIFIED a user's), on a thread of its own, until ``stop``."""
         if self.count == 1 or self._sock is not None:
             return
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
