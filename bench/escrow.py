@@ -333,6 +333,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         # with several app processes: the hints one sent to the owners of other orders, and lost
         "wakes_per_escrow": {"sent": round(counters.get("wakes_sent", 0) / done, 1),
                              "dropped": round(counters.get("wakes_dropped", 0) / done, 1)},
+        # and its rings to the other processes' notification streams (one per commit that notifies)
+        "rings_per_escrow": {"sent": round(counters.get("rings_sent", 0) / done, 1),
+                             "dropped": round(counters.get("rings_dropped", 0) / done, 1)},
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
                      "payments": baseline["done"], "failed": baseline["failed"],
                      "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],

@@ -39,7 +39,8 @@ class Shares:
         self._sock: socket.socket | None = None
         self._out: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self.sent = self.dropped = 0
+        self.sent = self.dropped = 0  # tell: messages to an order's owner
+        self.rings_sent = self.rings_dropped = 0  # tell_all: messages to every other process
 
     def __repr__(self) -> str:
         return f"Shares({self.index} of {self.count})"
@@ -83,9 +84,9 @@ class Shares:
                     continue
                 try:
                     self._out.sendto(message, self._address(index))
-                    self.sent += 1
+                    self.rings_sent += 1
                 except OSError:
-                    self.dropped += 1
+                    self.rings_dropped += 1
 
     # --- hearing from the others
     def listen(self, heard: Callable[[str, int], None]) -> None:

@@ -53,5 +53,6 @@ def test_escrow_bench_counts_queries_and_hub_calls_with_two_app_processes(tmp_pa
     assert (result["escrows"], result["failed"], result["app_processes"]) == (4, 0, 2), result["errors"]
     assert result["db_queries_per_escrow"] > 0 and result["lnd_calls_per_escrow"] > 0
     assert set(result["wakes_per_escrow"]) == {"sent", "dropped"}  # one process's hints to the other
+    assert result["rings_per_escrow"]["sent"] > 0  # its commits notified both parties: the other process was told
     assert result["cpu_s_per_escrow_total"] > 0 and result["cpu_s_per_raw_payment_total"] > 0
     assert result["oracle"]["passed"], result["oracle"]

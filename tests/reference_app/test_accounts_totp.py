@@ -28,7 +28,8 @@ def enrol(api: TestClient, headers: dict) -> str:
 
 
 def enable_totp(api: TestClient, headers: dict) -> str:
-    """Enable with the previous step's code (still in the window), so the current step's code stays unused for the test."""
+    """Enable with the previous step's code (still in the window), so the current step's code
+    stays unused for the test."""
     secret = enrol(api, headers)
     resp = api.post("/auth/totp/verify", headers=headers, json={"code": pyotp.TOTP(secret).at(now() - 30)})
     assert resp.status_code == 204, resp.text

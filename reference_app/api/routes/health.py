@@ -19,10 +19,11 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
             node.update(reachable=False, error=str(exc))
     # Work done since start by the process that answers, for benchmarks (queries and node calls
     # per escrow; with several app processes, the wakes it sent to the owners of other orders
-    # and those it could not deliver); never reset.
+    # and the rings to the others' notification streams, and those it could not deliver); never reset.
     counters = {"db_queries": ctx.db.queries, "lnd_calls": ctx.hub.calls if ctx.hub is not None else 0,
                 "lnd_calls_by_method": getattr(ctx.hub, "calls_by_method", {}),
-                "wakes_sent": ctx.shares.sent, "wakes_dropped": ctx.shares.dropped}
+                "wakes_sent": ctx.shares.sent, "wakes_dropped": ctx.shares.dropped,
+                "rings_sent": ctx.shares.rings_sent, "rings_dropped": ctx.shares.rings_dropped}
     process = {"index": ctx.shares.index, "of": ctx.shares.count}
     return {"status": "ok", "instance": ctx.settings.instance, "node": node, "process": process,
             "counters": counters}
