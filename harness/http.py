@@ -82,6 +82,7 @@ class HttpMarketplace(Marketplace):
         self._feeds: dict[int, OrderFeed] = {}  # by id(party)
         self._feeds_lock = threading.Lock()
         self.order_reads = 0  # GET /orders/{id}, for the benchmarks' reads per escrow
+        self._reads_lock = threading.Lock()  # apart: a feed is opened under _feeds_lock, by a request
 
     # --- raw requests (for this driver, and for tests of the reference API itself)
     def raw(self, party, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
@@ -171,7 +172,7 @@ class HttpMarketplace(Marketplace):
 
     # --- reading
     def order(self, party, order_id: int) -> dict:
-        with self._feeds_lock:
+        with self._reads_lock:
             self.order_reads += 1
         return self.call(party, "GET", f"/orders/{order_id}")
 

@@ -74,12 +74,13 @@ class Worker:
         for order_id in order_ids:
             self.shares.tell(order_id, OUTCOME)
 
-    def _heard(self, what: str, order_id: int) -> None:
-        """Another app process committed something for an order this one owns."""
+    def _heard(self, what: str, ident: int) -> None:
+        """Another app process committed something for an order this one owns (``ident`` is the
+        order's id), or a notification for a user whose stream may be open here (the user's)."""
         if what == CREATED:
-            self._created(order_id)
-        elif what == NOTIFIED:  # (a user's id: a notification committed there, for a stream here)
-            self.ctx.bell.ring((order_id,))
+            self._created(ident)
+        elif what == NOTIFIED:
+            self.ctx.bell.ring((ident,))
         else:
             self.wake()
 
