@@ -182,7 +182,7 @@ class HttpMarketplace(Marketplace):
             return super().wait_order(party, order_id, states, timeout=timeout, view=view)
         feed = self.feed(party)
         deadline = time.monotonic() + timeout * waiting.TIMEOUT_FACTOR
-        try:
+        with feed.watching(order_id):
             while True:
                 after = feed.mark()  # before the read: a change after it is told after the mark
                 last = self.order(party, order_id)
@@ -195,8 +195,6 @@ class HttpMarketplace(Marketplace):
                 told = feed.wait(order_id, states, after, min(left, self.FALLBACK_S))
                 if told and not view:
                     return {"id": order_id, "state": told}
-        finally:
-            feed.forget(order_id)
 
     def feed(self, party) -> OrderFeed:
         """The party's notification stream, opened at its first pushed wait."""

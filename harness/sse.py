@@ -3,8 +3,8 @@ events), read on a thread of its own, so that a wait for an order's state wakes 
 marketplace pushes the change instead of asking for the order every few hundred milliseconds.
 
 Each order notification is ``kind = "order.<state, lower case>"`` with the order's id. The feed
-keeps, per order, the states it was told of and a sequence number, and wakes whoever waits for
-one of them. It reconnects after a drop with ``Last-Event-ID``, so nothing is missed while the
+keeps, for each order someone watches, the states it was told of with a sequence number, and wakes
+whoever waits for one of them; what it is told of an order nobody watches it drops. It reconnects after a drop with ``Last-Event-ID``, so nothing is missed while the
 marketplace restarts; a wait still asks for the order now and then (``HttpMarketplace.FALLBACK_S``)
 in case.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import httpx
 
@@ -30,6 +31,7 @@ class OrderFeed:
         self._changed = threading.Condition()
         self._seq = 0
         self._states: dict[int, list[tuple[int, str]]] = {}  # order id -> (seq, state) told, in order
+        self._watchers: dict[int, int] = {}  # order id -> how many waits watch it
         self._last_id = after
         self._closed = False
         self._response: httpx.Response | None = None
@@ -38,14 +40,30 @@ class OrderFeed:
         self._thread.start()
 
     # --- waiting
+    @contextmanager
+    def watching(self, order_id: int) -> Iterator[None]:
+        """While inside, what is told of ``order_id`` is kept for ``wait``. Several waits may watch
+        one order at once; what was told of it is dropped when the last of them leaves."""
+        with self._changed:
+            self._watchers[order_id] = self._watchers.get(order_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                left = self._watchers.pop(order_id) - 1
+                if left:
+                    self._watchers[order_id] = left
+                else:
+                    self._states.pop(order_id, None)
+
     def mark(self) -> int:
         """The sequence number now: ``wait`` after it sees only what is told from here on."""
         with self._changed:
             return self._seq
 
     def wait(self, order_id: int, states: tuple[str, ...], after: int, timeout: float) -> str | None:
-        """The first of ``states`` told for ``order_id`` after ``mark()`` gave ``after``, or None
-        when ``timeout`` passes first (a closed feed tells nothing more: its waits run out)."""
+        """The first of ``states`` told for ``order_id`` (watched) after ``mark()`` gave ``after``, or
+        None when ``timeout`` passes first (a closed feed tells nothing more: its waits run out)."""
         def told() -> str | None:
             return next((state for seq, state in self._states.get(order_id, ()) if seq > after and state in states),
                         None)
@@ -53,11 +71,6 @@ class OrderFeed:
         with self._changed:
             self._changed.wait_for(lambda: told() is not None, timeout)
             return told()
-
-    def forget(self, order_id: int) -> None:
-        """Nothing more will be waited for on this order: drop what was told of it."""
-        with self._changed:
-            self._states.pop(order_id, None)
 
     def close(self) -> None:
         with self._changed:
@@ -116,6 +129,8 @@ class OrderFeed:
         if not kind.startswith("order.") or order_id is None:
             return
         with self._changed:
+            if int(order_id) not in self._watchers:
+                return
             self._seq += 1
             self._states.setdefault(int(order_id), []).append((self._seq, kind[len("order."):].upper()))
             self._changed.notify_all()

@@ -1,0 +1,101 @@
+"""The harness's reader of a party's notification stream (harness/sse.py), on a stream served by
+an httpx mock transport: the feed's own bookkeeping, no app and no nodes."""
+
+from __future__ import annotations
+
+import json
+import queue
+
+import httpx
+import pytest
+
+from harness.sse import OrderFeed
+from regtest_cluster.waiting import wait_for
+
+
+class Streams:
+    """Serves ``GET /notifications/stream``: each connection yields the events put on ``events``
+    until a ``None`` ends it; remembers each connection's ``Last-Event-ID``."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.last_ids: list[str] = []
+        self._id = 0
+
+    def tell(self, order_id: int, state: str) -> None:
+        self._id += 1
+        item = {"id": self._id, "kind": f"order.{state.lower()}", "order_id": order_id}
+        self.events.put(f"id: {self._id}\ndata: {json.dumps(item)}\n\n".encode())
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.last_ids.append(request.headers.get("Last-Event-ID", ""))
+
+        def body():
+            while (chunk := self.events.get()) is not None:
+                yield chunk
+
+        return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+
+@pytest.fixture
+def served():
+    streams = Streams()
+    http = httpx.Client(base_url="http://market.test", transport=httpx.MockTransport(streams.handler))
+    feed = OrderFeed(http, lambda: "token", "buyer", after=40)
+    try:
+        wait_for(lambda: feed.connects == 1, timeout=10, what="the feed's connection")
+        yield streams, feed
+    finally:
+        streams.events.put(None)
+        feed.close()
+        http.close()
+
+
+def _told(feed: OrderFeed, events: int) -> None:
+    wait_for(lambda: feed.events >= events, timeout=10, what=f"{events} events read")
+
+
+def test_two_waits_on_one_order_both_see_what_was_told(served):
+    """The first wait to finish does not take the order's told states from the second."""
+    streams, feed = served
+    with feed.watching(7):
+        after = feed.mark()
+        with feed.watching(7):
+            streams.tell(7, "FUNDED")
+            assert feed.wait(7, ("FUNDED",), after, timeout=10) == "FUNDED"
+        assert feed.wait(7, ("FUNDED",), after, timeout=0.1) == "FUNDED"
+        assert feed.wait(7, ("RELEASED",), after, timeout=0.1) is None
+    assert feed._states == {} and feed._watchers == {}  # dropped when the last wait left
+
+
+def test_what_is_told_of_an_order_nobody_watches_is_not_kept(served):
+    streams, feed = served
+    streams.tell(8, "FUNDED")
+    _told(feed, 1)
+    assert feed._states == {}
+    with feed.watching(8):  # watched from here on: only news counts
+        after = feed.mark()
+        assert feed.wait(8, ("FUNDED",), after, timeout=0.1) is None
+        streams.tell(8, "SHIPPED")
+        assert feed.wait(8, ("SHIPPED", "FUNDED"), after, timeout=10) == "SHIPPED"
+
+
+def test_a_dropped_stream_reconnects_after_the_last_event_it_read(served):
+    streams, feed = served
+    streams.tell(9, "FUNDED")
+    _told(feed, 1)
+    streams.events.put(None)  # the app drops the stream (a restart)
+    wait_for(lambda: feed.connects == 2, timeout=10, what="the reconnection")
+    assert streams.last_ids == ["40", "1"]
+    with feed.watching(9):
+        after = feed.mark()
+        streams.tell(9, "RELEASED")
+        assert feed.wait(9, ("RELEASED",), after, timeout=10) == "RELEASED"
+
+
+def test_a_closed_feed_lets_its_waits_run_out(served):
+    streams, feed = served
+    streams.events.put(None)
+    feed.close()
+    with feed.watching(3):
+        assert feed.wait(3, ("FUNDED",), feed.mark(), timeout=0.2) is None
