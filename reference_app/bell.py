@@ -23,6 +23,7 @@ class Bell:
         self._lock = threading.Lock()
         self._streams: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self.rung = 0  # streams rung, for tests and counters
+        self.closed = False  # the server is shutting down: streams end (close)
 
     @contextmanager
     def listening(self, user_id: int) -> Iterator[asyncio.Event]:
@@ -51,3 +52,11 @@ class Bell:
                 self.rung += 1
             except RuntimeError:  # its loop has closed: the stream is ending
                 pass
+
+    def close(self) -> None:
+        """The server shuts down: every open stream ends (once rung, it sees ``closed``). uvicorn
+        waits for open responses to finish before it stops, and a stream never finishes by itself."""
+        self.closed = True
+        with self._lock:
+            users = list(self._streams)
+        self.ring(users)

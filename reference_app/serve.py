@@ -18,12 +18,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server that ends the app's notification streams when it shuts down: uvicorn
+    waits for every open response to finish, and a stream never does by itself, so a stop with a
+    party's stream open waited until its supervisor killed the app (20 s in the harness)."""
+
+    async def shutdown(self, sockets=None) -> None:
+        ctx = getattr(getattr(self.config.app, "state", None), "ctx", None)
+        if ctx is not None:
+            ctx.bell.close()
+        await super().shutdown(sockets=sockets)
+
+
 class ServedApp:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port or free_port(host)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
+        self.server = Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
                                                     lifespan="on"))
         self._thread = threading.Thread(target=self.server.run, name="served-app", daemon=True)
 

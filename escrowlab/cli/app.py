@@ -79,7 +79,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
 def _serve(application, host: str, port: int, sock) -> None:
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
+    from reference_app.serve import Server
+
+    Server(uvicorn.Config(application, host=host, port=port, log_level="warning")).run(sockets=[sock])
 
 
 def _fork(count: int) -> tuple[int, list[int] | None]:

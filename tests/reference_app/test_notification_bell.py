@@ -7,11 +7,14 @@ import asyncio
 import json
 import threading
 
+import httpx
 import pytest
 from sqlalchemy import select
 
 from reference_app.api.routes import notifications as route
 from reference_app.bell import Bell
+from reference_app.main import create_app
+from reference_app.serve import ServedApp
 from reference_app.services import outbox
 from reference_app.store.db import NOTIFIED_USERS, note_after_commit
 from reference_app.store.models import Notification
@@ -103,3 +106,31 @@ def test_a_feed_page_is_each_notification_as_its_webhook_payload_oldest_first(ap
     assert asyncio.run(outbox.feed_page(ctx, user_id, 0)) == expected
     assert asyncio.run(outbox.feed_page(ctx, user_id, expected[1]["id"])) == expected[2:]
     assert asyncio.run(outbox.feed_page(ctx, user_id + 1, 0)) == []
+
+
+def test_the_server_stops_with_a_stream_open_and_ends_the_stream(settings):
+    """uvicorn waits for every open response before it stops, and a stream never ends by itself:
+    the app's server (reference_app.serve.Server) ends its streams when it shuts down. Before,
+    a stop with a party's stream open hung until the harness killed the app, 20 s later."""
+    app = create_app(settings, with_node=False)
+    served = ServedApp(app)
+    ended: dict = {}
+    http = httpx.Client(base_url=served.url, timeout=60)
+    try:
+        with served:
+            headers = signed_in(http)
+
+            def listen() -> None:
+                with http.stream("GET", "/notifications/stream", headers=headers) as response:
+                    ended["status"] = response.status_code
+                    ended["lines"] = list(response.iter_lines())
+
+            reader = threading.Thread(target=listen, daemon=True)
+            reader.start()
+            wait_for(lambda: app.state.ctx.bell._streams, timeout=30, what="the stream to listen")
+        assert not served._thread.is_alive(), "the server did not stop with a stream open"
+        reader.join(30)
+        assert not reader.is_alive() and ended == {"status": 200, "lines": ["retry: 2000", ""]}
+    finally:
+        http.close()
+        app.state.ctx.db.dispose()

@@ -45,7 +45,7 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
         cursor, sent, quiet_since = start, 0, time.monotonic()
         yield "retry: 2000\n\n"
         with ctx.bell.listening(user_id) as rung:
-            while True:
+            while not ctx.bell.closed:
                 rung.clear()  # before the read: a commit after it rings again
                 page = await outbox.feed_page(ctx, user_id, cursor)
                 for item in page:
