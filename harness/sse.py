@@ -12,6 +12,7 @@ in case.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -78,8 +79,14 @@ class OrderFeed:
             self._changed.notify_all()
         response = self._response
         if response is not None:
+            # Closing a socket from another thread does not wake a recv blocked on it (the reader
+            # would sleep until the app's next keep-alive, 15 s): shutting it down does.
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
             try:
-                response.close()  # unblocks the reader
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+                response.close()
             except Exception:  # noqa: BLE001 (closing from another thread may race its own close)
                 pass
         self._thread.join(5)

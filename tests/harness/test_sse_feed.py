@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import queue
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from harness.driver import Marketplace
+from harness.http import HttpMarketplace
 from harness.sse import OrderFeed
-from regtest_cluster.waiting import wait_for
+from regtest_cluster.waiting import WaitTimeout, wait_for
 
 
 class Streams:
@@ -99,3 +104,62 @@ def test_a_closed_feed_lets_its_waits_run_out(served):
     feed.close()
     with feed.watching(3):
         assert feed.wait(3, ("FUNDED",), feed.mark(), timeout=0.2) is None
+
+
+def test_closing_wakes_a_reader_blocked_on_a_quiet_stream():
+    """A real socket on loopback whose server never writes after the headers: closing the feed
+    must stop its reader at once. Closing the response alone left the reader blocked in recv until
+    the app's next keep-alive (15 s), so a scenario's teardown waited 5 s a party."""
+    class Quiet(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.flush()
+            released.wait(30)
+
+        def log_message(self, *args):
+            pass
+
+    released = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    http = httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}")
+    feed = OrderFeed(http, lambda: "token", "quiet")
+    try:
+        wait_for(lambda: feed.connects == 1, timeout=10, what="the feed's connection")
+        feed.close()
+        assert not feed._thread.is_alive()
+    finally:
+        released.set()
+        server.shutdown()
+        server.server_close()
+        http.close()
+
+
+def test_a_pushed_wait_of_a_party_the_app_does_not_tell_asks_instead(monkeypatch):
+    """The app tells an order's changes to its buyer and seller only: the admin's or an arbiter's
+    pushed wait would sleep out the 2 s fallback before each read, so it polls instead."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/me/notifications":
+            return httpx.Response(200, json={"items": [], "total": 0})
+        if request.url.path == "/orders/5":
+            return httpx.Response(200, json={"id": 5, "state": "DISPUTED", "buyer_id": 1, "seller_id": 2})
+        return httpx.Response(200, content=b"retry: 2000\n\n")  # a stream that tells nothing, and ends
+
+    polled = []
+    monkeypatch.setattr(Marketplace, "wait_order",
+                        lambda self, party, order_id, states, timeout=30, view=True:
+                        polled.append((order_id, states, timeout)) or {"id": order_id, "state": "polled"})
+    market = HttpMarketplace(httpx.Client(base_url="http://market.test", transport=httpx.MockTransport(handler)),
+                             push_waits=True)
+    try:
+        arbiter, buyer = SimpleNamespace(id=9, auth="t", name="arbiter"), SimpleNamespace(id=1, auth="t", name="b")
+        assert market.wait_order(arbiter, 5, ("SPLIT",), timeout=20)["state"] == "polled"
+        assert polled and polled[0][:2] == (5, ("SPLIT",)) and 0 < polled[0][2] <= 20
+        with pytest.raises(WaitTimeout):  # the buyer is told: it waits on its stream, here in vain
+            market.wait_order(buyer, 5, ("SPLIT",), timeout=0.3)
+        assert len(polled) == 1
+    finally:
+        market.close()
