@@ -4,9 +4,9 @@ marketplace pushes the change instead of asking for the order every few hundred 
 
 Each order notification is ``kind = "order.<state, lower case>"`` with the order's id. The feed
 keeps, for each order someone watches, the states it was told of with a sequence number, and wakes
-whoever waits for one of them; what it is told of an order nobody watches it drops. It reconnects after a drop with ``Last-Event-ID``, so nothing is missed while the
-marketplace restarts; a wait still asks for the order now and then (``HttpMarketplace.FALLBACK_S``)
-in case.
+whoever waits for one of them; what it is told of an order nobody watches it drops. It reconnects
+after a drop with ``Last-Event-ID``, so nothing is missed while the marketplace restarts; a wait
+still asks for the order now and then (``HttpMarketplace.FALLBACK_S``) in case.
 """
 
 from __future__ import annotations

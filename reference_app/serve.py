@@ -35,8 +35,7 @@ class ServedApp:
         self.app = app
         self.host = host
         self.port = port or free_port(host)
-        self.server = Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        self.server = Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on"))
         self._thread = threading.Thread(target=self.server.run, name="served-app", daemon=True)
 
     @property
