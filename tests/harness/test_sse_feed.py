@@ -1,5 +1,6 @@
-"""The harness's reader of a party's notification stream (harness/sse.py), on a stream served by
-an httpx mock transport: the feed's own bookkeeping, no app and no nodes."""
+"""The harness's reader of a party's notification stream (harness/sse.py) and the reference
+driver's pushed wait (harness/http.py), with no app and no nodes: streams served by an httpx mock
+transport, and for the close a real loopback socket."""
 
 from __future__ import annotations
 
