@@ -19,13 +19,15 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from regtest_cluster.nodes.lnd import LndError
 
 from ..context import AppContext
 from ..ln import user_node_client
+from ..store.db import Prepared
 from ..store.models import Order, Payout, User
 from . import faults
 from .errors import NodeUnavailable, ValidationFailed
@@ -63,15 +65,19 @@ def plan(settings, order: Order) -> list[tuple[str, int, int]]:
     return []
 
 
-def ensure(ctx: AppContext, order: Order) -> list[int]:
-    """Create the order's payout rows once; return their ids. Reads first: the rows exist
-    on every pass but the first, and a write would queue behind SQLite's one writer."""
+# An order's payouts (its id, beneficiary and status), read on each of the worker's passes over it.
+_OF_ORDER = Prepared(select(Payout.beneficiary, Payout.id, Payout.status).where(Payout.order_id == bindparam("order_id")))
+
+
+def ensure(ctx: AppContext, order: Order) -> list[tuple[int, str]]:
+    """Create the order's payout rows once; return their ids and statuses. Reads first: the rows
+    exist on every pass but the first, and a write would queue behind SQLite's one writer."""
     wanted = plan(ctx.settings, order)
     with ctx.db.session(write=False) as session:
-        found = dict(session.execute(select(Payout.beneficiary, Payout.id).where(Payout.order_id == order.id)).all())
+        found = {beneficiary: (pid, status) for beneficiary, pid, status in _OF_ORDER.rows(session, {"order_id": order.id})}
     if all(b in found for b, _u, _a in wanted):
         return [found[b] for b, _u, _a in wanted]
-    ids = []
+    made = []
     with ctx.db.session() as session:
         for beneficiary, user_id, amount in wanted:
             row = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))
@@ -79,11 +85,11 @@ def ensure(ctx: AppContext, order: Order) -> list[int]:
                 row = Payout(order_id=order.id, beneficiary=beneficiary, user_id=user_id, amount_sats=amount)
                 session.add(row)
                 session.flush()
-            ids.append(row.id)
-    return ids
+            made.append((row.id, row.status or "PENDING"))
+    return made
 
 
-def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> dict:
+def validate_invoice(ctx: AppContext, request: str, amount: int, user: User | Payee) -> dict:
     """The payout invoice checks (I10); raises ValidationFailed naming what is wrong."""
     try:
         decoded = node_call(ctx.hub.decodepayreq, request)
@@ -104,14 +110,14 @@ def validate_invoice(ctx: AppContext, request: str, amount: int, user: User) -> 
     return decoded
 
 
-def _fetch_invoice(ctx: AppContext, user: User, amount: int, order_id: int) -> str | None:
+def _fetch_invoice(ctx: AppContext, user: User | Payee, amount: int, order_id: int) -> str | None:
     if not (user.payout_rest_url and user.payout_macaroon_enc and user.payout_tls_cert_enc):
         return None
     return node_call(_user_node(ctx, user).addinvoice, amount, f"escrowlab payout order {order_id}",
                      3600)["payment_request"]
 
 
-def _user_node(ctx: AppContext, user: User):
+def _user_node(ctx: AppContext, user: User | Payee):
     """The client of a user's bound node, kept while the binding stays the same (a new client
     costs two decryptions, a certificate parse and a TLS handshake per payout)."""
     key = (user.id, user.payout_rest_url, user.payout_macaroon_enc, user.payout_tls_cert_enc)
@@ -140,13 +146,17 @@ def _track(ctx: AppContext, payment_hash: str) -> dict | None:
 
 def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
     status = result.get("status", "UNKNOWN")
+    if status == "SUCCEEDED":  # every payout's end: one UPDATE, no row loaded into the ORM
+        with ctx.db.session() as session:
+            session.connection().execute(
+                update(Payout.__table__).where(Payout.id == payout_id, Payout.status != "SUCCEEDED")
+                .values(status="SUCCEEDED", fee_sats=int(result.get("fee_sat", 0) or 0), last_error=None))
+        return "SUCCEEDED"
     with ctx.db.session() as session:
         p = session.get(Payout, payout_id)
         if p.status == "SUCCEEDED":  # never downgraded: another process may have recorded the end first
             return p.status
-        if status == "SUCCEEDED":
-            p.status, p.fee_sats, p.last_error = "SUCCEEDED", int(result.get("fee_sat", 0) or 0), None
-        elif status == "FAILED":
+        if status == "FAILED":
             p.status, p.last_error = "FAILED", result.get("failure_reason", "FAILED")
             delay = ctx.settings.payout_retry_base_s * 2 ** min(p.attempts, 6)
             p.next_attempt_at = now() + timedelta(seconds=delay)
@@ -155,27 +165,47 @@ def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
         return p.status
 
 
-def attempt(ctx: AppContext, payout_id: int) -> str:
-    """One step of the protocol; returns the payout's status afterwards."""
+class Payee(NamedTuple):
+    """What a payout attempt needs of the user it pays: their bound node, if any."""
+    id: int
+    payout_rest_url: str | None
+    payout_macaroon_enc: bytes | None
+    payout_tls_cert_enc: bytes | None
+    node_pubkey: str | None
+
+
+# A payout attempt's one read: the payout and its payee.
+_ATTEMPT = Prepared(
+    select(Payout.status, Payout.payment_hash, Payout.payment_request, Payout.attempts, Payout.amount_sats,
+           Payout.order_id, Payout.beneficiary, Payout.next_attempt_at, *(User.__table__.c[k] for k in Payee._fields))
+    .join(User, User.id == Payout.user_id).where(Payout.id == bindparam("id")))
+
+
+def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> str:
+    """One step of the protocol; returns the payout's status afterwards. ``order_fee`` is the
+    order's fee (a seller's payout routes on at most that), if the caller has read the order."""
     with _inflight_lock:
         if payout_id in ctx.payouts_in_flight:  # sent from here; its end is recorded when it comes
             return "IN_FLIGHT"
-    double_payout = planted(ctx.settings, "double_payout")
-    with ctx.db.session(write=double_payout) as session:  # a read: the claim below is its own CAS
-        p = session.get(Payout, payout_id)
-        if p.status == "SUCCEEDED" and double_payout and p.attempts == 1:
-            p.status, p.payment_hash, p.payment_request = "FAILED", None, None  # forget it was paid
-            return "FAILED"
-        if p.status == "SUCCEEDED":
-            return p.status
-        if p.next_attempt_at and p.next_attempt_at > now():
-            return p.status
-        user = session.get(User, p.user_id)
-        status, known_hash, known_request = p.status, p.payment_hash, p.payment_request
-        attempts, amount, order_id = p.attempts, p.amount_sats, p.order_id
+    if planted(ctx.settings, "double_payout"):
+        with ctx.db.session() as session:
+            p = session.get(Payout, payout_id)
+            if p.status == "SUCCEEDED" and p.attempts == 1:
+                p.status, p.payment_hash, p.payment_request = "FAILED", None, None  # forget it was paid
+                return "FAILED"
+    with ctx.db.session(write=False) as session:  # a read: the claim below is its own CAS
+        (status, known_hash, known_request, attempts, amount, order_id, beneficiary, next_attempt_at,
+         *payee) = _ATTEMPT.first(session, {"id": payout_id})
+        if status == "SUCCEEDED":
+            return status
+        if next_attempt_at and next_attempt_at > now():
+            return status
         fee_limit = ctx.settings.payout_fee_limit_sats
-        if p.beneficiary == "seller":
-            fee_limit = min(fee_limit, session.get(Order, order_id).fee_sats)
+        if beneficiary == "seller":
+            if order_fee is None:
+                order_fee = session.scalar(select(Order.fee_sats).where(Order.id == order_id))
+            fee_limit = min(fee_limit, order_fee)
+    user = Payee(*payee)
 
     if known_hash:
         tracked = _track(ctx, known_hash)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.lnd import LndError
@@ -218,11 +218,15 @@ class LnHoldMode:
             faults.point("after_settle", ctx.settings.fault_points)
             truth = holds.InvoiceTruth("SETTLED", hold.amt_paid_sats, hold.htlc_expiry_height)
         with ctx.db.session() as session:
+            if truth.state == "SETTLED":  # the common case: one UPDATE, the order not read again
+                session.connection().execute(
+                    update(HoldInvoice.__table__).where(HoldInvoice.order_id == order.id)
+                    .values(lnd_state="SETTLED",
+                            settled_at=func.coalesce(HoldInvoice.settled_at,
+                                                     literal(transitions.now(), HoldInvoice.settled_at.type))))
+                return True
             fresh = session.get(Order, order.id)
             fresh.hold.lnd_state = truth.state
-            if truth.state == "SETTLED":
-                fresh.hold.settled_at = fresh.hold.settled_at or transitions.now()
-                return True
             if truth.state == "CANCELED":
                 observe_invoice(ctx, session, fresh, truth, height)
             return False
@@ -238,14 +242,16 @@ class LnHoldMode:
         faults.point("after_cancel", self.ctx.settings.fault_points)
         truth = holds.lookup(self.ctx.hub, payment_hash)
         with self.ctx.db.session() as session:
-            session.get(Order, order.id).hold.lnd_state = truth.state
+            session.connection().execute(update(HoldInvoice.__table__).where(HoldInvoice.order_id == order.id)
+                                         .values(lnd_state=truth.state))
         return truth.state
 
     def _paid(self, order: Order) -> bool:
-        ids = payouts.ensure(self.ctx, order)
-        done = all(payouts.attempt(self.ctx, pid) == "SUCCEEDED" for pid in ids)
+        made = payouts.ensure(self.ctx, order)  # a payout read as SUCCEEDED there is never tried again
+        done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED"
+                   for pid, status in made)
         if done and planted(self.ctx.settings, "double_payout"):
-            done = all(payouts.attempt(self.ctx, pid) == "SUCCEEDED" for pid in ids)
+            done = all(payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED" for pid, _status in made)
         return done
 
     def drive(self, order_id: int, height: int | None) -> str:
@@ -253,7 +259,8 @@ class LnHoldMode:
 
         The order is read once: what the step needs of it (its parties, amounts and hold) is
         fixed once the outcome is pending, and the hold's own state is re-read where it is
-        written (``_settled``)."""
+        written (``_settled``). Recording the outcome (``finish``) compares and swaps against the
+        state and version read here: no pass reads the order twice."""
         ctx, order = self.ctx, _load(self.ctx, order_id)
         state, done = S(order.state), None
         if state == S.HELD_IN_CUSTODY:
@@ -262,17 +269,18 @@ class LnHoldMode:
             faults.point("after_claim_release", ctx.settings.fault_points)
             if self._settled(order, height) and self._paid(order):
                 done = finish(ctx, order_id, E.RELEASED, height,
-                              f"seller paid {order.price_sats - order.fee_sats} sats")
+                              f"seller paid {order.price_sats - order.fee_sats} sats", order)
         elif state == S.SPLIT_PENDING:
             if self._settled(order, height) and self._paid(order):
-                done = finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid")
+                done = finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid", order)
         elif state == S.REFUND_PENDING:
             final = order.hold.lnd_state if order.hold.lnd_state == "SETTLED" else self._cancelled(order)
             if final == "CANCELED":
                 done = finish(ctx, order_id, E.REFUNDED, height,
-                              "hold invoice cancelled: the buyer's HTLC is failed back")
+                              "hold invoice cancelled: the buyer's HTLC is failed back", order)
             elif final == "SETTLED" and self._paid(order):
-                done = finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody")
+                done = finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody",
+                              order)
         return done or order.state
 
 
@@ -281,9 +289,15 @@ def _load(ctx: AppContext, order_id: int) -> Order:
         return session.get(Order, order_id)
 
 
-def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str) -> str:
-    """Record a completed outcome (shared by every mode); returns the order's new state."""
+def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str,
+           order: Order | None = None) -> str:
+    """Record a completed outcome (shared by every mode); returns the order's new state. ``order``
+    is the order as the caller read it (``_load``), if it did: the transition's compare-and-swap
+    checks that its state and version still hold, so it need not be read again."""
     with ctx.db.session() as session:
-        order = session.get(Order, order_id)
+        if order is None:
+            order = session.get(Order, order_id)
+        else:
+            session.add(order)  # detached from the read that loaded it; adding it sends nothing
         transitions.apply(session, ctx.settings, order, event, "worker", height, detail=detail)
         return order.state

@@ -1,0 +1,69 @@
+"""The worker's pass over a release reads the order's row once, on the real cluster.
+
+A pass over a RELEASE_PENDING order read the order again where it recorded the settled hold,
+where it tried the payout (for the order's fee) and where it recorded the release: up to three
+reads of one row in a pass, each loaded into the ORM. The pass now reads it once and hands it on;
+the release's compare-and-swap checks that its state and version still hold."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from reference_app.store.db import _watch_statements
+from reference_app.store.models import Payout
+from regtest_cluster.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+ORDER_READ = re.compile(r"^\s*SELECT\b.*\bFROM orders\b", re.IGNORECASE | re.DOTALL)
+
+
+def statements_of_this_thread(market, monkeypatch) -> list[str]:
+    """Every statement the app's database sends from the calling thread, from now on."""
+    seen, me, db = [], threading.get_ident(), market.ctx.db
+
+    def note(statement, _context=None):
+        if threading.get_ident() == me:
+            seen.append(statement)
+
+    for dialect in {id(e.dialect): e.dialect for e in (db.engine, db.read_engine)}.values():
+        for name in ("do_execute", "do_execute_no_params", "do_executemany"):
+            monkeypatch.setattr(dialect, name, getattr(dialect, name))  # restored after the test
+        _watch_statements(dialect, note)
+    counted = db._before_statement  # the statements the app sends on its own cursors (store.db.Prepared)
+    monkeypatch.setattr(db, "_before_statement", lambda statement, context: (note(statement), counted(statement, context)))
+    return seen
+
+
+def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
+    buyer, seller = market.buyer(), market.seller()
+    order = market.funded_order(buyer, seller, 20_000)
+    oid = order["id"]
+    market.worker.stop()  # the passes below are the only ones
+    seller.ship(oid, "fastship", f"FS-{oid}-reads")
+    buyer.confirm(oid)
+    mode, height = market.ctx.modes["ln_hold"], market.ctx.tip()
+    seen = statements_of_this_thread(market, monkeypatch)
+
+    first = mode.drive(oid, height)  # settles the hold and starts the seller's payout
+    settle_and_pay = list(seen)
+    wait_for(lambda: payout_status(market, oid) == "SUCCEEDED", timeout=30, what="the seller's payout")
+    seen.clear()
+    second = mode.drive(oid, height)  # records the release
+
+    assert (first, second) == ("RELEASE_PENDING", "RELEASED")
+    assert (order_reads(settle_and_pay), order_reads(seen)) == (1, 1), (settle_and_pay, seen)
+    assert buyer.order(oid)["payouts"][0]["status"] == "SUCCEEDED"
+
+
+def payout_status(market, order_id: int) -> str | None:
+    with market.ctx.db.session(write=False) as session:
+        return session.scalar(select(Payout.status).where(Payout.order_id == order_id))
+
+
+def order_reads(statements: list[str]) -> int:
+    return sum(1 for s in statements if ORDER_READ.match(s))
