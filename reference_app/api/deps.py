@@ -159,24 +159,29 @@ def bearer_token(request: Request) -> str | None:
     return token if token and scheme.lower() == "bearer" else None
 
 
-def _once(request: Request, key: str, make):
-    """``make()``, once a request: a dependency called directly and through ``Depends`` both
-    count one token check, one user read and one rate-limit hit."""
-    scope = request.scope
-    if key not in scope:
-        scope[key] = make()
-    return scope[key]
+USER = "escrowlab.user"  # in a request's scope, once current_user has read it
 
 
 @signs_in
 async def current_user(request: Request) -> User:
-    """The signed-in user as an ORM object, for routes that change or show the account itself:
-    ``current_principal``'s checks, then the row as an object."""
-    principal = await current_principal(request)
-    session = await get_session(request)
-    user = _once(request, "escrowlab.user", lambda: session.get(User, principal.id))
-    if user is None:  # erased since its row was read: a reader on PostgreSQL reads each statement anew
-        raise NotAuthenticated("token no longer valid")
+    """The signed-in user as an ORM object, for routes that change or show the account itself
+    (and a new order): ``current_principal``'s checks, on the row read once as the object; the
+    principal other dependencies ask for is taken from it. It read the principal's row, then
+    the same row again as the object."""
+    scope = request.scope
+    user = scope.get(USER)
+    if user is None:  # once a request: called directly and through Depends, one token check and one read
+        session = await get_session(request)
+        principal = scope.get(PRINCIPAL)
+        if principal is None:
+            claims = _claims(bearer_token(request), request.app.state.ctx)
+            user = _checked(session.get(User, int(claims["sub"])), claims, request)
+            scope[PRINCIPAL] = accounts.Principal(*(getattr(user, k) for k in accounts.Principal._fields))
+        else:  # a dependency before this one read the principal
+            user = session.get(User, principal.id)
+            if user is None:  # erased since its row was read: a reader on PostgreSQL reads each statement anew
+                raise NotAuthenticated("token no longer valid")
+        scope[USER] = user
     return user
 
 
@@ -196,7 +201,7 @@ async def current_principal(request: Request) -> accounts.Principal:
     object was a seventh of a listing write's CPU."""
     scope = request.scope
     principal = scope.get(PRINCIPAL)
-    if principal is None:  # once a request, as _once
+    if principal is None:  # once a request, as current_user
         session = await get_session(request)
         claims = _claims(bearer_token(request), request.app.state.ctx)
         principal = scope[PRINCIPAL] = _checked(await accounts.principal(session, int(claims["sub"])), claims, request)

@@ -8,35 +8,17 @@ the release's compare-and-swap checks that its state and version still hold."""
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 from sqlalchemy import select
 
-from reference_app.store.db import _watch_statements
 from reference_app.store.models import Payout
 from regtest_cluster.waiting import wait_for
+from tests.helpers import record_statements
 
 pytestmark = pytest.mark.cluster
 
 ORDER_READ = re.compile(r"^\s*SELECT\b.*\bFROM orders\b", re.IGNORECASE | re.DOTALL)
-
-
-def statements_of_this_thread(market, monkeypatch) -> list[str]:
-    """Every statement the app's database sends from the calling thread, from now on."""
-    seen, me, db = [], threading.get_ident(), market.ctx.db
-
-    def note(statement, _context=None):
-        if threading.get_ident() == me:
-            seen.append(statement)
-
-    for dialect in {id(e.dialect): e.dialect for e in (db.engine, db.read_engine)}.values():
-        for name in ("do_execute", "do_execute_no_params", "do_executemany"):
-            monkeypatch.setattr(dialect, name, getattr(dialect, name))  # restored after the test
-        _watch_statements(dialect, note)
-    counted = db._before_statement  # the statements the app sends on its own cursors (store.db.Prepared)
-    monkeypatch.setattr(db, "_before_statement", lambda statement, context: (note(statement), counted(statement, context)))
-    return seen
 
 
 def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
@@ -47,7 +29,7 @@ def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
     seller.ship(oid, "fastship", f"FS-{oid}-reads")
     buyer.confirm(oid)
     mode, height = market.ctx.modes["ln_hold"], market.ctx.tip()
-    seen = statements_of_this_thread(market, monkeypatch)
+    seen = record_statements(market.ctx.db, monkeypatch, this_thread=True)  # not the payment's end
 
     first = mode.drive(oid, height)  # settles the hold and starts the seller's payout
     settle_and_pay = list(seen)
