@@ -36,7 +36,7 @@ def order_out(session: Session, order: Order) -> OrderOut:
     hold = order.hold
     return OrderOut(**order_fields(
         order, None if hold is None else {k: getattr(hold, k) for k in orders.HOLD_VIEW},
-        [{k: getattr(p, k) for k in orders.PAYOUT_VIEW} for p in orders.payouts_of(session, order.id)]))
+        orders.payouts_view(session, order.id)))
 
 
 def _height(ctx: AppContext) -> int | None:
@@ -65,7 +65,7 @@ async def get_order(order_id: Id, viewer: Principal = Depends(current_principal)
                     session: Session = DbSession) -> Response:
     """The order, its hold and its payouts: what a client polls while it waits for the next state,
     so it reads rows, not ORM objects, and is serialised once."""
-    found = orders.view(session, order_id)
+    found = await orders.view(session, order_id)
     authorize_order(viewer, order_id, found and found.order, "view", ctx)
     return answer(OrderOut, order_fields(*found))
 
