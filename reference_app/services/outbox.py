@@ -78,27 +78,33 @@ def remove_endpoint(session: Session, user: User, endpoint_id: int) -> None:
 
 
 def queue(session: Session, limit: int = BATCH) -> int:
-    """Undispatched notifications -> deliveries, flagged dispatched in the same transaction."""
-    rows = session.scalars(select(Notification).where(Notification.dispatched.is_(False))
+    """Undispatched notifications -> deliveries, flagged dispatched in the same transaction.
+
+    Read and flagged as rows, in one UPDATE: most users have no endpoint, and loading each
+    notification as an ORM object and flagging it through the unit of work was 2.5 % of the
+    app's CPU in bench escrow (py-spy), ten notifications an escrow."""
+    rows = session.execute(select(Notification.id, Notification.user_id).where(Notification.dispatched.is_(False))
                            .order_by(Notification.id).limit(limit).with_for_update(skip_locked=True)).all()
     if not rows:
         return 0
-    users = {n.user_id for n in rows}
-    endpoints = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.user_id.in_(users),
-                                                              WebhookEndpoint.active.is_(True))).all()
+    endpoints: dict[int, list[int]] = {}
+    for endpoint_id, user_id in session.execute(
+            select(WebhookEndpoint.id, WebhookEndpoint.user_id)
+            .where(WebhookEndpoint.user_id.in_({user_id for _, user_id in rows}), WebhookEndpoint.active.is_(True))):
+        endpoints.setdefault(user_id, []).append(endpoint_id)
     queued = 0
-    for n in rows:
-        for endpoint in (e for e in endpoints if e.user_id == n.user_id):
+    for notification_id, user_id in rows:
+        for endpoint_id in endpoints.get(user_id, ()):
             try:
                 with session.begin_nested():
-                    session.add(WebhookDelivery(endpoint_id=endpoint.id, notification_id=n.id, status="PENDING",
-                                                next_attempt_at=now()))
+                    session.add(WebhookDelivery(endpoint_id=endpoint_id, notification_id=notification_id,
+                                                status="PENDING", next_attempt_at=now()))
                     session.flush()
                 queued += 1
             except IntegrityError:
                 pass  # queued by a concurrent dispatcher
-        n.dispatched = True
-    session.flush()
+    session.execute(update(Notification.__table__).where(Notification.id.in_([n for n, _ in rows]))
+                    .values(dispatched=True))
     return queued
 
 
