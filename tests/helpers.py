@@ -39,5 +39,6 @@ def record_statements(db, monkeypatch, this_thread: bool = False) -> list[str]:
             monkeypatch.setattr(dialect, name, getattr(dialect, name))  # put back when the test ends
         _watch_statements(dialect, note)
     counted = db._before_statement
-    monkeypatch.setattr(db, "_before_statement", lambda statement, context: (note(statement), counted(statement, context)))
+    monkeypatch.setattr(db, "_before_statement",
+                        lambda statement, context: (note(statement), counted(statement, context)))
     return seen
