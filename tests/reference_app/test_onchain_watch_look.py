@@ -11,6 +11,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from types import SimpleNamespace
 
+import pytest
+
 from reference_app.services.modes import onchain_multisig
 from reference_app.services.modes.onchain_multisig import OnchainMode
 
@@ -53,18 +55,30 @@ class Database:
         yield Session()
 
 
-def mode_on(db: Database, interval_s: float = 0.2) -> OnchainMode:
-    settings = SimpleNamespace(onchain_confirmations=1, onchain_fee_rate_sat_vb=1.0, worker_interval_s=interval_s)
-    return OnchainMode(SimpleNamespace(chain=None, settings=settings, db=db))
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """The mode's monotonic clock, moved by the test."""
+    now = [100.0]
+    monkeypatch.setattr(onchain_multisig, "time", SimpleNamespace(monotonic=lambda: now[0]), raising=False)
+    return now
 
 
-def test_woken_ticks_within_an_interval_do_not_look_again(monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(onchain_multisig.time, "monotonic", lambda: clock[0])
-    db = Database()
-    mode = mode_on(db)
+@pytest.fixture
+def db() -> Database:
+    return Database()
+
+
+@pytest.fixture
+def mode(db, clock) -> OnchainMode:
+    """The mode, after its first tick (which looks: nothing is known yet)."""
+    settings = SimpleNamespace(onchain_confirmations=1, onchain_fee_rate_sat_vb=1.0, worker_interval_s=0.2)
+    mode = OnchainMode(SimpleNamespace(chain=None, settings=settings, db=db))
     mode.watch(1)
-    assert db.looks == 1  # the first tick looks
+    assert db.looks == 1
+    return mode
+
+
+def test_woken_ticks_within_an_interval_do_not_look_again(mode, db, clock):
     for _ in range(50):  # woken by other modes' commits, within one interval
         mode.watch(1)
     assert db.looks == 1
@@ -73,12 +87,7 @@ def test_woken_ticks_within_an_interval_do_not_look_again(monkeypatch):
     assert (db.looks, db.watched) == (2, 0)
 
 
-def test_an_order_created_here_is_looked_for_at_the_next_tick_and_then_always_watched(monkeypatch):
-    clock = [100.0]
-    monkeypatch.setattr(onchain_multisig.time, "monotonic", lambda: clock[0])
-    db = Database()
-    mode = mode_on(db)
-    mode.watch(1)
+def test_an_order_created_here_is_looked_for_at_the_next_tick_and_then_always_watched(mode, db):
     db.exists = True
     mode.on_created(7)  # the worker hands it a new on-chain order
     mode.watch(1)
