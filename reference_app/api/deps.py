@@ -166,8 +166,8 @@ USER = "escrowlab.user"  # in a request's scope, once current_user has read it
 async def current_user(request: Request) -> User:
     """The signed-in user as an ORM object, for routes that change or show the account itself
     (and a new order): ``current_principal``'s checks, on the row read once as the object; the
-    principal other dependencies ask for is taken from it. It read the principal's row, then
-    the same row again as the object."""
+    principal other dependencies ask for is taken from it (it used to read the principal's row,
+    then the same row again as the object)."""
     scope = request.scope
     user = scope.get(USER)
     if user is None:  # once a request: called directly and through Depends, one token check and one read

@@ -260,7 +260,8 @@ class LnHoldMode:
         The order is read once: what the step needs of it (its parties, amounts and hold) is
         fixed once the outcome is pending, and the hold's own state is re-read where it is
         written (``_settled``). Recording the outcome (``finish``) compares and swaps against the
-        state and version read here: no pass reads the order twice."""
+        state and version read here, so a pass reads the order once; only a hold the node
+        cancelled instead of settling is recorded on the order read again."""
         ctx, order = self.ctx, _load(self.ctx, order_id)
         state, done = S(order.state), None
         if state == S.HELD_IN_CUSTODY:
