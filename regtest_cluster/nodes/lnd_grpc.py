@@ -17,6 +17,8 @@ work) without stalling the loop.
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
 import threading
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.internal import type_checkers
 from google.protobuf.json_format import MessageToDict
 
 from .lnd import LndError
@@ -40,8 +44,77 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 def to_dict(message) -> dict:
-    """A message as lnd's REST gateway prints it (field names kept, defaults included)."""
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    """A message as lnd's REST gateway prints it (field names kept, defaults included): what
+    protobuf's ``MessageToDict(message, preserving_proto_field_name=True,
+    always_print_fields_with_no_presence=True)`` gives, at a third of its cost.
+
+    ``MessageToDict`` works out each field's conversion from its descriptor on every message;
+    an invoice's update took 31 us, and the app's conversions of invoice and payment updates
+    were 2.4 % of its CPU in an escrow (py-spy, ``bench escrow``). Here each message type's
+    fields are planned once: a name, a shape (single, repeated or map), a converter and
+    whether the field is printed only when set. ``tests/regtest_cluster/test_lnd_to_dict.py``
+    checks it against ``MessageToDict`` on every message type of lnd's stubs."""
+    descriptor = message.DESCRIPTOR
+    plan = _PLANS.get(descriptor)
+    if plan is None:
+        if descriptor.full_name.startswith("google.protobuf."):  # well-known types print specially
+            return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        plan = _PLANS[descriptor] = _plan(descriptor)
+    out = {}
+    for name, shape, convert, only_set in plan:
+        if only_set and not message.HasField(name):
+            continue
+        value = getattr(message, name)
+        if shape is _SINGLE:
+            out[name] = value if convert is None else convert(value)
+        elif shape is _REPEATED:
+            out[name] = list(value) if convert is None else [convert(v) for v in value]
+        else:  # (MessageToDict prints a bool key as true or false: no map of lnd's has one)
+            out[name] = {str(k): (v if convert is None else convert(v)) for k, v in value.items()}
+    return out
+
+
+_SINGLE, _REPEATED, _MAP = "single", "repeated", "map"
+_PLANS: dict = {}
+_INT64 = (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64)
+_FLOATS = (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE)
+
+
+def _plan(descriptor) -> list[tuple]:
+    plan = []
+    for member in descriptor.fields:
+        entry = member.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            plan.append((member.name, _MAP, _converter(entry.fields_by_name["value"]), False))
+        else:
+            plan.append((member.name, _REPEATED if member.is_repeated else _SINGLE, _converter(member),
+                         member.has_presence))
+    return plan
+
+
+def _converter(field):
+    """How one value of ``field`` is printed; None where it is printed as it is."""
+    cpp = field.cpp_type
+    if cpp == FieldDescriptor.CPPTYPE_MESSAGE:
+        return to_dict
+    if cpp == FieldDescriptor.CPPTYPE_ENUM:
+        names = {v.number: v.name for v in field.enum_type.values}
+        return lambda v: names.get(v, v)  # lnd's enums are open: an unknown number prints as itself
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return lambda v: base64.b64encode(v).decode()
+    if cpp in _INT64:
+        return str
+    if cpp in _FLOATS:
+        single = cpp == FieldDescriptor.CPPTYPE_FLOAT
+
+        def number(v):
+            if math.isinf(v):
+                return "-Infinity" if v < 0 else "Infinity"
+            if math.isnan(v):
+                return "NaN"
+            return type_checkers.ToShortestFloat(v) if single else v
+        return number
+    return None  # strings, booleans, 32-bit integers
 
 
 class _Loop:
