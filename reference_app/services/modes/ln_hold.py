@@ -166,12 +166,15 @@ class LnHoldMode:
             self.reconcile()
 
     def _observe(self, order_id: int, truth: holds.InvoiceTruth) -> None:
+        """Record what the node says of the order's hold. It wakes the worker only through the
+        transition it may commit: one to a pending outcome wakes it (WAKE_ORDERS); a buyer's
+        payment accepted (FUNDED) leaves the worker nothing to do until a deadline, which its
+        clock finds."""
         try:
             with self.ctx.db.session() as session:
                 observe_invoice(self.ctx, session, session.get(Order, order_id), truth, self.height)
         except DomainError as exc:
             log.info("order %s: %s", order_id, exc)
-        self.wake()
 
     def reconcile(self, full: bool = False) -> None:
         """Compare open orders' hold invoices with the node, act on differences (I11), and
