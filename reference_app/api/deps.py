@@ -10,11 +10,12 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..services import accounts, policy, tokens
+from ..services import accounts, policy, records, tokens
 from ..services.faults import planted
 from ..services.errors import NotAuthenticated, NotFound, PermissionDenied
 from ..store.db import REQUEST_SESSIONS
-from ..store.models import Order, User
+from ..services.records import OrderRecord
+from ..store.models import User
 from . import ratelimit
 from .routing import LOCAL_WRITER, SESSION, SESSION_END
 from .params import Id
@@ -249,18 +250,18 @@ def require_role(role: str):
 
 
 def authorized_order(action: str):
-    """Load the order in the path and check, once, that the user may do ``action`` to it."""
+    """Read the order in the path (a record, ``services.records``) and check, once, that the
+    user may do ``action`` to it."""
     @signs_in
-    async def dep(order_id: Id, request: Request) -> Order:
+    async def dep(order_id: Id, request: Request) -> OrderRecord:
         user = await current_principal(request)
         session = await get_session(request)
-        return authorize_order(user, order_id, session.get(Order, order_id), action, request.app.state.ctx)
+        return authorize_order(user, order_id, await records.aread(session, order_id), action, request.app.state.ctx)
     return dep
 
 
-def authorize_order(user, order_id: int, order, action: str, ctx: AppContext):
-    """``order`` (an ORM object or a row) if ``user`` may do ``action`` to it; a stranger is told
-    it does not exist."""
+def authorize_order(user, order_id: int, order: OrderRecord | None, action: str, ctx: AppContext) -> OrderRecord:
+    """``order`` if ``user`` may do ``action`` to it; a stranger is told it does not exist."""
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
     policy.hide_unrelated(user, order)  # 404, not 403: a stranger cannot tell it exists

@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from ..context import AppContext
 from ..store.models import Dispute, HoldInvoice, Listing, Order
-from . import transitions
+from . import records, transitions
 from .errors import DomainError
 from .faults import planted
 from .lifecycle import E, S
+from .records import OrderRecord
 
 log = logging.getLogger("escrowlab.deadlines")
 
@@ -62,13 +63,13 @@ def guardian_event(state: S) -> E:
     return E.GUARDIAN_CANCEL if state == S.FUNDED else E.GUARDIAN_CUSTODY
 
 
-def default_ruling(order: Order) -> E:
+def default_ruling(order: OrderRecord) -> E:
     """The ruling when custody's ruling window runs out: release if delivery was
     evidenced and nobody disputed, otherwise refund."""
     return E.RULING_TIMEOUT_RELEASE if order.delivered_evidence and not order.disputed else E.RULING_TIMEOUT_REFUND
 
 
-def lock_horizon_reached(ctx: AppContext, order: Order, height: int) -> bool:
+def lock_horizon_reached(ctx: AppContext, order: OrderRecord, height: int) -> bool:
     horizon = transitions.lock_horizon(ctx.settings, order.hold.htlc_expiry_height if order.hold else None)
     return horizon is not None and height >= horizon
 
@@ -127,7 +128,7 @@ def guarded(ctx: AppContext, session: Session, mode_name: str, height: int) -> l
 
 
 # --- claiming what came due
-def stale(ctx: AppContext, session: Session, order: Order, due: Due, height: int) -> str | None:
+def stale(ctx: AppContext, session: Session, order: OrderRecord, due: Due, height: int) -> str | None:
     """Why ``due`` no longer holds for ``order`` as it is now, or None if it still does."""
     if order.state != due.state.value or order.version != due.version:
         return (f"it moved on to {order.state} (version {order.version}) since it came due "
@@ -149,7 +150,7 @@ def claim(ctx: AppContext, due: Due, height: int) -> E | None:
     s = ctx.settings
     try:
         with ctx.db.session() as session:
-            order = session.get(Order, due.order_id)
+            order = records.read(session, due.order_id)
             if order is None:
                 return None
             if not planted(s, "stale_deadline"):

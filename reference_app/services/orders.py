@@ -7,22 +7,22 @@ worker's, through each escrow mode (services/modes/).
 
 from __future__ import annotations
 
-from collections import namedtuple
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, func, or_, select, union, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, union, update
 from sqlalchemy.orm import Session
 
 from escrow_protocol.formulas import PPM, fee_sats
 
 from ..context import AppContext
 from ..store.db import Prepared
-from ..store.models import Dispute, DisputeMessage, HoldInvoice, Listing, Order, OrderEvent, Payout, User
-from . import holds, policy, transitions
+from ..store.models import Dispute, DisputeMessage, Listing, Order, OrderEvent, Payout, User
+from . import holds, policy, records, transitions
 from .accounts import Principal
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
 from .lifecycle import PENDING, E, S
+from .records import OrderRecord
 
 def fee_for(settings, amount_sats: int) -> int:
     """The marketplace's commission, rounded down: the seller never pays more than the rate."""
@@ -30,7 +30,7 @@ def fee_for(settings, amount_sats: int) -> int:
 
 
 def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int,
-           funding: dict | None = None) -> Order:
+           funding: dict | None = None) -> OrderRecord:
     """Reserve stock and record the order, then let its escrow mode lock or request the funds.
 
     The claim commits before any node is asked (I5). If the mode cannot open
@@ -57,10 +57,9 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
                             .values(stock=Listing.stock - quantity))
     if taken.rowcount != 1:
         raise Conflict(f"listing {listing_id} has fewer than {quantity} in stock")
-    order = Order(listing_id=listing_id, buyer_id=buyer.id, seller_id=listing.seller_id, quantity=quantity,
-                  escrow_mode=listing.escrow_mode, state=S.CREATED.value, price_sats=price,
-                  fee_sats=fee_for(s, price), buyer_address_hash=buyer.address_hash)
-    session.add(order)
+    order = records.insert(session, listing_id=listing_id, buyer_id=buyer.id, seller_id=listing.seller_id,
+                           quantity=quantity, escrow_mode=listing.escrow_mode, state=S.CREATED.value,
+                           price_sats=price, fee_sats=fee_for(s, price), buyer_address_hash=buyer.address_hash)
     session.commit()
     try:
         mode.open(session, order, buyer, funding)
@@ -68,7 +67,7 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
     except Exception:
         session.rollback()
         session.execute(update(Listing).where(Listing.id == listing_id).values(stock=Listing.stock + quantity))
-        session.delete(session.get(Order, order.id))
+        session.execute(delete(Order.__table__).where(Order.id == order.id))
         session.commit()
         raise
     for callback in ctx.on_order_created:
@@ -76,8 +75,8 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
     return order
 
 
-def ship(ctx: AppContext, session: Session, order: Order, seller: User | Principal, courier: str, tracking: str,
-         height: int | None) -> Order:
+def ship(ctx: AppContext, session: Session, order: OrderRecord, seller: User | Principal, courier: str,
+         tracking: str, height: int | None) -> OrderRecord:
     if courier not in ctx.settings.courier_secrets:
         raise ValidationFailed(f"unknown courier {courier!r} (known: {', '.join(sorted(ctx.settings.courier_secrets))})",
                                field="courier")
@@ -89,13 +88,13 @@ def ship(ctx: AppContext, session: Session, order: Order, seller: User | Princip
                              detail=f"{courier} {tracking}", courier=courier, tracking_number=tracking)
 
 
-def confirm(ctx: AppContext, session: Session, order: Order, buyer: User | Principal,
-            height: int | None) -> Order:
+def confirm(ctx: AppContext, session: Session, order: OrderRecord, buyer: User | Principal,
+            height: int | None) -> OrderRecord:
     return transitions.apply(session, ctx.settings, order, E.BUYER_CONFIRM, f"user:{buyer.id}", height,
                              detail="buyer confirmed receipt")
 
 
-def open_dispute(ctx: AppContext, session: Session, order: Order, user: User, reason: str,
+def open_dispute(ctx: AppContext, session: Session, order: OrderRecord, user: User, reason: str,
                  height: int | None) -> Dispute:
     if S(order.state) == S.HELD_IN_CUSTODY and order.disputed:
         raise Conflict(f"order {order.id} already has a dispute")
@@ -107,7 +106,7 @@ def open_dispute(ctx: AppContext, session: Session, order: Order, user: User, re
     return dispute
 
 
-def add_message(session: Session, order: Order, user: User, body: str) -> DisputeMessage:
+def add_message(session: Session, order: OrderRecord, user: User, body: str) -> DisputeMessage:
     dispute = dispute_of(session, order.id)
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
@@ -120,8 +119,8 @@ def add_message(session: Session, order: Order, user: User, body: str) -> Disput
 RULINGS = {"release": E.RULE_RELEASE, "refund": E.RULE_REFUND, "split": E.RULE_SPLIT}
 
 
-def rule(ctx: AppContext, session: Session, order: Order, arbiter: User, ruling: str,
-         buyer_share_pct: float | None, height: int | None) -> Order:
+def rule(ctx: AppContext, session: Session, order: OrderRecord, arbiter: User, ruling: str,
+         buyer_share_pct: float | None, height: int | None) -> OrderRecord:
     """An arbiter's ruling. A split names the buyer's share; the seller's part carries the fee."""
     dispute = dispute_of(session, order.id)
     if dispute is None and not (S(order.state) == S.HELD_IN_CUSTODY):
@@ -173,8 +172,8 @@ def pending(ctx: AppContext) -> list[tuple[int, str]]:
 
 
 # --- reads for the API
-def get(session: Session, order_id: int) -> Order:
-    order = session.get(Order, order_id)
+def get(session: Session, order_id: int) -> OrderRecord:
+    order = records.read(session, order_id)
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
     return order
@@ -212,11 +211,8 @@ def page(session: Session, user: User, state: str | None, limit: int, offset: in
 
 HOLD_VIEW = ("payment_request", "payment_hash", "amount_sats", "cltv_expiry", "lnd_state", "htlc_expiry_height")
 PAYOUT_VIEW = ("beneficiary", "amount_sats", "status", "attempts", "fee_sats", "payment_hash", "last_error")
-_ORDERS, _HOLDS, _PAYOUTS = Order.__table__, HoldInvoice.__table__, Payout.__table__
-_WITH_HOLD = (select(*_ORDERS.c, _HOLDS.c.id.label("hold_id"), *(_HOLDS.c[k].label(f"hold_{k}") for k in HOLD_VIEW))
-              .outerjoin(_HOLDS, _HOLDS.c.order_id == _ORDERS.c.id))
-_VIEW = _WITH_HOLD.where(_ORDERS.c.id == bindparam("order_id"))
-_VIEWS = _WITH_HOLD.where(_ORDERS.c.id.in_(bindparam("order_ids", expanding=True)))
+_ORDERS, _PAYOUTS = Order.__table__, Payout.__table__
+_VIEWS = records.WITH_HOLD.where(_ORDERS.c.id.in_(bindparam("order_ids", expanding=True)))
 _PAYOUTS_VIEW = (select(*(_PAYOUTS.c[k] for k in PAYOUT_VIEW)).where(_PAYOUTS.c.order_id == bindparam("order_id"))
                  .order_by(_PAYOUTS.c.id))
 _PAYOUTS_VIEWS = (select(_PAYOUTS.c.order_id, *(_PAYOUTS.c[k] for k in PAYOUT_VIEW))
@@ -225,30 +221,30 @@ _PAYOUTS_VIEWS = (select(_PAYOUTS.c.order_id, *(_PAYOUTS.c[k] for k in PAYOUT_VI
 
 class OrderView(NamedTuple):
     """An order as its reader sees it, read as rows in two statements (no ORM objects): the
-    order (its columns as attributes), its hold (or None) and its payouts."""
-    order: Any
+    order (a record), its hold's view (or None) and its payouts."""
+    order: OrderRecord
     hold: dict | None
     payouts: list[dict]
 
 
-def _hold(row) -> dict | None:
-    return None if row.hold_id is None else {k: getattr(row, f"hold_{k}") for k in HOLD_VIEW}
+def hold_view(order: OrderRecord) -> dict | None:
+    """What a reader sees of the order's hold."""
+    hold = order.hold
+    return None if hold is None else {k: getattr(hold, k) for k in HOLD_VIEW}
 
 
 # One order's view, the read a waiting client repeats: on the driver (store.db.Prepared), where
 # SQLAlchemy's execution of these two Core statements was most of the read (py-spy, bench escrow).
-OrderRow = namedtuple("OrderRow", [column.key for column in _WITH_HOLD.selected_columns])
-_VIEW_READ, _PAYOUTS_READ = Prepared(_VIEW), Prepared(_PAYOUTS_VIEW)
+_PAYOUTS_READ = Prepared(_PAYOUTS_VIEW)
 
 
 async def view(session: Session, order_id: int) -> OrderView | None:
     """The order's view (awaited on PostgreSQL, as store.db.Prepared.arows)."""
-    found = await _VIEW_READ.afirst(session, {"order_id": order_id})
-    if found is None:
+    order = await records.aread(session, order_id)
+    if order is None:
         return None
-    row = OrderRow(*found)
     payouts = [dict(zip(PAYOUT_VIEW, p)) for p in await _PAYOUTS_READ.arows(session, {"order_id": order_id})]
-    return OrderView(row, _hold(row), payouts)
+    return OrderView(order, hold_view(order), payouts)
 
 
 def payouts_view(session: Session, order_id: int) -> list[dict]:
@@ -264,11 +260,11 @@ def views(session: Session, order_ids: list[int]) -> list[OrderView]:
     if not order_ids:
         return []
     connection = session.connection()
-    rows = {row.id: row for row in connection.execute(_VIEWS, {"order_ids": order_ids})}
-    payouts: dict[int, list[dict]] = {order_id: [] for order_id in rows}
+    found = {order.id: order for order in map(records.from_row, connection.execute(_VIEWS, {"order_ids": order_ids}))}
+    payouts: dict[int, list[dict]] = {order_id: [] for order_id in found}
     for p in connection.execute(_PAYOUTS_VIEWS, {"order_ids": order_ids}).mappings():
         payouts[p["order_id"]].append({k: p[k] for k in PAYOUT_VIEW})
-    return [OrderView(rows[i], _hold(rows[i]), payouts[i]) for i in order_ids if i in rows]
+    return [OrderView(found[i], hold_view(found[i]), payouts[i]) for i in order_ids if i in found]
 
 
 def events_of(session: Session, order_id: int) -> list[OrderEvent]:

@@ -22,9 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..store.models import Order, Payout, User
+from ..store.models import Payout, User
 from . import payouts
 from .errors import Conflict, ValidationFailed
+from .records import OrderRecord
 
 
 class PayoutInFlight(Conflict):
@@ -45,7 +46,7 @@ class HandIn:
     replaced: str | None   # the earlier invoice, never paid, that this one replaced
 
 
-def _refuse_if_started(order: Order, p: Payout) -> None:
+def _refuse_if_started(order: OrderRecord, p: Payout) -> None:
     if p.status == "IN_FLIGHT":
         raise PayoutInFlight(
             f"the {p.beneficiary} payout of order {order.id} is in flight, paying invoice {p.payment_hash}; "
@@ -59,7 +60,7 @@ def _refuse_if_started(order: Order, p: Payout) -> None:
             payment_hash=p.payment_hash)
 
 
-def hand_in(ctx: AppContext, session: Session, order: Order, user: User, beneficiary: str,
+def hand_in(ctx: AppContext, session: Session, order: OrderRecord, user: User, beneficiary: str,
             request: str) -> HandIn:
     """Record ``request`` as the invoice the ``beneficiary``'s payout pays, or refuse, saying why."""
     p = session.scalar(select(Payout).where(Payout.order_id == order.id, Payout.beneficiary == beneficiary))

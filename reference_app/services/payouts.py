@@ -36,6 +36,7 @@ from .faults import planted
 from .holds import node_call
 from .lifecycle import S
 from .orders import PPM, fee_for
+from .records import OrderRecord
 from .transitions import now
 
 
@@ -50,7 +51,7 @@ def in_flight_here(ctx: AppContext, order_id: int) -> bool:
         return order_id in ctx.payouts_in_flight.values()
 
 
-def plan(settings, order: Order) -> list[tuple[str, int, int]]:
+def plan(settings, order: OrderRecord) -> list[tuple[str, int, int]]:
     """(beneficiary, user id, sats) for the order's pending outcome."""
     state = S(order.state)
     if state == S.RELEASE_PENDING:
@@ -73,7 +74,7 @@ _OF_ORDER = Prepared(select(Payout.beneficiary, Payout.id, Payout.status)
 _MAKE = Prepared(insert(Payout.__table__).returning(Payout.id))
 
 
-def ensure(ctx: AppContext, order: Order) -> list[tuple[int, str]]:
+def ensure(ctx: AppContext, order: OrderRecord) -> list[tuple[int, str]]:
     """Create the order's payout rows once; return their ids and statuses. Reads first: the rows
     exist on every pass but the first, and a write would queue behind SQLite's one writer."""
     wanted = plan(ctx.settings, order)

@@ -8,8 +8,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store.models import Listing, Notification, Order, User
+from ..store.models import Listing, Notification, User
 from ..store.models_market import Rating
+from . import records
 from .errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from .policy import hide_unrelated
 from .transitions import is_terminal
@@ -26,7 +27,7 @@ class OrderNotFinal(Conflict):
 
 
 def rate(session: Session, order_id: int, rater: User, stars: int, comment: str = "") -> Rating:
-    order = session.get(Order, order_id)
+    order = records.read(session, order_id)
     if order is None:
         raise NotFound(f"order {order_id} does not exist")
     hide_unrelated(rater, order)

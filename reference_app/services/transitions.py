@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from escrow_protocol import formulas
 
@@ -24,6 +23,7 @@ from ..store.models import Notification, Order, OrderEvent
 from .errors import InvalidTransition
 from .faults import planted
 from .lifecycle import PENDING, TERMINAL, TRANSITIONS, E, S, allowed_events
+from .records import OrderRecord
 
 MESSAGES: dict[S, str] = {
     S.AWAITING_FUNDS: "Waiting for the buyer's payment (held, not yet paid out).",
@@ -91,8 +91,9 @@ def lock_horizon(settings: Settings, htlc_expiry_height: int | None) -> int | No
                                  settings.guardian_margin_blocks)
 
 
-def apply(session: Session, settings: Settings, order: Order, event: E, actor: str,
-          height: int | None = None, detail: str = "", **changes) -> Order:
+def apply(session: Session, settings: Settings, order: OrderRecord, event: E, actor: str,
+          height: int | None = None, detail: str = "", **changes) -> OrderRecord:
+    """Move ``order`` by ``event``, or raise ``InvalidTransition``; ``order`` is then as its row now is."""
     current = S(order.state)
     target = TRANSITIONS.get((current, event))
     if planted(settings, "refund_after_shipment") and (current, event) == (S.SHIPPED, E.DELIVERY_TIMEOUT):
@@ -120,13 +121,14 @@ def apply(session: Session, settings: Settings, order: Order, event: E, actor: s
     # ORM's own UPDATE would autoflush): the ORM's bulk UPDATE and its unit of work for the event
     # and the notifications were an eighth of the app's CPU in an escrow (py-spy, bench escrow).
     session.flush()
-    result = session.connection().execute(update(Order.__table__).where(*guard).values(**values))
+    connection = session.connection()
+    result = connection.execute(update(Order.__table__).where(*guard).values(**values))
     if result.rowcount != 1:
-        session.refresh(order)
-        raise InvalidTransition(f"order {order.id} changed concurrently (now {order.state}); "
-                                f"'{event.value}' was not applied", state=order.state, event=event.value)
-    for key, value in values.items():  # as the row now is: the object is not dirty, so no second UPDATE
-        set_committed_value(order, key, value)
+        now_state = connection.execute(select(Order.state).where(Order.id == order.id)).scalar()
+        raise InvalidTransition(f"order {order.id} changed concurrently (now {now_state}); "
+                                f"'{event.value}' was not applied", state=now_state, event=event.value)
+    for key, value in values.items():  # the record as the row now is
+        setattr(order, key, value)
     _EVENT.rows(session, {"order_id": order.id, "event": event.value, "from_state": current.value,
                           "to_state": target.value, "actor": actor, "height": height, "detail": detail})
     if target in PENDING:  # the worker carries it out: wake it (or the order's owner) once this commits

@@ -11,7 +11,6 @@ import hmac
 import json
 import time
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +18,7 @@ from escrow_protocol.webhook import COURIER_STATUSES, sign_courier
 
 from ..context import AppContext
 from ..store.models import Order, WebhookEvent
-from . import transitions
+from . import records, transitions
 from .faults import planted
 from .errors import NotFound, ValidationFailed, WebhookRejected, WebhookReplayed
 from .lifecycle import E
@@ -57,8 +56,7 @@ def verify(ctx: AppContext, courier: str, timestamp: str | None, signature: str 
 
 def handle(ctx: AppContext, session: Session, courier: str, event: dict, height: int | None) -> dict:
     """Record the event (once) and, for a matching delivery, move the order to DELIVERED."""
-    order = session.scalar(select(Order).where(Order.courier == courier,
-                                               Order.tracking_number == event["tracking_number"]))
+    order = records.first(session, Order.courier == courier, Order.tracking_number == event["tracking_number"])
     if order is None:
         raise NotFound(f"no order shipped with {courier} tracking number {event['tracking_number']}")
     session.add(WebhookEvent(courier=courier, event_id=event["event_id"]))

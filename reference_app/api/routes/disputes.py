@@ -9,7 +9,8 @@ from ...context import AppContext
 from ...services import messaging, orders
 from ...services.errors import NotFound
 from ...services.accounts import Principal
-from ...store.models import Dispute, Order, User
+from ...services.records import OrderRecord
+from ...store.models import Dispute, User
 from ..routing import Route
 from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
 from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
@@ -29,7 +30,7 @@ def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
 
 
 @router.post("/orders/{order_id}/dispute", status_code=status.HTTP_201_CREATED, response_model=DisputeOut)
-def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispute")),
+def open_dispute(body: DisputeIn, order: OrderRecord = Depends(authorized_order("dispute")),
                  user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
                  session: Session = DbSession) -> DisputeOut:
     """Either party opens a dispute; automatic release and refund stop (I12)."""
@@ -37,7 +38,7 @@ def open_dispute(body: DisputeIn, order: Order = Depends(authorized_order("dispu
 
 
 @router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
-async def get_dispute(order: Order = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
+async def get_dispute(order: OrderRecord = Depends(authorized_order("view")), session: Session = DbSession) -> DisputeOut:
     dispute = orders.dispute_of(session, order.id)
     if dispute is None:
         raise NotFound(f"order {order.id} has no dispute")
@@ -45,14 +46,14 @@ async def get_dispute(order: Order = Depends(authorized_order("view")), session:
 
 
 @router.post("/orders/{order_id}/dispute/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
-def add_message(body: MessageIn, order: Order = Depends(authorized_order("message")),
+def add_message(body: MessageIn, order: OrderRecord = Depends(authorized_order("message")),
                 user: User = Depends(current_user), session: Session = DbSession) -> MessageOut:
     m = orders.add_message(session, order, user, body.body)
     return MessageOut(author_id=m.author_id, body=m.body, at=m.at)
 
 
 @router.post("/orders/{order_id}/dispute/ruling", response_model=OrderOut)
-def rule(body: RulingIn, order: Order = Depends(authorized_order("rule")), user: User = Depends(current_user),
+def rule(body: RulingIn, order: OrderRecord = Depends(authorized_order("rule")), user: User = Depends(current_user),
          ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """An arbiter (who is not a party) rules: release, refund, or split with the buyer's share."""
     orders.rule(ctx, session, order, user, body.ruling, body.buyer_share_pct, _height(ctx))

@@ -11,7 +11,8 @@ from ...context import AppContext
 from ...services import orders, payout_invoices
 from ...services.accounts import Principal
 from ...services.lifecycle import allowed_events
-from ...store.models import Order, User
+from ...services.records import OrderRecord
+from ...store.models import User
 from ..params import Id
 from ..routing import Route, answer
 from ..deps import authorize_order, authorized_order, current_principal, current_user, get_ctx, DbSession
@@ -25,18 +26,15 @@ ORDER_FIELDS = tuple(k for k in OrderOut.model_fields if k not in ("allowed_even
 
 
 def order_fields(order, hold: dict | None, payouts: list[dict]) -> dict:
-    """What OrderOut says of an order (an ORM object or a row), its hold's fields and its payouts'."""
+    """What OrderOut says of an order, its hold's view and its payouts'."""
     return {**{k: getattr(order, k) for k in ORDER_FIELDS},
             "allowed_events": [e.value for e in allowed_events(order.state)],
             "hold": None if hold is None else {**hold, "payer_notice": formulas.payer_notice(hold["cltv_expiry"])},
             "payouts": payouts}
 
 
-def order_out(session: Session, order: Order) -> OrderOut:
-    hold = order.hold
-    return OrderOut(**order_fields(
-        order, None if hold is None else {k: getattr(hold, k) for k in orders.HOLD_VIEW},
-        orders.payouts_view(session, order.id)))
+def order_out(session: Session, order: OrderRecord) -> OrderOut:
+    return OrderOut(**order_fields(order, orders.hold_view(order), orders.payouts_view(session, order.id)))
 
 
 def _height(ctx: AppContext) -> int | None:
@@ -71,21 +69,21 @@ async def get_order(order_id: Id, viewer: Principal = Depends(current_principal)
 
 
 @router.get("/{order_id}/events", response_model=list[EventOut])
-async def order_events(order: Order = Depends(authorized_order("view")),
+async def order_events(order: OrderRecord = Depends(authorized_order("view")),
                        session: Session = DbSession) -> list[EventOut]:
     """The order's timeline: every transition, who caused it, and the chain height."""
     return [EventOut.model_validate(r, from_attributes=True) for r in orders.events_of(session, order.id)]
 
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
-def ship(body: ShipIn, order: Order = Depends(authorized_order("ship")), user: Principal = Depends(current_principal),
+def ship(body: ShipIn, order: OrderRecord = Depends(authorized_order("ship")), user: Principal = Depends(current_principal),
          ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
     return order_out(session, order)
 
 
 @router.post("/{order_id}/confirm", response_model=OrderOut)
-def confirm(order: Order = Depends(authorized_order("confirm")), user: Principal = Depends(current_principal),
+def confirm(order: OrderRecord = Depends(authorized_order("confirm")), user: Principal = Depends(current_principal),
             ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """The buyer confirms receipt: the payment is released to the seller."""
     orders.confirm(ctx, session, order, user, _height(ctx))
@@ -93,7 +91,7 @@ def confirm(order: Order = Depends(authorized_order("confirm")), user: Principal
 
 
 @router.post("/{order_id}/payout-invoice", response_model=PayoutInvoiceOut)
-def payout_invoice(body: PayoutInvoiceIn, order: Order = Depends(authorized_order("payout_invoice")),
+def payout_invoice(body: PayoutInvoiceIn, order: OrderRecord = Depends(authorized_order("payout_invoice")),
                    user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
                    session: Session = DbSession) -> PayoutInvoiceOut:
     """Hand in the invoice your payout should pay (instead of a bound node). Before any payment

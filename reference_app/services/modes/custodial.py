@@ -35,13 +35,14 @@ from ...context import AppContext
 from ...store.models import Order, User, utcnow
 from ...store.models_ledger import (DepositAddress, LedgerAccount, LnDepositInvoice, LnWithdrawal,
                                     OnchainDeposit, OnchainWithdrawal, WithdrawalBatch)
-from .. import faults, transitions
+from .. import faults, records, transitions
 from ..custodial import (check_batches, custody_wallet, escrow, ledger, poll_ln_deposits, reconcile,
                          resume_withdrawals, run_withdrawal_batch, scan_deposits)
 from ..custodial.reconcile import Report
 from ..errors import DomainError, NodeUnavailable, ValidationFailed
 from ..lifecycle import E, S
 from ..orders import PPM, fee_for
+from ..records import OrderRecord
 
 log = logging.getLogger("escrowlab.custodial")
 WATCH_EVERY_S = 2.0
@@ -54,7 +55,7 @@ def wallet_name(settings) -> str:
     return "custody-" + hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
 
 
-def split_parts(settings, order: Order) -> tuple[int, int, int]:
+def split_parts(settings, order: OrderRecord) -> tuple[int, int, int]:
     """(buyer part, seller gross, fee) of a split ruling; the fee comes from the seller's part (I13)."""
     buyer_part = order.price_sats * (order.buyer_share_ppm or 0) // PPM
     seller_gross = order.price_sats - buyer_part
@@ -91,7 +92,7 @@ class CustodialMode:
             return self._wallet
 
     # --- opening: the price moves from available to held, in the order's transaction
-    def open(self, session, order: Order, buyer: User, funding: dict | None) -> None:
+    def open(self, session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
         height = self.ctx.tip()
         escrow.hold(session, order.id, buyer.id, order.price_sats)
         actor = f"user:{buyer.id}"
@@ -115,7 +116,7 @@ class CustodialMode:
         """Carry out a pending outcome; repeating it posts nothing twice (the outcome key)."""
         s = self.ctx.settings
         with self.ctx.db.session() as session:
-            order = session.get(Order, order_id)
+            order = records.read(session, order_id)
             state = S(order.state)
             if state == S.RELEASE_PENDING:
                 escrow.release(session, order.id, order.seller_id, order.price_sats, order.fee_sats)

@@ -22,10 +22,11 @@ from regtest_cluster.nodes.lnd import LndError
 
 from ...context import AppContext
 from ...store.models import HoldInvoice, Order, User
-from .. import deadlines, faults, holds, payouts, transitions
+from .. import deadlines, faults, holds, payouts, records, transitions
 from ..errors import DomainError
 from ..faults import planted
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
+from ..records import OrderRecord
 
 log = logging.getLogger("escrowlab.ln_hold")
 RECONCILE_EVERY_S = 2.0    # holds whose watch ended (a broken stream, a restart) are looked up this often
@@ -33,22 +34,22 @@ FULL_RECONCILE_S = 60.0    # and every open hold, watched or not, this often (be
 FINAL_INVOICE = ("SETTLED", "CANCELED")
 
 
-def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: holds.InvoiceTruth,
-                    height: int | None, actor: str = "worker") -> Order:
+def observe_invoice(ctx: AppContext, session: Session, order: OrderRecord, truth: holds.InvoiceTruth,
+                    height: int | None, actor: str = "worker") -> OrderRecord:
     """Record what the node says about the order's hold invoice, and react (I9, I11)."""
-    hold = order.hold
-    hold.lnd_state = truth.state
-    hold.amt_paid_sats = truth.amt_paid_sats
+    seen = {"lnd_state": truth.state, "amt_paid_sats": truth.amt_paid_sats}
     if truth.htlc_expiry_height is not None:
-        hold.htlc_expiry_height = truth.htlc_expiry_height
-    state = S(order.state)
+        seen["htlc_expiry_height"] = truth.htlc_expiry_height
+    state, amount = S(order.state), order.hold.amount_sats
     if planted(ctx.settings, "funded_without_accept") and truth.state == "OPEN" and state == S.AWAITING_FUNDS:
-        truth = holds.InvoiceTruth("ACCEPTED", hold.amount_sats, truth.htlc_expiry_height)
-    if truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS:
-        if truth.amt_paid_sats < hold.amount_sats:  # lnd rejects underpayment; belt and braces
+        truth = holds.InvoiceTruth("ACCEPTED", amount, truth.htlc_expiry_height)
+    funded = truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS
+    if funded and truth.amt_paid_sats >= amount:  # lnd rejects underpayment; belt and braces
+        seen["accepted_at"] = transitions.now()
+    records.set_hold(session, order, **seen)
+    if funded:
+        if truth.amt_paid_sats < amount:
             return order
-        hold.accepted_at = transitions.now()
-        session.flush()
         return transitions.apply(session, ctx.settings, order, E.FUNDED, actor, height,
                                  detail=f"ACCEPTED {truth.amt_paid_sats} sats, HTLC expiry {truth.htlc_expiry_height}")
     if truth.state == "CANCELED" and state == S.AWAITING_FUNDS:
@@ -58,7 +59,6 @@ def observe_invoice(ctx: AppContext, session: Session, order: Order, truth: hold
                                       or state in (S.RELEASE_PENDING, S.SPLIT_PENDING)):
         return transitions.apply(session, ctx.settings, order, E.LOCK_LOST, actor, height,
                                  detail="the node cancelled the held payment; the buyer has it back")
-    session.flush()
     return order
 
 
@@ -76,17 +76,15 @@ class LnHoldMode:
         self.wake = lambda: None  # the worker replaces it, to react at once
 
     # --- opening: a hold invoice on the hub
-    def open(self, session: Session, order: Order, buyer: User, funding: dict | None) -> None:
+    def open(self, session: Session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
         s = self.ctx.settings
         preimage, payment_hash = holds.new_preimage()
         cltv = transitions.hold_cltv_blocks(s)
         height = self.ctx.tip()
         request = holds.issue(self.ctx.hub, payment_hash, order.price_sats, cltv, s.funding_timeout_s,
                               f"escrowlab order {order.id}")
-        order.hold = HoldInvoice(payment_hash=payment_hash.hex(), preimage_enc=self.ctx.box.seal(preimage),
-                                 payment_request=request, amount_sats=order.price_sats, cltv_expiry=cltv,
-                                 created_height=height)
-        session.flush()
+        records.add_hold(session, order, payment_hash=payment_hash.hex(), preimage_enc=self.ctx.box.seal(preimage),
+                         payment_request=request, amount_sats=order.price_sats, cltv_expiry=cltv, created_height=height)
         transitions.apply(session, s, order, E.INVOICE_ISSUED, f"user:{buyer.id}", height,
                           detail=f"hold invoice {payment_hash.hex()[:16]}… cltv {cltv}")
         if self.ctx.shares.mine(order.id):  # else its owner watches it (worker._created)
@@ -123,7 +121,7 @@ class LnHoldMode:
             self._watch(order_id, payment_hash)
             return
         with self._db_read() as session:
-            order = session.get(Order, order_id)
+            order = records.read(session, order_id)
             if order is None or order.hold is None or S(order.state) != S.AWAITING_FUNDS:
                 return
             payment_hash = bytes.fromhex(order.hold.payment_hash)
@@ -172,7 +170,7 @@ class LnHoldMode:
         clock finds."""
         try:
             with self.ctx.db.session() as session:
-                observe_invoice(self.ctx, session, session.get(Order, order_id), truth, self.height)
+                observe_invoice(self.ctx, session, records.read(session, order_id), truth, self.height)
         except DomainError as exc:
             log.info("order %s: %s", order_id, exc)
 
@@ -206,7 +204,7 @@ class LnHoldMode:
         return deadlines.guarded(self.ctx, session, self.name, height)
 
     # --- outcomes: settle, cancel, pay
-    def _settled(self, order: Order, height: int | None) -> bool:
+    def _settled(self, order: OrderRecord, height: int | None) -> bool:
         """Settle the hold (idempotent) and confirm it; False if the node cancelled it instead."""
         ctx, hold = self.ctx, order.hold
         if hold.lnd_state == "SETTLED":
@@ -228,13 +226,14 @@ class LnHoldMode:
                             settled_at=func.coalesce(HoldInvoice.settled_at,
                                                      literal(transitions.now(), HoldInvoice.settled_at.type))))
                 return True
-            fresh = session.get(Order, order.id)
-            fresh.hold.lnd_state = truth.state
+            fresh = records.read(session, order.id)
             if truth.state == "CANCELED":
                 observe_invoice(ctx, session, fresh, truth, height)
+            else:
+                records.set_hold(session, fresh, lnd_state=truth.state)
             return False
 
-    def _cancelled(self, order: Order) -> str:
+    def _cancelled(self, order: OrderRecord) -> str:
         """Cancel the hold and confirm; returns the node's final state (CANCELED or SETTLED)."""
         payment_hash = bytes.fromhex(order.hold.payment_hash)
         try:
@@ -249,7 +248,7 @@ class LnHoldMode:
                                          .values(lnd_state=truth.state))
         return truth.state
 
-    def _paid(self, order: Order) -> bool:
+    def _paid(self, order: OrderRecord) -> bool:
         made = payouts.ensure(self.ctx, order)  # a payout read as SUCCEEDED there is never tried again
         done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED"
                    for pid, status in made)
@@ -288,20 +287,18 @@ class LnHoldMode:
         return done or order.state
 
 
-def _load(ctx: AppContext, order_id: int) -> Order:
+def _load(ctx: AppContext, order_id: int) -> OrderRecord:
     with ctx.db.session(write=False) as session:
-        return session.get(Order, order_id)
+        return records.read(session, order_id)
 
 
 def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str,
-           order: Order | None = None) -> str:
+           order: OrderRecord | None = None) -> str:
     """Record a completed outcome (shared by every mode); returns the order's new state. ``order``
     is the order as the caller read it (``_load``), if it did: the transition's compare-and-swap
     checks that its state and version still hold, so it need not be read again."""
     with ctx.db.session() as session:
         if order is None:
-            order = session.get(Order, order_id)
-        else:
-            session.add(order)  # detached from the read that loaded it; adding it sends nothing
+            order = records.read(session, order_id)
         transitions.apply(session, ctx.settings, order, event, "worker", height, detail=detail)
         return order.state

@@ -34,11 +34,12 @@ from ...context import AppContext
 from ...store.db import NOTIFIED_USERS, note_after_commit
 from ...store.models import Notification, Order, User
 from ...store.models_onchain import OnchainEscrow, OnchainKeys
-from .. import faults, onchain, transitions
+from .. import faults, onchain, records, transitions
 from ..errors import DomainError, NotFound, ValidationFailed
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 from ..onchain.flows import _fold_dust, _require_price, refund_outputs, release_outputs
 from ..orders import PPM
+from ..records import OrderRecord
 from .ln_hold import _load, finish
 
 log = logging.getLogger("escrowlab.onchain_multisig")
@@ -79,7 +80,7 @@ def escrow_row(session: Session, order_id: int) -> OnchainEscrow | None:
     return session.scalar(select(OnchainEscrow).where(OnchainEscrow.order_id == order_id))
 
 
-def split_outputs(terms: onchain.Terms, funding: onchain.Funding, order: Order):
+def split_outputs(terms: onchain.Terms, funding: onchain.Funding, order: OrderRecord):
     """A split pays the seller their gross share minus the order's commission (set by the
     ruling), the buyer the rest and any overpayment; the larger share pays the miner fee."""
     _require_price(funding, "split")
@@ -148,7 +149,7 @@ class OnchainMode:
         return self.chain.deriveaddresses(self.chain.getdescriptorinfo(f"wpkh({key})")["descriptor"])[0]
 
     # --- opening: a fresh escrow address, watched before the buyer sees it
-    def open(self, session: Session, order: Order, buyer: User, funding: dict | None) -> None:
+    def open(self, session: Session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
         s = self.ctx.settings
         keys = {uid: session.scalar(select(OnchainKeys).where(OnchainKeys.user_id == uid))
                 for uid in (order.buyer_id, order.seller_id)}
@@ -229,7 +230,7 @@ class OnchainMode:
         with self.ctx.db.session() as session:
             fresh = escrow_row(session, row.order_id)
             fresh.funding_json, fresh.funding_status = text, f.status.value
-            order = session.get(Order, row.order_id)
+            order = records.read(session, row.order_id)
             state = S(order.state)
             if state == S.AWAITING_FUNDS and f.funded:
                 transitions.apply(session, self.ctx.settings, order, E.FUNDED, "worker", height,
@@ -292,7 +293,7 @@ class OnchainMode:
 
     def _prepare(self, order_id: int, kind: str) -> None:
         with self.ctx.db.session(write=False) as session:
-            order, row = session.get(Order, order_id), escrow_row(session, order_id)
+            order, row = records.read(session, order_id), escrow_row(session, order_id)
         escrow = script_of(row)
         funding = onchain.funding(self.watch_rpc, escrow, row.amount_sats, self.k, _funding(row.funding_json))
         terms = onchain.Terms(price_sats=order.price_sats, commission_sats=order.fee_sats,

@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 from regtest_cluster.nodes.bitcoind import RpcError
 
 from ...context import AppContext
-from ...store.models import Order, User
+from ...store.models import User
 from ...store.models_onchain import OnchainEscrow, OnchainKeys
 from .. import onchain
 from ..errors import NodeUnavailable, NotFound, ValidationFailed
 from ..onchain.psbt import PsbtParseError, summarize
+from ..records import OrderRecord
 from .onchain_multisig import OnchainMode, _funding, escrow_row, pubkey, script_of
 
 # What getaddressinfo's desc holds inside wpkh(...): the origin lets the wallet recognise its key.
@@ -82,14 +83,14 @@ def bind_keys(ctx: AppContext, session: Session, user: User, key: str, timeout_k
     return keys
 
 
-def _escrow_of(session: Session, order: Order) -> OnchainEscrow:
+def _escrow_of(session: Session, order: OrderRecord) -> OnchainEscrow:
     row = escrow_row(session, order.id) if order.escrow_mode == OnchainMode.name else None
     if row is None:
         raise NotFound(f"order {order.id} has no on-chain escrow (its escrow mode is {order.escrow_mode})")
     return row
 
 
-def escrow_view(ctx: AppContext, session: Session, order: Order) -> dict:
+def escrow_view(ctx: AppContext, session: Session, order: OrderRecord) -> dict:
     """The escrow as the chain shows it now (a fresh look, not the worker's last one)."""
     mode, row = mode_of(ctx), _escrow_of(session, order)
     f = onchain.funding(mode.watch_rpc, script_of(row), row.amount_sats, mode.k, _funding(row.funding_json))
@@ -121,7 +122,7 @@ def escrow_view(ctx: AppContext, session: Session, order: Order) -> dict:
         spend=spend)
 
 
-def _awaiting(session: Session, order: Order, user: User) -> OnchainEscrow:
+def _awaiting(session: Session, order: OrderRecord, user: User) -> OnchainEscrow:
     row = _escrow_of(session, order)
     role = "buyer" if user.id == order.buyer_id else "seller" if user.id == order.seller_id else None
     if row.psbt_unsigned is None or row.psbt_party is not None or row.spend_signer != role:
@@ -131,7 +132,7 @@ def _awaiting(session: Session, order: Order, user: User) -> OnchainEscrow:
     return row
 
 
-def awaiting_psbt(ctx: AppContext, session: Session, order: Order, user: User) -> dict:
+def awaiting_psbt(ctx: AppContext, session: Session, order: OrderRecord, user: User) -> dict:
     mode_of(ctx)
     row = _awaiting(session, order, user)
     plan = json.loads(row.spend_plan)
@@ -140,7 +141,7 @@ def awaiting_psbt(ctx: AppContext, session: Session, order: Order, user: User) -
                 outputs=[dict(role=r, address=a, amount_sats=s) for r, a, s in plan["paid"]])
 
 
-def submit_psbt(ctx: AppContext, session: Session, order: Order, user: User, psbt: str) -> dict:
+def submit_psbt(ctx: AppContext, session: Session, order: OrderRecord, user: User, psbt: str) -> dict:
     """The party's signed copy of the awaited spend: the same unsigned transaction, signed
     by their key on every input, completing the spend with the arbiter's signature."""
     mode = mode_of(ctx)
