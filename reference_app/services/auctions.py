@@ -29,14 +29,15 @@ from sqlalchemy.orm import Session
 
 from ..context import AppContext
 from ..store.db import NOTIFIED_USERS, note_after_commit
-from ..store.models import Listing, Notification, Order, User
+from ..store.models import Listing, Notification, User
 from ..store.models_market import Auction, Bid
-from . import listings
+from . import listings, records
 from .custodial import ledger
 from .custodial.ledger import user_account
 from .errors import Conflict, DomainError, NodeUnavailable, NotFound, PermissionDenied, ValidationFailed
 from .lifecycle import S
 from .orders import fee_for
+from .records import OrderRecord
 from .transitions import now
 
 log = logging.getLogger("escrowlab.auctions")
@@ -247,16 +248,15 @@ def close(ctx: AppContext, session: Session, auction: Auction, height: int) -> A
     return auction
 
 
-def _open_order(ctx: AppContext, session: Session, auction: Auction, winner_bid: Bid) -> Order:
+def _open_order(ctx: AppContext, session: Session, auction: Auction, winner_bid: Bid) -> OrderRecord:
     """The winner's order: the bid's hold is released and re-held as the order's escrow, in one transaction."""
     buyer = session.get(User, winner_bid.bidder_id)
     _release(session, winner_bid, "WON")
     price = winner_bid.amount_sats
-    order = Order(listing_id=auction.listing_id, buyer_id=buyer.id, seller_id=auction.seller_id, quantity=1,
-                  escrow_mode=MODE, state=S.CREATED.value, price_sats=price, fee_sats=fee_for(ctx.settings, price),
-                  buyer_address_hash=buyer.address_hash)
-    session.add(order)
-    session.flush()
+    session.flush()  # the release, before the order's Core INSERT (as the ORM's autoflush would)
+    order = records.insert(session, listing_id=auction.listing_id, buyer_id=buyer.id, seller_id=auction.seller_id,
+                           quantity=1, escrow_mode=MODE, state=S.CREATED.value, price_sats=price,
+                           fee_sats=fee_for(ctx.settings, price), buyer_address_hash=buyer.address_hash)
     ctx.modes[MODE].open(session, order, buyer, None)
     return order
 

@@ -29,7 +29,36 @@ def fee_for(settings, amount_sats: int) -> int:
     return fee_sats(amount_sats, settings.fee_ppm)
 
 
-def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quantity: int,
+_ORDERS, _LISTINGS, _USERS = Order.__table__, Listing.__table__, User.__table__
+
+
+class _Ordering(NamedTuple):
+    active: bool
+    seller_id: int
+    escrow_mode: str
+    price_sats: int
+    address_hash: str | None
+
+
+# What a new order needs of its listing and of its buyer (the shipping address): one statement
+# on the driver, where the listing and the signed-in user were each loaded as ORM objects.
+_ORDERING_READ = Prepared(select(*(_LISTINGS.c[k] for k in _Ordering._fields[:-1]), _USERS.c.address_hash)
+                          .select_from(_LISTINGS).join(_USERS, _USERS.c.id == bindparam("buyer_id"))
+                          .where(_LISTINGS.c.id == bindparam("listing_id")))
+
+
+def _ordering(session: Session, listing_id: int, buyer_id: int) -> _Ordering | None:
+    row = _ORDERING_READ.first(session, {"listing_id": listing_id, "buyer_id": buyer_id})
+    return None if row is None else _Ordering(*row)
+
+
+# another order shipped with the same courier and tracking number
+_CLASH = Prepared(select(_ORDERS.c.id).where(_ORDERS.c.courier == bindparam("courier"),
+                                             _ORDERS.c.tracking_number == bindparam("tracking"),
+                                             _ORDERS.c.id != bindparam("order_id")).limit(1))
+
+
+def create(ctx: AppContext, session: Session, buyer: User | Principal, listing_id: int, quantity: int,
            funding: dict | None = None) -> OrderRecord:
     """Reserve stock and record the order, then let its escrow mode lock or request the funds.
 
@@ -38,36 +67,39 @@ def create(ctx: AppContext, session: Session, buyer: User, listing_id: int, quan
     reservation are undone: nothing has changed.
     """
     s = ctx.settings
-    listing = session.get(Listing, listing_id)
-    if listing is None or not listing.active:
+    found = _ordering(session, listing_id, buyer.id)
+    if found is None or not found.active:
         raise NotFound(f"listing {listing_id} does not exist")
-    if listing.seller_id == buyer.id:
+    if found.seller_id == buyer.id:
         raise ValidationFailed("you cannot buy your own listing", field="listing_id")
-    mode = ctx.modes.get(listing.escrow_mode)
+    mode = ctx.modes.get(found.escrow_mode)
     if mode is None:
-        raise ValidationFailed(f"escrow mode {listing.escrow_mode} is not available here "
+        raise ValidationFailed(f"escrow mode {found.escrow_mode} is not available here "
                                f"(available: {', '.join(ctx.modes) or 'none'})", field="listing_id")
-    if not buyer.address_hash:
+    if not found.address_hash:
         raise ValidationFailed("set a shipping address first (PUT /me/address)", field="address")
-    price = listing.price_sats * quantity
+    price = found.price_sats * quantity
     if not s.min_price_sats <= price <= s.max_price_sats:
         raise ValidationFailed(f"order total {price} sats is outside {s.min_price_sats}..{s.max_price_sats}",
                                field="quantity")
-    taken = session.execute(update(Listing).where(Listing.id == listing_id, Listing.stock >= quantity)
-                            .values(stock=Listing.stock - quantity))
+    taken = session.connection().execute(update(_LISTINGS).where(_LISTINGS.c.id == listing_id,
+                                                                 _LISTINGS.c.stock >= quantity)
+                                         .values(stock=_LISTINGS.c.stock - quantity))
     if taken.rowcount != 1:
         raise Conflict(f"listing {listing_id} has fewer than {quantity} in stock")
-    order = records.insert(session, listing_id=listing_id, buyer_id=buyer.id, seller_id=listing.seller_id,
-                           quantity=quantity, escrow_mode=listing.escrow_mode, state=S.CREATED.value,
-                           price_sats=price, fee_sats=fee_for(s, price), buyer_address_hash=buyer.address_hash)
+    order = records.insert(session, listing_id=listing_id, buyer_id=buyer.id, seller_id=found.seller_id,
+                           quantity=quantity, escrow_mode=found.escrow_mode, state=S.CREATED.value,
+                           price_sats=price, fee_sats=fee_for(s, price), buyer_address_hash=found.address_hash)
     session.commit()
     try:
         mode.open(session, order, buyer, funding)
         session.commit()
     except Exception:
         session.rollback()
-        session.execute(update(Listing).where(Listing.id == listing_id).values(stock=Listing.stock + quantity))
-        session.execute(delete(Order.__table__).where(Order.id == order.id))
+        connection = session.connection()
+        connection.execute(update(_LISTINGS).where(_LISTINGS.c.id == listing_id)
+                           .values(stock=_LISTINGS.c.stock + quantity))
+        connection.execute(delete(Order.__table__).where(Order.id == order.id))
         session.commit()
         raise
     for callback in ctx.on_order_created:
@@ -80,9 +112,7 @@ def ship(ctx: AppContext, session: Session, order: OrderRecord, seller: User | P
     if courier not in ctx.settings.courier_secrets:
         raise ValidationFailed(f"unknown courier {courier!r} (known: {', '.join(sorted(ctx.settings.courier_secrets))})",
                                field="courier")
-    clash = session.scalar(select(Order.id).where(Order.courier == courier, Order.tracking_number == tracking,
-                                                  Order.id != order.id))
-    if clash:
+    if _CLASH.first(session, {"courier": courier, "tracking": tracking, "order_id": order.id}):
         raise Conflict(f"tracking number {tracking} is already used by another order", field="tracking_number")
     return transitions.apply(session, ctx.settings, order, E.SHIP, f"user:{seller.id}", height,
                              detail=f"{courier} {tracking}", courier=courier, tracking_number=tracking)
@@ -211,7 +241,7 @@ def page(session: Session, user: User, state: str | None, limit: int, offset: in
 
 HOLD_VIEW = ("payment_request", "payment_hash", "amount_sats", "cltv_expiry", "lnd_state", "htlc_expiry_height")
 PAYOUT_VIEW = ("beneficiary", "amount_sats", "status", "attempts", "fee_sats", "payment_hash", "last_error")
-_ORDERS, _PAYOUTS = Order.__table__, Payout.__table__
+_PAYOUTS = Payout.__table__
 _VIEWS = records.WITH_HOLD.where(_ORDERS.c.id.in_(bindparam("order_ids", expanding=True)))
 _PAYOUTS_VIEW = (select(*(_PAYOUTS.c[k] for k in PAYOUT_VIEW)).where(_PAYOUTS.c.order_id == bindparam("order_id"))
                  .order_by(_PAYOUTS.c.id))

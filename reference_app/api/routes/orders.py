@@ -42,7 +42,7 @@ def _height(ctx: AppContext) -> int | None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
-def create_order(body: OrderCreate, user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
+def create_order(body: OrderCreate, user: Principal = Depends(current_principal), ctx: AppContext = Depends(get_ctx),
                  session: Session = DbSession) -> OrderOut:
     """Order a listing; the response carries the hold invoice the buyer's node must pay."""
     order = orders.create(ctx, session, user, body.listing_id, body.quantity)
@@ -76,8 +76,9 @@ async def order_events(order: OrderRecord = Depends(authorized_order("view")),
 
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
-def ship(body: ShipIn, order: OrderRecord = Depends(authorized_order("ship")), user: Principal = Depends(current_principal),
-         ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
+def ship(body: ShipIn, order: OrderRecord = Depends(authorized_order("ship")),
+         user: Principal = Depends(current_principal), ctx: AppContext = Depends(get_ctx),
+         session: Session = DbSession) -> OrderOut:
     orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
     return order_out(session, order)
 

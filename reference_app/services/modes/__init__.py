@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from escrow_protocol.modes import MODE_NAMES
 
 from ...store.models import User
+from ..accounts import Principal
 from ..records import OrderRecord
 
 __all__ = ["MODE_NAMES", "EscrowMode", "build"]
@@ -35,7 +36,7 @@ __all__ = ["MODE_NAMES", "EscrowMode", "build"]
 class EscrowMode(Protocol):
     name: str
 
-    def open(self, session: Session, order: OrderRecord, buyer: User, funding: dict | None) -> None: ...
+    def open(self, session: Session, order: OrderRecord, buyer: User | Principal, funding: dict | None) -> None: ...
     def watch(self, height: int) -> None: ...
     def drive(self, order_id: int, height: int | None) -> str: ...
     def expire(self, order_id: int) -> None: ...

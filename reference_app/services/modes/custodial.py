@@ -42,6 +42,7 @@ from ..custodial.reconcile import Report
 from ..errors import DomainError, NodeUnavailable, ValidationFailed
 from ..lifecycle import E, S
 from ..orders import PPM, fee_for
+from ..accounts import Principal
 from ..records import OrderRecord
 
 log = logging.getLogger("escrowlab.custodial")
@@ -92,7 +93,7 @@ class CustodialMode:
             return self._wallet
 
     # --- opening: the price moves from available to held, in the order's transaction
-    def open(self, session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
+    def open(self, session, order: OrderRecord, buyer: User | Principal, funding: dict | None) -> None:
         height = self.ctx.tip()
         escrow.hold(session, order.id, buyer.id, order.price_sats)
         actor = f"user:{buyer.id}"

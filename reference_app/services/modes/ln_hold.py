@@ -26,6 +26,7 @@ from .. import deadlines, faults, holds, payouts, records, transitions
 from ..errors import DomainError
 from ..faults import planted
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
+from ..accounts import Principal
 from ..records import OrderRecord
 
 log = logging.getLogger("escrowlab.ln_hold")
@@ -76,7 +77,7 @@ class LnHoldMode:
         self.wake = lambda: None  # the worker replaces it, to react at once
 
     # --- opening: a hold invoice on the hub
-    def open(self, session: Session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
+    def open(self, session: Session, order: OrderRecord, buyer: User | Principal, funding: dict | None) -> None:
         s = self.ctx.settings
         preimage, payment_hash = holds.new_preimage()
         cltv = transitions.hold_cltv_blocks(s)

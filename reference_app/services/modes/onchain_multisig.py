@@ -39,6 +39,7 @@ from ..errors import DomainError, NotFound, ValidationFailed
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 from ..onchain.flows import _fold_dust, _require_price, refund_outputs, release_outputs
 from ..orders import PPM
+from ..accounts import Principal
 from ..records import OrderRecord
 from .ln_hold import _load, finish
 
@@ -149,7 +150,7 @@ class OnchainMode:
         return self.chain.deriveaddresses(self.chain.getdescriptorinfo(f"wpkh({key})")["descriptor"])[0]
 
     # --- opening: a fresh escrow address, watched before the buyer sees it
-    def open(self, session: Session, order: OrderRecord, buyer: User, funding: dict | None) -> None:
+    def open(self, session: Session, order: OrderRecord, buyer: User | Principal, funding: dict | None) -> None:
         s = self.ctx.settings
         keys = {uid: session.scalar(select(OnchainKeys).where(OnchainKeys.user_id == uid))
                 for uid in (order.buyer_id, order.seller_id)}

@@ -1,29 +1,33 @@
 """The rules read and change an order as a record (services/records.py), never as an ORM
-object, on the real cluster: an escrow from its order to its seller's payout loads no ``Order``
-into any session. Before, the order's ORM object (with its joined hold) was loaded by the ship,
-the confirm, each hold observation and each pass of the worker: 7 % of the app's CPU."""
+object, on the real cluster: an escrow from its order to its seller's payout loads no ORM object
+of its order, hold, listing, parties or payouts into any session. Before, the order's ORM object
+(with its joined hold) was loaded by the ship, the confirm, each hold observation and each pass
+of the worker: 7 % of the app's CPU; and a new order loaded its listing and its buyer."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import event
 
-from reference_app.store.models import HoldInvoice, Order
+from reference_app.store.models import HoldInvoice, Listing, Order, Payout, User
 from regtest_cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
 
-def test_an_escrow_loads_no_orm_order(market):
+MODELS = (Order, HoldInvoice, Listing, User, Payout)
+
+
+def test_an_escrow_loads_no_orm_object_of_its_rows(market):
     loaded: list[str] = []
 
     def load(target, _context) -> None:
         loaded.append(f"{type(target).__name__} {target.id}")
 
-    for model in (Order, HoldInvoice):
+    buyer, seller = market.buyer(), market.seller()  # (signing up and binding a node load the user)
+    for model in MODELS:
         event.listen(model, "load", load)
     try:
-        buyer, seller = market.buyer(), market.seller()
         order = market.funded_order(buyer, seller, 22_000)
         oid = order["id"]
         shipped = seller.ship(oid, "fastship", f"FS-{oid}-records")
@@ -31,7 +35,7 @@ def test_an_escrow_loads_no_orm_order(market):
         released = buyer.wait_state(oid, "RELEASED")
         wait_for(lambda: not market.worker._driving, timeout=10, what="the release's drive to end")
     finally:
-        for model in (Order, HoldInvoice):
+        for model in MODELS:
             event.remove(model, "load", load)
 
     assert loaded == []
