@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import psutil
 
+from regtest_cluster.daemon import PORT_CLASH, LogTail
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.ports import PortAllocator
 from regtest_cluster.postgres import PostgresNotInstalled, PostgresServer
@@ -71,16 +72,38 @@ class Served:
     """One uvicorn server, logging to the run folder: one process, or ``processes`` workers
     (uvicorn's ``--workers``) under uvicorn's supervisor, sharing its listening socket."""
 
+    PORT_TRIES = 3  # a port picked free may be bound by another process before uvicorn binds it
+
     def __init__(self, target: str, run_dir: Path, label: str, env: dict[str, str], factory: bool = False,
                  processes: int = 1) -> None:
+        self.processes = processes
+        self._argv = [sys.executable, "-m", "uvicorn", target, "--log-level", "warning", "--no-access-log",
+                      *(["--factory"] if factory else []), *(["--workers", str(processes)] if processes > 1 else [])]
+        self._env = {**os.environ, **env}
+        self.log_path = run_dir / f"{label}.log"
+        self.tries = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.tries += 1
         self.port = PortAllocator().take()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.processes = processes
-        argv = [sys.executable, "-m", "uvicorn", target, "--port", str(self.port), "--log-level", "warning",
-                "--no-access-log", *(["--factory"] if factory else []),
-                *(["--workers", str(processes)] if processes > 1 else [])]
-        self.log = (run_dir / f"{label}.log").open("w")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen([*self._argv, "--port", str(self.port)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=self._env)
+
+    def _exited(self) -> bool:
+        """False while the server runs. If it has exited: True after starting it again on a new
+        port when its port was taken; else the error, naming what its log says."""
+        if self.proc.poll() is None:
+            return False
+        self.log.close()
+        tail = LogTail(self.log_path).tail(12).strip()
+        if PORT_CLASH.search(tail) and self.tries < self.PORT_TRIES:
+            self._start()
+            return True
+        raise RuntimeError(f"server exited {self.proc.returncode}: {tail or 'nothing in its log'} "
+                           f"(log: {self.log_path})")
 
     def wait_ready(self, path: str) -> "Served":
         """Once ``path`` answers 200; with several workers, once each of them has answered
@@ -94,8 +117,8 @@ class Served:
 
     def _wait_ready(self, path: str) -> "Served":
         def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}; see {self.log.name}")
+            if self._exited():
+                return False  # started again on another port
             return httpx.get(self.url + path, timeout=2).status_code == 200
 
         wait_for(up, timeout=READY_S, what=f"{self.url}{path}", ignore=(httpx.HTTPError,))

@@ -89,3 +89,29 @@ def test_a_server_that_never_gets_ready_is_stopped_with_its_workers(tmp_path, mo
     with pytest.raises(WaitTimeout):
         server.wait_ready("/no-such-path")  # answers 404 for ever
     assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_a_server_whose_port_was_taken_starts_again_on_another(tmp_path, monkeypatch):
+    """A port picked free may be bound by another process before uvicorn binds it (CI runs two
+    test workers beside clusters): the server is started again on another port. A server that
+    exits for any other reason is reported with what its log says."""
+    import socket
+
+    from regtest_cluster.ports import PortAllocator
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = PortAllocator.take
+    ports = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(PortAllocator, "take", lambda self: next(ports, None) or real(self))
+    try:
+        server = api.Served("bench.ping_app:app", tmp_path, "clash", {}).wait_ready(api.PID_PATH)
+        try:
+            assert server.tries == 2 and server.port != taken.getsockname()[1]
+        finally:
+            server.stop()
+    finally:
+        taken.close()
+    with pytest.raises(RuntimeError, match=r"server exited \d+: .*no_such_module.*\(log: "):
+        api.Served("no_such_module:app", tmp_path, "broken", {}).wait_ready(api.PID_PATH)
