@@ -184,6 +184,5 @@ _FEED = Prepared(select(*(Notification.__table__.c[k] for k in _FEED_COLUMNS))
 async def feed_page(ctx: AppContext, user_id: int, after_id: int) -> list[dict]:
     """The next page of the user's notifications after ``after_id``, oldest first, as webhook and
     stream payloads (``payload``)."""
-    with ctx.db.session(write=False) as session:
-        rows = await _FEED.arows(session, {"user_id": user_id, "after": after_id})
+    rows = await _FEED.aread(ctx.db, {"user_id": user_id, "after": after_id})
     return [{**dict(zip(_FEED_COLUMNS, row)), "at": row[5].isoformat()} for row in rows]

@@ -72,14 +72,14 @@ def plan(settings, order: OrderRecord) -> list[tuple[str, int, int]]:
 _OF_ORDER = Prepared(select(Payout.beneficiary, Payout.id, Payout.status)
                      .where(Payout.order_id == bindparam("order_id")))
 _MAKE = Prepared(insert(Payout.__table__).returning(Payout.id))
+_FEE = Prepared(select(Order.fee_sats).where(Order.id == bindparam("order_id")))
 
 
 def ensure(ctx: AppContext, order: OrderRecord) -> list[tuple[int, str]]:
     """Create the order's payout rows once; return their ids and statuses. Reads first: the rows
     exist on every pass but the first, and a write would queue behind SQLite's one writer."""
     wanted = plan(ctx.settings, order)
-    with ctx.db.session(write=False) as session:
-        found = _payouts_of(session, order.id)
+    found = _found(_OF_ORDER.read(ctx.db, {"order_id": order.id}))
     if all(b in found for b, _u, _a in wanted):
         return [found[b] for b, _u, _a in wanted]
     with ctx.db.session() as session:  # read again in the write: a hand-in may have made one meanwhile
@@ -95,7 +95,11 @@ def ensure(ctx: AppContext, order: OrderRecord) -> list[tuple[int, str]]:
 
 def _payouts_of(session: Session, order_id: int) -> dict[str, tuple[int, str]]:
     """The order's payouts: beneficiary -> (id, status)."""
-    return {beneficiary: (pid, status) for beneficiary, pid, status in _OF_ORDER.rows(session, {"order_id": order_id})}
+    return _found(_OF_ORDER.rows(session, {"order_id": order_id}))
+
+
+def _found(rows) -> dict[str, tuple[int, str]]:
+    return {beneficiary: (pid, status) for beneficiary, pid, status in rows}
 
 
 def validate_invoice(ctx: AppContext, request: str, amount: int, user: User | Payee) -> dict:
@@ -202,18 +206,18 @@ def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> st
             if p.status == "SUCCEEDED" and p.attempts == 1:
                 p.status, p.payment_hash, p.payment_request = "FAILED", None, None  # forget it was paid
                 return "FAILED"
-    with ctx.db.session(write=False) as session:  # a read: the claim below is its own CAS
-        (status, known_hash, known_request, attempts, amount, order_id, beneficiary, next_attempt_at,
-         *payee) = _ATTEMPT.first(session, {"id": payout_id})
-        if status == "SUCCEEDED":
-            return status
-        if next_attempt_at and next_attempt_at > now():
-            return status
-        fee_limit = ctx.settings.payout_fee_limit_sats
-        if beneficiary == "seller":
-            if order_fee is None:
-                order_fee = session.scalar(select(Order.fee_sats).where(Order.id == order_id))
-            fee_limit = min(fee_limit, order_fee)
+    # a read by itself: the claim below is its own compare-and-swap
+    (status, known_hash, known_request, attempts, amount, order_id, beneficiary, next_attempt_at,
+     *payee), = _ATTEMPT.read(ctx.db, {"id": payout_id})
+    if status == "SUCCEEDED":
+        return status
+    if next_attempt_at and next_attempt_at > now():
+        return status
+    fee_limit = ctx.settings.payout_fee_limit_sats
+    if beneficiary == "seller":
+        if order_fee is None:
+            order_fee, = _FEE.read(ctx.db, {"order_id": order_id})[0]
+        fee_limit = min(fee_limit, order_fee)
     user = Payee(*payee)
 
     if known_hash:

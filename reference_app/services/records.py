@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ..store.db import Prepared
+from ..store.db import Database, Prepared
 from ..store.models import HoldInvoice, Order
 
 ORDERS, HOLDS = Order.__table__, HoldInvoice.__table__
@@ -65,6 +65,12 @@ def read(session: Session, order_id: int) -> OrderRecord | None:
     stays in it), else as one statement by itself."""
     row = _BY_ID.first(session, {"order_id": order_id})
     return None if row is None else from_row(row)
+
+
+def load(database: Database, order_id: int) -> OrderRecord | None:
+    """``read`` by itself, with no session (``Prepared.read``): a pass of the worker's."""
+    rows = _BY_ID.read(database, {"order_id": order_id})
+    return from_row(rows[0]) if rows else None
 
 
 def first(session: Session, *where) -> OrderRecord | None:

@@ -289,8 +289,7 @@ class LnHoldMode:
 
 
 def _load(ctx: AppContext, order_id: int) -> OrderRecord:
-    with ctx.db.session(write=False) as session:
-        return records.read(session, order_id)
+    return records.load(ctx.db, order_id)
 
 
 def finish(ctx: AppContext, order_id: int, event: E, height: int | None, detail: str,

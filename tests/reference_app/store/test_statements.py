@@ -143,6 +143,44 @@ def test_a_reader_that_has_not_begun_reads_on_a_connection_it_gives_back_at_once
             raw.close()
 
 
+def test_a_read_without_a_session_is_a_fresh_reader_s_and_refuses_an_insert(scratch_table, monkeypatch):
+    """``Prepared.read`` and ``aread`` give what a read session that has not begun gives, counted
+    once, without making a session, the connection given back at once (on an event loop, the one
+    its thread keeps; awaited on PostgreSQL). An INSERT is refused and writes nothing."""
+    db, table = scratch_table("sessionless_rows", Column("id", Integer, primary_key=True), Column("on", Boolean))
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1, "on": True}, {"id": 2, "on": False}])
+    read = Prepared(select(table.c.id, table.c.on).order_by(table.c.id))
+    pool = db.read_engine.pool
+    lent = pool.checkedout()
+
+    def no_session():
+        raise AssertionError("a session was made")
+
+    monkeypatch.setattr(db, "_readers", no_session)
+    monkeypatch.setattr(db, "_writers", no_session)
+    before = db.queries
+    assert read.read(db, {}) == [(1, True), (2, False)]
+    assert db.queries - before == 1 and pool.checkedout() == lent
+
+    async def on_the_loop():
+        first = await read.aread(db, {})  # (on SQLite the loop thread's kept connection is made here)
+        counted = db.queries
+        second = await read.aread(db, {})
+        return first, second, db.queries - counted
+
+    first, second, counted = asyncio.run(on_the_loop())
+    assert first == second == [(1, True), (2, False)] and counted == 1
+    assert pool.checkedout() <= lent + 1  # at most the loop thread's one, kept (Database.loop_connection)
+    for attempt in (lambda: Prepared(insert(table)).read(db, {"id": 3, "on": True}),
+                    lambda: asyncio.run(Prepared(insert(table)).aread(db, {"id": 3, "on": True}))):
+        with pytest.raises(ReaderWrote):
+            attempt()
+    monkeypatch.undo()
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.id).order_by(table.c.id)).scalars().all() == [1, 2]
+
+
 def test_a_statement_whose_parameters_expand_is_refused_and_a_moment_is_converted(scratch_table):
     db, table = scratch_table("refused_rows", Column("id", Integer, primary_key=True), Column("at", UtcDateTime()))
     then = utcnow()
