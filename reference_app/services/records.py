@@ -39,6 +39,15 @@ _INSERT_HOLD = Prepared(HOLDS.insert().returning(*HOLDS.c))
 _NO_ORDER = len(ORDER_COLUMNS)
 
 
+def _nulls(table) -> dict[str, None]:
+    """The nullable columns with no default, each None: what an insert leaves out (a Prepared
+    INSERT names every column)."""
+    return {c.key: None for c in table.c if c.nullable and c.default is None and not c.primary_key}
+
+
+_ORDER_NULLS, _HOLD_NULLS = _nulls(ORDERS), _nulls(HOLDS)
+
+
 class OrderRecord:
     """An order's columns as attributes, and ``hold``: its hold invoice as a ``Hold`` (None if
     it has none). ``transitions.apply`` and ``set_hold`` keep it as the row now is."""
@@ -87,17 +96,13 @@ async def aread(session: Session, order_id: int) -> OrderRecord | None:
 
 def insert(session: Session, **values: Any) -> OrderRecord:
     """A new order row (columns left out take their defaults, the nullable ones None)."""
-    given = {c.key: None for c in ORDERS.c if c.nullable and c.default is None and not c.primary_key}
-    given.update(values)
-    (row,) = _INSERT.rows(session, given)
+    (row,) = _INSERT.rows(session, {**_ORDER_NULLS, **values})
     return OrderRecord(row)
 
 
 def add_hold(session: Session, order: OrderRecord, **values: Any) -> Hold:
     """The order's hold invoice, inserted and set on the record."""
-    given = {c.key: None for c in HOLDS.c if c.nullable and c.default is None and not c.primary_key}
-    given.update(values, order_id=order.id)
-    (row,) = _INSERT_HOLD.rows(session, given)
+    (row,) = _INSERT_HOLD.rows(session, {**_HOLD_NULLS, **values, "order_id": order.id})
     order.hold = Hold(*row)
     return order.hold
 

@@ -44,13 +44,12 @@ def observe_invoice(ctx: AppContext, session: Session, order: OrderRecord, truth
     state, amount = S(order.state), order.hold.amount_sats
     if planted(ctx.settings, "funded_without_accept") and truth.state == "OPEN" and state == S.AWAITING_FUNDS:
         truth = holds.InvoiceTruth("ACCEPTED", amount, truth.htlc_expiry_height)
-    funded = truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS
-    if funded and truth.amt_paid_sats >= amount:  # lnd rejects underpayment; belt and braces
+    # (lnd rejects underpayment; an underpaid hold is recorded, not funded: belt and braces)
+    funded = truth.state == "ACCEPTED" and state == S.AWAITING_FUNDS and truth.amt_paid_sats >= amount
+    if funded:
         seen["accepted_at"] = transitions.now()
     records.set_hold(session, order, **seen)
     if funded:
-        if truth.amt_paid_sats < amount:
-            return order
         return transitions.apply(session, ctx.settings, order, E.FUNDED, actor, height,
                                  detail=f"ACCEPTED {truth.amt_paid_sats} sats, HTLC expiry {truth.htlc_expiry_height}")
     if truth.state == "CANCELED" and state == S.AWAITING_FUNDS:
