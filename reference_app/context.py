@@ -46,14 +46,20 @@ class AppContext:
         record it on events without a node round-trip inside their transaction."""
         if self.hub is None:
             return None
+        height = self.fresh_tip()
+        if height is None:
+            from .services.holds import block_height
+
+            height = block_height(self.hub)
+            self.note_tip(height)
+        return height
+
+    def fresh_tip(self) -> int | None:
+        """``tip()`` if the cached height is under a second old, else None: never a node call."""
         with self._tip_lock:
             if self._tip and time.monotonic() - self._tip[0] < self.TIP_MAX_AGE_S:
                 return self._tip[1]
-        from .services.holds import block_height
-
-        height = block_height(self.hub)
-        self.note_tip(height)
-        return height
+        return None
 
     def notified(self, user_ids: set[int]) -> None:
         """A commit wrote these users notifications (``Database.on_commit``): ring their streams

@@ -126,11 +126,26 @@ async def get_session(request: Request) -> Session:
     # first statement. An async endpoint's writer does not begin here: its statements are
     # awaited (store.db.Prepared.arows), a read outside the transaction and an INSERT committed
     # alone where it can, as on PostgreSQL: a listing write then costs 0.70 ms of CPU, not 0.82.
-    if write and ctx.db.single_writer and not getattr(request.scope.get("route"), "awaits_statements", False):
+    # (Only where writers queue at the gate: the planted skip_cas bug's check, commit, sleep and
+    # write would sleep on the event loop, and the race it plants could not happen.)
+    if gate is not None and not getattr(request.scope.get("route"), "awaits_statements", False):
         if not ctx.db.begin_now(session):
             await run_in_threadpool(session.connection)
         session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)
     return session
+
+
+async def chain_tip(request: Request) -> int | None:
+    """The chain height a transition records (``AppContext.tip``: the hub's, cached for a
+    second), for routes that change an order. Declared before the route's other dependencies,
+    so it is known before the request's writer begins: when the cache is old, the hub is asked
+    in a worker thread, and a ``routing.database_only`` endpoint then runs on the event loop
+    with no node call inside its transaction."""
+    ctx: AppContext = request.app.state.ctx
+    if ctx.hub is None:
+        return None
+    height = ctx.fresh_tip()
+    return height if height is not None else await run_in_threadpool(ctx.tip)
 
 
 # Every route takes the session through this one object, or through get_session called with

@@ -11,10 +11,10 @@ from ...services.errors import NotFound
 from ...services.accounts import Principal
 from ...services.records import OrderRecord
 from ...store.models import Dispute, User
-from ..routing import Route
-from ..deps import authorized_order, current_user, get_ctx, DbSession, require_role
+from ..routing import Route, database_only
+from ..deps import authorized_order, chain_tip, current_user, get_ctx, DbSession, require_role
 from ..schemas.orders import DisputeIn, DisputeOut, MessageIn, MessageOut, OrderOut, RulingIn
-from .orders import _height, order_out
+from .orders import order_out
 
 router = APIRouter(route_class=Route, tags=["disputes"])
 
@@ -30,11 +30,13 @@ def dispute_out(session: Session, dispute: Dispute) -> DisputeOut:
 
 
 @router.post("/orders/{order_id}/dispute", status_code=status.HTTP_201_CREATED, response_model=DisputeOut)
-def open_dispute(body: DisputeIn, order: OrderRecord = Depends(authorized_order("dispute")),
+@database_only
+def open_dispute(body: DisputeIn, height: int | None = Depends(chain_tip),
+                 order: OrderRecord = Depends(authorized_order("dispute")),
                  user: User = Depends(current_user), ctx: AppContext = Depends(get_ctx),
                  session: Session = DbSession) -> DisputeOut:
     """Either party opens a dispute; automatic release and refund stop (I12)."""
-    return dispute_out(session, orders.open_dispute(ctx, session, order, user, body.reason, _height(ctx)))
+    return dispute_out(session, orders.open_dispute(ctx, session, order, user, body.reason, height))
 
 
 @router.get("/orders/{order_id}/dispute", response_model=DisputeOut)
@@ -53,10 +55,11 @@ def add_message(body: MessageIn, order: OrderRecord = Depends(authorized_order("
 
 
 @router.post("/orders/{order_id}/dispute/ruling", response_model=OrderOut)
-def rule(body: RulingIn, order: OrderRecord = Depends(authorized_order("rule")), user: User = Depends(current_user),
+def rule(body: RulingIn, height: int | None = Depends(chain_tip),
+         order: OrderRecord = Depends(authorized_order("rule")), user: User = Depends(current_user),
          ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
     """An arbiter (who is not a party) rules: release, refund, or split with the buyer's share."""
-    orders.rule(ctx, session, order, user, body.ruling, body.buyer_share_pct, _height(ctx))
+    orders.rule(ctx, session, order, user, body.ruling, body.buyer_share_pct, height)
     return order_out(session, order)
 
 

@@ -14,8 +14,8 @@ from ...services.lifecycle import allowed_events
 from ...services.records import OrderRecord
 from ...store.models import User
 from ..params import Id
-from ..routing import Route, answer
-from ..deps import authorize_order, authorized_order, current_principal, current_user, get_ctx, DbSession
+from ..routing import Route, answer, database_only
+from ..deps import authorize_order, authorized_order, chain_tip, current_principal, current_user, get_ctx, DbSession
 from ..schemas.orders import (EventOut, HandInOut, OrderCreate, OrderOut, OrderPage, PayoutInvoiceIn,
                                PayoutInvoiceOut, ShipIn)
 
@@ -35,10 +35,6 @@ def order_fields(order, hold: dict | None, payouts: list[dict]) -> dict:
 
 def order_out(session: Session, order: OrderRecord) -> OrderOut:
     return OrderOut(**order_fields(order, orders.hold_view(order), orders.payouts_view(session, order.id)))
-
-
-def _height(ctx: AppContext) -> int | None:
-    return ctx.tip()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
@@ -76,18 +72,21 @@ async def order_events(order: OrderRecord = Depends(authorized_order("view")),
 
 
 @router.post("/{order_id}/ship", response_model=OrderOut)
-def ship(body: ShipIn, order: OrderRecord = Depends(authorized_order("ship")),
+@database_only
+def ship(body: ShipIn, height: int | None = Depends(chain_tip), order: OrderRecord = Depends(authorized_order("ship")),
          user: Principal = Depends(current_principal), ctx: AppContext = Depends(get_ctx),
          session: Session = DbSession) -> OrderOut:
-    orders.ship(ctx, session, order, user, body.courier, body.tracking_number, _height(ctx))
+    orders.ship(ctx, session, order, user, body.courier, body.tracking_number, height)
     return order_out(session, order)
 
 
 @router.post("/{order_id}/confirm", response_model=OrderOut)
-def confirm(order: OrderRecord = Depends(authorized_order("confirm")), user: Principal = Depends(current_principal),
-            ctx: AppContext = Depends(get_ctx), session: Session = DbSession) -> OrderOut:
+@database_only
+def confirm(height: int | None = Depends(chain_tip), order: OrderRecord = Depends(authorized_order("confirm")),
+            user: Principal = Depends(current_principal), ctx: AppContext = Depends(get_ctx),
+            session: Session = DbSession) -> OrderOut:
     """The buyer confirms receipt: the payment is released to the seller."""
-    orders.confirm(ctx, session, order, user, _height(ctx))
+    orders.confirm(ctx, session, order, user, height)
     return order_out(session, order)
 
 
