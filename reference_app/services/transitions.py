@@ -135,9 +135,9 @@ def apply(session: Session, settings: Settings, order: OrderRecord, event: E, ac
         note_after_commit(session, WAKE_ORDERS, order.id)
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
-        for user_id in sorted({order.buyer_id, order.seller_id}):
-            _NOTIFY.rows(session, {"user_id": user_id, "order_id": order.id, "kind": f"order.{target.value.lower()}",
-                                   "message": text})
+        kind = f"order.{target.value.lower()}"
+        _NOTIFY.insert_many(session, [{"user_id": user_id, "order_id": order.id, "kind": kind, "message": text}
+                                      for user_id in sorted({order.buyer_id, order.seller_id})])
         note_after_commit(session, NOTIFIED_USERS, order.buyer_id, order.seller_id)
     return order
 

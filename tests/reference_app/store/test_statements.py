@@ -250,6 +250,37 @@ def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch
         assert session.execute(select(table.c.name, table.c.size)).all() == [("a", 1)]
 
 
+def test_a_prepared_insert_of_several_rows_is_one_counted_statement_in_the_writer_s_transaction(scratch_table):
+    """``insert_many``: each row with its own defaults and converted values, one executemany
+    counted once, rolled back with its transaction; refused with RETURNING and in a reader."""
+    db, table = scratch_table("many_rows", Column("id", Integer, primary_key=True), Column("name", String(20)),
+                              Column("on", Boolean, default=True), Column("made", UtcDateTime(), default=utcnow))
+    add = Prepared(insert(table))
+    start = utcnow()
+    with db.session() as session:
+        before = db.queries
+        add.insert_many(session, [{"name": "a"}, {"name": "b", "on": False, "made": start}])
+        assert db.queries - before == 1 and session.in_transaction()
+    with db.session(write=False) as session:
+        stored = session.execute(select(table.c.name, table.c.on, table.c.made).order_by(table.c.id)).all()
+    assert [(r.name, r.on) for r in stored] == [("a", True), ("b", False)]
+    assert start <= stored[0].made <= utcnow() and stored[1].made == start
+    try:
+        with db.session() as session:
+            add.insert_many(session, [{"name": "c"}, {"name": "d"}])
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with pytest.raises(TypeError, match="without RETURNING"):
+        with db.session() as session:
+            Prepared(insert(table).returning(table.c.id)).insert_many(session, [{"name": "e"}])
+    with pytest.raises(ReaderWrote, match="INSERT"):
+        with db.session(write=False) as session:
+            add.insert_many(session, [{"name": "f"}])
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.name).order_by(table.c.id)).scalars().all() == ["a", "b"]
+
+
 def test_an_awaited_insert_of_a_writer_that_has_not_begun_commits_alone(scratch_table):
     """``Prepared.arows`` of an INSERT in a writer that has not begun is its own transaction,
     committed when it returns: another session sees the row at once, and a later error of the
