@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 
-from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -35,7 +35,7 @@ KEEPALIVE_S = 15.0
 
 @router.get("/notifications/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def stream(request: Request, user: User = Depends(account_holder), ctx: AppContext = Depends(get_ctx),
+async def stream(user: User = Depends(account_holder), ctx: AppContext = Depends(get_ctx),
                  after: int = Query(0, ge=0), max_events: int | None = Query(None, ge=1, le=10_000),
                  last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> StreamingResponse:
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
@@ -44,19 +44,23 @@ async def stream(request: Request, user: User = Depends(account_holder), ctx: Ap
     async def events():
         cursor, sent, quiet_since = start, 0, time.monotonic()
         yield "retry: 2000\n\n"
+        # A client that hangs up ends the stream: Starlette's StreamingResponse listens for the
+        # disconnect beside it and cancels it (ASGI 2.3, as uvicorn serves), or its next write
+        # fails (2.4). Asking after every page as well (Request.is_disconnected) cost 2 % of the
+        # app's CPU in an escrow (py-spy, bench escrow).
         with ctx.bell.listening(user_id) as rung:
             while not ctx.bell.closed:
                 rung.clear()  # before the read: a commit after it rings again
                 page = await outbox.feed_page(ctx, user_id, cursor)
-                for item in page:
-                    cursor = item["id"]
-                    yield f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
-                    sent += 1
+                if max_events:
+                    page = page[:max_events - sent]
+                if page:
+                    cursor, sent, quiet_since = page[-1]["id"], sent + len(page), time.monotonic()
+                    # the page as one chunk: one write to the socket, not one an event
+                    yield "".join(f"id: {item['id']}\nevent: {item['kind']}\ndata: {json.dumps(item)}\n\n"
+                                  for item in page)
                     if max_events and sent >= max_events:
                         return
-                    quiet_since = time.monotonic()
-                if await request.is_disconnected():
-                    return
                 if len(page) >= outbox.FEED_PAGE:
                     continue  # a full page: there may be more already
                 try:
