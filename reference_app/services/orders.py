@@ -189,16 +189,17 @@ _UNPAID = (Payout.order_id == Order.id, Payout.status != "SUCCEEDED")
 _RESTING = and_(select(Payout.id).where(*_UNPAID, Payout.next_attempt_at > bindparam("now")).exists(),
                 ~select(Payout.id).where(*_UNPAID, or_(Payout.next_attempt_at.is_(None),
                                                        Payout.next_attempt_at <= bindparam("now"))).exists())
-_PENDING = (select(Order.id, Order.escrow_mode)
-            .where(Order.state.in_([st.value for st in (*PENDING, S.HELD_IN_CUSTODY)]), ~_RESTING)
-            .order_by(Order.id))
+# The states as a fixed OR, not IN: an IN list expands at each execution (store.db.Prepared).
+_PENDING = Prepared(select(Order.id, Order.escrow_mode)
+                    .where(or_(*(Order.state == st.value for st in (*PENDING, S.HELD_IN_CUSTODY))), ~_RESTING)
+                    .order_by(Order.id))
 
 
 def pending(ctx: AppContext) -> list[tuple[int, str]]:
     """(order id, escrow mode) of every order with an outcome to carry out on its nodes now
-    (every tick): not those whose payouts all wait for their next attempt."""
-    with ctx.db.session(write=False) as session:
-        return [(oid, mode) for oid, mode in session.connection().execute(_PENDING, {"now": transitions.now()})]
+    (every tick): not those whose payouts all wait for their next attempt. One read with no
+    session (``Prepared.read``)."""
+    return [(oid, mode) for oid, mode in _PENDING.read(ctx.db, {"now": transitions.now()})]
 
 
 # --- reads for the API

@@ -317,6 +317,8 @@ class Prepared:
                                 f"this one's need SQLAlchemy's execution: {compiled.string}")
             fixed, binders = {}, []  # the statement's own values, converted once; the given ones' processors
             for bind, name in compiled.bind_names.items():
+                if name in fixed or any(name == bound for bound, _ in binders):
+                    continue  # a parameter used twice (``bindparam("now")`` in two places): converted once
                 process = _bind_processor(bind.type, dialect)
                 if not bind.required:
                     fixed[name] = bind.effective_value if process is None else process(bind.effective_value)

@@ -194,6 +194,9 @@ def test_a_statement_whose_parameters_expand_is_refused_and_a_moment_is_converte
         before = Prepared(select(table.c.id).where(table.c.at < bindparam("t", type_=UtcDateTime())))
         assert before.rows(session, {"t": utcnow()}) == [(1,)]
         assert before.rows(session, {"t": then}) == []
+        # one parameter in two places is converted once (twice, its text was refused as no moment)
+        around = Prepared(select(table.c.id).where(table.c.at <= bindparam("t"), table.c.at >= bindparam("t")))
+        assert around.rows(session, {"t": then}) == [(1,)]
 
 
 def test_a_prepared_insert_stores_and_returns_what_sqlalchemy_would(scratch_table):
