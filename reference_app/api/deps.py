@@ -126,26 +126,17 @@ async def get_session(request: Request) -> Session:
     # first statement. An async endpoint's writer does not begin here: its statements are
     # awaited (store.db.Prepared.arows), a read outside the transaction and an INSERT committed
     # alone where it can, as on PostgreSQL: a listing write then costs 0.70 ms of CPU, not 0.82.
-    # (Only where writers queue at the gate: the planted skip_cas bug's check, commit, sleep and
-    # write would sleep on the event loop, and the race it plants could not happen.)
-    if gate is not None and not getattr(request.scope.get("route"), "awaits_statements", False):
+    if write and ctx.db.single_writer and not getattr(request.scope.get("route"), "awaits_statements", False):
         if not ctx.db.begin_now(session):
             await run_in_threadpool(session.connection)
-        session.info[LOCAL_WRITER] = True  # it holds the write lock (routing.database_only)
+        # It holds the write lock: a routing.database_only endpoint may run on the event loop.
+        # Not where writers do not queue at the gate (the planted skip_cas bug): its check,
+        # commit, sleep and write would sleep on the loop, and the race it plants could not
+        # happen. (Its writer still begins here: begun lazily by a dependency on the loop, it
+        # waited there for the lock held by a request that needed the loop to go on.)
+        if gate is not None:
+            session.info[LOCAL_WRITER] = True
     return session
-
-
-async def chain_tip(request: Request) -> int | None:
-    """The chain height a transition records (``AppContext.tip``: the hub's, cached for a
-    second), for routes that change an order. Declared before the route's other dependencies,
-    so it is known before the request's writer begins: when the cache is old, the hub is asked
-    in a worker thread, and a ``routing.database_only`` endpoint then runs on the event loop
-    with no node call inside its transaction."""
-    ctx: AppContext = request.app.state.ctx
-    if ctx.hub is None:
-        return None
-    height = ctx.fresh_tip()
-    return height if height is not None else await run_in_threadpool(ctx.tip)
 
 
 # Every route takes the session through this one object, or through get_session called with
@@ -190,7 +181,7 @@ async def current_user(request: Request) -> User:
         session = await get_session(request)
         principal = scope.get(PRINCIPAL)
         if principal is None:
-            claims = _claims(bearer_token(request), request.app.state.ctx)
+            claims = _request_claims(request)
             user = _checked(session.get(User, int(claims["sub"])), claims, request)
             scope[PRINCIPAL] = accounts.Principal(*(getattr(user, k) for k in accounts.Principal._fields))
         else:  # a dependency before this one read the principal
@@ -219,7 +210,7 @@ async def current_principal(request: Request) -> accounts.Principal:
     principal = scope.get(PRINCIPAL)
     if principal is None:  # once a request, as current_user
         session = await get_session(request)
-        claims = _claims(bearer_token(request), request.app.state.ctx)
+        claims = _request_claims(request)
         principal = scope[PRINCIPAL] = _checked(await accounts.principal(session, int(claims["sub"])), claims, request)
     return principal
 
@@ -227,6 +218,17 @@ async def current_principal(request: Request) -> accounts.Principal:
 def _signed_in(token: str | None, ctx: AppContext, load, request: Request | None):
     claims = _claims(token, ctx)
     return _checked(load(int(claims["sub"])), claims, request)
+
+
+CLAIMS = "escrowlab.claims"  # in a request's scope, once its token has been checked
+
+
+def _request_claims(request: Request) -> dict:
+    """The claims of the request's valid access token, checked once a request."""
+    claims = request.scope.get(CLAIMS)
+    if claims is None:
+        claims = request.scope[CLAIMS] = _claims(bearer_token(request), request.app.state.ctx)
+    return claims
 
 
 def _claims(token: str | None, ctx: AppContext) -> dict:
@@ -246,6 +248,22 @@ def _checked(user, claims: dict, request: Request | None):
     if request is not None and request.method not in SAFE_METHODS:
         ratelimit.hit(request, "write_account", str(user.id))
     return user
+
+
+@signs_in
+async def chain_tip(request: Request) -> int | None:
+    """The chain height a transition records (``AppContext.tip``: the hub's, cached for a
+    second), for a signed-in user's routes that change an order. Declared before the route's
+    other dependencies, so it is known before the request's writer begins: when the cache is
+    old, the hub is asked in a worker thread, and a ``routing.database_only`` endpoint then runs
+    on the event loop with no node call inside its transaction. The token is checked first: a
+    request without a valid one is told so, and never sends the app to the hub."""
+    _request_claims(request)
+    ctx: AppContext = request.app.state.ctx
+    if ctx.hub is None:
+        return None
+    height = ctx.fresh_tip()
+    return height if height is not None else await run_in_threadpool(ctx.tip)
 
 
 async def anonymous_write(request: Request) -> None:

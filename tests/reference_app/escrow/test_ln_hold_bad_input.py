@@ -154,4 +154,12 @@ def test_unreachable_node_is_503_and_nothing_changes(tmp_path, cluster):
                 "the Lightning node is unreachable")
         assert buyer.call("GET", "/orders")["total"] == 0
         assert http.get(f"/listings/{listing['id']}").json()["stock"] == 3
+        # an order action reads the chain height from the hub first (deps.chain_tip), but only for
+        # a signed-in user: without a valid token the answer is 401, whatever the hub's state
+        for path, body in (("ship", {"courier": "fastship", "tracking_number": "T-1"}), ("confirm", None),
+                           ("dispute", {"reason": "never came"}), ("dispute/ruling", {"ruling": "refund"})):
+            problem(http.post(f"/orders/1/{path}", json=body), 401, "not_authenticated", "log in first")
+            problem(http.post(f"/orders/1/{path}", json=body, headers={"Authorization": "Bearer forged"}),
+                    401, "not_authenticated", "")
+        problem(buyer.attempt("POST", "/orders/1/confirm"), 503, "node_unavailable", "the Lightning node is unreachable")
     ctx.db.dispose()
