@@ -304,7 +304,9 @@ def test_partition_stops_payments_between_the_pair_in_both_directions_and_heal_r
 
     faults.heal("a", "b")
     assert faults.partitions() == []
-    assert _pays(trio, "a", "b")
+    # paid outright, not through _pays: if it fails, the error says how (CI of 0993149 saw it
+    # fail once under load, with nothing to say why; alone it passes in 4-5 s)
+    assert trio.pay("a", "b", 1_000)["status"] == "SUCCEEDED"
 
 
 @pytest.mark.cluster
