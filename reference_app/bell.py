@@ -47,11 +47,13 @@ class Bell:
         with self._lock:
             entries = [entry for user_id in user_ids for entry in self._streams.get(user_id, ())]
         for loop, event in entries:
+            # counted before the stream can wake and look (counted after, a stream, or a test,
+            # woken at once could read the count before this thread went on)
+            self.rung += 1
             try:
                 loop.call_soon_threadsafe(event.set)
-                self.rung += 1
             except RuntimeError:  # its loop has closed: the stream is ending
-                pass
+                self.rung -= 1
 
     def close(self) -> None:
         """The server shuts down: every open stream ends (once rung, it sees ``closed``). uvicorn
