@@ -94,6 +94,41 @@ def test_the_bell_rings_only_the_users_streams_from_any_thread_and_forgets_ended
     assert bell.rung == 1
 
 
+def test_a_ring_is_counted_before_its_stream_can_wake_and_a_closed_loop_s_is_not():
+    """A stream woken at once may look at the count (the app's counters, a test) before the
+    ringing thread goes on: the ring is counted first. A loop that has closed rings nobody."""
+    bell = Bell()
+
+    async def main() -> list[int]:
+        loop, seen = asyncio.get_running_loop(), []
+        real = loop.call_soon_threadsafe
+
+        def at_once(callback, *args):  # the stream wakes before the ringing thread goes on
+            seen.append(bell.rung)
+            return real(callback, *args)
+        loop.call_soon_threadsafe = at_once
+        with bell.listening(7) as mine:
+            bell.ring([7])
+            await asyncio.wait_for(mine.wait(), 30)
+        return seen
+
+    assert asyncio.run(main()) == [1] and bell.rung == 1
+
+    async def closed() -> None:
+        loop = asyncio.new_event_loop()
+        loop.close()
+        with bell.listening(8) as rung:
+            entry = next(iter(bell._streams[8]))
+            bell._streams[8] = {(loop, entry[1])}  # the stream's loop has gone
+            bell.ring([8])
+            bell._streams[8] = {entry}  # for listening's own ending
+            assert not rung.is_set()
+        assert bell._streams == {}
+
+    asyncio.run(closed())
+    assert bell.rung == 1
+
+
 def test_a_feed_page_is_each_notification_as_its_webhook_payload_oldest_first(api):
     ctx = api.app.state.ctx
     user_id = api.get("/me", headers=signed_in(api)).json()["id"]
