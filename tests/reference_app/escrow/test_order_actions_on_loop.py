@@ -6,23 +6,15 @@ bug, which sleeps between its check and its write), they keep their worker threa
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import pytest
 
 from reference_app.services import orders
 from tests.reference_app.escrow.conftest import open_market
+from tests.reference_app.test_database_only import _on_event_loop
 
 pytestmark = pytest.mark.cluster
-
-
-def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _record(monkeypatch, market) -> list[tuple[str, bool, bool]]:
