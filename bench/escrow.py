@@ -185,7 +185,7 @@ class Market:
                 return True
             return False
 
-        watch = self.hub.watch_invoice(payment_hash, update)
+        watch = self.hub.watch_invoice(payment_hash, update, states=("ACCEPTED",), until=("SETTLED", "CANCELED"))
         payer = buyer.pay_request(hold["payment_request"], f"floor-pay-{i}")
         try:
             if not accepted.wait(120):

@@ -31,7 +31,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -47,6 +47,7 @@ from .lnrpc import router_pb2 as router
 from .lnrpc import router_pb2_grpc as router_grpc
 
 FINAL_PAYMENT = ("SUCCEEDED", "FAILED")
+INVOICE_STATE = ln.Invoice.InvoiceState.Name  # an invoice's state number -> its name, as to_dict prints it
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
@@ -301,12 +302,18 @@ class LndGrpc:
                                inv.CancelInvoiceMsg(payment_hash=payment_hash))
 
     def watch_invoice(self, payment_hash: bytes, on_update: Callable[[dict], bool],
-                      on_end: Callable[[Exception | None], None] | None = None) -> Watch:
-        """Follow one invoice until ``on_update`` returns True for an update.
+                      on_error: Callable[[Exception], None] | None = None, *,
+                      states: Collection[str] | None = None, until: Collection[str] = ()) -> Watch:
+        """Follow one invoice until ``on_update`` returns True for an update, or an update's
+        state is one of ``until``.
 
-        Each update (as a dict) is handed to ``on_update`` on the callback pool, in order.
-        ``on_end`` is called once when the watch ends: with None after a final update,
-        with the error when the stream broke (the caller reconciles); not on cancel().
+        Each update in one of ``states`` (every update, when None) is handed to ``on_update``
+        as a dict, on the callback pool, in order; the others are looked at on the stream's own
+        loop and go no further. Handing one over is a trip to a pool thread and back, so a caller
+        with nothing to do for a state (an invoice's first OPEN, its SETTLED once the caller has
+        settled it) leaves it out. ``on_error`` gets the error, on the callback pool, when the
+        stream broke or ``on_update`` raised (the caller reconciles); not after a final update
+        or cancel().
         """
         async def follow() -> None:
             loop = asyncio.get_running_loop()
@@ -316,7 +323,11 @@ class LndGrpc:
             error: Exception | None = None
             try:
                 async for invoice in stream:
-                    if await loop.run_in_executor(self._callbacks, on_update, to_dict(invoice)):
+                    state = INVOICE_STATE(invoice.state)
+                    if states is None or state in states:
+                        if await loop.run_in_executor(self._callbacks, on_update, to_dict(invoice)):
+                            break
+                    if state in until:
                         break
             except grpc.aio.AioRpcError as exc:
                 error = self._error("SubscribeSingleInvoice", exc)
@@ -324,8 +335,8 @@ class LndGrpc:
                 error = exc
             finally:
                 stream.cancel()
-            if on_end is not None:
-                await loop.run_in_executor(self._callbacks, on_end, error)
+            if error is not None and on_error is not None:
+                await loop.run_in_executor(self._callbacks, on_error, error)
 
         return Watch(payment_hash, asyncio.run_coroutine_threadsafe(follow(), self._loop))
 

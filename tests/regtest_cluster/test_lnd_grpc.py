@@ -87,6 +87,47 @@ def test_many_hold_invoices_watched_without_a_thread_each(cluster):
     assert listed(page=5) == {}  # settled and cancelled ones are final
 
 
+@pytest.mark.allow_log(r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")
+def test_a_watch_hands_over_only_the_states_asked_for_and_ends_at_until(cluster):
+    hub, buyer = cluster.node("hub"), cluster.node("buyer1")
+    preimage = os.urandom(32)
+    h = hashlib.sha256(preimage).digest()
+    request = hub.grpc.add_hold_invoice(h, 1_000, 80, 600, "filtered")["payment_request"]
+    handed, errors, accepted = [], [], threading.Event()
+
+    def update(invoice: dict) -> bool:
+        handed.append(invoice["state"])
+        accepted.set()
+        return False  # only `until` ends this watch
+
+    watch = hub.grpc.watch_invoice(h, update, errors.append, states=("ACCEPTED", "CANCELED"), until=("SETTLED",))
+    payment = buyer.grpc.pay(request, timeout_s=30, fee_limit_sats=100)
+    assert accepted.wait(60)
+    hub.grpc.settle_invoice(preimage)
+    assert payment.result(timeout=60)["status"] == "SUCCEEDED"
+    deadline = time.monotonic() + 30
+    while not watch.done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert watch.done  # ended by the SETTLED update, which was never handed over
+    assert handed == ["ACCEPTED"] and errors == []  # the first OPEN was not handed over either
+
+    # a callback that raises ends the watch, and the error goes to on_error
+    h2 = hashlib.sha256(os.urandom(32)).digest()
+    hub.grpc.add_hold_invoice(h2, 1_000, 80, 600, "failing callback")
+    failed = threading.Event()
+
+    def refuse(invoice: dict) -> bool:
+        raise RuntimeError(f"refused {invoice['state']}")
+
+    broken = hub.grpc.watch_invoice(h2, refuse, lambda exc: (errors.append(exc), failed.set()))
+    assert failed.wait(30) and [str(e) for e in errors] == ["refused OPEN"]
+    deadline = time.monotonic() + 10
+    while not broken.done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert broken.done
+    hub.grpc.cancel_invoice(h2)
+
+
 @pytest.mark.allow_log(r"TrackPaymentV2\]: .*payment isn't initiated", r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")
 def test_payment_future_and_tracking(cluster):
     hub, seller = cluster.node("hub"), cluster.node("seller1")

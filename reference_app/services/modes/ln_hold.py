@@ -131,7 +131,10 @@ class LnHoldMode:
         return self.ctx.db.session(write=False)
 
     def _watch(self, order_id: int, payment_hash: bytes) -> None:
-        """Follow the hold until it is final; the stream's updates arrive on the hub's callback pool."""
+        """Follow the hold until it is final. What the node says of it reaches this app's pool
+        thread only where there is something to record: ACCEPTED (the buyer paid: FUNDED) and
+        CANCELED. Its first OPEN tells nothing new, and only this app can settle it, where its
+        drive recorded the SETTLED; the stream ends there without handing it over."""
         with self._lock:
             current = self._watches.get(order_id)
             if (current is not None and not current.done) or self._stop.is_set():
@@ -140,20 +143,17 @@ class LnHoldMode:
             def update(invoice: dict) -> bool:
                 if self._stop.is_set():
                     return True
-                if invoice.get("state") == "SETTLED":  # only this app can settle: its drive recorded it
-                    return True
-                if invoice.get("state") != "OPEN" or planted(self.ctx.settings, "funded_without_accept"):
-                    self._observe(order_id, holds.truth_from(invoice))
+                self._observe(order_id, holds.truth_from(invoice))
                 return invoice.get("state") in FINAL_INVOICE
 
-            def ended(error: Exception | None) -> None:
-                with self._lock:
-                    if self._watches.get(order_id) is watch:
-                        del self._watches[order_id]
-                if error is not None and not self._stop.is_set():
+            def broke(error: Exception) -> None:
+                if not self._stop.is_set():
                     log.info("invoice stream for order %s ended: %s (reconciliation takes over)", order_id, error)
 
-            watch = self._watches[order_id] = self.ctx.hub.watch_invoice(payment_hash, update, ended)
+            told = ("ACCEPTED", "CANCELED", "OPEN") if planted(self.ctx.settings, "funded_without_accept") \
+                else ("ACCEPTED", "CANCELED")
+            self._watches[order_id] = self.ctx.hub.watch_invoice(payment_hash, update, broke,
+                                                                 states=told, until=("SETTLED",))
 
     def watch(self, height: int) -> None:
         self.height = height
@@ -185,8 +185,9 @@ class LnHoldMode:
             rows = session.execute(select(Order.id, HoldInvoice.payment_hash, HoldInvoice.lnd_state)
                                    .join(HoldInvoice, HoldInvoice.order_id == Order.id)
                                    .where(Order.state.in_(open_states), Order.escrow_mode == self.name)).all()
-        with self._lock:
-            watched = {order_id for order_id, w in self._watches.items() if not w.done}
+        with self._lock:  # (ended watches are dropped here, not each by a trip to a pool thread)
+            self._watches = {order_id: w for order_id, w in self._watches.items() if not w.done}
+            watched = set(self._watches)
         # A full pass asks for every open and held invoice in one list (a lookup each had cost
         # the app a burst of CPU every minute with 900 held); one not in it has become final.
         listed = holds.pending(self.ctx.hub) if full and rows else {}
