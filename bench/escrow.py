@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from bench import threads
 from regtest_cluster import launcher
 from regtest_cluster.daemon import cpu_seconds
 from regtest_cluster.env import ClusterEnv
@@ -293,10 +294,13 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
         balances_before, started_at = evidence.channel_balances(cluster), time.time()
         cpu0, bench0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s()
+        threads0 = {k: threads.sample(p) for k, p in pids.items()}
         counters0, reads0 = read_work_counters(world.market), world.market.order_reads
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         order_reads = world.market.order_reads - reads0
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        threads1 = {k: threads.sample(p) for k, p in pids.items()}
+        app_thread_names = threads.python_thread_names(pids["app"])  # (after the window: py-spy stops it)
         counters = counts_between(counters0, read_work_counters(world.market))
         cpu["bench-client"] = _own_cpu_s() - bench0
         progress("oracle: judging every escrow on node truth")
@@ -326,6 +330,10 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "cpu_s_per_raw_payment": {k: round(v / max(1, baseline["done"]), 4) for k, v in sorted(raw_cpu.items())},
         "cpu_s_per_raw_payment_total": round(cpu_raw, 4),
         "cpu_ratio_escrow_to_raw": round(cpu_escrow / cpu_raw, 2) if cpu_raw else None,
+        # How often the kernel switched each process's threads out, and the app's CPU thread by
+        # thread (bench/threads.py): hand-overs between threads cost CPU no Python profile shows.
+        "switches_per_escrow": {k: threads.switches(threads0[k], threads1[k], done) for k in sorted(threads1)},
+        "app_threads": threads.by_thread(threads0["app"], threads1["app"], app_thread_names, done),
         "db_queries_per_escrow": round(counters.get("db_queries", 0) / done, 1),
         "lnd_calls_per_escrow": round(counters.get("lnd_calls", 0) / done, 1),
         "lnd_calls_per_escrow_by_method": {k: round(v / done, 2) for k, v in

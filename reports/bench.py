@@ -1,8 +1,9 @@
 """The picture of a `bench escrow` run: rates and CPU of raw payments, floor escrows and the app's.
 
-``escrow_plot(result, path)`` draws two panels from the benchmark's JSON: how many a second
-of each (with the issue's goal of 0.7 × raw marked), and the CPU seconds each costs, stacked
-by process (with 1.5 × a raw payment's marked). It needs matplotlib (the ``[load]`` or
+``escrow_plot(result, path)`` draws panels from the benchmark's JSON: how many a second
+of each (with the issue's goal of 0.7 × raw marked), the CPU seconds each costs, stacked
+by process (with 1.5 × a raw payment's marked), and, where the run measured it, the app's
+CPU an escrow thread by thread with how often each was switched out. It needs matplotlib (the ``[load]`` or
 ``[sim]`` extra); ``plot_or_note`` says so instead when it is missing, or why drawing failed.
 """
 
@@ -49,7 +50,13 @@ def escrow_plot(result: dict, path: Path) -> Path:
     columns = _columns(result)
     labels = [c[0] for c in columns]
     raw_rate, raw_cpu = columns[0][1], sum(columns[0][2].values())
-    fig, (rate_ax, cpu_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    app_threads = {name: t for name, t in (result.get("app_threads") or {}).items() if t["cpu_s_per_escrow"] > 0}
+    if app_threads:
+        fig, (rate_ax, cpu_ax, threads_ax) = plt.subplots(1, 3, figsize=(16, 4.2),
+                                                          gridspec_kw={"width_ratios": [1, 1, 1.1]})
+        _threads_panel(threads_ax, app_threads)
+    else:
+        fig, (rate_ax, cpu_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
 
     rates = [c[1] or 0 for c in columns]
     bars = rate_ax.bar(range(len(columns)), rates, color=["tab:grey", "tab:blue", "tab:orange"][:len(columns)])
@@ -93,6 +100,23 @@ def escrow_plot(result: dict, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _threads_panel(ax, app_threads: dict[str, dict]) -> None:
+    """The app's CPU ms an escrow by thread (largest on top), each bar labelled with its threads
+    and how often they were switched out an escrow."""
+    names = list(app_threads)[::-1]
+    ms = [app_threads[n]["cpu_s_per_escrow"] * 1000 for n in names]
+    ax.barh(range(len(names)), ms, color="tab:orange")
+    for i, name in enumerate(names):
+        t = app_threads[name]
+        switched = t["switches_per_escrow"]["voluntary"] + t["switches_per_escrow"]["involuntary"]
+        ax.annotate(f" {ms[i]:.2f} ms, {t['threads']} thread{'s' if t['threads'] > 1 else ''}, "
+                    f"{switched:.0f} switches", (ms[i], i), va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlim(0, max(ms) * 1.9)
+    ax.set_xlabel("CPU ms an escrow")
+    ax.set_title("the app's CPU by thread (switches out an escrow)", fontsize=10)
 
 
 def plot_or_note(result: dict, path: Path) -> dict:

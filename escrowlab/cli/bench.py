@@ -111,6 +111,12 @@ def escrow_cmd(
             console.print(f"floor (no app) escrows_per_s: {result['floor']['escrows_per_s']}, "
                           f"ratio to raw {result['floor'].get('ratio_to_raw')}; "
                           f"the app's ratio to the floor: {result['ratio_to_floor']}")
+        if result.get("app_threads"):
+            top = ", ".join(f"{name} {t['cpu_s_per_escrow'] * 1000:.1f} ms"
+                            for name, t in list(result["app_threads"].items())[:4])
+            switched = result["switches_per_escrow"]["app"]
+            console.print(f"the app's CPU an escrow by thread: {top}; its threads were switched out "
+                          f"{switched['voluntary'] + switched['involuntary']:.0f} times an escrow")
         console.print(f"picture: {result['plot']}" if result["plot"] else result["plot_note"])
 
 

@@ -27,6 +27,13 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert result["waits"] == "push" and "poll_interval_s" not in result
     assert 2 <= result["order_reads_per_escrow"] < 6, result["order_reads_per_escrow"]
     assert set(result["cpu_s_per_escrow"]) >= {"app", "lnd-hub", "bench-client"}
+    # every process's threads were switched out while they carried the escrows, and the app's
+    # CPU is told thread by thread: its request loop by its Python name (py-spy, the dev extra)
+    assert set(result["switches_per_escrow"]) == set(result["cpu_s_per_escrow"]) - {"bench-client"}
+    assert result["switches_per_escrow"]["app"]["voluntary"] > 0 < result["switches_per_escrow"]["lnd-hub"]["voluntary"]
+    app_threads = result["app_threads"]
+    assert "MainThread" in app_threads and "escrow-worker" in app_threads, list(app_threads)
+    assert sum(t["cpu_s_per_escrow"] for t in app_threads.values()) <= result["cpu_s_per_escrow"]["app"] + 0.01
     # each escrow's hold was added on the hub and settled there, and its payout sent from it
     by_method = result["lnd_calls_per_escrow_by_method"]
     assert by_method["AddHoldInvoice"] == by_method["SettleInvoice"] == by_method["SendPaymentV2"] == 1, by_method

@@ -49,3 +49,17 @@ def test_without_matplotlib_a_note_says_which_extra(tmp_path, monkeypatch):
 def test_a_drawing_failure_keeps_the_figures_and_names_the_error(tmp_path):
     got = bench.plot_or_note({**RESULT, "baseline": {}}, tmp_path / "bench-escrow.png")
     assert got["plot"] is None and "KeyError" in got["plot_note"]
+
+
+def test_with_the_apps_threads_the_plot_has_a_third_panel(tmp_path):
+    import matplotlib.image
+
+    threads = {"MainThread": {"threads": 1, "cpu_s_per_escrow": 0.007,
+                              "switches_per_escrow": {"voluntary": 17.0, "involuntary": 30.0}},
+               "escrow-drive": {"threads": 8, "cpu_s_per_escrow": 0.005,
+                                "switches_per_escrow": {"voluntary": 29.0, "involuntary": 21.0}},
+               "lifeguard": {"threads": 1, "cpu_s_per_escrow": 0.0,
+                             "switches_per_escrow": {"voluntary": 0.0, "involuntary": 0.0}}}
+    two = matplotlib.image.imread(bench.escrow_plot(RESULT, tmp_path / "two.png"))
+    three = matplotlib.image.imread(bench.escrow_plot({**RESULT, "app_threads": threads}, tmp_path / "three.png"))
+    assert three.shape[1] > two.shape[1] * 1.3  # wider by the panel of threads

@@ -1,0 +1,125 @@
+"""Where a process's CPU goes, thread by thread, and how often its threads are switched out.
+
+An app's CPU per escrow says how much; these say which of its threads spends it (the request
+loop, the worker's pool, the node client's callbacks) and how many times the kernel switched
+them in and out for it: each hand-over between two threads is a wake, a switch and a turn of
+the GIL, and on two cores those add up to a share of the app's CPU that no Python profile
+shows (``docs/benchmarks.md``).
+
+From ``/proc`` (Linux): each live thread's name, its CPU seconds and its voluntary and
+involuntary context switches, for a process and its children. A Python thread's own name
+(``escrow-drive_3``) is not the kernel's (``python``); ``python_thread_names`` asks py-spy
+(``escrowlab[dev]``) for it, and a thread it cannot name keeps the kernel's. A thread that
+ended during the window is not counted (its figures left with it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+_POOL_SUFFIX = re.compile(r"[_-]?\d+$")  # escrow-drive_3, lnd-hub-cb_0, ThreadPoolExecutor-0_1
+_DUMPED = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"\s*$')  # py-spy dump: Thread 22457 (idle): "MainThread"
+
+
+@dataclass(frozen=True)
+class ThreadSample:
+    comm: str  # the kernel's name for the thread
+    cpu_s: float
+    voluntary: int  # the thread gave the CPU up (it waited: a lock, a queue, a socket, the GIL)
+    involuntary: int  # the scheduler took it away (another thread or process wanted the core)
+
+
+def sample(pid: int | None) -> dict[int, ThreadSample]:
+    """Every live thread of ``pid`` and its children, by thread id, as /proc tells it now."""
+    if pid is None:
+        return {}
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, ThreadSample] = {}
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            task = Path(f"/proc/{p}/task/{tid}")
+            try:
+                stat = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+                status = dict(line.split(":", 1) for line in task.joinpath("status").read_text().splitlines()
+                              if ":" in line)
+                comm = task.joinpath("comm").read_text().strip()
+            except (OSError, IndexError, ValueError):
+                continue  # it ended while it was being read
+            found[int(tid)] = ThreadSample(comm, (int(stat[11]) + int(stat[12])) / tick,
+                                           int(status.get("voluntary_ctxt_switches", 0)),
+                                           int(status.get("nonvoluntary_ctxt_switches", 0)))
+    return found
+
+
+def python_thread_names(pid: int | None) -> dict[int, str]:
+    """Thread id -> the Python name of each thread of ``pid`` and its children, from ``py-spy
+    dump``; empty where py-spy is not installed or may not look (ptrace refused)."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None or pid is None:
+        return {}
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        return {}
+    names: dict[int, str] = {}
+    for p in pids:
+        try:
+            out = subprocess.run([spy, "dump", "--pid", str(p)], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        for line in out.splitlines():
+            m = _DUMPED.match(line)
+            if m:
+                names[int(m.group(1))] = m.group(2)
+    return names
+
+
+def group(name: str) -> str:
+    """A pool's threads under one name: ``escrow-drive_3`` -> ``escrow-drive``."""
+    return _POOL_SUFFIX.sub("", name) or name
+
+
+def by_thread(before: dict[int, ThreadSample], after: dict[int, ThreadSample], names: dict[int, str],
+              per: float) -> dict[str, dict]:
+    """What the threads alive at the end spent between the samples, grouped by name (a thread
+    started meanwhile counts from zero), each figure divided by ``per`` (escrows); largest CPU
+    first."""
+    groups: dict[str, dict] = {}
+    for tid, end in after.items():
+        start = before.get(tid, ThreadSample(end.comm, 0.0, 0, 0))
+        g = groups.setdefault(group(names.get(tid, end.comm)), {"threads": 0, "cpu_s": 0.0, "voluntary": 0,
+                                                                  "involuntary": 0})
+        g["threads"] += 1
+        g["cpu_s"] += end.cpu_s - start.cpu_s
+        g["voluntary"] += end.voluntary - start.voluntary
+        g["involuntary"] += end.involuntary - start.involuntary
+    per = max(per, 1e-9)
+    return {name: {"threads": g["threads"], "cpu_s_per_escrow": round(g["cpu_s"] / per, 5),
+                   "switches_per_escrow": {"voluntary": round(g["voluntary"] / per, 1),
+                                           "involuntary": round(g["involuntary"] / per, 1)}}
+            for name, g in sorted(groups.items(), key=lambda kv: -kv[1]["cpu_s"])}
+
+
+def switches(before: dict[int, ThreadSample], after: dict[int, ThreadSample], per: float) -> dict[str, float]:
+    """A process's context switches between the samples (threads alive at the end), per ``per``."""
+    zero = ThreadSample("", 0.0, 0, 0)
+    voluntary = sum(end.voluntary - before.get(tid, zero).voluntary for tid, end in after.items())
+    involuntary = sum(end.involuntary - before.get(tid, zero).involuntary for tid, end in after.items())
+    per = max(per, 1e-9)
+    return {"voluntary": round(voluntary / per, 1), "involuntary": round(involuntary / per, 1)}
