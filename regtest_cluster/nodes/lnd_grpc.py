@@ -125,6 +125,17 @@ def _converter(field):
     return None  # strings, booleans, 32-bit integers
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop where it is installed (the app's extra has it, as uvicorn's does): each turn
+    of asyncio's own loop is Python (its select, its ready queue, its self-pipe), and this loop
+    turns for every message of every stream and every call handed over from another thread."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class _Loop:
     """The process's gRPC event loop, in one daemon thread, started on first use."""
 
@@ -135,7 +146,7 @@ class _Loop:
     def get(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
-                loop = asyncio.new_event_loop()
+                loop = _new_loop()
                 threading.Thread(target=loop.run_forever, name="lnd-grpc", daemon=True).start()
                 cls._loop = loop
             return cls._loop
