@@ -7,10 +7,12 @@ the GIL, and on two cores those add up to a share of the app's CPU that no Pytho
 shows (``docs/benchmarks.md``).
 
 From ``/proc`` (Linux): each live thread's name, its CPU seconds and its voluntary and
-involuntary context switches, for a process and its children. A Python thread's own name
-(``escrow-drive_3``) is not the kernel's (``python``); ``python_thread_names`` asks py-spy
-(``escrowlab[dev]``) for it, and a thread it cannot name keeps the kernel's. A thread that
-ended during the window is not counted (its figures left with it).
+involuntary context switches, for a process and its children. Before Python 3.14 a thread's
+kernel name is its process's (``python``) unless it names itself, as the reference app's and
+the node clients' own threads do (``regtest_cluster/nodes/threadnames.py``);
+``python_thread_names`` asks py-spy (``escrowlab[dev]``) for every thread's Python name, the
+request loop's and uvicorn's pool's included, and a thread it cannot name keeps the kernel's.
+A thread that ended during the window is not counted (its figures left with it).
 """
 
 from __future__ import annotations

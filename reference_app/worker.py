@@ -14,6 +14,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from regtest_cluster.nodes.threadnames import name_os_thread, named
+
 from .context import AppContext
 from .services import deadlines, holds, orders, payouts
 from .services.errors import DomainError
@@ -32,7 +34,8 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="escrow-drive")
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="escrow-drive",
+                                        initializer=name_os_thread)
         self._driving: set[int] = set()
         self._lock = threading.Lock()
         self.height: int | None = None
@@ -50,7 +53,7 @@ class Worker:
         self.shares.listen(self._heard)
         for mode in self.ctx.modes.values():
             mode.start()
-        self._thread = threading.Thread(target=self._run, name="escrow-worker", daemon=True)
+        self._thread = threading.Thread(target=named(self._run), name="escrow-worker", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

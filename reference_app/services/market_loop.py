@@ -17,6 +17,7 @@ import httpx
 
 from regtest_cluster.nodes.bitcoind import RpcError
 from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.threadnames import named
 
 from ..context import AppContext
 from . import auctions, gdpr, outbox
@@ -37,7 +38,7 @@ class MarketLoop:
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="market-loop", daemon=True)
+        self._thread = threading.Thread(target=named(self._run), name="market-loop", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

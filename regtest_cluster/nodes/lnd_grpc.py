@@ -39,6 +39,7 @@ from google.protobuf.internal import type_checkers
 from google.protobuf.json_format import MessageToDict
 
 from .lnd import LndError
+from .threadnames import name_os_thread, named
 from .lnrpc import invoices_pb2 as inv
 from .lnrpc import invoices_pb2_grpc as inv_grpc
 from .lnrpc import lightning_pb2 as ln
@@ -147,7 +148,7 @@ class _Loop:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
                 loop = _new_loop()
-                threading.Thread(target=loop.run_forever, name="lnd-grpc", daemon=True).start()
+                threading.Thread(target=named(loop.run_forever), name="lnd-grpc", daemon=True).start()
                 cls._loop = loop
             return cls._loop
 
@@ -183,7 +184,8 @@ class LndGrpc:
             pem = Path(tls_cert).read_bytes()
         self._metadata = (("macaroon", macaroon_hex),)
         self._loop = _Loop.get()
-        self._callbacks = ThreadPoolExecutor(max_workers=callback_threads, thread_name_prefix=f"lnd-{name}-cb")
+        self._callbacks = ThreadPoolExecutor(max_workers=callback_threads, thread_name_prefix=f"lnd-{name}-cb",
+                                             initializer=name_os_thread)
         self._calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
 

@@ -97,3 +97,29 @@ def test_python_names_come_from_py_spy():
         child.kill()
         child.wait()
     assert threads.python_thread_names(child.pid) == {}  # gone: nothing, and no error
+
+
+def test_a_thread_that_names_itself_is_grouped_without_py_spy():
+    from regtest_cluster.nodes.threadnames import named
+
+    tids, stop = [], threading.Event()
+
+    def body() -> None:
+        tids.append(threading.get_native_id())
+        stop.wait(30)
+
+    pool = [threading.Thread(target=named(body), name=f"probe-pool_{i}") for i in range(2)]
+    pool.append(threading.Thread(target=named(body), name="a-very-long-thread-name"))
+    for t in pool:
+        t.start()
+    while len(tids) < 3:
+        threading.Event().wait(0.01)
+    try:
+        seen = threads.sample(os.getpid())
+        assert sorted(seen[tid].comm for tid in tids) == ["a-very-long-thr", "probe-pool_0", "probe-pool_1"]
+        table = threads.by_thread(seen, seen, {}, per=1)  # the kernel's names alone
+        assert table["probe-pool"]["threads"] == 2 and table["a-very-long-thr"]["threads"] == 1
+    finally:
+        stop.set()
+        for t in pool:
+            t.join(30)
