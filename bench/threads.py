@@ -12,7 +12,9 @@ kernel name is its process's (``python``) unless it names itself, as the referen
 the node clients' own threads do (``regtest_cluster/nodes/threadnames.py``);
 ``python_thread_names`` asks py-spy (``escrowlab[dev]``) for every thread's Python name, the
 request loop's and uvicorn's pool's included, and a thread it cannot name keeps the kernel's.
-A thread that ended during the window is not counted (its figures left with it).
+A thread that ended during the window is not counted (its figures left with it). A thread
+takes its kernel name from the thread that started it, so without py-spy gRPC's poller,
+started by the node client's loop, counts as ``lnd-grpc``.
 """
 
 from __future__ import annotations

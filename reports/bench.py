@@ -112,7 +112,7 @@ def _threads_panel(ax, app_threads: dict[str, dict]) -> None:
         t = app_threads[name]
         switched = t["switches_per_escrow"]["voluntary"] + t["switches_per_escrow"]["involuntary"]
         ax.annotate(f" {ms[i]:.2f} ms, {t['threads']} thread{'s' if t['threads'] > 1 else ''}, "
-                    f"{switched:.0f} switches", (ms[i], i), va="center", fontsize=7)
+                    f"{switched:.0f} switch{'' if round(switched) == 1 else 'es'}", (ms[i], i), va="center", fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlim(0, max(ms) * 1.9)
     ax.set_xlabel("CPU ms an escrow")
