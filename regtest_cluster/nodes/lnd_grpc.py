@@ -39,13 +39,13 @@ from google.protobuf.internal import type_checkers
 from google.protobuf.json_format import MessageToDict
 
 from .lnd import LndError
-from .threadnames import name_os_thread, named
 from .lnrpc import invoices_pb2 as inv
 from .lnrpc import invoices_pb2_grpc as inv_grpc
 from .lnrpc import lightning_pb2 as ln
 from .lnrpc import lightning_pb2_grpc as ln_grpc
 from .lnrpc import router_pb2 as router
 from .lnrpc import router_pb2_grpc as router_grpc
+from .threadnames import name_os_thread, named
 
 FINAL_PAYMENT = ("SUCCEEDED", "FAILED")
 INVOICE_STATE = ln.Invoice.InvoiceState.Name  # an invoice's state number -> its name, as to_dict prints it
