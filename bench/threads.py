@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+from regtest_cluster.daemon import process_tree
 
 _POOL_SUFFIX = re.compile(r"[_-]?\d+$")  # escrow-drive_3, lnd-hub-cb_0, ThreadPoolExecutor-0_1
 _DUMPED = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"\s*$')  # py-spy dump: Thread 22457 (idle): "MainThread"
@@ -43,15 +43,9 @@ class ThreadSample:
 
 def sample(pid: int | None) -> dict[int, ThreadSample]:
     """Every live thread of ``pid`` and its children, by thread id, as /proc tells it now."""
-    if pid is None:
-        return {}
-    try:
-        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-    except psutil.Error:
-        return {}
     tick = os.sysconf("SC_CLK_TCK")
     found: dict[int, ThreadSample] = {}
-    for p in pids:
+    for p in process_tree(pid):
         try:
             tids = os.listdir(f"/proc/{p}/task")
         except OSError:
@@ -75,14 +69,10 @@ def python_thread_names(pid: int | None) -> dict[int, str]:
     """Thread id -> the Python name of each thread of ``pid`` and its children, from ``py-spy
     dump``; empty where py-spy is not installed or may not look (ptrace refused)."""
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if spy is None or pid is None:
-        return {}
-    try:
-        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
-    except psutil.Error:
+    if spy is None:
         return {}
     names: dict[int, str] = {}
-    for p in pids:
+    for p in process_tree(pid):
         try:
             out = subprocess.run([spy, "dump", "--pid", str(p)], capture_output=True, text=True, timeout=20).stdout
         except (OSError, subprocess.SubprocessError):
@@ -99,20 +89,29 @@ def group(name: str) -> str:
     return _POOL_SUFFIX.sub("", name) or name
 
 
+def _spent(before: dict[int, ThreadSample], after: dict[int, ThreadSample]) -> dict[int, ThreadSample]:
+    """What each thread alive at the end spent between the samples (one started meanwhile
+    counts from zero), under its kernel name at the end."""
+    zero = ThreadSample("", 0.0, 0, 0)
+    return {tid: ThreadSample(end.comm, end.cpu_s - before.get(tid, zero).cpu_s,
+                              end.voluntary - before.get(tid, zero).voluntary,
+                              end.involuntary - before.get(tid, zero).involuntary)
+            for tid, end in after.items()}
+
+
 def by_thread(before: dict[int, ThreadSample], after: dict[int, ThreadSample], names: dict[int, str],
               per: float) -> dict[str, dict]:
     """What the threads alive at the end spent between the samples, grouped by name (a thread
     started meanwhile counts from zero), each figure divided by ``per`` (escrows); largest CPU
     first."""
     groups: dict[str, dict] = {}
-    for tid, end in after.items():
-        start = before.get(tid, ThreadSample(end.comm, 0.0, 0, 0))
-        g = groups.setdefault(group(names.get(tid, end.comm)), {"threads": 0, "cpu_s": 0.0, "voluntary": 0,
-                                                                  "involuntary": 0})
+    for tid, spent in _spent(before, after).items():
+        g = groups.setdefault(group(names.get(tid, spent.comm)), {"threads": 0, "cpu_s": 0.0, "voluntary": 0,
+                                                                    "involuntary": 0})
         g["threads"] += 1
-        g["cpu_s"] += end.cpu_s - start.cpu_s
-        g["voluntary"] += end.voluntary - start.voluntary
-        g["involuntary"] += end.involuntary - start.involuntary
+        g["cpu_s"] += spent.cpu_s
+        g["voluntary"] += spent.voluntary
+        g["involuntary"] += spent.involuntary
     per = max(per, 1e-9)
     return {name: {"threads": g["threads"], "cpu_s_per_escrow": round(g["cpu_s"] / per, 5),
                    "switches_per_escrow": {"voluntary": round(g["voluntary"] / per, 1),
@@ -122,8 +121,7 @@ def by_thread(before: dict[int, ThreadSample], after: dict[int, ThreadSample], n
 
 def switches(before: dict[int, ThreadSample], after: dict[int, ThreadSample], per: float) -> dict[str, float]:
     """A process's context switches between the samples (threads alive at the end), per ``per``."""
-    zero = ThreadSample("", 0.0, 0, 0)
-    voluntary = sum(end.voluntary - before.get(tid, zero).voluntary for tid, end in after.items())
-    involuntary = sum(end.involuntary - before.get(tid, zero).involuntary for tid, end in after.items())
+    spent = _spent(before, after).values()
     per = max(per, 1e-9)
-    return {"voluntary": round(voluntary / per, 1), "involuntary": round(involuntary / per, 1)}
+    return {"voluntary": round(sum(t.voluntary for t in spent) / per, 1),
+            "involuntary": round(sum(t.involuntary for t in spent) / per, 1)}

@@ -268,7 +268,7 @@ def cpu_seconds(pid: int | None) -> float:
     processes, PostgreSQL's backends), with what each has reaped of its own children (a
     backend that ended during the run), from /proc (0 for what is gone)."""
     total = 0.0
-    for p in [pid, *_children(pid)]:
+    for p in process_tree(pid):
         try:
             fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
         except (OSError, TypeError):
@@ -277,8 +277,11 @@ def cpu_seconds(pid: int | None) -> float:
     return total
 
 
-def _children(pid: int | None) -> list[int]:
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except (psutil.Error, TypeError, ValueError):
+def process_tree(pid: int | None) -> list[int]:
+    """``pid`` and its live children, recursively (empty for None; only ``pid`` once it is gone)."""
+    if pid is None:
         return []
+    try:
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except (psutil.Error, TypeError, ValueError):
+        return [pid]
