@@ -90,6 +90,9 @@ def test_hand_in_before_any_payment_replaces_the_earlier_invoice_and_a_racing_wo
         market, monkeypatch):
     buyer, seller, order, due = released_to_hand_in(market, "replace")
     oid, node = order["id"], market.cluster.node("seller1").rest
+    # The worker settles the hold before it waits for an invoice. Stopped before that, it left the
+    # buyer's payment held until teardown, where it failed (CI of af6b252, on PostgreSQL).
+    wait_for(lambda: buyer.order(oid)["hold"]["lnd_state"] == "SETTLED", timeout=30, what="the hold settled")
     market.worker.stop()  # payments start only when this test calls payouts.attempt
     a, b, c = (node.addinvoice(due, memo=f"payout {oid} {n}") for n in "abc")
 
