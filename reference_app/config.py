@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         "refresh": (60, 30), "write_account": (600, 600), "write_address": (600, 300),
         "webhook_courier": (600, 600)}
 
+    # The GIL switch interval of `escrowlab app serve`'s and `app worker`'s own processes
+    # (sys.setswitchinterval; CPython's default is 5 ms). A thread back from a call that let the
+    # GIL go (an SQLite step, a socket send, a gRPC call) waits up to this long for it while
+    # another of the app's threads runs Python: at 5 ms an order's ship and confirm, a few such
+    # calls each, waited longer than they ran (docs/benchmarks.md). An app served in-process (a
+    # test, a scenario) leaves its host process's interval alone.
+    gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
+
     # worker
     run_worker_inprocess: bool = True
     worker_interval_s: float = 0.2

@@ -27,14 +27,33 @@ def app_settings(name: str, state_file: Path | None = None, **overrides):
     from regtest_cluster.state import state_path
 
     if state_file is None and name == "default":
-        explicit = Settings(**overrides)
+        explicit = _settings(Settings, **overrides)
         if (explicit.lnd_grpc_host or explicit.lnd_rest_url) and not explicit.cluster_state_file:
             return explicit
     path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
         raise UserError(f"no detached cluster named {name!r} ({path} does not exist): start one with "
                         f"`escrowlab cluster up --detach{name_flag(name)}`")
-    return Settings(cluster_state_file=path, **overrides)
+    return _settings(Settings, cluster_state_file=path, **overrides)
+
+
+def _settings(settings_class, **given):
+    """The app's settings from the environment; a value it refuses is a UserError naming its
+    variable (ESCROWLAB_...) and why, not a traceback. The value is not echoed: it may be a secret."""
+    from pydantic import ValidationError
+
+    try:
+        return settings_class(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if not error["loc"]:  # a rule over several settings (a model validator) says what it needs
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
+            var = field if field.isupper() else f"ESCROWLAB_{field.upper()}"
+            problems.append(f"{var}: {error['msg']}")
+        raise UserError("the app's settings are not valid: " + "; ".join(problems)) from None
 
 
 @app.command()
@@ -52,6 +71,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
     from .listen import listen_socket
 
     settings = app_settings(name, state_file, run_worker_inprocess=worker)
+    own_process(settings)
     if processes is not None:
         settings = settings.model_copy(update={"processes": processes})
     sock = listen_socket(host, port)  # the URL is printed only once the port is ours
@@ -74,6 +94,15 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
         _serve(application, host, port, sock)
     finally:
         sock.close()
+
+
+def own_process(settings) -> None:
+    """What the app sets in a process of its own, and never in one that serves it beside other
+    work (a test, a scenario): the GIL switch interval (``Settings.gil_switch_interval_s``). Set
+    before ``app serve`` forks, so every process of it has it."""
+    import sys
+
+    sys.setswitchinterval(settings.gil_switch_interval_s)
 
 
 def _serve(application, host: str, port: int, sock) -> None:
@@ -141,7 +170,9 @@ def worker_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT) -
     from reference_app.main import build_context
     from reference_app.worker import Worker
 
-    w = Worker(build_context(app_settings(name, state_file)))
+    settings = app_settings(name, state_file)
+    own_process(settings)
+    w = Worker(build_context(settings))
     w.start()
     console.print("worker running; Ctrl-C stops it")
     try:
