@@ -61,9 +61,11 @@ NO_LIMITS = {"rate_limits_enabled": False}
 def app_factory():
     """What uvicorn serves (``--factory``): the marketplace without nodes, settings from the environment."""
     from reference_app.config import Settings
-    from reference_app.main import create_app
+    from reference_app.main import create_app, own_process
 
-    app = create_app(Settings(), with_node=False)
+    settings = Settings()
+    own_process(settings)  # as in `escrowlab app serve`'s processes
+    app = create_app(settings, with_node=False)
     app.add_api_route(PID_PATH, pid, include_in_schema=False)  # last: matched after every app route
     return app
 

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         "refresh": (60, 30), "write_account": (600, 600), "write_address": (600, 300),
         "webhook_courier": (600, 600)}
 
-    # The GIL switch interval of `escrowlab app serve`'s and `app worker`'s own processes
+    # The GIL switch interval of the app's own processes (`escrowlab app serve`, `app worker`, bench api's)
     # (sys.setswitchinterval; CPython's default is 5 ms). A thread back from a call that let the
     # GIL go (an SQLite step, a socket send, a gRPC call) waits up to this long for it while
     # another of the app's threads runs Python: at 5 ms an order's ship and confirm, a few such

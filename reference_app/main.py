@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +16,14 @@ from .services.crypto import Box
 from .shares import Shares
 from .store import migrate
 from .store.db import NOTIFIED_USERS, Database
+
+
+def own_process(settings: Settings) -> None:
+    """What the app sets in a process of its own (``escrowlab app serve`` and ``app worker``, each
+    of their processes, uvicorn serving it by its factory), and never in one that serves it beside
+    other work (a test, a scenario): the GIL switch interval (``Settings.gil_switch_interval_s``).
+    ``app serve`` sets it before it forks, so every process of it has it."""
+    sys.setswitchinterval(settings.gil_switch_interval_s)
 
 
 def prepare_once(settings: Settings) -> Settings:

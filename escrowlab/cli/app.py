@@ -66,7 +66,7 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
                                         help="Processes serving the port, each with its own worker "
                                              "(default: ESCROWLAB_PROCESSES, else 1); use PostgreSQL.")) -> None:
     """Serve the marketplace API (OpenAPI at /docs). A port in use exits 2 before anything starts."""
-    from reference_app.main import create_app, prepare_once
+    from reference_app.main import create_app, own_process, prepare_once
 
     from .listen import listen_socket
 
@@ -94,15 +94,6 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="Interface to lis
         _serve(application, host, port, sock)
     finally:
         sock.close()
-
-
-def own_process(settings) -> None:
-    """What the app sets in a process of its own, and never in one that serves it beside other
-    work (a test, a scenario): the GIL switch interval (``Settings.gil_switch_interval_s``). Set
-    before ``app serve`` forks, so every process of it has it."""
-    import sys
-
-    sys.setswitchinterval(settings.gil_switch_interval_s)
 
 
 def _serve(application, host: str, port: int, sock) -> None:
@@ -167,7 +158,7 @@ def _supervise(children: list[int], serve_here) -> None:
 @app.command("worker")
 def worker_cmd(name: str = NAME_OPT, state_file: Path | None = STATE_FILE_OPT) -> None:
     """Run the background worker alone (invoices, deadlines, guardian, payouts)."""
-    from reference_app.main import build_context
+    from reference_app.main import build_context, own_process
     from reference_app.worker import Worker
 
     settings = app_settings(name, state_file)

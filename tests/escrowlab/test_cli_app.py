@@ -52,8 +52,8 @@ def test_a_rule_over_several_settings_is_reported_in_its_own_words(tmp_path):
 
 
 def test_the_apps_own_process_takes_the_gil_switch_interval_setting(monkeypatch):
-    from escrowlab.cli.app import own_process
     from reference_app.config import Settings
+    from reference_app.main import own_process
 
     before = sys.getswitchinterval()
     monkeypatch.setenv("ESCROWLAB_GIL_SWITCH_INTERVAL_S", "0.002")
