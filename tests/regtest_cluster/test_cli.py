@@ -17,8 +17,9 @@ from tests.helpers import processes_under
 ESCROWLAB = [sys.executable, "-m", "escrowlab"]
 
 
-def run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*ESCROWLAB, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args: str, check: bool = True, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*ESCROWLAB, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"escrowlab {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc
@@ -93,18 +94,20 @@ def test_cluster_detached_status_agrees_with_bitcoin_cli_and_lncli_and_down_leav
 
 
 @pytest.mark.cluster
-def test_cluster_up_twice_with_one_name_is_refused_before_starting_anything():
+def test_cluster_up_twice_with_one_name_is_refused_before_starting_anything(tmp_path):
     name = f"t{uuid.uuid4().hex[:8]}"
-    first = json.loads(run("cluster", "up", "-t", "line", "--detach", "--name", name, "--json").stdout)
+    runs = tmp_path / "runs"  # this test's own: other tests make run folders meanwhile
+    first = json.loads(run("cluster", "up", "-t", "line", "--detach", "--name", name, "--json",
+                           ESCROWLAB_RUNS=str(runs)).stdout)
     try:
-        runs = Path(first["run_dir"]).parent
+        assert Path(first["run_dir"]).parent == runs
         before = set(runs.iterdir())
-        second = run("cluster", "up", "-t", "line", "--detach", "--name", name, check=False)
+        second = run("cluster", "up", "-t", "line", "--detach", "--name", name, check=False, ESCROWLAB_RUNS=str(runs))
         assert second.returncode == 2
-        assert f"already recorded" in second.stderr and f"cluster down --name {name}" in second.stderr
+        assert "already recorded" in second.stderr and f"cluster down --name {name}" in second.stderr
         assert set(runs.iterdir()) == before  # refused before anything started
     finally:
-        run("cluster", "down", "--name", name)
+        run("cluster", "down", "--name", name, ESCROWLAB_RUNS=str(runs))
     assert processes_under(first["run_dir"]) == []
 
 
