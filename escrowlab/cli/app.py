@@ -22,36 +22,38 @@ def app_settings(name: str, state_file: Path | None = None, **overrides):
     """Settings from the environment, pointed at the detached cluster's state file,
     unless the environment names the hub node itself (ESCROWLAB_LND_GRPC_HOST and its
     credentials: a cluster escrowlab did not start, e.g. on Kubernetes)."""
-    from reference_app.config import Settings
     from regtest_cluster import launcher
     from regtest_cluster.state import state_path
 
     if state_file is None and name == "default":
-        explicit = _settings(Settings, **overrides)
+        explicit = _settings(**overrides)
         if (explicit.lnd_grpc_host or explicit.lnd_rest_url) and not explicit.cluster_state_file:
             return explicit
     path = state_file or state_path(launcher.state_dir(env()), name)
     if not path.is_file():
         raise UserError(f"no detached cluster named {name!r} ({path} does not exist): start one with "
                         f"`escrowlab cluster up --detach{name_flag(name)}`")
-    return _settings(Settings, cluster_state_file=path, **overrides)
+    return _settings(cluster_state_file=path, **overrides)
 
 
-def _settings(settings_class, **given):
+def _settings(**given):
     """The app's settings from the environment; a value it refuses is a UserError naming its
     variable (ESCROWLAB_...) and why, not a traceback. The value is not echoed: it may be a secret."""
     from pydantic import ValidationError
 
+    from reference_app.config import Settings
+
     try:
-        return settings_class(**given)
+        return Settings(**given)
     except ValidationError as exc:
+        prefix = Settings.model_config["env_prefix"]
         problems = []
         for error in exc.errors():
             if not error["loc"]:  # a rule over several settings (a model validator) says what it needs
                 problems.append(error["msg"].removeprefix("Value error, "))
                 continue
             field = str(error["loc"][0])
-            var = field if field.isupper() else f"ESCROWLAB_{field.upper()}"
+            var = field if field.isupper() else f"{prefix}{field.upper()}"
             problems.append(f"{var}: {error['msg']}")
         raise UserError("the app's settings are not valid: " + "; ".join(problems)) from None
 
