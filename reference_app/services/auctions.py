@@ -28,10 +28,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..context import AppContext
-from ..store.db import NOTIFIED_USERS, note_after_commit
-from ..store.models import Listing, Notification, User
+from ..store.models import Listing, User
 from ..store.models_market import Auction, Bid
-from . import listings, records
+from . import listings, outbox, records
 from .custodial import ledger
 from .custodial.ledger import user_account
 from .errors import Conflict, DomainError, NodeUnavailable, NotFound, PermissionDenied, ValidationFailed
@@ -154,8 +153,7 @@ def _release(session: Session, bid: Bid, status: str) -> None:
 
 
 def _notify(session: Session, user_id: int, kind: str, message: str, order_id: int | None = None) -> None:
-    session.add(Notification(user_id=user_id, order_id=order_id, kind=kind, message=message))
-    note_after_commit(session, NOTIFIED_USERS, user_id)
+    outbox.notify(session, (user_id,), kind, message, order_id)
 
 
 def bid(ctx: AppContext, session: Session, auction_id: int, bidder: User, amount_sats: int,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..store.db import NOTIFIED_USERS, note_after_commit
-from ..store.models import Notification, Order, User
+from ..store.models import Order, User
 from ..store.models_market import OrderMessage
+from . import outbox
 from .errors import PermissionDenied, ValidationFailed
 from .policy import hide_unrelated
 
@@ -39,10 +39,8 @@ def post(session: Session, order: Order, user: User, body: str) -> OrderMessage:
     message = OrderMessage(order_id=order.id, author_id=user.id, body=body)
     session.add(message)
     other = order.seller_id if user.id == order.buyer_id else order.buyer_id
-    session.add(Notification(user_id=other, order_id=order.id, kind="message.new",
-                             message=f"Order #{order.id}: a new message from the "
-                                     f"{'buyer' if user.id == order.buyer_id else 'seller'}."))
-    note_after_commit(session, NOTIFIED_USERS, other)
+    outbox.notify(session, (other,), "message.new", f"Order #{order.id}: a new message from the "
+                                                    f"{'buyer' if user.id == order.buyer_id else 'seller'}.", order.id)
     session.flush()
     return message
 

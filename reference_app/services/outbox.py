@@ -21,23 +21,37 @@ import json
 import secrets
 import time
 from datetime import timedelta
+from typing import Iterable
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from escrow_protocol.webhook import sign_courier as sign  # one signature for courier and outgoing webhooks
+
 from ..context import AppContext
-from ..store.db import Prepared
-from ..store.models import Notification, User
+from ..store.db import NOTIFIED_USERS, Prepared, insert_at_commit, note_after_commit
+from ..store.models import Notification, User, utcnow as now
 from ..store.models_market import WebhookDelivery, WebhookEndpoint
 from .errors import NotFound, ValidationFailed
-from .transitions import now
-from .webhooks import sign
 
 BATCH = 200
 MAX_ENDPOINTS = 5
+
+
+_NOTIFY = Prepared(insert(Notification.__table__))
+
+
+def notify(session: Session, user_ids: Iterable[int], kind: str, message: str, order_id: int | None = None) -> None:
+    """Notify each of ``user_ids``: an outbox row each, written in this write session's transaction
+    (I18) as its last statement before the commit (``insert_at_commit``: so that a user's rows
+    commit in id order, which the stream's cursor needs), and their open streams rung after it."""
+    users = sorted(set(user_ids))
+    insert_at_commit(session, _NOTIFY, [{"user_id": u, "order_id": order_id, "kind": kind, "message": message}
+                                        for u in users], users)
+    note_after_commit(session, NOTIFIED_USERS, *users)
 
 
 def payload(n: Notification) -> dict:

@@ -8,9 +8,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..store.models import Listing, Notification, User
+from ..store.models import Listing, User
 from ..store.models_market import Rating
-from . import records
+from . import outbox, records
 from .errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from .policy import hide_unrelated
 from .transitions import is_terminal
@@ -50,8 +50,7 @@ def rate(session: Session, order_id: int, rater: User, stars: int, comment: str 
             session.flush()
     except IntegrityError:
         raise AlreadyRated(f"you already rated order {order.id}; a rating cannot be changed") from None
-    session.add(Notification(user_id=ratee, order_id=order.id, kind="rating.received",
-                             message=f"Order #{order.id}: you were rated {stars}/5."))
+    outbox.notify(session, (ratee,), "rating.received", f"Order #{order.id}: you were rated {stars}/5.", order.id)
     return rating
 
 

@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from escrow_protocol import formulas
 
 from ..config import Settings
-from ..store.db import NOTIFIED_USERS, WAKE_ORDERS, Prepared, note_after_commit
-from ..store.models import Notification, Order, OrderEvent
+from ..store.db import WAKE_ORDERS, Prepared, note_after_commit
+from ..store.models import Order, OrderEvent
 from .errors import InvalidTransition
+from . import outbox
 from .faults import planted
 from .lifecycle import PENDING, TERMINAL, TRANSITIONS, E, S, allowed_events
 from .records import OrderRecord
@@ -136,14 +137,11 @@ def apply(session: Session, settings: Settings, order: OrderRecord, event: E, ac
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
         kind = f"order.{target.value.lower()}"
-        _NOTIFY.insert_many(session, [{"user_id": user_id, "order_id": order.id, "kind": kind, "message": text}
-                                      for user_id in sorted({order.buyer_id, order.seller_id})])
-        note_after_commit(session, NOTIFIED_USERS, order.buyer_id, order.seller_id)
+        outbox.notify(session, (order.buyer_id, order.seller_id), kind, text, order.id)
     return order
 
 
 _EVENT = Prepared(insert(OrderEvent.__table__))
-_NOTIFY = Prepared(insert(Notification.__table__))
 
 
 def is_terminal(state: str) -> bool:

@@ -17,9 +17,10 @@ import sqlite3
 import threading
 import time
 import weakref
+import zlib
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import anyio
 from sqlalchemy import Engine, Insert, Select, create_engine, event
@@ -265,6 +266,47 @@ NOTIFIED_USERS = "notified_users"    # users a notification was written to: thei
 def note_after_commit(session: Session, key: str, *ids: int) -> None:
     """Tell ``Database.on_commit[key]`` about ``ids`` once this write session commits."""
     session.info.setdefault(key, set()).update(ids)
+
+
+AT_COMMIT = "escrowlab_at_commit"  # in a write session's info: inserts held to its commit (insert_at_commit)
+
+
+def insert_at_commit(session: Session, statement: "Prepared", rows: list[dict[str, Any]],
+                     serial_keys: Iterable[int]) -> None:
+    """Insert ``rows`` with ``statement`` when this write session commits, as its last statements.
+
+    For rows read back in id order from a cursor, "everything after the last id I saw" (the
+    notification stream: ``outbox.feed_page``). On PostgreSQL two transactions may take their ids
+    in one order and commit in the other, and a reader that saw the later id first would move past
+    the earlier one for good. So before the rows are inserted the transaction takes an advisory
+    lock on each of ``serial_keys`` (a user each, for notifications), in ascending order, held to
+    its commit: for one key, the next transaction takes its ids only once this one has committed,
+    and ids become visible in their order. Taken at the commit, the locks are the transaction's
+    last: it waits for nothing while it holds them, and so can never deadlock on them. SQLite
+    has one writer at a time, which orders the ids already."""
+    held = session.info.setdefault(AT_COMMIT, {})
+    pending, keys = held.setdefault(statement, ([], set()))
+    pending.extend(rows)
+    keys.update(serial_keys)
+
+
+def _insert_held(session: Session) -> None:
+    """``insert_at_commit``'s rows, before the session's commit (its ``before_commit`` event)."""
+    held = session.info.pop(AT_COMMIT, None)
+    if not held:
+        return
+    session.flush()  # what the rows refer to (an order added through the ORM) goes first
+    connection = session.connection()
+    for statement, (rows, keys) in held.items():
+        if keys and connection.dialect.name == "postgresql":
+            space = zlib.crc32(statement.statement.table.name.encode()) & 0x7FFFFFFF
+            connection.exec_driver_sql("SELECT " + ", ".join(f"pg_advisory_xact_lock({space}, {int(k)})"
+                                                              for k in sorted(keys)))
+        statement.insert_many(session, rows)
+
+
+def _forget_held(session: Session, _previous_transaction=None) -> None:
+    session.info.pop(AT_COMMIT, None)  # rolled back: never inserted
 
 
 class WroteAlone(RuntimeError):
@@ -801,6 +843,8 @@ class Database:
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False, info={DATABASE: self})
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False, info={DATABASE: self, READER: True})
+        event.listen(self._writers, "before_commit", _insert_held)
+        event.listen(self._writers, "after_rollback", _forget_held)
         # who hears, after a write session commits, what it noted (note_after_commit): the worker
         # the orders it must carry out (WAKE_ORDERS), the streams their users (NOTIFIED_USERS)
         self.on_commit: dict[str, Callable[[set[int]], None]] = {}

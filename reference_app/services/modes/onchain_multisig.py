@@ -31,10 +31,9 @@ from sqlalchemy.orm import Session
 from regtest_cluster.nodes.bitcoind import BitcoinRpc, RpcError
 
 from ...context import AppContext
-from ...store.db import NOTIFIED_USERS, note_after_commit
-from ...store.models import Notification, Order, User
+from ...store.models import Order, User
 from ...store.models_onchain import OnchainEscrow, OnchainKeys
-from .. import faults, onchain, records, transitions
+from .. import faults, onchain, outbox, records, transitions
 from ..errors import DomainError, NotFound, ValidationFailed
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 from ..onchain.flows import _fold_dust, _require_price, refund_outputs, release_outputs
@@ -320,10 +319,8 @@ class OnchainMode:
             fresh.spend_kind, fresh.spend_signer, fresh.spend_plan = kind, signer, json.dumps(plan)
             fresh.psbt_unsigned, fresh.psbt_arbiter = spend.psbt, signed
             signer_id = order.seller_id if signer == "seller" else order.buyer_id
-            session.add(Notification(user_id=signer_id, order_id=order_id, kind="escrow.sign_psbt",
-                                     message=f"Order #{order_id}: sign the {kind} of the escrow "
-                                             f"(GET /orders/{order_id}/psbt) so it can be broadcast."))
-            note_after_commit(session, NOTIFIED_USERS, signer_id)
+            outbox.notify(session, (signer_id,), "escrow.sign_psbt", f"Order #{order_id}: sign the {kind} of the "
+                          f"escrow (GET /orders/{order_id}/psbt) so it can be broadcast.", order_id)
         log.info("order %s: %s planned and signed by the arbiter; waiting for the %s", order_id, kind, signer)
 
     def _broadcast(self, row: OnchainEscrow) -> None:
