@@ -20,8 +20,8 @@ from escrow_protocol import formulas
 from ..config import Settings
 from ..store.db import WAKE_ORDERS, Prepared, note_after_commit
 from ..store.models import Order, OrderEvent
-from .errors import InvalidTransition
 from . import outbox
+from .errors import InvalidTransition
 from .faults import planted
 from .lifecycle import PENDING, TERMINAL, TRANSITIONS, E, S, allowed_events
 from .records import OrderRecord

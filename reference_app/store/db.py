@@ -281,9 +281,11 @@ def insert_at_commit(session: Session, statement: "Prepared", rows: list[dict[st
     the earlier one for good. So before the rows are inserted the transaction takes an advisory
     lock on each of ``serial_keys`` (a user each, for notifications), in ascending order, held to
     its commit: for one key, the next transaction takes its ids only once this one has committed,
-    and ids become visible in their order. Taken at the commit, the locks are the transaction's
-    last: it waits for nothing while it holds them, and so can never deadlock on them. SQLite
-    has one writer at a time, which orders the ids already."""
+    and ids become visible in their order. Every transaction takes all of its locks in one
+    statement, in one order, after everything else it did: so no two can each hold a lock the
+    other waits for. SQLite has one writer at a time, which orders the ids already.
+
+    A savepoint that rolls back does not take back rows held here (no writer holds any inside one)."""
     held = session.info.setdefault(AT_COMMIT, {})
     pending, keys = held.setdefault(statement, ([], set()))
     pending.extend(rows)
@@ -297,11 +299,13 @@ def _insert_held(session: Session) -> None:
         return
     session.flush()  # what the rows refer to (an order added through the ORM) goes first
     connection = session.connection()
-    for statement, (rows, keys) in held.items():
-        if keys and connection.dialect.name == "postgresql":
-            space = zlib.crc32(statement.statement.table.name.encode()) & 0x7FFFFFFF
-            connection.exec_driver_sql("SELECT " + ", ".join(f"pg_advisory_xact_lock({space}, {int(k)})"
-                                                              for k in sorted(keys)))
+    if connection.dialect.name == "postgresql":
+        locks = sorted({(zlib.crc32(statement.statement.table.name.encode()) & 0x7FFFFFFF, int(key))
+                        for statement, (_rows, keys) in held.items() for key in keys})
+        if locks:  # evaluated left to right: in this order
+            connection.exec_driver_sql("SELECT " + ", ".join(f"pg_advisory_xact_lock({space}, {key})"
+                                                              for space, key in locks))
+    for statement, (rows, _keys) in held.items():
         statement.insert_many(session, rows)
 
 
