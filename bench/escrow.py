@@ -296,8 +296,10 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         cpu0, bench0 = {k: cpu_seconds(p) for k, p in pids.items()}, _own_cpu_s()
         threads0 = {k: threads.sample(p) for k, p in pids.items()}
         counters0, reads0 = read_work_counters(world.market), world.market.order_reads
+        unpushed0 = world.market.unpushed_waits
         figures = _timed_pool(escrows, concurrency, market.escrow, progress, "escrow")
         order_reads = world.market.order_reads - reads0
+        unpushed = world.market.unpushed_waits - unpushed0
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
         threads1 = {k: threads.sample(p) for k, p in pids.items()}
         app_thread_names = threads.python_thread_names(pids["app"])  # (after the window: py-spy stops it)
@@ -322,6 +324,9 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         # how the client learnt of FUNDED and RELEASED, and the order reads (GET /orders/{id}) it made
         "waits": market.waits, **({"poll_interval_s": POLL_S} if market.waits == "poll" else {}),
         "order_reads_per_escrow": round(order_reads / done, 1),
+        # pushed waits that only the fallback read ended (HttpMarketplace.FALLBACK_S): the order was
+        # in the state and the buyer's stream had not said so. 0 for an app whose pushes arrive.
+        **({"unpushed_waits": unpushed} if market.waits == "push" else {}),
         "phase_p50_s": {p: percentiles(v)["p50_s"] for p, v in market.phases.items()},
         # Where the machine's time went during the escrow phase: CPU seconds per escrow, by process.
         "cpu_s_per_escrow": {k: round(v / done, 4) for k, v in sorted(cpu.items())},

@@ -83,6 +83,9 @@ class HttpMarketplace(Marketplace):
         self._feeds: dict[int, OrderFeed] = {}  # by id(party)
         self._feeds_lock = threading.Lock()
         self.order_reads = 0  # GET /orders/{id}, for the benchmarks' reads per escrow
+        # pushed waits that only the fallback read ended: the order had reached the state, and its
+        # party's stream had not said so within FALLBACK_S (a notification lost, or very late)
+        self.unpushed_waits = 0
         self._reads_lock = threading.Lock()  # apart: a feed is opened under _feeds_lock, by a request
 
     # --- raw requests (for this driver, and for tests of the reference API itself)
@@ -184,10 +187,14 @@ class HttpMarketplace(Marketplace):
         feed = self.feed(party)
         deadline = time.monotonic() + timeout * waiting.TIMEOUT_FACTOR
         with feed.watching(order_id):
+            fell_back = False
             while True:
                 after = feed.mark()  # before the read: a change after it is told after the mark
                 last = self.order(party, order_id)
                 if last["state"] in states:
+                    if fell_back:
+                        with self._reads_lock:
+                            self.unpushed_waits += 1
                     return last
                 if getattr(party, "id", None) not in (last.get("buyer_id"), last.get("seller_id")):
                     # the app tells an order's changes to its buyer and seller only (an arbiter or
@@ -201,6 +208,7 @@ class HttpMarketplace(Marketplace):
                 told = feed.wait(order_id, states, after, min(left, self.FALLBACK_S))
                 if told and not view:
                     return {"id": order_id, "state": told}
+                fell_back = told is None
 
     def feed(self, party) -> OrderFeed:
         """The party's notification stream, opened at its first pushed wait."""

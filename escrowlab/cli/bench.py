@@ -93,6 +93,7 @@ def escrow_cmd(
 ) -> None:
     """Hold-invoice escrows settled per second through the app, beside raw LND invoice+pay."""
     from bench import escrow
+    from harness.http import HttpMarketplace
 
     if db not in ("sqlite", "postgres"):
         raise UserError(f"--db must be sqlite or postgres, not {db!r}")
@@ -107,6 +108,10 @@ def escrow_cmd(
         for k in ("escrows", "failed", "escrows_per_s", "p50_s", "p99_s", "ratio"):
             console.print(f"{k}: {result[k]}")
         console.print(f"baseline payments_per_s: {result['baseline']['payments_per_s']}")
+        if result.get("unpushed_waits"):
+            console.print(f"[yellow]{result['unpushed_waits']} waits for FUNDED or RELEASED were not woken by the "
+                          f"app's notification stream within {HttpMarketplace.FALLBACK_S:g} s, though the order had "
+                          f"reached the state (a lost or very late notification)[/yellow]")
         if "escrows_per_s" in result["floor"]:
             console.print(f"floor (no app) escrows_per_s: {result['floor']['escrows_per_s']}, "
                           f"ratio to raw {result['floor'].get('ratio_to_raw')}; "

@@ -164,3 +164,31 @@ def test_a_pushed_wait_of_a_party_the_app_does_not_tell_asks_instead(monkeypatch
         assert len(polled) == 1
     finally:
         market.close()
+
+
+def test_a_pushed_wait_that_only_the_fallback_read_ends_is_counted(monkeypatch):
+    """The order reaches the state and the party's stream never says so (a lost notification):
+    the wait still ends, on its fallback read, and ``unpushed_waits`` counts it. A wait whose
+    first read already finds the state counts nothing."""
+    reads = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/me/notifications":
+            return httpx.Response(200, json={"items": [], "total": 0})
+        if request.url.path == "/orders/5":
+            reads.append(1)
+            state = "AWAITING_FUNDS" if len(reads) == 1 else "FUNDED"
+            return httpx.Response(200, json={"id": 5, "state": state, "buyer_id": 1, "seller_id": 2})
+        return httpx.Response(200, content=b"retry: 2000\n\n")  # a stream that tells nothing
+
+    market = HttpMarketplace(httpx.Client(base_url="http://market.test", transport=httpx.MockTransport(handler)),
+                             push_waits=True)
+    monkeypatch.setattr(market, "FALLBACK_S", 0.1)
+    try:
+        buyer = SimpleNamespace(id=1, auth="t", name="b")
+        assert market.wait_order(buyer, 5, ("FUNDED",), timeout=10, view=False)["state"] == "FUNDED"
+        assert len(reads) == 2 and market.unpushed_waits == 1
+        assert market.wait_order(buyer, 5, ("FUNDED",), timeout=10, view=False)["state"] == "FUNDED"
+        assert len(reads) == 3 and market.unpushed_waits == 1
+    finally:
+        market.close()
