@@ -46,8 +46,9 @@ _NOTIFY = Prepared(insert(Notification.__table__))
 
 def notify(session: Session, user_ids: Iterable[int], kind: str, message: str, order_id: int | None = None) -> None:
     """Notify each of ``user_ids``: an outbox row each, written in this write session's transaction
-    (I18) as its last statement before the commit (``insert_at_commit``: so that a user's rows
-    commit in id order, which the stream's cursor needs), and their open streams rung after it."""
+    (I18; on PostgreSQL as its last statement before the commit, ``insert_at_commit``: so that a
+    user's rows commit in id order, which the stream's cursor needs), and their open streams rung
+    after it."""
     users = sorted(set(user_ids))
     insert_at_commit(session, _NOTIFY, [{"user_id": u, "order_id": order_id, "kind": kind, "message": message}
                                         for u in users], users)

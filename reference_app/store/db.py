@@ -273,7 +273,8 @@ AT_COMMIT = "escrowlab_at_commit"  # in a write session's info: inserts held to 
 
 def insert_at_commit(session: Session, statement: "Prepared", rows: list[dict[str, Any]],
                      serial_keys: Iterable[int]) -> None:
-    """Insert ``rows`` with ``statement`` when this write session commits, as its last statements.
+    """Insert ``rows`` with ``statement`` in this write session's transaction: on PostgreSQL when it
+    commits, as its last statements; on SQLite at once.
 
     For rows read back in id order from a cursor, "everything after the last id I saw" (the
     notification stream: ``outbox.feed_page``). On PostgreSQL two transactions may take their ids
