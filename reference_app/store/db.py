@@ -304,18 +304,17 @@ def _insert_held(session: Session) -> None:
     if not held:
         return
     session.flush()  # what the rows refer to (an order added through the ORM) goes first
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        locks = sorted({(zlib.crc32(statement.statement.table.name.encode()) & 0x7FFFFFFF, int(key))
-                        for statement, (_rows, keys) in held.items() for key in keys})
-        if locks:  # evaluated left to right: in this order
-            connection.exec_driver_sql("SELECT " + ", ".join(f"pg_advisory_xact_lock({space}, {key})"
-                                                              for space, key in locks))
+    connection = session.connection()  # PostgreSQL's: SQLite's single writer holds no rows
+    locks = sorted({(zlib.crc32(statement.statement.table.name.encode()) & 0x7FFFFFFF, int(key))
+                    for statement, (_rows, keys) in held.items() for key in keys})
+    if locks:  # evaluated left to right: in this order
+        connection.exec_driver_sql("SELECT " + ", ".join(f"pg_advisory_xact_lock({space}, {key})"
+                                                          for space, key in locks))
     for statement, (rows, _keys) in held.items():
         statement.insert_many(session, rows)
 
 
-def _forget_held(session: Session, _previous_transaction=None) -> None:
+def _forget_held(session: Session) -> None:
     session.info.pop(AT_COMMIT, None)  # rolled back: never inserted
 
 
@@ -853,8 +852,9 @@ class Database:
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writers = sessionmaker(self.engine, expire_on_commit=False, info={DATABASE: self})
         self._readers = sessionmaker(self.read_engine, expire_on_commit=False, info={DATABASE: self, READER: True})
-        event.listen(self._writers, "before_commit", _insert_held)
-        event.listen(self._writers, "after_rollback", _forget_held)
+        if not self.single_writer:  # only there are rows held to the commit (insert_at_commit)
+            event.listen(self._writers, "before_commit", _insert_held)
+            event.listen(self._writers, "after_rollback", _forget_held)
         # who hears, after a write session commits, what it noted (note_after_commit): the worker
         # the orders it must carry out (WAKE_ORDERS), the streams their users (NOTIFIED_USERS)
         self.on_commit: dict[str, Callable[[set[int]], None]] = {}
