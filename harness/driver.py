@@ -106,6 +106,17 @@ def read_work_counters(market: "Marketplace") -> dict:
         return {}
 
 
+@dataclass
+class Streamed:
+    """What a party's notification stream delivered, for I18: every notification with an id above
+    ``after`` that the party's inbox (``notifications``) shows must be among ``delivered``
+    (id -> (kind, order id)). Notification ids are the inbox's ``id``; a stream resumes after the
+    last id it sent (SSE's ``Last-Event-ID``)."""
+
+    after: int
+    delivered: dict[int, tuple[str, int | None]]
+
+
 class Marketplace:
     """A marketplace as the harness sees it. Subclass and implement what your marketplace has.
 
@@ -232,6 +243,22 @@ class Marketplace:
     def notifications(self, party: "Party") -> list[dict]:
         """Every notification of the party: ``{"kind": "order.<state lower>", "order_id", ...}``."""
         raise NotImplementedError
+
+    # --- the notification stream (optional: a marketplace that pushes nothing raises Unsupported)
+    def watch(self, party: "Party") -> None:
+        """Open the party's notification stream now and keep it open, reconnecting after a drop,
+        until ``close``. What it delivers is judged by I18 (``streamed``)."""
+        raise Unsupported(f"{self.name}'s driver reads no notification stream")
+
+    def streamed(self, party: "Party", upto: int, grace: float = 5.0) -> "Streamed | None":
+        """What the party's stream delivered since ``watch``, once it has delivered notification
+        ``upto`` (the inbox's newest; waiting up to ``grace`` seconds); None if never watched."""
+        return None
+
+    def stream_away(self, party: "Party"):
+        """A context manager: the party's stream is cut at once and stays away inside, then
+        resumes from the last notification it read (as a client that lost its network)."""
+        raise Unsupported(f"{self.name}'s driver reads no notification stream")
 
     def orders(self, party: "Party", offset: int = 0, limit: int = 200) -> dict:
         """A page of the orders the party may see: ``{"items": [...], "total": n}``."""

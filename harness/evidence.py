@@ -36,6 +36,8 @@ class Evidence:
     # every payment the hub made since the scenario began, with its invoice decoded
     scenario_payments: list[tuple[dict, dict]] = field(default_factory=list)
     notifications: dict[int, list[dict]] = field(default_factory=dict)   # user id -> their notifications
+    # user id -> what their notification stream delivered (harness.driver.Streamed), for the watched
+    streamed: dict[int, object] = field(default_factory=dict)
     node_pubkeys: dict[str, str] = field(default_factory=dict)
     world: object = None          # for mode-specific checks that read their own node truth
     # Filled by the oracle's registry from each mode module: other money over the channels
@@ -200,7 +202,11 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
             payout_invoices=payout_invoices,
             buyer_payment=buyer_payments.get(order["hold"]["payment_hash"]) if order["hold"] else None)
     for party in parties:
-        ev.notifications[party.id] = market.notifications(party)
+        inbox = ev.notifications[party.id] = market.notifications(party)
+        # after the inbox: the stream must have delivered everything the inbox shows
+        streamed = market.streamed(party, max((n.get("id") or 0 for n in inbox), default=0))
+        if streamed is not None:
+            ev.streamed[party.id] = streamed
     return ev
 
 

@@ -22,7 +22,7 @@ import httpx
 
 from escrow_protocol.actions import Action
 from escrow_protocol.webhook import courier_body, courier_headers
-from harness.driver import Answer, ApiError, Marketplace, Unsupported
+from harness.driver import Answer, ApiError, Marketplace, Streamed, Unsupported
 from harness.sse import OrderFeed
 from regtest_cluster import waiting
 from regtest_cluster.daemon import ProcessDaemon, start_with_port_retry
@@ -209,6 +209,20 @@ class HttpMarketplace(Marketplace):
                 if told and not view:
                     return {"id": order_id, "state": told}
                 fell_back = told is None
+
+    def watch(self, party) -> None:
+        self.feed(party)
+
+    def streamed(self, party, upto: int, grace: float = 5.0) -> Streamed | None:
+        with self._feeds_lock:
+            feed = self._feeds.get(id(party))
+        if feed is None:
+            return None
+        feed.caught_up(upto, grace)  # or not: what it missed is I18's to say
+        return Streamed(feed.after, feed.delivered())
+
+    def stream_away(self, party):
+        return self.feed(party).away()
 
     def feed(self, party) -> OrderFeed:
         """The party's notification stream, opened at its first pushed wait."""

@@ -71,6 +71,9 @@ class Scenario:
     anchors: tuple[str, ...] = ()  # failure modes from the escrow anchors it covers (F1, F9, ...)
     adversaries = True             # probe what the model forbids at each state the story reaches
     needs = ""                     # what the cluster must have beyond the hub topology (else: skipped)
+    # Each party's notification stream is open from the moment the story takes the party on, and
+    # I18 judges what it sent against the party's inbox (where the driver reads a stream).
+    watch_streams = True
 
     def __init__(self, world: World, seed: int, mode: str | None = None, planted_bug: str | None = None) -> None:
         self.world = world
@@ -193,6 +196,11 @@ class Scenario:
     # --- helpers for stories
     def track(self, party: Party) -> Party:
         self.parties.append(party)
+        if self.watch_streams:
+            try:
+                self.world.market.watch(party)
+            except Unsupported:  # a marketplace that pushes nothing: its inbox alone is judged
+                pass
         if party.hands_in:  # a wallet the marketplace cannot ask: its owner hands in payout invoices
             self.on_teardown(PayoutHandIn(party, self.orders, say=self.log.info).stop)
         return party

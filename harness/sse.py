@@ -7,6 +7,11 @@ keeps, for each order someone watches, the states it was told of with a sequence
 whoever waits for one of them; what it is told of an order nobody watches it drops. It reconnects
 after a drop with ``Last-Event-ID``, so nothing is missed while the marketplace restarts; a wait
 still asks for the order now and then (``HttpMarketplace.FALLBACK_S``) in case.
+
+It also records every notification the stream delivered (``delivered``), for the oracle: a
+stream that skips one, or does not resume where the client left, breaks I18 even when the inbox
+(``GET /me/notifications``) has every notification. ``away()`` cuts the connection and keeps the
+feed away until it ends, as a phone losing its network does, to try the resume.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class OrderFeed:
         self._states: dict[int, list[tuple[int, str]]] = {}  # order id -> (seq, state) told, in order
         self._watchers: dict[int, int] = {}  # order id -> how many waits watch it
         self._last_id = after
+        self.after = after  # the stream starts after this notification: older ones are history
+        self._delivered: dict[int, tuple[str, int | None]] = {}  # id -> (kind, order id), every one told
+        self._away = threading.Event()  # set while away(): no connection
         self._closed = False
         self._response: httpx.Response | None = None
         self.connects = self.events = 0
@@ -73,10 +81,41 @@ class OrderFeed:
             self._changed.wait_for(lambda: told() is not None, timeout)
             return told()
 
+    # --- what the stream delivered, for the oracle
+    def delivered(self) -> dict[int, tuple[str, int | None]]:
+        """Every notification the stream delivered so far: id -> (kind, order id)."""
+        with self._changed:
+            return dict(self._delivered)
+
+    def caught_up(self, last_id: int, timeout: float) -> bool:
+        """Wait until the stream has delivered up to ``last_id`` (a notification the inbox shows),
+        or ``timeout`` passes; whether it did."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._last_id >= last_id, timeout)
+
+    @contextmanager
+    def away(self, back_within: float = 10.0) -> Iterator[None]:
+        """Cut the connection now and stay away inside; then connect again with ``Last-Event-ID``
+        (the last notification read), as a client that lost its network resumes. Leaving waits up
+        to ``back_within`` seconds for the new connection, so what follows is news to it."""
+        self._away.set()
+        self._hang_up()
+        connects = self.connects
+        try:
+            yield
+        finally:
+            self._away.clear()
+            with self._changed:
+                self._changed.wait_for(lambda: self.connects > connects or self._closed, back_within)
+
     def close(self) -> None:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+        self._hang_up()
+        self._thread.join(5)
+
+    def _hang_up(self) -> None:
         response = self._response
         if response is not None:
             # Closing a socket from another thread does not wake a recv blocked on it (the reader
@@ -89,11 +128,13 @@ class OrderFeed:
                 response.close()
             except Exception:  # noqa: BLE001 (closing from another thread may race its own close)
                 pass
-        self._thread.join(5)
 
     # --- reading
     def _run(self) -> None:
         while not self._closed:
+            if self._away.is_set():
+                time.sleep(0.05)
+                continue
             token = self._token()
             headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": str(self._last_id)} if token else {}
             try:
@@ -103,8 +144,11 @@ class OrderFeed:
                         response.read()
                         raise httpx.HTTPStatusError("refused", request=response.request, response=response)
                     self._response = response
-                    self.connects += 1
-                    self._read(response)
+                    if not self._away.is_set():  # connected as away() began: hung up on at once
+                        with self._changed:
+                            self.connects += 1
+                            self._changed.notify_all()  # away() waits for it
+                        self._read(response)
             except (httpx.HTTPError, RuntimeError):  # dropped (the app restarting), refused, or closed
                 pass
             finally:
@@ -115,7 +159,7 @@ class OrderFeed:
     def _read(self, response: httpx.Response) -> None:
         fields: dict[str, str] = {}
         for line in response.iter_lines():
-            if self._closed:
+            if self._closed or self._away.is_set():
                 return
             if line:
                 name, _, value = line.partition(":")
@@ -128,16 +172,16 @@ class OrderFeed:
     def _told(self, fields: dict[str, str]) -> None:
         try:
             item = json.loads(fields["data"])
-            self._last_id = int(fields.get("id") or item["id"])
+            last_id = int(fields.get("id") or item["id"])
         except (ValueError, KeyError):
             return
         kind, order_id = str(item.get("kind", "")), item.get("order_id")
         self.events += 1
-        if not kind.startswith("order.") or order_id is None:
-            return
         with self._changed:
-            if int(order_id) not in self._watchers:
+            self._last_id = last_id
+            self._delivered[last_id] = (kind, None if order_id is None else int(order_id))
+            self._changed.notify_all()  # caught_up
+            if not kind.startswith("order.") or order_id is None or int(order_id) not in self._watchers:
                 return
             self._seq += 1
             self._states.setdefault(int(order_id), []).append((self._seq, kind[len("order."):].upper()))
-            self._changed.notify_all()

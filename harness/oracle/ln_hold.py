@@ -295,6 +295,30 @@ def i18_both_told(ev: Evidence, cx: Context) -> list[Violation]:
             for role, uid in (("buyer", o["buyer_id"]), ("seller", o["seller_id"])):
                 if uid in told and (kind, oid) not in told[uid]:
                     out.append(Violation("I18", oid, f"the {role} was not told of {e['to_state']}"))
+    return out + _streams_skipped(ev)
+
+
+def _streams_skipped(ev: Evidence) -> list[Violation]:
+    """Told in the inbox is not told: a party whose notification stream was watched must have been
+    sent every notification its inbox shows from the stream's start. A stream that moves past a
+    row committed late (ids taken in one order, committed in another), or that does not resume
+    after ``Last-Event-ID``, loses it for good though the inbox has it."""
+    out = []
+    for uid, streamed in ev.streamed.items():
+        sent = streamed.delivered
+        newest = max(sent, default=streamed.after)
+        for n in ev.notifications.get(uid, ()):
+            nid = n.get("id") or 0
+            if nid <= streamed.after or nid in sent:
+                continue
+            oid = n.get("order_id")
+            o = ev.orders[oid].order if oid in ev.orders else {}
+            who = next((role for role in ("buyer", "seller") if o.get(f"{role}_id") == uid), f"user {uid}")
+            why = (f"though it sent later ones (up to {newest}): it skipped it" if nid < newest else
+                   "in the seconds the harness waited for it after reading the inbox")
+            out.append(Violation("I18", oid, f"the {who}'s notification stream never sent notification {nid} "
+                                             f"({n.get('kind')}), which their inbox has, {why}",
+                                 {"notification": nid, "stream_after": streamed.after, "stream_newest": newest}))
     return out
 
 

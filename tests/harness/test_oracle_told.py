@@ -3,6 +3,7 @@ whole soak (12,394 orders, a seller told ~37,000 times), so it must not be quadr
 
 from __future__ import annotations
 
+from harness.driver import Streamed
 from harness.evidence import Evidence, OrderEvidence
 from harness.oracle.base import Context
 from harness.oracle.ln_hold import i18_both_told
@@ -37,3 +38,34 @@ def test_a_party_told_of_another_order_or_another_change_is_a_finding():
 
 def test_users_whose_inbox_was_not_read_are_not_judged():
     assert judged({STRANGER: []}) == []
+
+
+def streamed_judged(inbox: list[dict], after: int, sent: list[int]) -> list[str]:
+    ev = Evidence(notifications={BUYER: inbox})
+    ev.orders[7] = OrderEvidence(order={"buyer_id": BUYER, "seller_id": SELLER}, invoice=None, payment_request=None,
+                                 buyer_payment=None, hub_payments=[], payout_invoices={}, events=[])
+    ev.streamed[BUYER] = Streamed(after, {i: ("order.x", 7) for i in sent})
+    return [v.message for v in i18_both_told(ev, Context(settings={}, user_nodes={}))]
+
+
+INBOX = [{"id": i, "kind": kind, "order_id": 7}
+         for i, kind in ((3, "order.funded"), (5, "order.shipped"), (8, "order.released"))]
+
+
+def test_a_stream_that_sent_all_its_inbox_from_its_start_passes():
+    assert streamed_judged(INBOX, after=0, sent=[3, 5, 8]) == []
+    assert streamed_judged(INBOX, after=4, sent=[5, 8]) == []  # opened after the first: not its to send
+
+
+def test_a_stream_that_skipped_a_notification_its_inbox_has_is_a_finding():
+    """As the PostgreSQL stream did (ids taken in one order, committed in the other), or a stream
+    that resumes at the newest notification instead of after Last-Event-ID."""
+    assert streamed_judged(INBOX, after=0, sent=[3, 8]) == [
+        "the buyer's notification stream never sent notification 5 (order.shipped), which their inbox has, "
+        "though it sent later ones (up to 8): it skipped it"]
+
+
+def test_a_stream_that_never_caught_up_with_the_inbox_is_a_finding():
+    assert streamed_judged(INBOX, after=0, sent=[3, 5]) == [
+        "the buyer's notification stream never sent notification 8 (order.released), which their inbox has, "
+        "in the seconds the harness waited for it after reading the inbox"]

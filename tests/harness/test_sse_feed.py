@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from harness.driver import Marketplace
+from harness.driver import Marketplace, Unsupported
 from harness.http import HttpMarketplace
 from harness.sse import OrderFeed
 from regtest_cluster.waiting import WaitTimeout, wait_for
@@ -192,3 +193,62 @@ def test_a_pushed_wait_that_only_the_fallback_read_ends_is_counted(monkeypatch):
         assert len(reads) == 3 and market.unpushed_waits == 1
     finally:
         market.close()
+
+
+def test_every_event_the_stream_sent_is_recorded_watched_or_not(served):
+    """The oracle judges what the stream sent (I18), so the feed keeps every event: orders nobody
+    waits for and notifications of other kinds too."""
+    streams, feed = served
+    streams._id = 40  # the feed started after notification 40
+    assert not feed.caught_up(41, 0.05)
+    streams.tell(9, "FUNDED")
+    streams._id += 1
+    streams.events.put(f"id: {streams._id}\ndata: {json.dumps({'id': streams._id, 'kind': 'message.new'})}\n\n"
+                       .encode())
+    assert feed.caught_up(42, 10)
+    assert feed.delivered() == {41: ("order.funded", 9), 42: ("message.new", None)}
+    assert feed.after == 40 and feed._states == {}  # what the waits keep is unchanged
+
+
+def test_away_cuts_the_stream_until_it_ends_and_then_resumes_after_the_last_event_read(served):
+    streams, feed = served
+    streams.tell(9, "FUNDED")
+    _told(feed, 1)
+    with feed.away():
+        streams.events.put(None)  # this connection ends (the mock cannot be hung up on from here)
+        streams.tell(9, "SHIPPED")  # written while away
+        time.sleep(0.3)
+        assert feed.connects == 1 and feed.delivered() == {1: ("order.funded", 9)}
+    assert feed.caught_up(2, 10)
+    assert feed.connects == 2 and streams.last_ids == ["40", "1"]
+    assert feed.delivered() == {1: ("order.funded", 9), 2: ("order.shipped", 9)}
+
+
+def test_the_driver_reports_what_a_watched_party_s_stream_sent_and_only_theirs():
+    served_events = [b"retry: 2000\n\n",
+                     b'id: 12\ndata: {"id": 12, "kind": "order.funded", "order_id": 5}\n\n']
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/me/notifications":
+            return httpx.Response(200, json={"items": [{"id": 11}], "total": 1})
+        return httpx.Response(200, content=b"".join(served_events))  # then the stream ends
+
+    market = HttpMarketplace(httpx.Client(base_url="http://market.test", transport=httpx.MockTransport(handler)))
+    try:
+        buyer, seller = SimpleNamespace(id=1, auth="t", name="b"), SimpleNamespace(id=2, auth="t", name="s")
+        market.watch(buyer)
+        streamed = market.streamed(buyer, upto=12, grace=10)
+        assert streamed.after == 11 and streamed.delivered == {12: ("order.funded", 5)}
+        assert market.streamed(seller, upto=12) is None  # never watched
+    finally:
+        market.close()
+
+
+def test_a_driver_without_a_stream_says_so():
+    market = Marketplace(None, None)
+    party = SimpleNamespace(id=1)
+    with pytest.raises(Unsupported):
+        market.watch(party)
+    with pytest.raises(Unsupported):
+        market.stream_away(party)
+    assert market.streamed(party, upto=5) is None
