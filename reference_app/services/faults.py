@@ -51,6 +51,9 @@ PLANTED_BUGS = {
     "payout_expiry_unchecked": "a payout invoice that expires too soon is accepted and paid: I10",
     "custodial_debit_after_send": "a custodial Lightning withdrawal pays the node first and debits the ledger "
                                   "afterwards, so concurrent withdrawals overdraw: I1, I3",
+    "stream_ignores_last_event_id": "the notification stream resumes at the newest notification, not after "
+                                    "Last-Event-ID, so a client that reconnects never gets what came while it "
+                                    "was away (its inbox has it): I18",
 }
 
 

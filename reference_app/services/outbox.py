@@ -25,7 +25,7 @@ from typing import Iterable
 from urllib.parse import urlparse
 
 import httpx
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -194,6 +194,16 @@ _FEED_COLUMNS = ("id", "user_id", "order_id", "kind", "message", "at")
 _FEED = Prepared(select(*(Notification.__table__.c[k] for k in _FEED_COLUMNS))
                  .where(Notification.user_id == bindparam("user_id"), Notification.id > bindparam("after"))
                  .order_by(Notification.id).limit(FEED_PAGE))
+
+
+_NEWEST = Prepared(select(func.coalesce(func.max(Notification.id), 0))
+                   .where(Notification.user_id == bindparam("user_id")))
+
+
+async def newest_id(ctx: AppContext, user_id: int) -> int:
+    """The id of the user's newest notification (0: none)."""
+    rows = await _NEWEST.aread(ctx.db, {"user_id": user_id})
+    return int(rows[0][0])
 
 
 async def feed_page(ctx: AppContext, user_id: int, after_id: int) -> list[dict]:

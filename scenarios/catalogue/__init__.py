@@ -53,4 +53,5 @@ BUG_SCENARIOS = {
     "ship_unfunded": "unpaid_order_expires",
     "payout_expiry_unchecked": "short_expiry_payout_invoice",
     "custodial_debit_after_send": "custodial_concurrent_ln_withdrawals",
+    "stream_ignores_last_event_id": "notification_stream_resumes",
 }

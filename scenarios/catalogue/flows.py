@@ -1,4 +1,5 @@
-"""Ordinary escrow flows: release, refund, expiry and each dispute ruling."""
+"""Ordinary escrow flows: release, refund, expiry, each dispute ruling, and a buyer whose notification
+stream drops mid-trade."""
 
 from __future__ import annotations
 
@@ -145,5 +146,24 @@ class DisputeRulingSplit(_Ruling):
         return super().configure()
 
 
+class StreamResumesAfterDrop(Scenario):
+    name = "notification_stream_resumes"
+    summary = ("The buyer's notification stream drops while the seller ships and comes back with "
+               "Last-Event-ID: it must still send the shipment, as the inbox shows it (I18).")
+
+    def setup(self):
+        self.b, self.s = self.buyer("buyer2"), self.seller()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        with self.world.market.stream_away(self.b):
+            self.log.info("buyer2's notification stream drops; seller1 ships while it is away")
+            self.s.ship(order["id"], "fastship", self.tracking(order))
+        self.log.info("the stream reconnects from the last notification it read; buyer2 confirms receipt")
+        self.b.confirm(order["id"])
+        self.settle_on(self.b, order, "RELEASED")
+
+
 SCENARIOS = [ReleaseAfterDelivery, BuyerConfirmsEarly, ShipTimeoutRefund, UnpaidOrderExpires,
-             DeliveryTimeoutOpensDispute, DisputeRulingRelease, DisputeRulingRefund, DisputeRulingSplit]
+             DeliveryTimeoutOpensDispute, DisputeRulingRelease, DisputeRulingRefund, DisputeRulingSplit,
+             StreamResumesAfterDrop]

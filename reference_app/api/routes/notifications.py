@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ...context import AppContext
 from ...services import outbox
+from ...services.faults import planted
 from ...store.models import User
 from ..routing import Route
 from ..deps import current_user, get_ctx, DbSession
@@ -40,6 +41,8 @@ async def stream(user: User = Depends(account_holder), ctx: AppContext = Depends
                  last_event_id: str | None = Header(None, alias="Last-Event-ID")) -> StreamingResponse:
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     user_id = user.id
+    if last_event_id and planted(ctx.settings, "stream_ignores_last_event_id"):
+        start = await outbox.newest_id(ctx, user_id)  # resumes at "now": what came while away is lost
 
     async def events():
         cursor, sent, quiet_since = start, 0, time.monotonic()
