@@ -123,6 +123,7 @@ def escrow_cmd(
             console.print(f"the app's CPU an escrow by thread: {top}; its threads were switched out "
                           f"{switched['voluntary'] + switched['involuntary']:.0f} times an escrow")
         console.print(f"picture: {result['plot']}" if result["plot"] else result["plot_note"])
+    _oracle_verdict(result["oracle"], json_out)
 
 
 @app.command("holds")
@@ -154,9 +155,25 @@ def holds_cmd(
     if json_out:
         emit_json(result)
     else:
-        for k in ("open", "held_htlcs_at_hub", "app_while_holding", "release", "payout_holds", "oracle"):
+        for k in ("open", "held_htlcs_at_hub", "app_while_holding", "release", "payout_holds"):
             if k in result:
                 console.print(f"{k}: {result[k]}")
+    if "oracle" in result:
+        _oracle_verdict(result["oracle"], json_out)
+
+
+def _oracle_verdict(verdict: dict, json_out: bool) -> None:
+    """Say what the oracle found on the run's orders; a run that lost or mis-paid anything fails
+    (exit 1) whatever its figures, as a scenario does (the JSON has the verdict as well)."""
+    if verdict["passed"]:
+        if not json_out:
+            console.print(f"oracle: {verdict['invariants']} invariants held on all {verdict['orders_checked']} orders")
+        return
+    console.print(f"oracle: {verdict['violations']} violations on the run's {verdict['orders_checked']} orders; "
+                  f"the first:", style="red", markup=False)
+    for line in verdict["first_violations"]:
+        console.print(f"  {line}", style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 @app.command("api")
