@@ -202,11 +202,16 @@ class LndRest:
         body = {"payment_request": payment_request, "timeout_seconds": timeout_s,
                 "fee_limit_sat": str(fee_limit_sats), "no_inflight_updates": wait}
         last: dict = {}
+        final: dict | None = None
         for update in self._stream("/v2/router/send", body):
-            last = update
-            if not wait or update.get("status") in ("SUCCEEDED", "FAILED"):
+            if not wait:
                 return update
-        return last
+            last = update
+            # lnd ends the stream after the final update: read on to its end, so that the
+            # connection goes back to the pool (left unread, it was closed, and every payment
+            # paid for a new TLS handshake on both sides)
+            final = final or (update if update.get("status") in ("SUCCEEDED", "FAILED") else None)
+        return final or last
 
     def track_payment(self, payment_hash: bytes) -> dict:
         """The current status of a payment (first update of TrackPaymentV2)."""
