@@ -152,8 +152,12 @@ class HttpMarketplace(Marketplace):
                                "price_sats": price_sats, "stock": stock, "escrow_mode": mode})
 
     def place_order(self, buyer, listing_id: int, quantity: int = 1, **funding) -> dict:
-        return self.call(buyer, "POST", "/orders", json={"listing_id": listing_id, "quantity": quantity, **funding},
-                         expect=201)
+        feed = self.feed(buyer) if self.push_waits else None  # open before: it tells of the order from its start
+        order = self.call(buyer, "POST", "/orders", json={"listing_id": listing_id, "quantity": quantity, **funding},
+                          expect=201)
+        if feed is not None:
+            feed.expect(order["id"])
+        return order
 
     def attempt(self, party, action: str, order_id: int, **params) -> Answer:
         try:
@@ -188,27 +192,39 @@ class HttpMarketplace(Marketplace):
         deadline = time.monotonic() + timeout * waiting.TIMEOUT_FACTOR
         with feed.watching(order_id):
             fell_back = False
+            # A stream that tells of this order from its first change on (told to both parties)
+            # knows its state: what it told last, and a read would only say it again. Else the
+            # changes may predate the stream: ask first.
+            read = not feed.knows(order_id)
             while True:
                 after = feed.mark()  # before the read: a change after it is told after the mark
-                last = self.order(party, order_id)
-                if last["state"] in states:
-                    if fell_back:
-                        with self._reads_lock:
-                            self.unpushed_waits += 1
-                    return last
-                if getattr(party, "id", None) not in (last.get("buyer_id"), last.get("seller_id")):
-                    # the app tells an order's changes to its buyer and seller only (an arbiter or
-                    # the admin would wait for the fallback each time): ask instead
-                    left = max(0.0, deadline - time.monotonic()) / waiting.TIMEOUT_FACTOR
-                    return super().wait_order(party, order_id, states, timeout=left, view=view)
+                if not read:
+                    known = feed.latest(order_id)
+                    if known in states and not view:
+                        return {"id": order_id, "state": known}
+                    read = known in states  # the view is wanted: read it
+                if read:
+                    last = self.order(party, order_id)
+                    if last["state"] in states:
+                        if fell_back:
+                            with self._reads_lock:
+                                self.unpushed_waits += 1
+                        return last
+                    if getattr(party, "id", None) not in (last.get("buyer_id"), last.get("seller_id")):
+                        # the app tells an order's changes to its buyer and seller only (an arbiter or
+                        # the admin would wait for the fallback each time): ask instead
+                        left = max(0.0, deadline - time.monotonic()) / waiting.TIMEOUT_FACTOR
+                        return super().wait_order(party, order_id, states, timeout=left, view=view)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    last = self.order(party, order_id)
                     raise WaitTimeout(f"order {order_id} in {'/'.join(states)}: not within {timeout:g} s; "
                                       f"order was {last.get('state')}, payouts {last.get('payouts')}")
                 told = feed.wait(order_id, states, after, min(left, self.FALLBACK_S))
                 if told and not view:
                     return {"id": order_id, "state": told}
                 fell_back = told is None
+                read = True  # the view of a told state, or the fallback's look
 
     def watch(self, party) -> None:
         self.feed(party)

@@ -41,6 +41,8 @@ class OrderFeed:
         self._last_id = after
         self.after = after  # the stream starts after this notification: older ones are history
         self._delivered: dict[int, tuple[str, int | None]] = {}  # id -> (kind, order id), every one told
+        self._latest: dict[int, str] = {}  # order id -> the last state told of it (any order, watched or not)
+        self._expected: set[int] = set()  # orders placed while the stream was open: it tells of them from the start
         self._away = threading.Event()  # set while away(): no connection
         self._closed = False
         self._response: httpx.Response | None = None
@@ -64,6 +66,22 @@ class OrderFeed:
                     self._watchers[order_id] = left
                 else:
                     self._states.pop(order_id, None)
+
+    def expect(self, order_id: int) -> None:
+        """``order_id`` was placed while the stream was open: it will tell of all its changes."""
+        with self._changed:
+            self._expected.add(order_id)
+
+    def knows(self, order_id: int) -> bool:
+        """Whether the stream tells of ``order_id`` from its first change on (it told of it already,
+        or the order was placed while the stream was open); else its changes may predate it."""
+        with self._changed:
+            return order_id in self._latest or order_id in self._expected
+
+    def latest(self, order_id: int) -> str | None:
+        """The last state the stream told of ``order_id`` since it began, or None: none yet."""
+        with self._changed:
+            return self._latest.get(order_id)
 
     def mark(self) -> int:
         """The sequence number now: ``wait`` after it sees only what is told from here on."""
@@ -181,7 +199,10 @@ class OrderFeed:
             self._last_id = last_id
             self._delivered[last_id] = (kind, None if order_id is None else int(order_id))
             self._changed.notify_all()  # caught_up
-            if not kind.startswith("order.") or order_id is None or int(order_id) not in self._watchers:
+            if not kind.startswith("order.") or order_id is None:
+                return
+            state = self._latest[int(order_id)] = kind[len("order."):].upper()
+            if int(order_id) not in self._watchers:
                 return
             self._seq += 1
-            self._states.setdefault(int(order_id), []).append((self._seq, kind[len("order."):].upper()))
+            self._states.setdefault(int(order_id), []).append((self._seq, state))

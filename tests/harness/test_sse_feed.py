@@ -252,3 +252,48 @@ def test_a_driver_without_a_stream_says_so():
     with pytest.raises(Unsupported):
         market.stream_away(party)
     assert market.streamed(party, upto=5) is None
+
+
+def test_a_pushed_wait_on_an_order_the_stream_told_of_reads_it_only_for_its_view():
+    """Once the stream has told of an order, it knows the order from its first change: a wait
+    for a state it told last, or tells next, asks for nothing (``view=False``); a wait for the
+    view reads it once. An order it never told of is read first, as its changes may predate it,
+    unless it was placed while the stream was open."""
+    streams, reads, states = Streams(), [], {5: "FUNDED", 6: "FUNDED"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/me/notifications":
+            return httpx.Response(200, json={"items": [], "total": 0})
+        if request.url.path == "/orders":
+            return httpx.Response(201, json={"id": 7, "state": "AWAITING_FUNDS", "buyer_id": 1, "seller_id": 2})
+        if request.url.path.startswith("/orders/"):
+            order_id = int(request.url.path.rsplit("/", 1)[1])
+            reads.append(order_id)
+            return httpx.Response(200, json={"id": order_id, "state": states[order_id], "buyer_id": 1,
+                                             "seller_id": 2})
+        return streams.handler(request)
+
+    market = HttpMarketplace(httpx.Client(base_url="http://market.test", transport=httpx.MockTransport(handler)),
+                             push_waits=True)
+    try:
+        buyer = SimpleNamespace(id=1, auth="t", name="b")
+        feed = market.feed(buyer)
+        streams.tell(5, "AWAITING_FUNDS")
+        streams.tell(5, "FUNDED")
+        wait_for(lambda: feed.latest(5) == "FUNDED", timeout=10, what="the stream's news")
+        assert market.wait_order(buyer, 5, ("FUNDED",), timeout=10, view=False) == {"id": 5, "state": "FUNDED"}
+        states[5] = "RELEASED"
+        threading.Timer(0.2, streams.tell, (5, "RELEASED")).start()
+        assert market.wait_order(buyer, 5, ("RELEASED",), timeout=10, view=False) == {"id": 5, "state": "RELEASED"}
+        assert reads == [] and market.unpushed_waits == 0
+        assert market.wait_order(buyer, 5, ("RELEASED",), timeout=10)["state"] == "RELEASED"
+        assert reads == [5]  # the view was wanted: read once
+        assert market.wait_order(buyer, 6, ("FUNDED",), timeout=10, view=False)["state"] == "FUNDED"
+        assert reads == [5, 6]  # never told of: asked first
+        assert market.place_order(buyer, 3)["id"] == 7  # placed while the stream is open: it will tell
+        threading.Timer(0.2, streams.tell, (7, "FUNDED")).start()
+        assert market.wait_order(buyer, 7, ("FUNDED",), timeout=10, view=False) == {"id": 7, "state": "FUNDED"}
+        assert reads == [5, 6]
+    finally:
+        streams.events.put(None)
+        market.close()
