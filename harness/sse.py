@@ -4,9 +4,10 @@ marketplace pushes the change instead of asking for the order every few hundred 
 
 Each order notification is ``kind = "order.<state, lower case>"`` with the order's id. The feed
 keeps, for each order someone watches, the states it was told of with a sequence number, and wakes
-whoever waits for one of them; what it is told of an order nobody watches it drops. It reconnects
-after a drop with ``Last-Event-ID``, so nothing is missed while the marketplace restarts; a wait
-still asks for the order now and then (``HttpMarketplace.FALLBACK_S``) in case.
+whoever waits for one of them; of an order nobody watches it keeps only the last state told
+(``latest``: a wait that begins later need not ask for it). It reconnects after a drop with
+``Last-Event-ID``, so nothing is missed while the marketplace restarts; a wait still asks for the
+order now and then (``HttpMarketplace.FALLBACK_S``) in case.
 
 It also records every notification the stream delivered (``delivered``), for the oracle: a
 stream that skips one, or does not resume where the client left, breaks I18 even when the inbox
