@@ -84,7 +84,10 @@ def exercised(ev: Evidence, cx: Context) -> dict[str, int]:
         "I15": len(orders),
         "I16": len(orders) if cx.operator_gone else 0,
         "I17": len(cx.reorged_blocks),
-        "I18": sum(1 for oe in ev.orders.values() for e in oe.events if e["to_state"] != e["from_state"]),
+        # each change both parties must be told of, and each notification judged against a stream
+        "I18": sum(1 for oe in ev.orders.values() for e in oe.events if e["to_state"] != e["from_state"])
+               + sum(1 for uid, s in ev.streamed.items() for n in ev.notifications.get(uid, ())
+                     if (n.get("id") or 0) > s.after),
     }
 
 

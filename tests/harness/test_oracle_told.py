@@ -6,6 +6,7 @@ from __future__ import annotations
 from harness.driver import Streamed
 from harness.evidence import Evidence, OrderEvidence
 from harness.oracle.base import Context
+from harness.oracle.registry import exercised
 from harness.oracle.ln_hold import i18_both_told
 
 BUYER, SELLER, STRANGER = 1, 2, 3
@@ -69,3 +70,10 @@ def test_a_stream_that_never_caught_up_with_the_inbox_is_a_finding():
     assert streamed_judged(INBOX, after=0, sent=[3, 5]) == [
         "the buyer's notification stream never sent notification 8 (order.released), which their inbox has, "
         "in the seconds the harness waited for it after reading the inbox"]
+
+
+def test_the_notifications_judged_against_a_stream_count_as_i18_exercised():
+    ev = Evidence(notifications={BUYER: INBOX, SELLER: INBOX})
+    assert exercised(ev, Context(settings={}, user_nodes={}))["I18"] == 0  # no change, no stream
+    ev.streamed[BUYER] = Streamed(4, {5: ("order.shipped", 7), 8: ("order.released", 7)})
+    assert exercised(ev, Context(settings={}, user_nodes={}))["I18"] == 2  # the buyer's two after its start
