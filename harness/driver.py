@@ -116,6 +116,10 @@ class Streamed:
     after: int
     delivered: dict[int, tuple[str, int | None]]
 
+    def owed(self, inbox: list[dict]) -> list[dict]:
+        """The inbox's notifications the stream had to send: those newer than its start."""
+        return [n for n in inbox if (n.get("id") or 0) > self.after]
+
 
 class Marketplace:
     """A marketplace as the harness sees it. Subclass and implement what your marketplace has.

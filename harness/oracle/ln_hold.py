@@ -307,9 +307,9 @@ def _streams_skipped(ev: Evidence) -> list[Violation]:
     for uid, streamed in ev.streamed.items():
         sent = streamed.delivered
         newest = max(sent, default=streamed.after)
-        for n in ev.notifications.get(uid, ()):
-            nid = n.get("id") or 0
-            if nid <= streamed.after or nid in sent:
+        for n in streamed.owed(ev.notifications.get(uid, [])):
+            nid = n["id"]
+            if nid in sent:
                 continue
             oid = n.get("order_id")
             o = ev.orders[oid].order if oid in ev.orders else {}

@@ -86,8 +86,7 @@ def exercised(ev: Evidence, cx: Context) -> dict[str, int]:
         "I17": len(cx.reorged_blocks),
         # each change both parties must be told of, and each notification judged against a stream
         "I18": sum(1 for oe in ev.orders.values() for e in oe.events if e["to_state"] != e["from_state"])
-               + sum(1 for uid, s in ev.streamed.items() for n in ev.notifications.get(uid, ())
-                     if (n.get("id") or 0) > s.after),
+               + sum(len(s.owed(ev.notifications.get(uid, []))) for uid, s in ev.streamed.items()),
     }
 
 
