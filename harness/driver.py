@@ -111,14 +111,19 @@ class Streamed:
     """What a party's notification stream delivered, for I18: every notification with an id above
     ``after`` that the party's inbox (``notifications``) shows must be among ``delivered``
     (id -> (kind, order id)). Notification ids are the inbox's ``id``; a stream resumes after the
-    last id it sent (SSE's ``Last-Event-ID``)."""
+    last id it sent (SSE's ``Last-Event-ID``). A stream closed before the judgement (a load run's
+    users stop, then time ends their orders) owes only up to ``upto``: the newest notification
+    its party's inbox showed as it closed."""
 
     after: int
     delivered: dict[int, tuple[str, int | None]]
+    upto: int | None = None
 
     def owed(self, inbox: list[dict]) -> list[dict]:
-        """The inbox's notifications the stream had to send: those newer than its start."""
-        return [n for n in inbox if (n.get("id") or 0) > self.after]
+        """The inbox's notifications the stream had to send: those newer than its start (and,
+        for a closed stream, no newer than ``upto``)."""
+        return [n for n in inbox
+                if self.after < (n.get("id") or 0) <= (self.upto if self.upto is not None else float("inf"))]
 
 
 class Marketplace:

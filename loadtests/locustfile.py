@@ -43,6 +43,8 @@ def _configure(environment, **_kwargs) -> None:
             cls.fixed_count = plan["fixed"][name] * plan.get("processes", 1)
     for cls in users.USERS.values():
         cls.host = plan["app_url"]
+    # the users have stopped: what their notification streams sent goes to the oracle (I18)
+    events.test_stop.add_listener(lambda **_kw: users.close_streams())
     prefix = environment.parsed_options.csv_prefix
     if prefix:  # the master, or a run without workers
         events.quit.add_listener(lambda **_kw: _write_final_stats(environment, Path(f"{prefix}_stats.csv")))

@@ -7,7 +7,8 @@ ruling, then blocks are mined in steps until every order is terminal. Then the
 scenarios' oracle checks the same invariants it checks after a scenario, on
 node truth, for every order of the run, with each trader's own notifications
 and node payments (the traders' logins are in ``parties.jsonl``, written by
-the Locust users).
+the Locust users), and each trader's notification stream against its inbox
+(what the streams sent is in ``streams.jsonl``, written as the users stop).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from regtest_cluster.waiting import WaitTimeout, wait_for
 from harness import evidence, oracle
 from harness.actors import ApiError, Party
+from harness.driver import Streamed
 from harness.oracle import TERMINAL
 from harness.world import World
 
@@ -51,6 +53,22 @@ def parties(world: World, path: Path) -> list[Party]:
                       email=rec["email"], password=rec["password"])
         party.login()
         out.append(party)
+    return out
+
+
+def streams(path: Path, traders: list[Party]) -> dict[int, Streamed]:
+    """What each trader's notification stream sent while the run lasted, by user id (I18). A
+    stream whose inbox could not be read as it closed (``upto`` null) is not judged."""
+    ids = {p.email: p.id for p in traders}
+    out = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["upto"] is None or rec["email"] not in ids:
+            continue
+        out[ids[rec["email"]]] = Streamed(rec["after"], {nid: (kind, oid) for nid, kind, oid in rec["delivered"]},
+                                          rec["upto"])
     return out
 
 
@@ -115,13 +133,16 @@ def check(world: World, run_dir: Path, settings: dict, balances_before: dict[str
         return {"passed": False, "error": str(exc), "in_flight": exc.htlcs, "orders_checked": 0,
                 "traders": len(traders), "invariants": [], "violations": [], "final_states": {},
                 **drained, "seconds": round(time.time() - t0, 1)}
+    ev.streamed.update(streams(run_dir / "streams.jsonl", traders))
     found = oracle.check(ev, cx)
     violations = [{"invariant": v.invariant, "order_id": v.order_id, "message": v.message}
                   for vs in found.values() for v in vs]
     states: dict[str, int] = {}
     for oe in ev.orders.values():
         states[oe.order["state"]] = states.get(oe.order["state"], 0) + 1
-    return {"orders_checked": len(ev.orders), "traders": len(traders), "invariants": sorted(found),
+    return {"orders_checked": len(ev.orders), "traders": len(traders), "streams_judged": len(ev.streamed),
+            "notifications_streamed": sum(len(s.owed(ev.notifications.get(uid, []))) for uid, s in ev.streamed.items()),
+            "invariants": sorted(found),
             "violations": violations, "passed": not violations, "final_states": states,
             "balance_deltas": {n: ev.balances_after[n] - balances_before[n] for n in ev.balances_after},
             **drained, "seconds": round(time.time() - t0, 1)}

@@ -173,6 +173,7 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
             "stages": stages, "mix": profile.mix, "fixed": profile.fixed,
             "processes": max(1, opts.workers + opts.remote_workers),
             "parties_file": str(path.parent / "parties.jsonl"),
+            "streams_file": str(path.parent / "streams.jsonl"),
             "price_sats": opts.price_sats, "dispute_ratio": opts.dispute_ratio, "seed": opts.seed,
             "buyer_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "buyer"],
             "seller_nodes": [n for n, node in world.cluster.nodes.items() if node.role == "seller"]}
@@ -180,6 +181,7 @@ def write_plan(path: Path, world: World, opts: LoadOptions, stages: list[dict], 
     os.chmod(path, 0o600)  # it holds the admin's and the courier's secrets
     parties = path.parent / "parties.jsonl"  # the traders' logins, for the oracle afterwards
     parties.touch(mode=0o600)
+    (path.parent / "streams.jsonl").touch()  # what the traders' notification streams sent, for I18
 
 
 def plan_stages(profile, opts: LoadOptions, duration_s: float) -> tuple[list[dict], int]:

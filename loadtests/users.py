@@ -9,6 +9,14 @@ the ``Board`` (gevent is cooperative, so plain deques are safe):
 
 The buyer's payment stays in flight until the hub settles the hold, so it
 runs in its own greenlet; its end is the escrow's end (``ESCROW settled``).
+
+Buyers and sellers keep their notification stream open, as a client app does
+(``harness.sse.OrderFeed``, greenlets under Locust's gevent): a buyer's wait for
+its payment to fund the order wakes on the stream's ``order.funded``, and reads
+the order only when the stream said nothing for ``FALLBACK_S``. When the run
+ends, what each stream sent is written to the plan's ``streams_file``, and the
+oracle judges it against the inbox (I18): a stream that loses a notification
+under load fails the run.
 """
 
 from __future__ import annotations
@@ -24,12 +32,14 @@ from pathlib import Path
 
 import gevent
 import gevent.pool
+import httpx
 from locust import FastHttpUser, between, task
 
 from escrow_protocol.webhook import address_hash
 from escrow_protocol.webhook import sign_courier as sign
+from harness.sse import OrderFeed
 from regtest_cluster.nodes.lnd import LndError, LndRest
-from regtest_cluster.waiting import WaitTimeout, wait_for
+from regtest_cluster.waiting import WaitTimeout
 
 from .client import CallFailed, MarketClient
 
@@ -52,6 +62,8 @@ BATCH = 20  # parcels a seller ships, or the courier reports, in one task at mos
 PLAN: dict = {}   # set by the locustfile from --plan before any user starts
 RNG = random.Random()  # seeded from the plan by the locustfile
 TURNS: dict[str, itertools.count] = collections.defaultdict(itertools.count)  # see in_turn
+FALLBACK_S = 2.0  # a wait the stream told nothing for this long reads the order, as the harness's do
+STREAMS: list["Stream"] = []  # every trader's stream in this Locust process (see close_streams)
 
 
 def in_turn(nodes: str) -> str:
@@ -66,6 +78,50 @@ def in_turn(nodes: str) -> str:
 def node_client(name: str) -> LndRest:
     node = json.loads(Path(PLAN["state_file"]).read_text())["nodes"][name]
     return LndRest(name, node["rest_url"], Path(node["macaroon"]).read_bytes().hex(), Path(node["tls_cert"]))
+
+
+@dataclass
+class Stream:
+    """A trader's notification stream, on a connection of its own beside Locust's."""
+
+    email: str
+    http: httpx.Client
+    token: str  # the trader's, read at each connect (a login replaces it)
+    feed: OrderFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = OrderFeed(self.http, lambda: self.token, self.email.split("@")[0])
+
+
+def close_streams(grace_s: float = 5.0) -> None:
+    """The run is over: give each trader's stream up to ``grace_s`` to send what its inbox shows
+    now, close it, and append what it sent to the plan's ``streams_file`` (one JSON line a
+    trader) for the oracle. The inbox's newest notification then is what the stream owed: the
+    orders the drain ends afterwards notify a closed stream."""
+    streams, STREAMS[:] = list(STREAMS), []
+
+    def one(stream: Stream) -> str:
+        try:
+            inbox = stream.http.get("/me/notifications", params={"limit": 1},
+                                    headers={"Authorization": f"Bearer {stream.token}"})
+            inbox.raise_for_status()
+            items = inbox.json()["items"]
+            upto: int | None = items[0]["id"] if items else 0
+            stream.feed.caught_up(upto, grace_s)  # or not: what it missed is I18's to say
+        except (httpx.HTTPError, ValueError, KeyError):
+            upto = None  # the inbox cannot be read: the stream cannot be judged
+        finally:
+            stream.feed.close()
+            stream.http.close()
+        return json.dumps({"email": stream.email, "after": stream.feed.after, "upto": upto,
+                           "delivered": [[nid, kind, oid] for nid, (kind, oid)
+                                         in sorted(stream.feed.delivered().items())]})
+
+    lines = gevent.pool.Pool(20).map(one, streams)
+    path = PLAN.get("streams_file")
+    if path and lines:
+        with open(path, "a") as f:  # one append a process: whole lines, even across processes
+            f.write("".join(line + "\n" for line in lines))
 
 
 class MarketUser(FastHttpUser):
@@ -88,6 +144,15 @@ class MarketUser(FastHttpUser):
                                   auth=False)
         self.market.token = tokens["access_token"]
         self.user_id = self.market.call("GET", "/me")["id"]
+        if getattr(self, "stream", None) is not None:
+            self.stream.token = self.market.token
+
+    def watch_stream(self) -> None:
+        """Keep this trader's notification stream open from now on, as a client app does (it
+        starts after notification 0: a new trader's stream owes every notification it gets)."""
+        self.stream = Stream(self.email, httpx.Client(base_url=self.host, timeout=httpx.Timeout(10.0, read=None)),
+                             self.market.token)
+        STREAMS.append(self.stream)
 
     def bind_payout_node(self, name: str) -> None:
         """Let the hub ask this user's node for invoices: a seller's payouts, a buyer's refunds
@@ -140,6 +205,7 @@ class Buyer(MarketUser):
         self.payments = gevent.pool.Group()
         self.bind_payout_node(name)
         self.record_party(name)
+        self.watch_stream()
 
     def on_stop(self) -> None:
         # Trades still open when the run ends cannot finish (their sellers stop too):
@@ -158,15 +224,33 @@ class Buyer(MarketUser):
         listing_id, seller_id = RNG.choice(BOARD.listings)
         started = time.perf_counter()
         order = self.market.call("POST", "/orders", json={"listing_id": listing_id, "quantity": 1})
+        self.stream.feed.expect(order["id"])  # placed with the stream open: it tells of every change
         self.payments.spawn(self._pay, order, started)
-        try:
-            wait_for(lambda: self.market.call("GET", f"/orders/{order['id']}", name="/orders/[id]")["state"]
-                     in ("FUNDED", "EXPIRED"), timeout=PLAN.get("funding_wait_s", 60), what="order funded",
-                     interval=0.1)
-        except WaitTimeout as exc:
-            self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000, exc)
-            return
-        BOARD.to_ship[seller_id].append((order["id"], self.key))
+        if self._funded(order["id"], started) == "FUNDED":
+            BOARD.to_ship[seller_id].append((order["id"], self.key))
+
+    def _funded(self, order_id: int, started: float) -> str | None:
+        """Wait for the order to be funded (or to expire unpaid) as a client app does: woken by
+        its stream, reading the order only when the stream said nothing for ``FALLBACK_S``. The
+        wait is reported as ``ESCROW funded``, from the order's placing."""
+        states, feed = ("FUNDED", "EXPIRED"), self.stream.feed
+        deadline = time.monotonic() + PLAN.get("funding_wait_s", 60)
+        with feed.watching(order_id):
+            while True:
+                after = feed.mark()  # before the look: a state told after it is one wait() sees
+                state = feed.latest(order_id)
+                if state not in states:
+                    state = feed.wait(order_id, states, after, max(0.0, min(deadline - time.monotonic(), FALLBACK_S)))
+                if state is None:
+                    state = self.market.call("GET", f"/orders/{order_id}", name="/orders/[id]")["state"]
+                if state in states:
+                    self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000)
+                    return state
+                if time.monotonic() >= deadline:
+                    self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000,
+                                     WaitTimeout(f"order {order_id} not funded within "
+                                                 f"{PLAN.get('funding_wait_s', 60)} s: it is {state}"))
+                    return None
 
     def _pay(self, order: dict, started: float) -> None:
         request = order["hold"]["payment_request"]
@@ -206,6 +290,7 @@ class Seller(MarketUser):
         name = in_turn("seller_nodes")
         self.bind_payout_node(name)
         self.record_party(name)
+        self.watch_stream()
         for _ in range(3):
             self.list_item()
 

@@ -41,11 +41,11 @@ def test_users_whose_inbox_was_not_read_are_not_judged():
     assert judged({STRANGER: []}) == []
 
 
-def streamed_judged(inbox: list[dict], after: int, sent: list[int]) -> list[str]:
+def streamed_judged(inbox: list[dict], after: int, sent: list[int], upto: int | None = None) -> list[str]:
     ev = Evidence(notifications={BUYER: inbox})
     ev.orders[7] = OrderEvidence(order={"buyer_id": BUYER, "seller_id": SELLER}, invoice=None, payment_request=None,
                                  buyer_payment=None, hub_payments=[], payout_invoices={}, events=[])
-    ev.streamed[BUYER] = Streamed(after, {i: ("order.x", 7) for i in sent})
+    ev.streamed[BUYER] = Streamed(after, {i: ("order.x", 7) for i in sent}, upto)
     return [v.message for v in i18_both_told(ev, Context(settings={}, user_nodes={}))]
 
 
@@ -70,6 +70,16 @@ def test_a_stream_that_never_caught_up_with_the_inbox_is_a_finding():
     assert streamed_judged(INBOX, after=0, sent=[3, 5]) == [
         "the buyer's notification stream never sent notification 8 (order.released), which their inbox has, "
         "in the seconds the harness waited for it after reading the inbox"]
+
+
+def test_a_stream_closed_before_the_judgement_owes_only_what_its_inbox_showed_as_it_closed():
+    """A load run's streams close as its users stop; the drain then notifies them of the orders
+    it ends. What came after ``upto`` is not the closed stream's to send; what came before is."""
+    assert streamed_judged(INBOX, after=0, sent=[3, 5], upto=5) == []
+    assert streamed_judged(INBOX, after=0, sent=[3], upto=5) == [
+        "the buyer's notification stream never sent notification 5 (order.shipped), which their inbox has, "
+        "in the seconds the harness waited for it after reading the inbox"]
+    assert Streamed(0, {}, upto=5).owed(INBOX) == INBOX[:2]
 
 
 def test_the_notifications_judged_against_a_stream_count_as_i18_exercised():

@@ -52,6 +52,11 @@ def test_load_broken_budget_exits_nonzero_with_reports(tmp_path):
     check = summary["oracle"]
     assert (check["passed"], check["violations"], check["still_open"]) == (True, [], 0)
     assert check["orders_checked"] == created["requests"] - created["failures"]
+    # every trader kept its notification stream open, and the oracle judged what each sent (I18)
+    assert check["streams_judged"] == check["traders"] > 0 and check["notifications_streamed"] > 0
+    # buyers waited for FUNDED on their streams, not by asking for the order again and again
+    assert summary["endpoints"]["ESCROW funded"]["requests"] > 0
+    assert summary["endpoints"].get("GET /orders/[id]", {"requests": 0})["requests"] <= created["requests"]
     # the report's counts are Locust's final ones: its last table, printed as it quits
     final = re.findall(r"^POST\s+/orders\s+(\d+)\s+(\d+)\(", (run_dir / "locust.log").read_text(), re.M)[-1]
     assert (created["requests"], created["failures"]) == tuple(map(int, final))
