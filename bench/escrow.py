@@ -44,16 +44,15 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from bench import threads
 from regtest_cluster import launcher
 from regtest_cluster.daemon import cpu_seconds
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.nodes.wallet import wallet
-from regtest_cluster.postgres import PostgresServer
+from regtest_cluster.postgres import app_database
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import wait_for
@@ -224,28 +223,6 @@ def judge(world: World, market: Market, balances_before: dict, started_at: float
             "passed": not violations, "first_violations": violations[:5]}
 
 
-@contextmanager
-def _database(db: str) -> Iterator[int | None]:
-    """The app's database for the run: its default SQLite (WAL), or a throwaway PostgreSQL;
-    yields the PostgreSQL server's pid (its CPU is the escrows' too), None for SQLite.
-
-    The app reads ``DATABASE_URL`` when it starts; the child inherits it from here."""
-    if db == "sqlite":
-        yield None
-        return
-    server = PostgresServer().start()
-    before = os.environ.get("DATABASE_URL")
-    try:
-        os.environ["DATABASE_URL"] = server.create_database("bench_escrow")
-        yield server.pid
-    finally:
-        if before is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = before
-        server.stop()
-
-
 def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | None = None,
         topology: str = "hub", attach: str | None = None, progress: Callable[[str], None] = lambda _m: None,
         db: str = "sqlite", app_processes: int = 1, floor: int | None = None, floor_hold_s: float = 0.0,
@@ -255,7 +232,7 @@ def run(env: ClusterEnv, escrows: int = 200, concurrency: int = 16, raw: int | N
     how the client learns that an order is FUNDED and RELEASED (WAITS)."""
     if waits not in WAITS:
         raise ValueError(f"waits must be one of {', '.join(WAITS)}, not {waits!r}")
-    with _database(db) as database_pid:
+    with app_database(db, "bench_escrow") as database_pid:
         result = _run(env, escrows, concurrency, raw, topology, attach, progress, app_processes, database_pid,
                       floor, floor_hold_s, waits)
     result["database"] = "sqlite_wal" if db == "sqlite" else db

@@ -10,6 +10,7 @@ the run created (``loadtests.oracle_check``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -25,12 +26,14 @@ from regtest_cluster import launcher
 from regtest_cluster.env import ClusterEnv
 from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.ports import PortAllocator
+from regtest_cluster.postgres import app_database
 from regtest_cluster.rundir import new_run_dir
 from regtest_cluster.topology import load as load_topology
 from regtest_cluster.waiting import WaitTimeout
 from harness import evidence
 from harness.driver import counts_between, read_work_counters
 from harness.actors import ApiError
+from harness.http import ReferenceMarketplace
 from harness.presets import LOAD_SETTINGS
 from harness.world import ADMIN, World
 
@@ -73,6 +76,8 @@ class LoadOptions:
     # --stop-timeout). Locust's default, 0, kills it mid-request: an order the app created
     # then never reaches Locust's counts, and the report's counts disagree with the oracle's.
     stop_timeout_s: float = 30.0
+    db: str = "sqlite"                 # the app's database: sqlite (WAL) or postgres (a throwaway server)
+    app_processes: int = 1             # app processes (API and worker each) on one port; PostgreSQL only
 
 
 @dataclass
@@ -195,13 +200,22 @@ def plan_stages(profile, opts: LoadOptions, duration_s: float) -> tuple[list[dic
 
 
 def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
-    from reports import load as report  # matplotlib is only needed once the run is over
-
     profile = load_profile(opts.profile)
     budgets = budgets_mod.load_budgets(opts.budgets) if opts.budgets else budgets_mod.DEFAULT
     duration_s = parse_duration(opts.duration or profile.default_duration)
     stages, fixed_users = plan_stages(profile, opts, duration_s)
     topology = None if opts.attach else load_topology(opts.topology)  # a bad one is refused before anything starts
+    if opts.app_processes > 1 and opts.db != "postgres":
+        raise LoadError("several app processes share a PostgreSQL database (SQLite is served by one): "
+                        "add --db postgres")
+    with app_database(opts.db, "escrowlab_load") as database_pid:
+        return _run(opts, env, progress, profile, budgets, duration_s, stages, fixed_users, topology, database_pid)
+
+
+def _run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None], profile, budgets, duration_s: float,
+         stages: list[dict], fixed_users: int, topology, database_pid: int | None) -> LoadResult:
+    from reports import load as report  # matplotlib is only needed once the run is over
+
     run_dir = new_run_dir(env.runs_dir, f"load-{profile.name}")
     if opts.seed is None:
         opts.seed = random.randrange(2**31)
@@ -212,11 +226,12 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         progress(f"starting the {opts.topology} cluster")
         # inside the run's folder: a clean run removes it, a failed one keeps it with the reports
         cluster = launcher.launch(topology, env, progress, run_dir=run_dir / "cluster")
-    world = World(cluster, run_dir)
+    world = World(cluster, run_dir, functools.partial(ReferenceMarketplace, processes=opts.app_processes))
     samplers = []
     result: LoadResult | None = None
     try:
-        progress("starting the marketplace")
+        progress("starting the marketplace" + (f" ({opts.app_processes} processes)" if opts.app_processes > 1 else "")
+                 + (" on PostgreSQL" if database_pid else ""))
         world.start_app(APP_SETTINGS)
         plan = run_dir / "plan.json"
         write_plan(plan, world, opts, stages, profile)
@@ -225,8 +240,9 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         every = min(10.0, max(1.0, duration_s / 360))  # about 360 samples a run, 1 to 10 s apart
         samplers = [LockedSampler(cluster, run_dir / "locked_sats.csv"),
                     LiquiditySampler(cluster, run_dir / "liquidity.csv"),
-                    ProcessSampler(process_pids(cluster, world.market.daemon.pid), run_dir / "memory.csv",
-                                   interval_s=every),
+                    ProcessSampler({**process_pids(cluster, world.market.daemon.pid),
+                                    **({"postgres": database_pid} if database_pid else {})},
+                                   run_dir / "memory.csv", interval_s=every),
                     ProbeSampler(run_dir / "probe.csv", interval_s=every)]
         for sampler in samplers:
             sampler.start()
@@ -246,7 +262,12 @@ def run(opts: LoadOptions, env: ClusterEnv, progress: Callable[[str], None] = la
         if not summary["totals"]["requests"]:
             raise LoadError(f"Locust made no requests (exit {rc}); see {run_dir / 'locust.log'}")
         summary["app_work"] = report.work_figures(work, summary["totals"]["escrows_settled"])
+        if opts.app_processes > 1:  # each process counts its own; /health is answered by one of them
+            summary["app_work"]["note"] = (f"one process's statements and hub calls of {opts.app_processes}, "
+                                           "not their sum")
         summary["seed"] = opts.seed
+        summary["database"] = "sqlite_wal" if opts.db == "sqlite" else opts.db
+        summary["app_processes"] = opts.app_processes
         summary["spawn_rate"] = opts.spawn_rate
         if opts.oracle:
             try:

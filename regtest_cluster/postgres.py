@@ -16,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 from psycopg import sql
@@ -219,3 +221,31 @@ class PostgresServer:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop(keep=exc_type is not None)
+
+
+DATABASES = ("sqlite", "postgres")
+
+
+@contextmanager
+def app_database(db: str, name: str) -> Iterator[int | None]:
+    """The app's database for one run (a benchmark, a load run): its default SQLite (WAL), or a
+    fresh database ``name`` on a throwaway PostgreSQL server that is stopped afterwards; yields
+    the server's pid (its CPU and memory are the run's too), None for SQLite.
+
+    The app reads ``DATABASE_URL`` when it starts, and its process inherits it from here."""
+    if db not in DATABASES:
+        raise ValueError(f"the app's database is one of {', '.join(DATABASES)}, not {db!r}")
+    if db == "sqlite":
+        yield None
+        return
+    server = PostgresServer().start()
+    before = os.environ.get("DATABASE_URL")
+    try:
+        os.environ["DATABASE_URL"] = server.create_database(name)
+        yield server.pid
+    finally:
+        if before is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = before
+        server.stop()

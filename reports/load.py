@@ -480,7 +480,9 @@ def markdown(summary: dict) -> str:
     t = summary["totals"]
     fixed = summary.get("fixed_users")
     lines = [f"# load run: {summary['profile']}, {summary['users']} users"
-             + (f" (+{fixed} sellers, couriers and arbiters)" if fixed else "") + f", {summary['duration_s']} s", "",
+             + (f" (+{fixed} sellers, couriers and arbiters)" if fixed else "") + f", {summary['duration_s']} s"
+             + (" on PostgreSQL" if summary.get("database") == "postgres" else "")
+             + (f", {summary['app_processes']} app processes" if summary.get("app_processes", 1) > 1 else ""), "",
              f"- app requests/s: {t['rps']}; failures: {t['failures']} of {t['requests']}",
              f"- escrows settled: {t['escrows_settled']} ({t['escrows_settled_per_s']}/s), "
              f"p50 {t['escrow_p50_ms']} ms, p99 {t['escrow_p99_ms']} ms",
@@ -547,7 +549,9 @@ def markdown(summary: dict) -> str:
     elif check:
         lines += ["", f"oracle: {'passed' if check['passed'] else 'FAILED'} on {check['orders_checked']} orders "
                       f"({', '.join(f'{k} {v}' for k, v in sorted(check['final_states'].items()))}); "
-                      f"drain mined {check['blocks_mined']} blocks, ruled {check['disputes_ruled']} disputes",
+                      f"drain mined {check['blocks_mined']} blocks, ruled {check['disputes_ruled']} disputes"
+                      + (f"; {check['notifications_streamed']} notifications judged against "
+                         f"{check['streams_judged']} traders' streams" if check.get("streams_judged") else ""),
                   *[f"- {v['invariant']} order {v['order_id']}: {v['message']}" for v in check["violations"][:50]]]
     budgets = summary.get("budgets")
     if budgets:

@@ -95,13 +95,18 @@ def escrow_cmd(
     from bench import escrow
     from harness.http import HttpMarketplace
 
-    if db not in ("sqlite", "postgres"):
+    from regtest_cluster.postgres import DATABASES, PostgresError, PostgresNotInstalled
+
+    if db not in DATABASES:
         raise UserError(f"--db must be sqlite or postgres, not {db!r}")
     if waits not in escrow.WAITS:
         raise UserError(f"--waits must be push or poll, not {waits!r}")
-    with progress("benchmarking escrows", quiet=json_out) as step:
-        result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db,
-                            app_processes=app_processes, floor=floor, floor_hold_s=floor_hold_s, waits=waits)
+    try:
+        with progress("benchmarking escrows", quiet=json_out) as step:
+            result = escrow.run(env(), escrows, concurrency, raw, topology, attach, step, db=db,
+                                app_processes=app_processes, floor=floor, floor_hold_s=floor_hold_s, waits=waits)
+    except (PostgresNotInstalled, PostgresError) as exc:
+        raise UserError(f"--db postgres: {exc}") from None
     if json_out:
         emit_json(result)
     else:

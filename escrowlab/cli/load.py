@@ -49,6 +49,10 @@ def load(
     seed: int = typer.Option(None, "--seed", help="Seed for the users' choices (default: a fresh one, logged)."),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle",
                                 help="Afterwards, end every order the run created and check the invariants."),
+    db: str = typer.Option("sqlite", "--db", help="The app's database: sqlite (WAL) or postgres (a throwaway "
+                                                   "server, stopped afterwards)."),
+    app_processes: int = typer.Option(1, "--app-processes", min=1, max=16,
+                                      help="App processes (API + worker each) on one port; needs --db postgres."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Run Locust users (browse, buy and pay, ship, deliver, rule) and report.
@@ -59,24 +63,29 @@ def load(
     from loadtests.budgets import BudgetError
     from loadtests.orchestrate import LoadError, LoadOptions, run
     from loadtests.profiles import ProfileError
+    from regtest_cluster.postgres import DATABASES, PostgresError, PostgresNotInstalled
     from regtest_cluster.topology import TopologyError
 
     if remote_workers and not master_port:
         raise UserError("--remote-workers needs --master-port, the port the remote workers connect to")
     if attach and topology != "hub":
         raise UserError("--topology starts a cluster and --attach uses one: give one of them")
+    if db not in DATABASES:
+        raise UserError(f"--db must be sqlite or postgres, not {db!r}")
     if workers == -1:
         workers = os.cpu_count() or 1
     opts = LoadOptions(profile=profile, users=users, duration=duration, headless=headless, budgets=budgets,
                        workers=workers, remote_workers=remote_workers, master_port=master_port, attach=attach,
                        topology=topology, web_port=web_port, price_sats=price, dispute_ratio=dispute_ratio, seed=seed,
                        oracle=oracle, spawn_rate=spawn_rate, stop_timeout_s=stop_timeout, html=html.resolve() if html else None,
-                       csv_prefix=csv_prefix.resolve() if csv_prefix else None)
+                       csv_prefix=csv_prefix.resolve() if csv_prefix else None, db=db, app_processes=app_processes)
     try:
         with progress("load run", quiet=json_out) as step:
             result = run(opts, env(), step)
     except (ProfileError, BudgetError, LoadError, TopologyError) as exc:
         raise UserError(str(exc)) from None
+    except (PostgresNotInstalled, PostgresError) as exc:
+        raise UserError(f"--db postgres: {exc}") from None
     if json_out:
         emit_json(result.summary)
     else:

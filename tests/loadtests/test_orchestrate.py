@@ -87,3 +87,13 @@ def test_load_bad_topology_is_one_clear_error_before_anything_starts(tmp_path):
     proc = load("--topology", "hub-soak", "--attach", "mine")
     assert proc.returncode == 2
     assert "--topology starts a cluster and --attach uses one: give one of them" in proc.stderr
+
+
+def test_load_bad_database_is_one_clear_error_before_anything_starts():
+    proc = load("--db", "mysql")
+    assert proc.returncode == 2
+    assert "--db must be sqlite or postgres, not 'mysql'" in proc.stderr
+    proc = load("--app-processes", "2")  # SQLite is served by one process
+    assert proc.returncode == 2
+    assert "several app processes share a PostgreSQL database (SQLite is served by one): add --db postgres" \
+        in proc.stderr

@@ -166,3 +166,21 @@ def test_the_app_database_replaces_a_dead_pooled_connection_and_reads_without_be
     finally:
         database.dispose()
         killer.dispose()
+
+
+def test_a_runs_app_database_is_given_to_the_app_and_gone_afterwards(monkeypatch):
+    """``bench escrow --db`` and ``load --db``: the app's process inherits DATABASE_URL."""
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///before.db")
+    with postgres.app_database("sqlite", "run") as pid:
+        assert pid is None and os.environ["DATABASE_URL"] == "sqlite:///before.db"
+    with postgres.app_database("postgres", "run") as pid:
+        url = os.environ["DATABASE_URL"]
+        assert url.startswith("postgresql") and url.endswith("/run")
+        with sqlalchemy.create_engine(url).connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        pids = [pid, *children(pid)]
+    assert os.environ["DATABASE_URL"] == "sqlite:///before.db"
+    assert [p for p in pids if postgres._alive(p)] == []
+    with pytest.raises(ValueError, match="one of sqlite, postgres, not 'mysql'"):
+        with postgres.app_database("mysql", "run"):
+            pass

@@ -109,6 +109,20 @@ def test_write_memory_plot_and_oracle_lines(tmp_path):
     assert (tmp_path / "memory.png").stat().st_size > 0
 
 
+def test_markdown_names_the_database_the_processes_and_the_streams_judged(tmp_path):
+    _write_run(tmp_path)
+    summary = load.build(tmp_path, duration_s=60)
+    summary.update(database="postgres", app_processes=2)
+    summary["oracle"] = {"passed": True, "orders_checked": 2, "final_states": {"RELEASED": 2}, "blocks_mined": 30,
+                         "disputes_ruled": 0, "violations": [], "streams_judged": 4, "notifications_streamed": 31}
+    text = load.markdown(summary)
+    assert text.splitlines()[0].endswith(" s on PostgreSQL, 2 app processes")
+    assert ("oracle: passed on 2 orders (RELEASED 2); drain mined 30 blocks, ruled 0 disputes; "
+            "31 notifications judged against 4 traders' streams") in text
+    summary.update(database="sqlite_wal", app_processes=1)
+    assert load.markdown(summary).splitlines()[0].endswith(" s")
+
+
 def test_build_memory_slope_withheld_for_a_30_second_run(tmp_path):
     """30 s of start-up growth scaled to an hour read as +4,764 MiB/h: too short to say, so it says so."""
     _write_run(tmp_path)
