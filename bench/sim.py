@@ -13,12 +13,18 @@ The ``*_cpu_s`` figures divide by this process's CPU time instead of the wall cl
 shared machine they leave out the time the process waited for a core. With ``--repeat``, each
 rate is its best run and each ratio is best over best.
 
-    python -m bench.sim --days 30
+With ``--sweep-points N``, a capacity run with an N-point load sweep (each point and the main
+run ``--sweep-days`` long) is timed too: ``sweep.cores_used`` is the CPU seconds of the main run
+and of every point over the wall time, and ``sweep.core_use`` that over the machine's cores
+(DESIGN.md's goal: a 12-point sweep uses every core).
+
+    python -m bench.sim --days 30 --sweep-points 12
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -72,7 +78,18 @@ def raw_simpy_same_depth_events_per_s(events: int, depth: int, seed: int = 1) ->
     return _events_per_s(env)
 
 
-def run(config_path: str = DEFAULT_CONFIG, days: float = 30.0, repeat: int = 1) -> dict:
+def sweep(cfg, points: int, days: float, jobs: int | None = None) -> dict:
+    """A capacity run with a ``points``-point sweep (multipliers 1, 1.5, 2, ...), timed."""
+    multipliers = tuple(1 + 0.5 * i for i in range(points))
+    cfg = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, sweep_multipliers=multipliers,
+                                                               sweep_days=days))
+    _main, _verdict, timing = model.capacity(cfg, days=days, jobs=jobs)
+    figures = timing.as_dict()
+    return {**figures, "days": days, "core_use": round(figures["cores_used"] / figures["cores"], 3)}
+
+
+def run(config_path: str = DEFAULT_CONFIG, days: float = 30.0, repeat: int = 1, sweep_points: int = 0,
+        sweep_days: float = 2.0) -> dict:
     cfg = sim_config.load(config_path)
     runs = []
     for _ in range(repeat):
@@ -108,6 +125,7 @@ def run(config_path: str = DEFAULT_CONFIG, days: float = 30.0, repeat: int = 1) 
             "raw_simpy_same_depth_events_per_cpu_s": best["raw_simpy_same_depth_events_per_cpu_s"],
             "ratio_same_depth_cpu": ratios["ratio_same_depth_cpu"],
             "config": config_path, "days": days, "events": runs[0]["events"], "runs": runs,
+            **({"sweep": sweep(cfg, sweep_points, sweep_days)} if sweep_points else {}),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -116,8 +134,10 @@ def main() -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--days", type=float, default=30.0)
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--sweep-points", type=int, default=0)
+    p.add_argument("--sweep-days", type=float, default=2.0)
     a = p.parse_args()
-    print(json.dumps(run(a.config, a.days, a.repeat), indent=2))
+    print(json.dumps(run(a.config, a.days, a.repeat, a.sweep_points, a.sweep_days), indent=2))
 
 
 if __name__ == "__main__":

@@ -116,7 +116,10 @@ def plots(series: dict, channel_slots: list[list[int]], summary: dict, verdict: 
             last = max(i for i, n in enumerate(hist) if n)
             ax.step(range(last + 1), hist[:last + 1], where="mid", label=mode, lw=1)
     ax.set(xlabel="escrow duration, blocks", ylabel="orders", title="Escrow duration", yscale="log")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run too short for any escrow to end has none
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no escrow ended in this run", transform=ax.transAxes, ha="center", color="grey")
     out["durations"] = _png(fig)
     plt.close(fig)
 

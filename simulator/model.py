@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import gc
 import math
+import multiprocessing
+import os
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import simpy
 
@@ -95,14 +98,59 @@ def _trim(hist: list[int]) -> list[int]:
     return hist[:last + 1]
 
 
+@dataclass
+class Timing:
+    """How a capacity run used the machine: its wall time, and the CPU time of the main run and
+    of every sweep point (each in its own process); ``cores_used`` is their sum over the wall."""
+
+    jobs: int
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    points: list[dict] = field(default_factory=list)  # per sweep point: multiplier, wall_s, cpu_s
+
+    def as_dict(self) -> dict:
+        return {"jobs": self.jobs, "sweep_points": len(self.points), "wall_s": round(self.wall_s, 2),
+                "cpu_s": round(self.cpu_s, 2), "cores_used": round(self.cpu_s / max(self.wall_s, 1e-9), 2),
+                "cores": os.cpu_count() or 1}
+
+
+def sweep_point(cfg: SimConfig, days: float, multiplier: float) -> tuple[dict, float, float]:
+    """One point of the load sweep, run in a worker process: its sweep row, wall and CPU seconds
+    (only the row crosses back, not the run's series)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    row = verdict_mod.sweep_row(run(cfg, days=days, multiplier=multiplier).summary)
+    return row, time.perf_counter() - started, time.process_time() - cpu_started
+
+
 def capacity(cfg: SimConfig, progress=lambda _m: None, days: float | None = None,
-             multiplier: float | None = None) -> tuple[ModelRun, dict]:
-    """The main run, the optional load sweep, and the verdict."""
-    main = run(cfg, days=days, multiplier=multiplier)
-    progress(f"{main.summary['orders']['arrivals']:,} orders, {main.events:,} events in {main.wall_s:.1f} s")
-    sweep = []
-    for m in cfg.verdict.sweep_multipliers:
-        r = run(cfg, days=cfg.verdict.sweep_days, multiplier=m)
-        sweep.append(verdict_mod.sweep_row(r.summary))
-        progress(f"sweep x{m}: failed funding {r.summary['orders']['failed_funding']}")
-    return main, verdict_mod.verdict(main.summary, cfg, sweep)
+             multiplier: float | None = None, jobs: int | None = None) -> tuple[ModelRun, dict, Timing]:
+    """The main run, the optional load sweep, and the verdict. The sweep's points are independent
+    runs: they go to ``jobs`` worker processes (default: one per core) while the main run goes
+    on in this one, so a sweep keeps every core busy."""
+    points = cfg.verdict.sweep_multipliers
+    timing = Timing(jobs=max(1, jobs or os.cpu_count() or 1) if points else 0)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    # forkserver, not fork: this process may have threads (a progress display)
+    pool = (ProcessPoolExecutor(min(timing.jobs, len(points)), multiprocessing.get_context("forkserver"))
+            if points else None)
+    try:
+        futures = {pool.submit(sweep_point, cfg, cfg.verdict.sweep_days, m): i for i, m in enumerate(points)} \
+            if pool else {}
+        main = run(cfg, days=days, multiplier=multiplier)
+        progress(f"{main.summary['orders']['arrivals']:,} orders, {main.events:,} events in {main.wall_s:.1f} s")
+        rows: dict[int, dict] = {}
+        times: dict[int, dict] = {}
+        for future in as_completed(futures):
+            i = futures[future]
+            rows[i], wall_s, cpu_s = future.result()
+            times[i] = {"multiplier": points[i], "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2)}
+            progress(f"sweep x{points[i]}: failed funding {rows[i]['failed_funding']} "
+                     f"({len(rows)} of {len(points)} points)")
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+    timing.wall_s = time.perf_counter() - started
+    timing.points = [times[i] for i in range(len(points))]
+    timing.cpu_s = time.process_time() - cpu_started + sum(p["cpu_s"] for p in timing.points)
+    sweep = [rows[i] for i in range(len(points))]
+    return main, verdict_mod.verdict(main.summary, cfg, sweep), timing

@@ -34,18 +34,26 @@ def sim_cmd(
     config: str = typer.Option("simulator/configs/year-10k.yaml", "--config", "-c", help="Simulator YAML."),
     days: float = typer.Option(30.0, "--days", min=0.1, help="Simulated days to run."),
     repeat: int = typer.Option(1, "--repeat", min=1, max=10, help="Runs; best rate of each, ratios best over best."),
+    sweep_points: int = typer.Option(0, "--sweep-points", min=0, max=256,
+                                     help="Also time a capacity run with a load sweep of this many points "
+                                          "(0: none); sweep.core_use says how busy it kept every core."),
+    sweep_days: float = typer.Option(2.0, "--sweep-days", min=0.1, help="Simulated days of each sweep point."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Simulator speed: simpy events our model processes a second, beside a raw simpy loop."""
     from bench import sim
 
     with progress("benchmarking the simulator", quiet=json_out):
-        result = sim.run(config, days, repeat)
+        result = sim.run(config, days, repeat, sweep_points, sweep_days)
     if json_out:
         emit_json(result)
     else:
         for k in ("events_per_s", "raw_simpy_events_per_s", "ratio", "orders_per_s", "load_average"):
             console.print(f"{k}: {result[k]}")
+        if "sweep" in result:
+            t = result["sweep"]
+            console.print(f"sweep: {t['sweep_points']} points and the main run, {t['days']} days each, in "
+                          f"{t['wall_s']} s; {t['cores_used']} of {t['cores']} cores busy (core_use {t['core_use']})")
 
 
 @app.command("onchain")

@@ -17,6 +17,13 @@ def simulate(
     days: float = typer.Option(None, "--days", min=0.01, help="Override run.duration_days (model mode)."),
     load: float = typer.Option(None, "--load", min=0.001, help="Override run.load_multiplier (model mode)."),
     orders: int = typer.Option(None, "--orders", min=1, help="Override live.orders (live mode)."),
+    sweep: str = typer.Option(None, "--sweep", metavar="M1,M2,...",
+                              help="Load multipliers to re-run the model at (overrides verdict.sweep_multipliers; "
+                                   "model mode): each point is a run of its own, beside the main one."),
+    sweep_days: float = typer.Option(None, "--sweep-days", min=0.01,
+                                     help="Simulated days of each sweep point (overrides verdict.sweep_days)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, max=256,
+                             help="Processes for the sweep's points (default: one per core)."),
     update_golden: str = typer.Option(None, "--update-golden", metavar="PATH",
                                       help="Write this run's summary as the golden file PATH (deliberate)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report document as JSON."),
@@ -32,14 +39,18 @@ def simulate(
         raise UserError(str(exc)) from None
     if mode not in ("model", "live"):
         raise UserError(f"--mode must be model or live, not {mode!r}")
+    if sweep is not None or sweep_days is not None:
+        cfg = _with_sweep(cfg, sweep, sweep_days)
     run_dir = new_run_dir(env().runs_dir, f"sim-{mode}-{cfg.name}")
     with progress(f"simulating {cfg.name} ({mode})", quiet=json_out) as step:
         step(f"seed {cfg.run.seed}; run folder {run_dir}")
         if mode == "model":
-            main, verdict = model.capacity(cfg, step, days=days, multiplier=load)
+            main, verdict, timing = model.capacity(cfg, step, days=days, multiplier=load, jobs=jobs)
             doc = {"mode": "model", "config": sim_config.as_dict(cfg), "summary": main.summary, "verdict": verdict,
                    "performance": {"events": main.events, "wall_s": round(main.wall_s, 2),
-                                   "events_per_s": round(main.events / main.wall_s)}}
+                                   "events_per_s": round(main.events / main.wall_s),
+                                   **({"sweep": {**timing.as_dict(), "points": timing.points}}
+                                      if timing.points else {})}}
             paths = report.write(run_dir, doc, main.recorder.series, main.recorder.channel_slots)
         else:
             from simulator import live
@@ -60,6 +71,28 @@ def simulate(
         if doc.get("live"):
             lv = doc["live"]
             console.print(f"live: {lv['measured']} · oracle violations {len(lv['violations'])}")
+        if doc["performance"].get("sweep"):
+            t = doc["performance"]["sweep"]
+            console.print(f"main run and {t['sweep_points']} sweep points in {t['wall_s']} s, "
+                          f"{t['cores_used']} of {t['cores']} cores busy ({t['jobs']} sweep processes)")
         console.print(f"reports: {paths['html']}")
     if doc.get("live") and (doc["live"]["violations"] or doc["live"]["error"]):
         raise typer.Exit(1)
+
+
+def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
+    """``cfg`` with the sweep's multipliers and days given on the command line."""
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    verdict = cfg.verdict
+    try:
+        multipliers = verdict.sweep_multipliers if sweep is None else \
+            tuple(float(m) for m in sweep.split(",") if m.strip())
+        return dataclasses.replace(cfg, verdict=dataclasses.replace(
+            verdict, sweep_multipliers=multipliers,
+            sweep_days=verdict.sweep_days if sweep_days is None else sweep_days))
+    except (ValueError, ValidationError):
+        raise UserError(f"--sweep takes load multipliers above 0, separated by commas (e.g. 1,2,4), "
+                        f"not {sweep!r}") from None

@@ -10,7 +10,7 @@ from .conftest import small
 
 def test_write_produces_html_with_plots_and_json(tmp_path):
     cfg = small(run={"duration_days": 2})
-    main, verdict = model.capacity(cfg)
+    main, verdict, _timing = model.capacity(cfg)
     doc = {"mode": "model", "config": {"name": cfg.name}, "summary": main.summary, "verdict": verdict,
            "performance": {"events": main.events, "wall_s": 0}}
     paths = capacity.write(tmp_path, doc, main.recorder.series, main.recorder.channel_slots)

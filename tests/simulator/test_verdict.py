@@ -30,5 +30,23 @@ def test_verdict_dates_the_binding_under_growth():
 
 def test_capacity_runs_the_sweep():
     cfg = small(verdict={"sweep_multipliers": [2.0], "sweep_days": 1})
-    _main, v = model.capacity(cfg)
+    _main, v, _timing = model.capacity(cfg)
     assert [row["multiplier"] for row in v["sweep"]] == [2.0]
+
+
+def test_the_sweeps_points_run_in_other_processes_and_say_what_serial_runs_say():
+    """Each point is an independent seeded run: done in worker processes beside the main run, it
+    must give what the same run gives here, in the order the config lists the points."""
+    cfg = small(verdict={"sweep_multipliers": [3.0, 1.0, 3.0], "sweep_days": 1})
+    _main, v, timing = model.capacity(cfg, jobs=2)
+    assert v["sweep"] == [verdict.sweep_row(model.run(cfg, days=1, multiplier=m).summary) for m in (3.0, 1.0, 3.0)]
+    assert [p["multiplier"] for p in timing.points] == [3.0, 1.0, 3.0]
+    figures = timing.as_dict()
+    assert (figures["jobs"], figures["sweep_points"]) == (2, 3)
+    assert figures["cpu_s"] > sum(p["cpu_s"] for p in timing.points) > 0  # the main run's CPU too
+    assert figures["cores_used"] == round(figures["cpu_s"] / figures["wall_s"], 2)
+
+
+def test_a_run_without_a_sweep_starts_no_process():
+    _main, v, timing = model.capacity(small())
+    assert v["sweep"] == [] and timing.points == [] and timing.jobs == 0
