@@ -132,6 +132,26 @@ def plots(series: dict, channel_slots: list[list[int]], summary: dict, verdict: 
     ax.set(xlabel="peak use / limit at the simulated load (capped at 2)", title="Capacity: utilisation per resource")
     out["verdict"] = _png(fig)
     plt.close(fig)
+
+    sweep = verdict.get("sweep") or []
+    if len(sweep) > 1:  # where each kind of failure begins, beside the verdict's linear estimate
+        fig, ax = plt.subplots(figsize=(9, 3.2))
+        loads = [r["multiplier"] for r in sweep]
+        kinds = sorted({k for r in sweep for k, n in r["failed_funding"].items() if n})
+        for kind in kinds:
+            ax.plot(loads, [100 * r["failed_funding"].get(kind, 0) / max(1, r.get("orders", 0)) for r in sweep],
+                    marker="o", label=kind)
+        if verdict.get("at_multiplier") is not None:
+            ax.axvline(verdict["at_multiplier"], color="k", ls="--", lw=0.8,
+                       label=f"verdict: {verdict['binds_first']} binds at {verdict['at_multiplier']}×")
+        if not kinds:
+            ax.text(0.5, 0.5, "no order failed to fund at any of these loads", transform=ax.transAxes,
+                    ha="center", color="grey")
+        ax.set(xlabel="load multiplier", ylabel="orders that failed to fund, %",
+               title="Load sweep: failed fundings by cause")
+        ax.legend(fontsize=8, loc="upper left")
+        out["sweep"] = _png(fig)
+        plt.close(fig)
     return out
 
 
@@ -139,6 +159,16 @@ def _table(rows: list[tuple], head: tuple) -> str:
     e = html.escape
     return ("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
+def _failed(row: dict) -> str:
+    """A sweep point's failed fundings: how many, their share of its orders, and by cause."""
+    total = sum(row["failed_funding"].values())
+    if not total:
+        return "0"
+    share = f" ({100 * total / row['orders']:.1f} %)" if row.get("orders") else ""
+    causes = ", ".join(f"{k} {n:,}" for k, n in row["failed_funding"].items() if n)
+    return f"{total:,}{share}: {causes}"
 
 
 def html_report(doc: dict, images: dict[str, str]) -> str:
@@ -157,9 +187,13 @@ def html_report(doc: dict, images: dict[str, str]) -> str:
                     ("resource", "measure", "peak use", "limit", "utilisation", "binds at load ×"))]
     if v["sweep"]:
         parts.append("<h3>Load sweep</h3>" + _table(
-            [(r["multiplier"], r["days"], r["success_rate"], json.dumps(r["failed_funding"]),
-              json.dumps({k: d for k, d in r["first_failure_day"].items() if d is not None}))
-             for r in v["sweep"]], ("load ×", "days", "success rate", "failed funding", "first failure (day)")))
+            [(r["multiplier"], r["days"], f"{r['orders']:,}" if "orders" in r else "",
+              _failed(r), r["success_rate"],
+              ", ".join(f"{k} day {d}" for k, d in r["first_failure_day"].items() if d is not None) or "none")
+             for r in v["sweep"]], ("load ×", "days", "orders", "failed to fund", "success rate of the rest",
+                                    "first failure")))
+        if "sweep" in images:
+            parts.append(f"<img alt='sweep' src='data:image/png;base64,{images['sweep']}'>")
     if doc.get("live"):
         live = doc["live"]
         parts.append("<h2>Model against the real cluster</h2>" + _table(

@@ -69,6 +69,7 @@ def verdict(summary: dict, cfg, sweep: list[dict] | None = None) -> dict:
 
 def sweep_row(summary: dict) -> dict:
     return {"multiplier": summary["load_multiplier"], "days": summary["duration_days"],
+            "orders": summary["orders"]["arrivals"],
             "failed_funding": summary["orders"]["failed_funding"],
             "first_failure_day": summary["first_failure_day"],
             "peak_channel_slots": summary["lightning"]["peak_channel_slots"],
