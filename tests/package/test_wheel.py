@@ -220,10 +220,13 @@ def test_all_load_and_simulate_find_their_shipped_files(full):
     steady = ok(run([venv / "bin" / "python", "-c", "from loadtests.profiles import load_profile; "
                      "print(load_profile('steady').name)"], cwd=home, env=env))
     assert steady.stdout.strip() == "steady"
-    sim = ok(run([venv / "bin" / "escrowlab", "simulate", "-c", "year-10k", "--days", "1", "--json"],
-                 cwd=home, env=env))
+    # with a sweep: its points run in worker processes, which import the installed package
+    sim = ok(run([venv / "bin" / "escrowlab", "simulate", "-c", "year-10k", "--days", "1", "--sweep", "1,2",
+                  "--sweep-days", "0.5", "--json"], cwd=home, env=env))
     doc = json.loads(sim.stdout)
     assert doc["mode"] == "model" and doc["config"]["name"] == "year-10k"
+    assert [row["multiplier"] for row in doc["verdict"]["sweep"]] == [1.0, 2.0]
+    assert doc["performance"]["sweep"]["sweep_points"] == 2
 
 
 def free_port() -> int:
