@@ -232,7 +232,8 @@ class Buyer(MarketUser):
     def _funded(self, order_id: int, started: float) -> str | None:
         """Wait for the order to be funded (or to expire unpaid) as a client app does: woken by
         its stream, reading the order only when the stream said nothing for ``FALLBACK_S``. The
-        wait is reported as ``ESCROW funded``, from the order's placing."""
+        wait is reported as ``ESCROW funded``, from the order's placing; an order that expired
+        unpaid, or is still unfunded at the deadline, as its failure."""
         states, feed = ("FUNDED", "EXPIRED"), self.stream.feed
         deadline = time.monotonic() + PLAN.get("funding_wait_s", 60)
         with feed.watching(order_id):
@@ -244,7 +245,8 @@ class Buyer(MarketUser):
                 if state is None:
                     state = self.market.call("GET", f"/orders/{order_id}", name="/orders/[id]")["state"]
                 if state in states:
-                    self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000)
+                    self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000,
+                                     None if state == "FUNDED" else RuntimeError(f"order {order_id} expired unpaid"))
                     return state
                 if time.monotonic() >= deadline:
                     self.market.fire("ESCROW", "funded", (time.perf_counter() - started) * 1000,
