@@ -83,6 +83,7 @@ def simulate(
 def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
     """``cfg`` with the sweep's multipliers and days given on the command line."""
     import dataclasses
+    import math
 
     from pydantic import ValidationError
 
@@ -90,6 +91,8 @@ def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
     try:
         multipliers = verdict.sweep_multipliers if sweep is None else \
             tuple(float(m) for m in sweep.split(",") if m.strip())
+        if not all(math.isfinite(m) for m in multipliers):
+            raise ValueError("a multiplier is not a number")
         return dataclasses.replace(cfg, verdict=dataclasses.replace(
             verdict, sweep_multipliers=multipliers,
             sweep_days=verdict.sweep_days if sweep_days is None else sweep_days))

@@ -29,7 +29,7 @@ def test_a_sweep_given_on_the_command_line_runs_and_says_how_busy_it_kept_the_co
 
 
 def test_a_sweep_that_is_not_one_is_one_clear_error(tmp_path):
-    for bad in ("1,two", "0,1"):
+    for bad in ("1,two", "0,1", "2,inf"):
         proc = simulate(tmp_path, "--sweep", bad)
         assert proc.returncode == 2
         assert f"--sweep takes load multipliers above 0, separated by commas (e.g. 1,2,4), not '{bad}'" in proc.stderr
