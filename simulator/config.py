@@ -16,7 +16,7 @@ from pydantic.dataclasses import dataclass
 
 from escrow_protocol import formulas
 
-Positive = Annotated[float, Field(gt=0)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # .inf in YAML would never end a run
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 
 from regtest_cluster.rundir import new_run_dir
@@ -39,6 +41,9 @@ def simulate(
         raise UserError(str(exc)) from None
     if mode not in ("model", "live"):
         raise UserError(f"--mode must be model or live, not {mode!r}")
+    for flag, value in (("--days", days), ("--load", load), ("--sweep-days", sweep_days)):
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, not {value}")
     if sweep is not None or sweep_days is not None:
         cfg = _with_sweep(cfg, sweep, sweep_days)
     run_dir = new_run_dir(env().runs_dir, f"sim-{mode}-{cfg.name}")
@@ -83,7 +88,6 @@ def simulate(
 def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
     """``cfg`` with the sweep's multipliers and days given on the command line."""
     import dataclasses
-    import math
 
     from pydantic import ValidationError
 
@@ -91,8 +95,6 @@ def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
     try:
         multipliers = verdict.sweep_multipliers if sweep is None else \
             tuple(float(m) for m in sweep.split(",") if m.strip())
-        if not all(math.isfinite(m) for m in multipliers):
-            raise ValueError("a multiplier is not a number")
         return dataclasses.replace(cfg, verdict=dataclasses.replace(
             verdict, sweep_multipliers=multipliers,
             sweep_days=verdict.sweep_days if sweep_days is None else sweep_days))

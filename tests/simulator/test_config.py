@@ -24,6 +24,8 @@ def test_load_accepts_shipped_config(path):
     ({"name": "x", "buyers": {"arrivals_per_day": 5, "hourly_profile": [1, 2]}}, "buyers.hourly_profile: needs 24"),
     ({"name": "x", "buyers": {"arrivals_per_day": 5, "speed": 3}}, "buyers.speed: is not a known field"),
     ({"name": "x"}, "buyers: is required"),
+    ({"name": "x", "buyers": {"arrivals_per_day": 5}, "run": {"duration_days": float("inf")}},
+     "run.duration_days: Input should be a finite number"),  # a run that would never end
 ])
 def test_parse_rejects_bad_field_naming_it(data, message):
     with pytest.raises(config.SimConfigError) as err:

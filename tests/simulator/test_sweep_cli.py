@@ -33,3 +33,5 @@ def test_a_sweep_that_is_not_one_is_one_clear_error(tmp_path):
         proc = simulate(tmp_path, "--sweep", bad)
         assert proc.returncode == 2
         assert f"--sweep takes load multipliers above 0, separated by commas (e.g. 1,2,4), not '{bad}'" in proc.stderr
+    proc = simulate(tmp_path, "--load", "inf")
+    assert proc.returncode == 2 and "--load must be a finite number, not inf" in proc.stderr
