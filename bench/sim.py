@@ -24,7 +24,6 @@ and of every point over the wall time, and ``sweep.core_use`` that over the mach
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -80,9 +79,7 @@ def raw_simpy_same_depth_events_per_s(events: int, depth: int, seed: int = 1) ->
 
 def sweep(cfg, points: int, days: float, jobs: int | None = None) -> dict:
     """A capacity run with a ``points``-point sweep (multipliers 1, 1.5, 2, ...), timed."""
-    multipliers = tuple(1 + 0.5 * i for i in range(points))
-    cfg = dataclasses.replace(cfg, verdict=dataclasses.replace(cfg.verdict, sweep_multipliers=multipliers,
-                                                               sweep_days=days))
+    cfg = sim_config.with_sweep(cfg, tuple(1 + 0.5 * i for i in range(points)), days)
     _main, _verdict, timing = model.capacity(cfg, days=days, jobs=jobs)
     figures = timing.as_dict()
     return {**figures, "days": days, "core_use": round(figures["cores_used"] / figures["cores"], 3)}

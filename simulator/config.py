@@ -7,6 +7,7 @@ app's ``Settings`` (reference_app/config.py), so a model run and a live run shar
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -240,6 +241,16 @@ def load(path: str | Path) -> SimConfig:
     except yaml.YAMLError as exc:
         raise SimConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse(data)
+
+
+def with_sweep(config: SimConfig, multipliers: tuple[float, ...] | None = None,
+               days: float | None = None) -> SimConfig:
+    """``config`` with its load sweep's multipliers and days replaced (None keeps each), validated
+    as the YAML's would be (pydantic's ValidationError for a bad one)."""
+    verdict = config.verdict
+    return dataclasses.replace(config, verdict=dataclasses.replace(
+        verdict, sweep_multipliers=verdict.sweep_multipliers if multipliers is None else tuple(multipliers),
+        sweep_days=verdict.sweep_days if days is None else days))
 
 
 def as_dict(config: SimConfig) -> dict:

@@ -138,19 +138,17 @@ def capacity(cfg: SimConfig, progress=lambda _m: None, days: float | None = None
             if pool else {}
         main = run(cfg, days=days, multiplier=multiplier)
         progress(f"{main.summary['orders']['arrivals']:,} orders, {main.events:,} events in {main.wall_s:.1f} s")
-        rows: dict[int, dict] = {}
-        times: dict[int, dict] = {}
-        for future in as_completed(futures):
+        sweep: list[dict] = [{}] * len(points)  # in the config's order, whichever point ends first
+        timing.points = [{}] * len(points)
+        for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
-            rows[i], wall_s, cpu_s = future.result()
-            times[i] = {"multiplier": points[i], "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2)}
-            progress(f"sweep x{points[i]}: failed funding {rows[i]['failed_funding']} "
-                     f"({len(rows)} of {len(points)} points)")
+            sweep[i], wall_s, cpu_s = future.result()
+            timing.points[i] = {"multiplier": points[i], "wall_s": round(wall_s, 2), "cpu_s": round(cpu_s, 2)}
+            progress(f"sweep x{points[i]}: failed funding {sweep[i]['failed_funding']} "
+                     f"({done} of {len(points)} points)")
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
     timing.wall_s = time.perf_counter() - started
-    timing.points = [times[i] for i in range(len(points))]
     timing.cpu_s = time.process_time() - cpu_started + sum(p["cpu_s"] for p in timing.points)
-    sweep = [rows[i] for i in range(len(points))]
     return main, verdict_mod.verdict(main.summary, cfg, sweep), timing

@@ -87,17 +87,13 @@ def simulate(
 
 def _with_sweep(cfg, sweep: str | None, sweep_days: float | None):
     """``cfg`` with the sweep's multipliers and days given on the command line."""
-    import dataclasses
-
     from pydantic import ValidationError
 
-    verdict = cfg.verdict
+    from simulator import config as sim_config
+
     try:
-        multipliers = verdict.sweep_multipliers if sweep is None else \
-            tuple(float(m) for m in sweep.split(",") if m.strip())
-        return dataclasses.replace(cfg, verdict=dataclasses.replace(
-            verdict, sweep_multipliers=multipliers,
-            sweep_days=verdict.sweep_days if sweep_days is None else sweep_days))
+        multipliers = None if sweep is None else tuple(float(m) for m in sweep.split(",") if m.strip())
+        return sim_config.with_sweep(cfg, multipliers, sweep_days)
     except (ValueError, ValidationError):
         raise UserError(f"--sweep takes load multipliers above 0, separated by commas (e.g. 1,2,4), "
                         f"not {sweep!r}") from None
