@@ -139,7 +139,7 @@ def plots(series: dict, channel_slots: list[list[int]], summary: dict, verdict: 
         loads = [r["multiplier"] for r in sweep]
         kinds = sorted({k for r in sweep for k, n in r["failed_funding"].items() if n})
         for kind in kinds:
-            ax.plot(loads, [100 * r["failed_funding"].get(kind, 0) / max(1, r.get("orders", 0)) for r in sweep],
+            ax.plot(loads, [100 * r["failed_funding"].get(kind, 0) / max(1, r["orders"]) for r in sweep],
                     marker="o", label=kind)
         if verdict.get("at_multiplier") is not None:
             ax.axvline(verdict["at_multiplier"], color="k", ls="--", lw=0.8,
@@ -166,9 +166,8 @@ def _failed(row: dict) -> str:
     total = sum(row["failed_funding"].values())
     if not total:
         return "0"
-    share = f" ({100 * total / row['orders']:.1f} %)" if row.get("orders") else ""
     causes = ", ".join(f"{k} {n:,}" for k, n in row["failed_funding"].items() if n)
-    return f"{total:,}{share}: {causes}"
+    return f"{total:,} ({100 * total / max(1, row['orders']):.1f} %): {causes}"
 
 
 def html_report(doc: dict, images: dict[str, str]) -> str:
@@ -187,7 +186,7 @@ def html_report(doc: dict, images: dict[str, str]) -> str:
                     ("resource", "measure", "peak use", "limit", "utilisation", "binds at load ×"))]
     if v["sweep"]:
         parts.append("<h3>Load sweep</h3>" + _table(
-            [(r["multiplier"], r["days"], f"{r['orders']:,}" if "orders" in r else "",
+            [(r["multiplier"], r["days"], f"{r['orders']:,}",
               _failed(r), r["success_rate"],
               ", ".join(f"{k} day {d}" for k, d in r["first_failure_day"].items() if d is not None) or "none")
              for r in v["sweep"]], ("load ×", "days", "orders", "failed to fund", "success rate of the rest",
