@@ -7,7 +7,9 @@ import itertools
 import json
 import secrets
 import subprocess
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -38,19 +40,35 @@ class RpcError(RuntimeError):
 
 
 class BitcoinRpc:
-    """JSON-RPC over one kept-alive HTTP connection pool. Thread-safe."""
+    """JSON-RPC over kept-alive HTTP connections. Thread-safe: each calling thread has an httpx
+    client of its own, so no connection pool is shared between threads. httpcore 1.0.9's pool
+    can close a connection that another thread has just been handed and is using
+    (encode/httpcore#1110, unfixed in a release): an app's ``getblockcount`` failed with "[Errno 9]
+    Bad file descriptor" under load, and a scenario with it. A thread's client goes with the
+    thread; ``close`` closes every client still open."""
 
     def __init__(self, url: str, user: str, password: str, wallet: str | None = None,
                  timeout: float = 60.0) -> None:
         self.url, self.user, self.password, self.wallet = url, user, password, wallet
-        self._http = httpx.Client(auth=(user, password), timeout=timeout)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
         self._ids = itertools.count()
+
+    @property
+    def _http(self) -> httpx.Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(auth=(self.user, self.password), timeout=self._timeout)
+            self._clients.add(client)
+        return client
 
     def for_wallet(self, wallet: str) -> "BitcoinRpc":
         return BitcoinRpc(self.url, self.user, self.password, wallet)
 
     def close(self) -> None:
-        self._http.close()
+        for client in list(self._clients):
+            client.close()
 
     def call(self, method: str, *params: Any) -> Any:
         return self._post(method, list(params))

@@ -119,3 +119,47 @@ def test_debian_source_reads_one_line_format(tmp_path):
 def test_debian_source_none_configured_says_what_to_do(tmp_path):
     with pytest.raises(ProvisionError, match="set BITCOIND and BITCOIN_CLI"):
         debian_source((tmp_path / "missing.list",))
+
+
+def test_bitcoin_rpc_gives_each_thread_a_connection_of_its_own():
+    """No connection pool is shared between threads (httpcore's pool can close a connection
+    another thread was just handed: encode/httpcore#1110): calls one after another from two
+    threads arrive on two connections, and one thread's calls keep to its own."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from regtest_cluster.nodes.bitcoind import BitcoinRpc
+
+    peers: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as bitcoind
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            peers.append(self.client_address[1])
+            body = json.dumps({"result": 7, "error": None, "id": 0}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rpc = BitcoinRpc(f"http://127.0.0.1:{server.server_address[1]}", "user", "password")
+    try:
+        assert [rpc.getblockcount(), rpc.getblockcount()] == [7, 7]
+        other = threading.Thread(target=lambda: [rpc.getblockcount(), rpc.getblockcount()])
+        other.start()
+        other.join(10)
+        assert len(peers) == 4 and peers[0] == peers[1] and peers[2] == peers[3] and peers[0] != peers[2]
+    finally:
+        rpc.close()
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(RuntimeError, match="closed"):
+        rpc.getblockcount()  # this thread's client was closed with the others
