@@ -4,6 +4,11 @@ Body (JSON): ``event_id`` (unique per courier), ``tracking_number``, ``status`` 
 ``COURIER_STATUSES``) and ``address_hash`` (``address_hash`` of the delivery address).
 Headers: ``X-Escrowlab-Timestamp: <unix seconds>`` and
 ``X-Escrowlab-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``.
+
+A marketplace's outgoing notification webhooks are signed the same way, with the secret it gave
+when the endpoint was registered, and name the notification in ``X-Escrowlab-Event-Id`` (its
+``id``: a receiver deduplicates by it). Body (JSON): ``id``, ``user_id``, ``order_id``, ``kind``,
+``message``, ``at``, as the party's inbox lists it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import uuid
 COURIER_STATUSES = ("label_created", "in_transit", "out_for_delivery", "delivered", "exception", "lost")
 TIMESTAMP_HEADER = "X-Escrowlab-Timestamp"
 SIGNATURE_HEADER = "X-Escrowlab-Signature"
+EVENT_ID_HEADER = "X-Escrowlab-Event-Id"
 
 
 def address_hash(address: str) -> str:

@@ -113,11 +113,16 @@ class Streamed:
     (id -> (kind, order id)). Notification ids are the inbox's ``id``; a stream resumes after the
     last id it sent (SSE's ``Last-Event-ID``). A stream closed before the judgement (a load run's
     users stop, then time ends their orders) owes only up to ``upto``: the newest notification
-    its party's inbox showed as it closed."""
+    its party's inbox showed as it closed.
+
+    The same record judges a party's webhook (``harness.webhooks``): ``delivered`` what arrived
+    signed, ``refused`` (id -> why) what arrived and had to be refused (a signature that does not
+    verify, a body that is not the notification named)."""
 
     after: int
     delivered: dict[int, tuple[str, int | None]]
     upto: int | None = None
+    refused: dict[int, str] = field(default_factory=dict)
 
     def owed(self, inbox: list[dict]) -> list[dict]:
         """The inbox's notifications the stream had to send: those newer than its start (and,
@@ -268,6 +273,13 @@ class Marketplace:
         """A context manager: the party's stream is cut at once and stays away inside, then
         resumes from the last notification it read (as a client that lost its network)."""
         raise Unsupported(f"{self.name}'s driver reads no notification stream")
+
+    # --- outgoing webhooks (optional): POSTs signed as the protocol says (escrow_protocol.webhook)
+    def subscribe_webhook(self, party: "Party", url: str) -> str:
+        """Register ``url`` as a webhook endpoint of the party: every notification of theirs from
+        now on is POSTed there, signed. Returns the signing secret. The harness receives them
+        (``harness.webhooks``) and I18 judges what arrived against the party's inbox."""
+        raise Unsupported(f"{self.name} sends no webhooks")
 
     def orders(self, party: "Party", offset: int = 0, limit: int = 200) -> dict:
         """A page of the orders the party may see: ``{"items": [...], "total": n}``."""

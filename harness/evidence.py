@@ -38,6 +38,8 @@ class Evidence:
     notifications: dict[int, list[dict]] = field(default_factory=dict)   # user id -> their notifications
     # user id -> what their notification stream delivered (harness.driver.Streamed), for the watched
     streamed: dict[int, object] = field(default_factory=dict)
+    # user id -> what arrived at their webhook (harness.webhooks, the same record), for the subscribed
+    hooked: dict[int, object] = field(default_factory=dict)
     node_pubkeys: dict[str, str] = field(default_factory=dict)
     world: object = None          # for mode-specific checks that read their own node truth
     # Filled by the oracle's registry from each mode module: other money over the channels
@@ -152,7 +154,9 @@ def quiesce(cluster: Cluster, timeout: float = 60) -> list[str]:
 
 
 def gather(world, order_ids: list[int], parties: list, balances_before: dict[str, int],
-           started_at: float = 0.0) -> Evidence:
+           started_at: float = 0.0, webhooks=None) -> Evidence:
+    """``webhooks``: the run's ``harness.webhooks.WebhookReceiver``, if the parties' webhooks were
+    subscribed to it."""
     cluster, admin, market = world.cluster, world.admin, world.market
     hub = cluster.node("hub").rest
     held, owners = set(), {}
@@ -207,6 +211,8 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
         streamed = market.streamed(party, max((n.get("id") or 0 for n in inbox), default=0))
         if streamed is not None:
             ev.streamed[party.id] = streamed
+        if webhooks is not None and webhooks.watched(party.id):
+            ev.hooked[party.id] = webhooks.received(party.id, inbox)
     return ev
 
 

@@ -237,6 +237,9 @@ class HttpMarketplace(Marketplace):
         feed.caught_up(upto, grace)  # or not: what it missed is I18's to say
         return Streamed(feed.after, feed.delivered())
 
+    def subscribe_webhook(self, party, url: str) -> str:
+        return self.call(party, "POST", "/me/webhooks", json={"url": url}, expect=201)["secret"]
+
     def stream_away(self, party):
         return self.feed(party).away()
 

@@ -13,7 +13,7 @@ ADDRESSES = {"buyer1": "1 Main Street, Springfield", "buyer2": "22 Elm Road, She
 # move time by mining; passwords hashed cheaply (no story is about argon2's cost).
 SCENARIO_SETTINGS = dict(funding_timeout_blocks=6, ship_window_blocks=6, delivery_window_blocks=6,
                          dispute_window_blocks=6, ruling_window_blocks=500, worker_interval_s=0.1,
-                         payout_retry_base_s=0.2,
+                         payout_retry_base_s=0.2, webhook_retry_base_s=0.2,
                          # a story's app is short-lived: argon2 at full cost was most of its CPU
                          password_hashing="light")
 

@@ -19,6 +19,7 @@ from harness.actors import Party, PayoutHandIn
 from harness.driver import Unsupported
 from harness.funding import FUNDING
 from harness.model import TERMINAL, Model
+from harness.webhooks import WebhookReceiver
 from harness.world import World
 
 
@@ -74,6 +75,10 @@ class Scenario:
     # Each party's notification stream is open from the moment the story takes the party on, and
     # I18 judges what it sent against the party's inbox (where the driver reads a stream).
     watch_streams = True
+    # Each party's webhook is subscribed to the harness's loopback receiver as the story takes the
+    # party on, and I18 judges what arrived, signed, against the party's inbox (where the
+    # marketplace sends webhooks).
+    watch_webhooks = True
 
     def __init__(self, world: World, seed: int, mode: str | None = None, planted_bug: str | None = None) -> None:
         self.world = world
@@ -94,6 +99,7 @@ class Scenario:
         self._stranger: Party | None = None
         self._prober_arbiter: Party | None = None
         self.cx = oracle.Context(settings={}, user_nodes={})
+        self.webhooks: WebhookReceiver | None = None
 
     # --- lifecycle, owned here
     def execute(self) -> ScenarioResult:
@@ -144,6 +150,8 @@ class Scenario:
                           ", ".join(cancelled))
         self.balances_before = evidence.channel_balances(self.world.cluster)
         self.started_at = time.time()
+        if self.watch_webhooks:
+            self.webhooks = WebhookReceiver()
         self.setup()
 
     def setup(self) -> None:
@@ -158,7 +166,7 @@ class Scenario:
             if p.node is not None:
                 self.cx.user_nodes[p.id] = p.node.name
         ev = self.evidence = evidence.gather(self.world, self.orders, self.parties, self.balances_before,
-                                             self.started_at)
+                                             self.started_at, webhooks=self.webhooks)
         found = oracle.check(ev, self.cx)
         self.exercised = oracle.exercised(ev, self.cx)
         if self._model is None:
@@ -177,6 +185,8 @@ class Scenario:
 
     def _teardown(self) -> None:
         self.world.stop_app()
+        if self.webhooks is not None:
+            self.webhooks.close()
         hub = self.world.cluster.node("hub").rest
         for payment_hash in self.holds:  # leave nothing held in the shared cluster
             try:
@@ -201,6 +211,14 @@ class Scenario:
                 self.world.market.watch(party)
             except Unsupported:  # a marketplace that pushes nothing: its inbox alone is judged
                 pass
+        if self.webhooks is not None and not self.webhooks.watched(party.id):
+            try:
+                secret = self.world.market.subscribe_webhook(party, self.webhooks.url(party.id))
+            except Unsupported:  # a marketplace that sends no webhooks
+                pass
+            else:  # after subscribing: what was told before is not owed to the endpoint
+                inbox = self.world.market.notifications(party)
+                self.webhooks.expect(party.id, secret, after=max((n.get("id") or 0 for n in inbox), default=0))
         if party.hands_in:  # a wallet the marketplace cannot ask: its owner hands in payout invoices
             self.on_teardown(PayoutHandIn(party, self.orders, say=self.log.info).stop)
         return party

@@ -295,30 +295,44 @@ def i18_both_told(ev: Evidence, cx: Context) -> list[Violation]:
             for role, uid in (("buyer", o["buyer_id"]), ("seller", o["seller_id"])):
                 if uid in told and (kind, oid) not in told[uid]:
                     out.append(Violation("I18", oid, f"the {role} was not told of {e['to_state']}"))
-    return out + _streams_skipped(ev)
+    return out + _pushes_missed(ev)
 
 
-def _streams_skipped(ev: Evidence) -> list[Violation]:
-    """Told in the inbox is not told: a party whose notification stream was watched must have been
-    sent every notification its inbox shows from the stream's start. A stream that moves past a
-    row committed late (ids taken in one order, committed in another), or that does not resume
-    after ``Last-Event-ID``, loses it for good though the inbox has it."""
+# each push channel: its name, its Evidence field, and what a gap before its newest means
+PUSHES = (("notification stream", "streamed", "it skipped it"), ("webhook", "hooked", "it gave it up or never sent it"))
+
+
+def _pushes_missed(ev: Evidence) -> list[Violation]:
+    """Told in the inbox is not told: a party whose notification stream was watched, or whose
+    webhook was subscribed, must have been sent every notification its inbox shows from then on,
+    as the inbox shows it. A stream that moves past a row committed late (ids taken in one order,
+    committed in another), or that does not resume after ``Last-Event-ID``, loses it for good
+    though the inbox has it; so does a webhook that gives up on an endpoint that was down, or
+    signs what no receiver can verify."""
     out = []
-    for uid, streamed in ev.streamed.items():
-        sent = streamed.delivered
-        newest = max(sent, default=streamed.after)
-        for n in streamed.owed(ev.notifications.get(uid, [])):
-            nid = n["id"]
-            if nid in sent:
-                continue
-            oid = n.get("order_id")
-            o = ev.orders[oid].order if oid in ev.orders else {}
-            who = next((role for role in ("buyer", "seller") if o.get(f"{role}_id") == uid), f"user {uid}")
-            why = (f"though it sent later ones (up to {newest}): it skipped it" if nid < newest else
-                   "in the seconds the harness waited for it after reading the inbox")
-            out.append(Violation("I18", oid, f"the {who}'s notification stream never sent notification {nid} "
-                                             f"({n.get('kind')}), which their inbox has, {why}",
-                                 {"notification": nid, "stream_after": streamed.after, "stream_newest": newest}))
+    for channel, attr, gap in PUSHES:
+        for uid, pushed in getattr(ev, attr).items():
+            sent = pushed.delivered
+            newest = max(sent, default=pushed.after)
+            for n in pushed.owed(ev.notifications.get(uid, [])):
+                nid, oid = n["id"], n.get("order_id")
+                o = ev.orders[oid].order if oid in ev.orders else {}
+                who = next((role for role in ("buyer", "seller") if o.get(f"{role}_id") == uid), f"user {uid}")
+                detail = {"notification": nid, "channel": channel, "after": pushed.after, "newest": newest}
+                if nid in sent:
+                    if sent[nid] != (n.get("kind"), oid):
+                        out.append(Violation("I18", oid, f"the {who}'s {channel} sent notification {nid} as "
+                                                         f"{sent[nid][0]} of order {sent[nid][1]}; their inbox "
+                                                         f"has it as {n.get('kind')} of order {oid}", detail))
+                    continue
+                if nid in pushed.refused:
+                    why = f"it sent it only in a form the receiver had to refuse: {pushed.refused[nid]}"
+                elif nid < newest:
+                    why = f"though it sent later ones (up to {newest}): {gap}"
+                else:
+                    why = "in the seconds the harness waited for it after reading the inbox"
+                out.append(Violation("I18", oid, f"the {who}'s {channel} never sent notification {nid} "
+                                                 f"({n.get('kind')}), which their inbox has, {why}", detail))
     return out
 
 

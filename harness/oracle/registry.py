@@ -85,8 +85,10 @@ def exercised(ev: Evidence, cx: Context) -> dict[str, int]:
         "I16": len(orders) if cx.operator_gone else 0,
         "I17": len(cx.reorged_blocks),
         # each change both parties must be told of, and each notification judged against a stream
+        # or a webhook
         "I18": sum(1 for oe in ev.orders.values() for e in oe.events if e["to_state"] != e["from_state"])
-               + sum(len(s.owed(ev.notifications.get(uid, []))) for uid, s in ev.streamed.items()),
+               + sum(len(s.owed(ev.notifications.get(uid, []))) for pushed in (ev.streamed, ev.hooked)
+                     for uid, s in pushed.items()),
     }
 
 

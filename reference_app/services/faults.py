@@ -54,6 +54,8 @@ PLANTED_BUGS = {
     "stream_ignores_last_event_id": "the notification stream resumes at the newest notification, not after "
                                     "Last-Event-ID, so a client that reconnects never gets what came while it "
                                     "was away (its inbox has it): I18",
+    "webhook_no_retry": "a webhook POST that fails is given up at once, not retried, so an endpoint that was "
+                        "down for a moment never gets what came meanwhile (the inbox has it): I18",
 }
 
 

@@ -29,13 +29,15 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from escrow_protocol.webhook import sign_courier as sign  # one signature for courier and outgoing webhooks
+from escrow_protocol.webhook import (EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+                                     sign_courier as sign)  # one signature for courier and outgoing webhooks
 
 from ..context import AppContext
 from ..store.db import NOTIFIED_USERS, Prepared, insert_at_commit, note_after_commit
 from ..store.models import Notification, User, utcnow as now
 from ..store.models_market import WebhookDelivery, WebhookEndpoint
 from .errors import NotFound, ValidationFailed
+from .faults import planted
 
 BATCH = 200
 MAX_ENDPOINTS = 5
@@ -137,8 +139,8 @@ def send(ctx: AppContext, http: httpx.Client, url: str, secret: str, body: dict)
     raw = json.dumps(body, separators=(",", ":")).encode()
     ts = int(time.time())
     response = http.post(url, content=raw, timeout=ctx.settings.webhook_timeout_s, headers={
-        "Content-Type": "application/json", "X-Escrowlab-Timestamp": str(ts),
-        "X-Escrowlab-Signature": sign(secret, ts, raw), "X-Escrowlab-Event-Id": str(body["id"])})
+        "Content-Type": "application/json", TIMESTAMP_HEADER: str(ts), SIGNATURE_HEADER: sign(secret, ts, raw),
+        EVENT_ID_HEADER: str(body["id"])})
     response.raise_for_status()
 
 
@@ -167,7 +169,7 @@ def deliver_due(ctx: AppContext, http: httpx.Client, limit: int = 50) -> dict[st
                 counts["delivered"] += 1
             else:
                 row.last_error = error
-                if row.attempts >= ctx.settings.webhook_max_attempts:
+                if row.attempts >= ctx.settings.webhook_max_attempts or planted(ctx.settings, "webhook_no_retry"):
                     row.status = "FAILED"
                     counts["failed"] += 1
                 else:

@@ -54,4 +54,5 @@ BUG_SCENARIOS = {
     "payout_expiry_unchecked": "short_expiry_payout_invoice",
     "custodial_debit_after_send": "custodial_concurrent_ln_withdrawals",
     "stream_ignores_last_event_id": "notification_stream_resumes",
+    "webhook_no_retry": "webhook_endpoint_down",
 }

@@ -3,6 +3,7 @@ stream drops mid-trade."""
 
 from __future__ import annotations
 
+from harness.driver import Unsupported
 from harness.scenario import Scenario
 from harness.world import ADDRESSES
 
@@ -164,6 +165,30 @@ class StreamResumesAfterDrop(Scenario):
         self.settle_on(self.b, order, "RELEASED")
 
 
+class WebhookEndpointDown(Scenario):
+    name = "webhook_endpoint_down"
+    summary = ("The buyer's webhook endpoint answers 503 while the seller ships, then comes back: the "
+               "marketplace must try again until the shipment arrives, signed, as the inbox shows it (I18).")
+
+    def setup(self):
+        self.b, self.s = self.buyer("buyer2"), self.seller()
+
+    def run(self):
+        order = self.place(self.b, self.s)
+        if self.webhooks is None or not self.webhooks.watched(self.b.id):
+            raise Unsupported("the marketplace sends no webhooks")
+        # what buyer2 was told so far has arrived: what the endpoint turns away next is the shipment's
+        self.webhooks.received(self.b.id, self.world.market.notifications(self.b))
+        with self.webhooks.down(self.b.id):
+            self.log.info("buyer2's webhook endpoint is down; seller1 ships")
+            self.s.ship(order["id"], "fastship", self.tracking(order))
+            if not self.webhooks.turned_away(self.b.id, 1, timeout=15):
+                raise AssertionError("the marketplace never tried buyer2's webhook while it was down")
+        self.log.info("the endpoint is back; buyer2 confirms receipt")
+        self.b.confirm(order["id"])
+        self.settle_on(self.b, order, "RELEASED")
+
+
 SCENARIOS = [ReleaseAfterDelivery, BuyerConfirmsEarly, ShipTimeoutRefund, UnpaidOrderExpires,
              DeliveryTimeoutOpensDispute, DisputeRulingRelease, DisputeRulingRefund, DisputeRulingSplit,
-             StreamResumesAfterDrop]
+             StreamResumesAfterDrop, WebhookEndpointDown]

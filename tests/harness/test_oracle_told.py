@@ -41,11 +41,16 @@ def test_users_whose_inbox_was_not_read_are_not_judged():
     assert judged({STRANGER: []}) == []
 
 
-def streamed_judged(inbox: list[dict], after: int, sent: list[int], upto: int | None = None) -> list[str]:
+def streamed_judged(inbox: list[dict], after: int, sent: list[int], upto: int | None = None,
+                    channel: str = "streamed", refused: dict[int, str] | None = None,
+                    told_as: dict[int, tuple[str, int]] | None = None) -> list[str]:
+    """I18's findings for the buyer's stream (or, ``channel="hooked"``, webhook) that sent the
+    ``sent`` notifications of ``inbox`` as the inbox has them (or as ``told_as`` says)."""
     ev = Evidence(notifications={BUYER: inbox})
     ev.orders[7] = OrderEvidence(order={"buyer_id": BUYER, "seller_id": SELLER}, invoice=None, payment_request=None,
                                  buyer_payment=None, hub_payments=[], payout_invoices={}, events=[])
-    ev.streamed[BUYER] = Streamed(after, {i: ("order.x", 7) for i in sent}, upto)
+    delivered = {n["id"]: (n["kind"], n["order_id"]) for n in inbox if n["id"] in sent}
+    getattr(ev, channel)[BUYER] = Streamed(after, {**delivered, **(told_as or {})}, upto, refused or {})
     return [v.message for v in i18_both_told(ev, Context(settings={}, user_nodes={}))]
 
 
@@ -87,3 +92,25 @@ def test_the_notifications_judged_against_a_stream_count_as_i18_exercised():
     assert exercised(ev, Context(settings={}, user_nodes={}))["I18"] == 0  # no change, no stream
     ev.streamed[BUYER] = Streamed(4, {5: ("order.shipped", 7), 8: ("order.released", 7)})
     assert exercised(ev, Context(settings={}, user_nodes={}))["I18"] == 2  # the buyer's two after its start
+
+
+def test_a_pushed_notification_told_as_something_else_is_a_finding():
+    assert streamed_judged(INBOX, after=0, sent=[3, 5, 8], told_as={5: ("order.released", 7)}) == [
+        "the buyer's notification stream sent notification 5 as order.released of order 7; their inbox has it "
+        "as order.shipped of order 7"]
+
+
+def test_a_webhook_is_judged_as_a_stream_is():
+    """What arrived at the buyer's webhook, signed, against their inbox: a notification given up
+    after the endpoint was down, or signed so that no receiver can verify it, is a finding."""
+    assert streamed_judged(INBOX, after=0, sent=[3, 5, 8], channel="hooked") == []
+    assert streamed_judged(INBOX, after=0, sent=[3, 8], channel="hooked") == [
+        "the buyer's webhook never sent notification 5 (order.shipped), which their inbox has, "
+        "though it sent later ones (up to 8): it gave it up or never sent it"]
+    bad = "its signature does not verify with the endpoint's secret"
+    assert streamed_judged(INBOX, after=0, sent=[3, 5], channel="hooked", refused={8: bad}) == [
+        "the buyer's webhook never sent notification 8 (order.released), which their inbox has, "
+        f"it sent it only in a form the receiver had to refuse: {bad}"]
+    ev = Evidence(notifications={BUYER: INBOX})
+    ev.hooked[BUYER] = Streamed(0, {})
+    assert exercised(ev, Context(settings={}, user_nodes={}))["I18"] == 3
