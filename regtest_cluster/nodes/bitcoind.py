@@ -7,9 +7,7 @@ import itertools
 import json
 import secrets
 import subprocess
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +17,7 @@ import httpx
 
 from ..daemon import Daemon, ProcessDaemon
 from ..waiting import wait_for
+from .thread_clients import ThreadClients
 
 SATS_PER_BTC = 100_000_000
 
@@ -40,35 +39,21 @@ class RpcError(RuntimeError):
 
 
 class BitcoinRpc:
-    """JSON-RPC over kept-alive HTTP connections. Thread-safe: each calling thread has an httpx
-    client of its own, so no connection pool is shared between threads. httpcore 1.0.9's pool
-    can close a connection that another thread has just been handed and is using
-    (encode/httpcore#1110, unfixed in a release): an app's ``getblockcount`` failed with "[Errno 9]
-    Bad file descriptor" under load, and a scenario with it. A thread's client goes with the
-    thread; ``close`` closes every client still open."""
+    """JSON-RPC over kept-alive HTTP connections. Thread-safe: each calling thread has a client
+    of its own (``ThreadClients``: httpcore's shared pool can close a connection another thread
+    is using, which failed an app's ``getblockcount`` under load)."""
 
     def __init__(self, url: str, user: str, password: str, wallet: str | None = None,
                  timeout: float = 60.0) -> None:
         self.url, self.user, self.password, self.wallet = url, user, password, wallet
-        self._timeout = timeout
-        self._local = threading.local()
-        self._clients: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
+        self._clients = ThreadClients(auth=(user, password), timeout=timeout)
         self._ids = itertools.count()
-
-    @property
-    def _http(self) -> httpx.Client:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = httpx.Client(auth=(self.user, self.password), timeout=self._timeout)
-            self._clients.add(client)
-        return client
 
     def for_wallet(self, wallet: str) -> "BitcoinRpc":
         return BitcoinRpc(self.url, self.user, self.password, wallet)
 
     def close(self) -> None:
-        for client in list(self._clients):
-            client.close()
+        self._clients.close()
 
     def call(self, method: str, *params: Any) -> Any:
         return self._post(method, list(params))
@@ -79,7 +64,7 @@ class BitcoinRpc:
             # Amounts go as decimal strings (bitcoind accepts them): exact, unlike floats.
             body = json.dumps({"jsonrpc": "1.0", "id": next(self._ids), "method": method,
                                "params": params}, default=str)
-            resp = self._http.post(url, content=body, headers={"content-type": "application/json"})
+            resp = self._clients.get().post(url, content=body, headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise RpcError(method, -1, f"cannot reach {self.url}: {exc}") from exc
         try:

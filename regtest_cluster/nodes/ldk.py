@@ -14,6 +14,7 @@ import httpx
 
 from ..daemon import Daemon, ProcessDaemon
 from ..waiting import wait_for
+from .thread_clients import ThreadClients
 
 
 class LdkError(RuntimeError):
@@ -25,19 +26,20 @@ class LdkError(RuntimeError):
 
 
 class LdkClient:
-    """ldkd's JSON API for one node. Thread-safe (one httpx pool)."""
+    """ldkd's JSON API for one node. Thread-safe: each calling thread has a client of its own
+    (``ThreadClients``: httpcore's shared pool can close a connection another thread is using)."""
 
     def __init__(self, name: str, base_url: str, timeout: float = 60.0) -> None:
         self.name = name
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, timeout=timeout)
+        self._clients = ThreadClients(base_url=base_url, timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        self._clients.close()
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
-            resp = self._http.request(method, path, json=body)
+            resp = self._clients.get().request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise LdkError(self.name, path, 0, f"cannot reach {self.base_url}: {exc}") from exc
         try:

@@ -163,3 +163,26 @@ def test_bitcoin_rpc_gives_each_thread_a_connection_of_its_own():
         server.server_close()
     with pytest.raises(RuntimeError, match="closed"):
         rpc.getblockcount()  # this thread's client was closed with the others
+
+
+def test_thread_clients_one_client_a_thread_and_close_closes_them_all():
+    """The helper bitcoind's and ldkd's clients share: each thread keeps its own client, a
+    thread's client goes with the thread, and ``close`` closes those still open."""
+    import gc
+
+    from regtest_cluster.nodes.thread_clients import ThreadClients
+
+    clients = ThreadClients(timeout=5)
+    mine = clients.get()
+    assert clients.get() is mine
+    theirs: list = []
+    other = threading.Thread(target=lambda: theirs.append(clients.get()))
+    other.start()
+    other.join(10)
+    assert theirs[0] is not mine and not theirs[0].is_closed
+    theirs.clear()
+    other = None
+    gc.collect()
+    assert list(clients._open) == [mine]  # the ended thread's client is gone with it
+    clients.close()
+    assert mine.is_closed

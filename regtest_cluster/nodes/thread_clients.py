@@ -1,0 +1,41 @@
+"""An httpx client for each calling thread, for the node clients that many threads share.
+
+httpcore 1.0.9 (the newest release) can close a pooled connection that another thread has just
+been handed and is using (encode/httpcore#1110; its fix, #1111, is unmerged): a pool pass picks
+an idle connection to close under the pool's lock and closes it after releasing the lock, while
+another thread starts its request on it. The request then fails with "[Errno 9] Bad file
+descriptor" or hangs until its read timeout. It failed an app's bitcoind ``getblockcount``, and a
+catalogue story with it, under load. With a client for each thread, no pool is shared between
+threads. A thread's client goes with the thread; ``close`` closes every client still open.
+
+For plain-HTTP loopback clients (bitcoind, ldkd), where a new connection is cheap. LND's REST
+client is TLS: a client a thread would cost a handshake for each short-lived thread (the harness
+pays each hold invoice from one), so it keeps one pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import httpx
+
+
+class ThreadClients:
+    def __init__(self, **client_options) -> None:
+        """``client_options``: what each thread's ``httpx.Client`` is made with."""
+        self._options = client_options
+        self._local = threading.local()
+        self._open: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
+
+    def get(self) -> httpx.Client:
+        """The calling thread's client, made at its first call."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(**self._options)
+            self._open.add(client)
+        return client
+
+    def close(self) -> None:
+        for client in list(self._open):
+            client.close()
