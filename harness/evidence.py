@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.model import TERMINAL
 from regtest_cluster.cluster import Cluster
 from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.nodes.wallet import wallet
@@ -153,6 +154,21 @@ def quiesce(cluster: Cluster, timeout: float = 60) -> list[str]:
     return cancelled
 
 
+def _hold_recorded(market, admin, order: dict, node_state: str, timeout: float = 10.0) -> dict:
+    """The order as the app shows it once its hold's record agrees with the node (or after
+    ``timeout``: I11 then judges what it shows). An ended order's hold can end on the node before
+    the app records it: an expiry commits EXPIRED, then cancels the invoice, and the app records
+    CANCELED when the invoice's subscription tells it. Judged in between, under load, I11 took
+    that moment for a disagreement."""
+    if order["state"] not in TERMINAL or order["hold"]["lnd_state"] == node_state:
+        return order
+    try:
+        return wait_for(lambda: (o := market.order(admin, order["id"]))["hold"]["lnd_state"] == node_state and o,
+                        timeout=timeout, what=f"order {order['id']}'s hold recorded {node_state}")
+    except WaitTimeout:
+        return market.order(admin, order["id"])
+
+
 def gather(world, order_ids: list[int], parties: list, balances_before: dict[str, int],
            started_at: float = 0.0, webhooks=None) -> Evidence:
     """``webhooks``: the run's ``harness.webhooks.WebhookReceiver``, if the parties' webhooks were
@@ -194,6 +210,7 @@ def gather(world, order_ids: list[int], parties: list, balances_before: dict[str
                 invoice = hub.lookup_invoice(bytes.fromhex(order["hold"]["payment_hash"]))
             except LndError:
                 invoice = None  # gone: lnd treats it as cancelled
+            order = _hold_recorded(market, admin, order, invoice["state"] if invoice else "CANCELED")
             decoded = hub.decodepayreq(order["hold"]["payment_request"])
         hashes = {p["payment_hash"] for p in order["payouts"] if p["payment_hash"]}
         payout_invoices = {}
