@@ -100,8 +100,7 @@ class WebhookReceiver:
         ``grace`` seconds have passed (a marketplace retries with a backoff)."""
         with self._changed:
             endpoint = self._endpoints[str(key)]
-            owed = Streamed(endpoint.after, {})
-            ids = {n.get("id") for n in owed.owed(inbox)}
+            ids = {n.get("id") for n in Streamed(endpoint.after, {}).owed(inbox)}
             self._changed.wait_for(lambda: ids <= endpoint.delivered.keys(), grace)
             return Streamed(endpoint.after, dict(endpoint.delivered), refused=dict(endpoint.refused))
 
@@ -123,26 +122,28 @@ class WebhookReceiver:
                 endpoint.turned_away += 1
                 self._changed.notify_all()
                 return 503
-            timestamp = headers.get(TIMESTAMP_HEADER, "")
-            signature = headers.get(SIGNATURE_HEADER, "")
-            why = None
-            if not timestamp.isdigit() or not hmac.compare_digest(sign(endpoint.secret, int(timestamp), body),
-                                                                  signature):
-                why = "its signature does not verify with the endpoint's secret"
-            else:
-                try:
-                    item = json.loads(body)
-                    told = int(item["id"]), (str(item["kind"]), item.get("order_id"))
-                except (ValueError, KeyError, TypeError):
-                    why = "its body is not a notification"
-                else:
-                    if nid is not None and told[0] != nid:
-                        why = f"its body is notification {told[0]}, not the {EVENT_ID_HEADER} it names"
-            if why is not None:
+            status, outcome = _verified(endpoint.secret, headers, body, nid)
+            if status != 200:
                 if nid is not None:
-                    endpoint.refused.setdefault(nid, why)
-                return 401 if "signature" in why else 400
+                    endpoint.refused.setdefault(nid, outcome)
+                return status
+            told = outcome
             endpoint.delivered[told[0]] = told[1]
             self._changed.notify_all()
             return 200
 
+
+def _verified(secret: str, headers, body: bytes, nid: int | None):
+    """``(200, (id, (kind, order id)))`` for a POST a receiver may keep; else the status it is
+    refused with and why."""
+    timestamp, signature = headers.get(TIMESTAMP_HEADER, ""), headers.get(SIGNATURE_HEADER, "")
+    if not timestamp.isdigit() or not hmac.compare_digest(sign(secret, int(timestamp), body), signature):
+        return 401, "its signature does not verify with the endpoint's secret"
+    try:
+        item = json.loads(body)
+        told = int(item["id"]), (str(item["kind"]), item.get("order_id"))
+    except (ValueError, KeyError, TypeError):
+        return 400, "its body is not a notification"
+    if nid is not None and told[0] != nid:
+        return 400, f"its body is notification {told[0]}, not the {EVENT_ID_HEADER} it names"
+    return 200, told
