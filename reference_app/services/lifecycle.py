@@ -85,3 +85,21 @@ def allowed_events(state: str) -> list[E]:
 
 def sources(event: E) -> frozenset[S]:
     return frozenset(s for (s, e) in TRANSITIONS if e == event)
+
+
+def reachable(start: frozenset[S]) -> frozenset[S]:
+    """The states an order in one of ``start`` can be in from then on, ``start`` included."""
+    seen, todo = set(start), list(start)
+    while todo:
+        state = todo.pop()
+        for (source, _event), target in TRANSITIONS.items():
+            if source == state and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return frozenset(seen)
+
+
+# Payouts are made only for a pending outcome (services.payouts.plan; a hand-in too), and no
+# transition leads back from one: an order in any other state has no payout row, and its
+# readers need not ask for them.
+MAY_HAVE_PAYOUTS = reachable(PENDING)

@@ -21,7 +21,7 @@ from . import holds, policy, records, transitions
 from .accounts import Principal
 from .errors import Conflict, NotFound, ValidationFailed
 from .faults import planted
-from .lifecycle import PENDING, E, S
+from .lifecycle import MAY_HAVE_PAYOUTS, PENDING, E, S
 from .records import OrderRecord
 
 def fee_for(settings, amount_sats: int) -> int:
@@ -274,26 +274,32 @@ async def view(session: Session, order_id: int) -> OrderView | None:
     order = await records.aread(session, order_id)
     if order is None:
         return None
-    payouts = [dict(zip(PAYOUT_VIEW, p)) for p in await _PAYOUTS_READ.arows(session, {"order_id": order_id})]
+    payouts = [dict(zip(PAYOUT_VIEW, p)) for p in await _PAYOUTS_READ.arows(session, {"order_id": order_id})] \
+        if S(order.state) in MAY_HAVE_PAYOUTS else []
     return OrderView(order, hold_view(order), payouts)
 
 
-def payouts_view(session: Session, order_id: int) -> list[dict]:
+def payouts_view(session: Session, order: OrderRecord) -> list[dict]:
     """The order's payouts as its readers see them (``PAYOUT_VIEW``), oldest first; what the
-    session has changed is flushed first, as the ORM's own read would."""
+    session has changed is flushed first, as the ORM's own read would. An order that has never
+    had a pending outcome has none, and is not asked for them (a statement saved on the answer
+    to an order, a shipment and most other moves)."""
+    if S(order.state) not in MAY_HAVE_PAYOUTS:
+        return []
     session.flush()
-    return [dict(zip(PAYOUT_VIEW, p)) for p in _PAYOUTS_READ.rows(session, {"order_id": order_id})]
+    return [dict(zip(PAYOUT_VIEW, p)) for p in _PAYOUTS_READ.rows(session, {"order_id": order.id})]
 
 
 def views(session: Session, order_ids: list[int]) -> list[OrderView]:
     """The views of these orders, in this order (ids not found are left out): two statements
-    for them all, not two for each."""
+    for them all, not two for each (one, when none of them can have payouts)."""
     if not order_ids:
         return []
     connection = session.connection()
     found = {order.id: order for order in map(records.from_row, connection.execute(_VIEWS, {"order_ids": order_ids}))}
     payouts: dict[int, list[dict]] = {order_id: [] for order_id in found}
-    for p in connection.execute(_PAYOUTS_VIEWS, {"order_ids": order_ids}).mappings():
+    owed = [order.id for order in found.values() if S(order.state) in MAY_HAVE_PAYOUTS]
+    for p in connection.execute(_PAYOUTS_VIEWS, {"order_ids": owed}).mappings() if owed else ():
         payouts[p["order_id"]].append({k: p[k] for k in PAYOUT_VIEW})
     return [OrderView(found[i], hold_view(found[i]), payouts[i]) for i in order_ids if i in found]
 

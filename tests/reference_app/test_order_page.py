@@ -12,6 +12,7 @@ import pytest
 
 from reference_app.api.routes.orders import order_out
 from reference_app.services import policy
+from reference_app.services.lifecycle import MAY_HAVE_PAYOUTS, S
 from reference_app.store.models import HoldInvoice, Listing, Order, Payout, User
 
 from .test_accounts import admin_headers, bearer, register, tokens
@@ -90,12 +91,14 @@ def test_a_page_costs_the_same_statements_whatever_its_size(api, market):
     def statements(limit: int) -> int:
         """The fewest of three requests: a request that opens a new pooled connection also sends
         that connection's set-up (PostgreSQL's time zone), and the first one reads the user
-        where later ones find it cached."""
+        where later ones find it cached. Less the page's one read of payouts, sent only when an
+        order on it can have some (services/orders.views)."""
         counts = []
         for _ in range(3):
             before = db.queries
-            assert len(api.get("/orders", params={"limit": limit}, headers=headers).json()["items"]) == limit
-            counts.append(db.queries - before)
+            items = api.get("/orders", params={"limit": limit}, headers=headers).json()["items"]
+            assert len(items) == limit
+            counts.append(db.queries - before - any(S(o["state"]) in MAY_HAVE_PAYOUTS for o in items))
         return min(counts)
 
     assert statements(2) == statements(20)  # before: two more (its hold, its payouts) for each order

@@ -6,10 +6,17 @@ the database, as a trade leaves them."""
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
 import pytest
 
 from reference_app.api.routes.orders import order_out
+from reference_app.services import orders as order_service
+from reference_app.services.lifecycle import MAY_HAVE_PAYOUTS, PENDING, TRANSITIONS, S
+from reference_app.services.payouts import plan
 from reference_app.store.models import HoldInvoice, Listing, Order, Payout, User
+from tests.helpers import record_statements
 
 from .test_accounts import bearer, register, tokens
 
@@ -31,6 +38,7 @@ def orders(api) -> dict:
             return row
 
         bare = order("AWAITING_FUNDS")
+        shipped = order("SHIPPED", courier="ups", tracking_number="1Z111")
         held = order("RELEASED", courier="ups", tracking_number="1Z999", delivered_evidence=True, version=5)
         session.add(HoldInvoice(order_id=held.id, payment_hash="ab" * 32, preimage_enc=b"x", payment_request="lnbcrt1",
                                 amount_sats=6_000, cltv_expiry=1_054, created_height=101, lnd_state="SETTLED",
@@ -39,13 +47,13 @@ def orders(api) -> dict:
                                                          ("seller", seller, 2_940, "SUCCEEDED", None)):
             session.add(Payout(order_id=held.id, beneficiary=beneficiary, user_id=user["id"], amount_sats=amount,
                                status=status, attempts=1, fee_sats=3, last_error=error))
-        ids.update(bare=bare.id, held=held.id, buyer=buyer["id"])
+        ids.update(bare=bare.id, shipped=shipped.id, held=held.id, buyer=buyer["id"])
     return ids
 
 
 def test_the_polled_read_says_what_the_orm_answer_says(api, orders):
     auth = bearer(tokens(api, "buyer@example.com"))
-    for name in ("bare", "held"):
+    for name in ("bare", "shipped", "held"):
         resp = api.get(f"/orders/{orders[name]}", headers=auth)
         assert resp.status_code == 200, resp.text
         with api.app.state.ctx.db.session(write=False) as session:
@@ -74,3 +82,38 @@ def test_the_polled_read_refuses_as_every_order_endpoint_does(api, orders):
         user.blocked = True
     resp = api.get(f"/orders/{orders['held']}", headers=buyer)
     assert (resp.status_code, resp.json()["detail"]) == (403, "this account is blocked")
+
+
+PAYOUTS_READ = re.compile(r"^\s*SELECT\b.*\bFROM payouts\b", re.IGNORECASE | re.DOTALL)
+
+
+def test_only_an_order_that_had_a_pending_outcome_can_have_payouts(api):
+    """The readers skip the payouts of an order outside MAY_HAVE_PAYOUTS. That holds only while
+    payouts are planned for pending outcomes alone (a hand-in, too, pays what ``plan`` owes) and
+    no transition leads out of the set."""
+    settings = api.app.state.ctx.settings
+    for state in S:
+        order = SimpleNamespace(id=1, state=state.value, buyer_id=2, seller_id=3, price_sats=6_000, fee_sats=60,
+                                buyer_share_ppm=500_000)
+        assert bool(plan(settings, order)) == (state in PENDING), state
+    assert PENDING <= MAY_HAVE_PAYOUTS
+    assert all(target in MAY_HAVE_PAYOUTS for (source, _e), target in TRANSITIONS.items() if source in MAY_HAVE_PAYOUTS)
+    assert {S.AWAITING_FUNDS, S.FUNDED, S.SHIPPED, S.DELIVERED, S.DISPUTED, S.HELD_IN_CUSTODY}.isdisjoint(MAY_HAVE_PAYOUTS)
+
+
+def test_a_read_asks_for_payouts_only_where_there_can_be_some(api, orders, monkeypatch):
+    auth = bearer(tokens(api, "buyer@example.com"))
+    seen = record_statements(api.app.state.ctx.db, monkeypatch)
+    for name, asked in (("bare", 0), ("shipped", 0), ("held", 1)):
+        seen.clear()
+        assert api.get(f"/orders/{orders[name]}", headers=auth).status_code == 200
+        assert sum(1 for s in seen if PAYOUTS_READ.match(s)) == asked, (name, seen)
+    seen.clear()
+    page = api.get("/orders", headers=auth).json()
+    assert {o["id"]: len(o["payouts"]) for o in page["items"]} == {orders["bare"]: 0, orders["shipped"]: 0,
+                                                                   orders["held"]: 2}
+    assert sum(1 for s in seen if PAYOUTS_READ.match(s)) == 1, seen
+    with api.app.state.ctx.db.session(write=False) as session:
+        seen.clear()
+        assert order_service.views(session, [orders["bare"], orders["shipped"]])[0].payouts == []
+        assert not any(PAYOUTS_READ.match(s) for s in seen), seen

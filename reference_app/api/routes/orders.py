@@ -34,7 +34,7 @@ def order_fields(order, hold: dict | None, payouts: list[dict]) -> dict:
 
 
 def order_out(session: Session, order: OrderRecord) -> OrderOut:
-    return OrderOut(**order_fields(order, orders.hold_view(order), orders.payouts_view(session, order.id)))
+    return OrderOut(**order_fields(order, orders.hold_view(order), orders.payouts_view(session, order)))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
