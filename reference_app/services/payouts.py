@@ -21,14 +21,14 @@ import time
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.lnd import LndError
 
 from ..context import AppContext
 from ..ln import user_node_client
-from ..store.db import Prepared
+from ..store.db import Prepared, PreparedUpdate
 from ..store.models import Order, Payout, User
 from . import faults
 from .errors import NodeUnavailable, ValidationFailed
@@ -159,11 +159,9 @@ def _track(ctx: AppContext, payment_hash: str) -> dict | None:
 
 def _finish(ctx: AppContext, payout_id: int, result: dict) -> str:
     status = result.get("status", "UNKNOWN")
-    if status == "SUCCEEDED":  # every payout's end: one UPDATE, no row loaded into the ORM
+    if status == "SUCCEEDED":
         with ctx.db.session() as session:
-            session.connection().execute(
-                update(Payout.__table__).where(Payout.id == payout_id, Payout.status != "SUCCEEDED")
-                .values(status="SUCCEEDED", fee_sats=int(result.get("fee_sat", 0) or 0), last_error=None))
+            _SUCCEEDED.run(session, {"id": payout_id, "fee": int(result.get("fee_sat", 0) or 0)})
         return "SUCCEEDED"
     with ctx.db.session() as session:
         p = session.get(Payout, payout_id)
@@ -192,6 +190,27 @@ _ATTEMPT = Prepared(
     select(Payout.status, Payout.payment_hash, Payout.payment_request, Payout.attempts, Payout.amount_sats,
            Payout.order_id, Payout.beneficiary, Payout.next_attempt_at, *(User.__table__.c[k] for k in Payee._fields))
     .join(User, User.id == Payout.user_id).where(Payout.id == bindparam("id")))
+
+
+_PAYOUTS = Payout.__table__
+# The marker, a compare-and-swap on the attempt read: a hand-in meanwhile replaced the invoice
+# read (``known_request``), so that one is paid next time. Prepared: the ORM's UPDATE, with its
+# evaluation of the WHERE against loaded objects, was a tenth of a payout attempt's CPU.
+_MARK = PreparedUpdate(
+    update(_PAYOUTS)
+    .where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
+           _PAYOUTS.c.attempts == bindparam("attempts", type_=_PAYOUTS.c.attempts.type),
+           or_(_PAYOUTS.c.status == "PENDING", _PAYOUTS.c.status == "FAILED"),
+           _PAYOUTS.c.payment_request.is_not_distinct_from(
+               bindparam("known_request", type_=_PAYOUTS.c.payment_request.type)))
+    .values(status="IN_FLIGHT", attempts=bindparam("new_attempts", type_=_PAYOUTS.c.attempts.type),
+            payment_request=bindparam("new_request", type_=_PAYOUTS.c.payment_request.type),
+            payment_hash=bindparam("new_hash", type_=_PAYOUTS.c.payment_hash.type), last_error=None))
+# Every payout's end: one UPDATE, no row loaded into the ORM; never over a SUCCEEDED one.
+_SUCCEEDED = PreparedUpdate(
+    update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
+                           _PAYOUTS.c.status != "SUCCEEDED")
+    .values(status="SUCCEEDED", fee_sats=bindparam("fee", type_=_PAYOUTS.c.fee_sats.type), last_error=None))
 
 
 def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> str:
@@ -242,17 +261,10 @@ def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> st
         return _note(ctx, payout_id, exc.message, backoff=True)
 
     with ctx.db.session() as session:  # the marker: claimed before anything is sent
-        claimed = session.execute(
-            update(Payout).where(Payout.id == payout_id, Payout.attempts == attempts,
-                                 Payout.status.in_(("PENDING", "FAILED")),
-                                 # a hand-in meanwhile replaced the invoice read above: pay that one next time
-                                 Payout.payment_request.is_not_distinct_from(known_request))
-            .values(status="IN_FLIGHT", attempts=attempts + 1, payment_request=request,
-                    payment_hash=decoded["payment_hash"], last_error=None)
-            # nothing loaded in this session to keep in step (the ORM's evaluation of the WHERE
-            # against loaded objects was a tenth of a payout attempt's CPU)
-            .execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
+        claimed = _MARK.run(session, {"id": payout_id, "attempts": attempts, "known_request": known_request,
+                                      "new_attempts": attempts + 1, "new_request": request,
+                                      "new_hash": decoded["payment_hash"]})
+        if claimed != 1:
             return "IN_FLIGHT"  # another worker claimed this attempt
     faults.point("after_payout_marker", ctx.settings.fault_points)
     return _send(ctx, payout_id, order_id, request, decoded["payment_hash"], fee_limit)

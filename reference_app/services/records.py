@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from ..store.db import Database, Prepared
+from ..store.db import Database, Prepared, update_rows
 from ..store.models import HoldInvoice, Order
 
 ORDERS, HOLDS = Order.__table__, HoldInvoice.__table__
@@ -109,5 +109,5 @@ def add_hold(session: Session, order: OrderRecord, **values: Any) -> Hold:
 
 def set_hold(session: Session, order: OrderRecord, **changes: Any) -> None:
     """Write ``changes`` to the order's hold, and keep the record as the row now is."""
-    session.connection().execute(update(HOLDS).where(HOLDS.c.order_id == order.id).values(**changes))
+    update_rows(session, HOLDS, {"order_id": order.id}, changes)
     order.hold = order.hold._replace(**changes)

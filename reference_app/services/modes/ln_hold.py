@@ -15,12 +15,13 @@ import logging
 import threading
 import time
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from regtest_cluster.nodes.lnd import LndError
 
 from ...context import AppContext
+from ...store.db import PreparedUpdate, update_rows
 from ...store.models import HoldInvoice, Order, User
 from .. import deadlines, faults, holds, payouts, records, transitions
 from ..errors import DomainError
@@ -60,6 +61,14 @@ def observe_invoice(ctx: AppContext, session: Session, order: OrderRecord, truth
         return transitions.apply(session, ctx.settings, order, E.LOCK_LOST, actor, height,
                                  detail="the node cancelled the held payment; the buyer has it back")
     return order
+
+
+_HOLDS = HoldInvoice.__table__
+# A settled hold, recorded: its first settlement's moment is kept.
+_SETTLED = PreparedUpdate(
+    update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order_id", type_=_HOLDS.c.order_id.type))
+    .values(lnd_state="SETTLED",
+            settled_at=func.coalesce(_HOLDS.c.settled_at, bindparam("now", type_=_HOLDS.c.settled_at.type))))
 
 
 class LnHoldMode:
@@ -221,11 +230,7 @@ class LnHoldMode:
             truth = holds.InvoiceTruth("SETTLED", hold.amt_paid_sats, hold.htlc_expiry_height)
         with ctx.db.session() as session:
             if truth.state == "SETTLED":  # the common case: one UPDATE, the order not read again
-                session.connection().execute(
-                    update(HoldInvoice.__table__).where(HoldInvoice.order_id == order.id)
-                    .values(lnd_state="SETTLED",
-                            settled_at=func.coalesce(HoldInvoice.settled_at,
-                                                     literal(transitions.now(), HoldInvoice.settled_at.type))))
+                _SETTLED.run(session, {"order_id": order.id, "now": transitions.now()})
                 return True
             fresh = records.read(session, order.id)
             if truth.state == "CANCELED":
@@ -245,8 +250,7 @@ class LnHoldMode:
         faults.point("after_cancel", self.ctx.settings.fault_points)
         truth = holds.lookup(self.ctx.hub, payment_hash)
         with self.ctx.db.session() as session:
-            session.connection().execute(update(HoldInvoice.__table__).where(HoldInvoice.order_id == order.id)
-                                         .values(lnd_state=truth.state))
+            update_rows(session, _HOLDS, {"order_id": order.id}, {"lnd_state": truth.state})
         return truth.state
 
     def _paid(self, order: OrderRecord) -> bool:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Boolean, Column, Integer, String, bindparam, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from reference_app.store.db import WROTE_ALONE, Prepared, ReaderWrote, WroteAlone
+from reference_app.store.db import WROTE_ALONE, Prepared, PreparedUpdate, ReaderWrote, WroteAlone, update_of, update_rows
 from reference_app.store.models import UtcDateTime, utcnow
 
 
@@ -251,6 +251,46 @@ def test_a_prepared_insert_names_what_is_missing_and_a_reader_refuses_it(scratch
         assert Prepared(insert(table)).rows(session, {"name": "a", "size": 1}) == []
     with db.session(write=False) as session:
         assert session.execute(select(table.c.name, table.c.size)).all() == [("a", 1)]
+
+
+def test_a_prepared_update_is_a_counted_compare_and_swap_in_the_writer_s_transaction(scratch_table):
+    """``update_rows`` says how many rows it changed (what a compare-and-swap needs), converts its
+    values as SQLAlchemy would (a moment is text on SQLite), is one counted statement in the
+    writer's transaction (rolled back with it), keeps one statement for each set of columns, and
+    a read session refuses it."""
+    db, table = scratch_table("updated_rows", Column("id", Integer, primary_key=True), Column("state", String(20)),
+                              Column("version", Integer), Column("at", UtcDateTime()))
+    with db.session() as session:
+        session.execute(insert(table), [{"id": 1, "state": "A", "version": 1}, {"id": 2, "state": "A", "version": 1}])
+    then = utcnow()
+    with db.session() as session:
+        before = db.queries
+        assert update_rows(session, table, {"id": 1, "state": "A", "version": 1},
+                           {"state": "B", "version": 2, "at": then}) == 1
+        assert db.queries - before == 1 and session.in_transaction()
+        # the same guard again matches nothing: the row moved on
+        assert update_rows(session, table, {"id": 1, "state": "A", "version": 1},
+                           {"state": "C", "version": 2, "at": then}) == 0
+        assert update_rows(session, table, {"state": "A"}, {"version": 5}) == 1  # row 2 only
+    assert update_of(table, ("state", "version", "at"), ("id", "state", "version")) is \
+        update_of(table, ("state", "version", "at"), ("id", "state", "version"))
+    with db.session(write=False) as session:
+        rows = session.execute(select(table).order_by(table.c.id)).all()
+    assert [tuple(r) for r in rows] == [(1, "B", 2, then), (2, "A", 5, None)]
+    try:
+        with db.session() as session:
+            update_rows(session, table, {"id": 2}, {"state": "Z"})
+            raise RuntimeError("rolled back")
+    except RuntimeError:
+        pass
+    with db.session(write=False) as session:
+        assert session.execute(select(table.c.state).where(table.c.id == 2)).scalar() == "A"
+        with pytest.raises(ReaderWrote, match="UPDATE"):
+            update_rows(session, table, {"id": 2}, {"state": "Z"})
+        with pytest.raises(TypeError, match="run"):
+            update_of(table, ("state",), ("id",)).rows(session, {})
+    with pytest.raises(TypeError, match="UPDATE"):
+        PreparedUpdate(select(table.c.id))
 
 
 def test_a_prepared_insert_of_several_rows_is_one_counted_statement_in_the_writer_s_transaction(scratch_table):
