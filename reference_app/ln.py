@@ -48,8 +48,10 @@ def hub_client(settings: Settings) -> LndGrpc:
 
 
 def user_node_client(name: str, rest_url: str, macaroon_hex: str, tls_cert_pem: str) -> LndRest:
-    """A client for a user's own node, with the credentials they bound (an invoice macaroon)."""
-    return LndRest(name, rest_url, macaroon_hex, tls_cert_pem, timeout=20)
+    """A client for a user's own node, with the credentials they bound (an invoice macaroon). The
+    worker's pool of drive threads shares it: a connection for each thread (``LndRest``'s
+    ``per_thread``)."""
+    return LndRest(name, rest_url, macaroon_hex, tls_cert_pem, timeout=20, per_thread=True)
 
 
 def chain_client(settings: Settings):

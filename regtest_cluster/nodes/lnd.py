@@ -19,6 +19,7 @@ import httpx
 
 from ..daemon import Daemon, ProcessDaemon
 from ..waiting import wait_for
+from .thread_clients import ThreadClients
 
 
 def b64(data: bytes) -> str:
@@ -42,25 +43,36 @@ class LndError(RuntimeError):
 
 
 class LndRest:
-    """Typed REST client for one LND node. Thread-safe (one httpx pool)."""
+    """Typed REST client for one LND node. Thread-safe: one httpx pool, or with ``per_thread`` a
+    connection for each calling thread (``thread_clients``)."""
 
     def __init__(self, name: str, base_url: str, macaroon_hex: str, tls_cert: Path | str,
-                 timeout: float = 60.0) -> None:
-        """``tls_cert`` is the path of lnd's tls.cert, or its PEM text."""
+                 timeout: float = 60.0, per_thread: bool = False) -> None:
+        """``tls_cert`` is the path of lnd's tls.cert, or its PEM text. ``per_thread``: for a client
+        that a fixed pool of long-lived threads shares, where a TLS handshake for each thread is
+        paid once; httpcore's pool can close a connection that another thread was just handed
+        (encode/httpcore#1110). The harness pays each invoice from a thread of its own, so its
+        clients keep one pool."""
         self.name = name
         self.base_url = base_url
         if isinstance(tls_cert, str) and tls_cert.lstrip().startswith("-----BEGIN"):
             tls = ssl.create_default_context(cadata=tls_cert)
         else:
             tls = ssl.create_default_context(cafile=str(tls_cert))
-        self._http = httpx.Client(
-            base_url=base_url, verify=tls, timeout=timeout,
-            headers={"Grpc-Metadata-macaroon": macaroon_hex},
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        )
+        options = dict(base_url=base_url, verify=tls, timeout=timeout, headers={"Grpc-Metadata-macaroon": macaroon_hex},
+                       limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        self._threads = ThreadClients(**options) if per_thread else None
+        self._shared = None if per_thread else httpx.Client(**options)
+
+    @property
+    def _http(self) -> httpx.Client:
+        return self._shared if self._threads is None else self._threads.get()
 
     def close(self) -> None:
-        self._http.close()
+        if self._threads is None:
+            self._shared.close()
+        else:
+            self._threads.close()
 
     def _request(self, method: str, path: str, body: dict | None = None,
                  params: dict | None = None) -> dict:

@@ -121,6 +121,97 @@ def test_debian_source_none_configured_says_what_to_do(tmp_path):
         debian_source((tmp_path / "missing.list",))
 
 
+def _tls_pair(tmp_path) -> tuple[str, str, str]:
+    """A self-signed certificate for 127.0.0.1: (its PEM, the PEM's file, the key's file)."""
+    import ipaddress
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lnd")])
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    (tmp_path / "tls.cert").write_text(pem)
+    (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return pem, str(tmp_path / "tls.cert"), str(tmp_path / "tls.key")
+
+
+def test_lnd_rest_per_thread_gives_each_thread_a_connection_of_its_own(tmp_path):
+    """The app's client of a seller's own node (``per_thread``, shared by the worker's drive
+    threads) keeps no pool between threads, as bitcoind's client (below); the default client
+    keeps one pool, whose connection both threads reuse."""
+    import json
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from regtest_cluster.nodes.lnd import LndRest
+
+    pem, cert_file, key_file = _tls_pair(tmp_path)
+    peers: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as lnd's REST proxy
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            peers.append(self.client_address[1])
+            body = json.dumps({"payment_request": "lnbcrt1", "r_hash": ""}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+
+    def two_calls_from_two_threads(client: LndRest) -> list[int]:
+        peers.clear()
+        assert client.addinvoice(1000, "a", 3600)["payment_request"] == "lnbcrt1"
+        client.addinvoice(1000, "b", 3600)
+        other = threading.Thread(target=lambda: [client.addinvoice(1000, "c", 3600), client.addinvoice(1000, "d", 3600)])
+        other.start()
+        other.join(10)
+        assert len(peers) == 4
+        return list(peers)
+
+    try:
+        own = LndRest("seller-node", url, "ab" * 8, pem, per_thread=True)
+        try:
+            peers_seen = two_calls_from_two_threads(own)
+            assert peers_seen[0] == peers_seen[1] and peers_seen[2] == peers_seen[3] and peers_seen[0] != peers_seen[2]
+        finally:
+            own.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            own.addinvoice(1000, "after close", 3600)
+        shared = LndRest("hub", url, "ab" * 8, cert_file)
+        try:
+            assert len(set(two_calls_from_two_threads(shared))) == 1
+        finally:
+            shared.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_bitcoin_rpc_gives_each_thread_a_connection_of_its_own():
     """No connection pool is shared between threads (httpcore's pool can close a connection
     another thread was just handed: encode/httpcore#1110): calls one after another from two
