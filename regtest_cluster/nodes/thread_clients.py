@@ -9,8 +9,9 @@ catalogue story with it, under load. With a client for each thread, no pool is s
 threads. A thread's client goes with the thread; ``close`` closes every client still open.
 
 For plain-HTTP loopback clients (bitcoind, ldkd), where a new connection is cheap. LND's REST
-client is TLS: a client a thread would cost a handshake for each short-lived thread (the harness
-pays each hold invoice from one), so it keeps one pool.
+client is TLS: the harness's keep one pool (a client a thread would cost a handshake for each
+short-lived thread: the harness pays each hold invoice from one); the app's client of a seller's
+node keeps an ``http.client`` connection for each of its drive threads (``lnd._ThreadConnections``).
 """
 
 from __future__ import annotations

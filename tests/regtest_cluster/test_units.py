@@ -2,6 +2,7 @@
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -159,6 +160,7 @@ def test_lnd_rest_per_thread_gives_each_thread_a_connection_of_its_own(tmp_path)
 
     pem, cert_file, key_file = _tls_pair(tmp_path)
     peers: list[int] = []
+    hang_up_after_next: list[bool] = []
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as lnd's REST proxy
@@ -171,6 +173,9 @@ def test_lnd_rest_per_thread_gives_each_thread_a_connection_of_its_own(tmp_path)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            if hang_up_after_next:  # an idle connection the node closes without saying so
+                hang_up_after_next.clear()
+                self.close_connection = True
 
         def log_message(self, *_args):
             pass
@@ -198,6 +203,14 @@ def test_lnd_rest_per_thread_gives_each_thread_a_connection_of_its_own(tmp_path)
         try:
             peers_seen = two_calls_from_two_threads(own)
             assert peers_seen[0] == peers_seen[1] and peers_seen[2] == peers_seen[3] and peers_seen[0] != peers_seen[2]
+            # a kept connection the node closed meanwhile is opened again, once, and the call goes through
+            hang_up_after_next.append(True)
+            own.addinvoice(1000, "e", 3600)
+            time.sleep(0.2)
+            assert own.addinvoice(1000, "f", 3600)["payment_request"] == "lnbcrt1"
+            assert peers[-1] != peers[-2]
+            with pytest.raises(TypeError, match="single requests"):
+                next(own._stream("/v2/router/send", {}))
         finally:
             own.close()
         with pytest.raises(RuntimeError, match="closed"):
