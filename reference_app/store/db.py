@@ -603,13 +603,13 @@ class PreparedUpdate(Prepared):
     arows = read = aread = rows
 
 
-_UPDATES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], PreparedUpdate] = {}
+_UPDATES: dict[tuple[Any, tuple[str, ...], tuple[str, ...]], PreparedUpdate] = {}
 
 
 def update_of(table: Any, keys: Iterable[str], where: Iterable[str]) -> PreparedUpdate:
     """``UPDATE table SET k = :new_k, ... WHERE w = :was_w AND ...``, made once for each table,
     set of columns and guard, and kept: for a write whose columns vary from call to call."""
-    key = (table.name, tuple(keys), tuple(where))
+    key = (table, tuple(keys), tuple(where))
     statement = _UPDATES.get(key)
     if statement is None:
         columns = table.c
