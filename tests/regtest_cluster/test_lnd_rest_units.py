@@ -12,6 +12,7 @@ from regtest_cluster.nodes.lnd import LndRest
 def _rest(handler) -> LndRest:
     rest = LndRest.__new__(LndRest)  # no TLS: the mock transport stands for the node
     rest.name, rest.base_url = "buyer1", "https://lnd.test"
+    rest._threads = None  # the one-pool client, as the harness's
     rest._http = httpx.Client(base_url=rest.base_url, transport=httpx.MockTransport(handler))
     return rest
 
