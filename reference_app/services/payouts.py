@@ -69,10 +69,29 @@ def plan(settings, order: OrderRecord) -> list[tuple[str, int, int]]:
 
 # An order's payouts (its id, beneficiary and status), read on each of the worker's passes over it,
 # and a new one (an ORM insert and its flush were 2.4 % of the app's CPU in bench escrow, py-spy).
+_PAYOUTS = Payout.__table__
 _OF_ORDER = Prepared(select(Payout.beneficiary, Payout.id, Payout.status)
                      .where(Payout.order_id == bindparam("order_id")))
-_MAKE = Prepared(insert(Payout.__table__).returning(Payout.id))
+_MAKE = Prepared(insert(_PAYOUTS).returning(Payout.id))
 _FEE = Prepared(select(Order.fee_sats).where(Order.id == bindparam("order_id")))
+# The marker, a compare-and-swap on the attempt read: a hand-in meanwhile replaced the invoice
+# read (``known_request``), so that one is paid next time. Prepared: the ORM's UPDATE, with its
+# evaluation of the WHERE against loaded objects, was a tenth of a payout attempt's CPU.
+_MARK = PreparedUpdate(
+    update(_PAYOUTS)
+    .where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
+           _PAYOUTS.c.attempts == bindparam("attempts", type_=_PAYOUTS.c.attempts.type),
+           or_(_PAYOUTS.c.status == "PENDING", _PAYOUTS.c.status == "FAILED"),
+           _PAYOUTS.c.payment_request.is_not_distinct_from(
+               bindparam("known_request", type_=_PAYOUTS.c.payment_request.type)))
+    .values(status="IN_FLIGHT", attempts=bindparam("new_attempts", type_=_PAYOUTS.c.attempts.type),
+            payment_request=bindparam("new_request", type_=_PAYOUTS.c.payment_request.type),
+            payment_hash=bindparam("new_hash", type_=_PAYOUTS.c.payment_hash.type), last_error=None))
+# Every payout's end: one UPDATE, no row loaded into the ORM; never over a SUCCEEDED one.
+_SUCCEEDED = PreparedUpdate(
+    update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
+                           _PAYOUTS.c.status != "SUCCEEDED")
+    .values(status="SUCCEEDED", fee_sats=bindparam("fee", type_=_PAYOUTS.c.fee_sats.type), last_error=None))
 
 
 def ensure(ctx: AppContext, order: OrderRecord) -> list[tuple[int, str]]:
@@ -190,27 +209,6 @@ _ATTEMPT = Prepared(
     select(Payout.status, Payout.payment_hash, Payout.payment_request, Payout.attempts, Payout.amount_sats,
            Payout.order_id, Payout.beneficiary, Payout.next_attempt_at, *(User.__table__.c[k] for k in Payee._fields))
     .join(User, User.id == Payout.user_id).where(Payout.id == bindparam("id")))
-
-
-_PAYOUTS = Payout.__table__
-# The marker, a compare-and-swap on the attempt read: a hand-in meanwhile replaced the invoice
-# read (``known_request``), so that one is paid next time. Prepared: the ORM's UPDATE, with its
-# evaluation of the WHERE against loaded objects, was a tenth of a payout attempt's CPU.
-_MARK = PreparedUpdate(
-    update(_PAYOUTS)
-    .where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
-           _PAYOUTS.c.attempts == bindparam("attempts", type_=_PAYOUTS.c.attempts.type),
-           or_(_PAYOUTS.c.status == "PENDING", _PAYOUTS.c.status == "FAILED"),
-           _PAYOUTS.c.payment_request.is_not_distinct_from(
-               bindparam("known_request", type_=_PAYOUTS.c.payment_request.type)))
-    .values(status="IN_FLIGHT", attempts=bindparam("new_attempts", type_=_PAYOUTS.c.attempts.type),
-            payment_request=bindparam("new_request", type_=_PAYOUTS.c.payment_request.type),
-            payment_hash=bindparam("new_hash", type_=_PAYOUTS.c.payment_hash.type), last_error=None))
-# Every payout's end: one UPDATE, no row loaded into the ORM; never over a SUCCEEDED one.
-_SUCCEEDED = PreparedUpdate(
-    update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("id", type_=_PAYOUTS.c.id.type),
-                           _PAYOUTS.c.status != "SUCCEEDED")
-    .values(status="SUCCEEDED", fee_sats=bindparam("fee", type_=_PAYOUTS.c.fee_sats.type), last_error=None))
 
 
 def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> str:

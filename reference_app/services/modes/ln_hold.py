@@ -63,7 +63,7 @@ def observe_invoice(ctx: AppContext, session: Session, order: OrderRecord, truth
     return order
 
 
-_HOLDS = HoldInvoice.__table__
+_HOLDS = records.HOLDS
 # A settled hold, recorded: its first settlement's moment is kept.
 _SETTLED = PreparedUpdate(
     update(_HOLDS).where(_HOLDS.c.order_id == bindparam("order_id", type_=_HOLDS.c.order_id.type))
