@@ -9,10 +9,12 @@ the orders (shares.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from regtest_cluster.nodes.threadnames import name_os_thread, named
 
@@ -45,6 +47,7 @@ class Worker:
             mode.wake = self.wake
         self.shares = ctx.shares  # of several app processes, the orders this worker carries out
         ctx.wake_worker = self.wake
+        ctx.carry_on = self.carry_on
         ctx.db.on_commit[WAKE_ORDERS] = self._committed
         ctx.on_order_created.append(self._created)
 
@@ -158,19 +161,38 @@ class Worker:
             mode = self.ctx.modes.get(mode_name)
             if payouts.in_flight_here(self.ctx, order_id):  # its payment's end wakes us
                 continue
-            with self._lock:
-                if mode is None or order_id in self._driving:
-                    continue
-                self._driving.add(order_id)
-            self._pool.submit(self._drive, mode, order_id, height)
+            if mode is not None and self._claim(order_id):
+                self._pool.submit(self._drive, order_id, functools.partial(mode.drive, order_id), height)
 
-    def _drive(self, mode, order_id: int, height: int) -> None:
+    def carry_on(self, order_id: int, step: Callable[[int | None], object]) -> None:
+        """Run ``step(height)`` as a pass over the order, now, on the calling thread: a payout of the
+        order ended here (payouts._send), and the mode records the outcome on the order as its last
+        pass read it. Without it, the end woke the worker, whose tick selected the pending orders,
+        and a pass read the order again to record the release: two statements and two thread
+        hand-offs an escrow. If a pass over the order is running, or the worker has stopped, the
+        worker's next tick sees to the order instead."""
+        if self._stop.is_set():
+            return
+        if not self._claim(order_id):
+            self.wake()
+            return
+        self._drive(order_id, step, self.height)
+
+    def _claim(self, order_id: int) -> bool:
+        """One pass over an order at a time: False if one is running."""
+        with self._lock:
+            if order_id in self._driving:
+                return False
+            self._driving.add(order_id)
+            return True
+
+    def _drive(self, order_id: int, step: Callable[[int | None], object], height: int | None) -> None:
         # A drive that ends the order wakes no one: nothing is left to carry out for it, and
         # whatever else is pending woke the worker when it was committed (WAKE_ORDERS) or when
         # its payment ended. The wake after every terminal drive was one tick in three.
         try:
-            mode.drive(order_id, height)
-        except DomainError as exc:
+            step(height)
+        except DomainError as exc:  # e.g. the order changed meanwhile: the next tick reads it afresh
             log.info("order %s: %s", order_id, exc)
         except Exception:
             self.errors += 1

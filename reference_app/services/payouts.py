@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -211,9 +211,12 @@ _ATTEMPT = Prepared(
     .join(User, User.id == Payout.user_id).where(Payout.id == bindparam("id")))
 
 
-def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> str:
+def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None,
+            on_success: Callable[[], None] | None = None) -> str:
     """One step of the protocol; returns the payout's status afterwards. ``order_fee`` is the
-    order's fee (a seller's payout routes on at most that), if the caller has read the order."""
+    order's fee (a seller's payout routes on at most that), if the caller has read the order.
+    ``on_success`` is called if a payment sent here ends SUCCEEDED, once that is recorded (on the
+    hub client's callback thread), instead of waking the worker."""
     with _inflight_lock:
         if payout_id in ctx.payouts_in_flight:  # sent from here; its end is recorded when it comes
             return "IN_FLIGHT"
@@ -244,7 +247,7 @@ def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> st
         if tracked is None and status == "IN_FLIGHT":
             # The marker committed but the payment never reached the node (a crash in
             # between): send that same invoice again; lnd pays a hash at most once.
-            return _send(ctx, payout_id, order_id, known_request, known_hash, fee_limit)
+            return _send(ctx, payout_id, order_id, known_request, known_hash, fee_limit, on_success)
         if status == "IN_FLIGHT":
             status = _finish(ctx, payout_id, tracked)  # FAILED: a new attempt is safe
 
@@ -265,23 +268,30 @@ def attempt(ctx: AppContext, payout_id: int, order_fee: int | None = None) -> st
         if claimed != 1:
             return "IN_FLIGHT"  # another worker claimed this attempt
     faults.point("after_payout_marker", ctx.settings.fault_points)
-    return _send(ctx, payout_id, order_id, request, decoded["payment_hash"], fee_limit)
+    return _send(ctx, payout_id, order_id, request, decoded["payment_hash"], fee_limit, on_success)
 
 
-def _send(ctx: AppContext, payout_id: int, order_id: int, request: str, payment_hash: str, fee_limit: int) -> str:
-    """Start the payment and return at once; its outcome is recorded when the node ends it."""
+def _send(ctx: AppContext, payout_id: int, order_id: int, request: str, payment_hash: str, fee_limit: int,
+          on_success: Callable[[], None] | None = None) -> str:
+    """Start the payment and return at once; its outcome is recorded when the node ends it. Then
+    ``on_success`` carries its order on if it SUCCEEDED, or else the worker is woken: an end
+    waits for the worker no longer than a tick."""
     with _inflight_lock:
         if payout_id in ctx.payouts_in_flight:
             return "IN_FLIGHT"
         ctx.payouts_in_flight[payout_id] = order_id
 
     def ended(outcome: dict | Exception) -> None:
+        status = None
         try:
-            _ended(ctx, payout_id, payment_hash, outcome)
+            status = _ended(ctx, payout_id, payment_hash, outcome)
         finally:
             with _inflight_lock:
                 ctx.payouts_in_flight.pop(payout_id, None)
-            ctx.wake_worker()
+            if status != "SUCCEEDED" or on_success is None:
+                ctx.wake_worker()
+        if status == "SUCCEEDED" and on_success is not None:
+            on_success()
 
     ctx.hub.pay(request, timeout_s=ctx.settings.payout_timeout_s, fee_limit_sats=fee_limit, on_done=ended)
     return "IN_FLIGHT"

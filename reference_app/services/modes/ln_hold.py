@@ -11,6 +11,7 @@ mode has a guardian.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -231,6 +232,7 @@ class LnHoldMode:
         with ctx.db.session() as session:
             if truth.state == "SETTLED":  # the common case: one UPDATE, the order not read again
                 _SETTLED.run(session, {"order_id": order.id, "now": transitions.now()})
+                order.hold = hold._replace(lnd_state="SETTLED")  # the record as the row now is
                 return True
             fresh = records.read(session, order.id)
             if truth.state == "CANCELED":
@@ -254,8 +256,11 @@ class LnHoldMode:
         return truth.state
 
     def _paid(self, order: OrderRecord) -> bool:
+        """Whether the order's payouts have all SUCCEEDED; tries those that have not. A payment that
+        ends SUCCEEDED later takes the order's next step at once, on this record (``carry_on``)."""
         made = payouts.ensure(self.ctx, order)  # a payout read as SUCCEEDED there is never tried again
-        done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED"
+        then = functools.partial(self.ctx.carry_on, order.id, functools.partial(self._step, order))
+        done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats, then) == "SUCCEEDED"
                    for pid, status in made)
         if done and planted(self.ctx.settings, "double_payout"):
             done = all(payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED" for pid, _status in made)
@@ -269,7 +274,14 @@ class LnHoldMode:
         written (``_settled``). Recording the outcome (``finish``) compares and swaps against the
         state and version read here, so a pass reads the order once; only a hold the node
         cancelled instead of settling is recorded on the order read again."""
-        ctx, order = self.ctx, _load(self.ctx, order_id)
+        return self._step(_load(self.ctx, order_id), height)
+
+    def _step(self, order: OrderRecord, height: int | None) -> str:
+        """``drive``'s step on ``order`` as a pass read it: by ``drive``, or by the pass that sent
+        a payout which has now SUCCEEDED (``_paid``). The record is then as that pass left it (the
+        hold it settled included); if the order has changed since, the compare-and-swap in
+        ``finish`` refuses the step and the worker's next tick reads the order afresh."""
+        ctx, order_id = self.ctx, order.id
         state, done = S(order.state), None
         if state == S.HELD_IN_CUSTODY:
             self._settled(order, height)

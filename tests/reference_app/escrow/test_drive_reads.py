@@ -42,6 +42,30 @@ def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
     assert buyer.order(oid)["payouts"][0]["status"] == "SUCCEEDED"
 
 
+def test_a_payout_s_end_records_the_release_on_the_record_its_pass_read(market, monkeypatch):
+    """Once the seller's payout SUCCEEDED, its end carries the order on at once (ctx.carry_on, as
+    the worker runs it): the release is recorded on the record the pass that sent the payout read,
+    and the order is not read again; nothing waits for the worker's next pass."""
+    buyer, seller = market.buyer(), market.seller()
+    oid = market.funded_order(buyer, seller, 20_000)["id"]
+    market.worker.stop()  # no pass but the one below, and what the payout's end carries on
+    seller.ship(oid, "fastship", f"FS-{oid}-carry")
+    buyer.confirm(oid)
+    mode, height = market.ctx.modes["ln_hold"], market.ctx.tip()
+    carried = []
+    monkeypatch.setattr(market.ctx, "carry_on", lambda order_id, step: carried.append((order_id, step(height))))
+    seen = record_statements(market.ctx.db, monkeypatch)  # every thread's
+
+    assert mode.drive(oid, height) == "RELEASE_PENDING"  # settles the hold and starts the seller's payout
+    first_pass = len(seen)
+    wait_for(lambda: carried, timeout=30, what="the seller's payout to end")
+
+    assert carried == [(oid, "RELEASED")]
+    assert order_reads(seen[:first_pass]) == 1 and order_reads(seen[first_pass:]) == 0, seen
+    view = buyer.order(oid)
+    assert view["state"] == "RELEASED" and view["payouts"][0]["status"] == "SUCCEEDED"
+
+
 def payout_status(market, order_id: int) -> str | None:
     with market.ctx.db.session(write=False) as session:
         return session.scalar(select(Payout.status).where(Payout.order_id == order_id))

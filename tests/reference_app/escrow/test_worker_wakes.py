@@ -1,7 +1,8 @@
 """An escrow wakes the worker where it has something to carry out, on the real cluster: when
-the buyer's confirm commits the release, and when the seller's payout ends. It used to wake it
-twice more for nothing: when the node accepted the buyer's payment (FUNDED waits for the
-seller), and after the drive that recorded the release (nothing was left to do)."""
+the buyer's confirm commits the release. The seller's payout's end wakes it no more: it carries
+the order on itself (Worker.carry_on), and the release is recorded there. The escrow used to wake
+it three times more: when the node accepted the buyer's payment (FUNDED waits for the seller),
+after the drive that recorded the release (nothing was left to do), and at the payout's end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from regtest_cluster.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 
-def test_an_escrow_wakes_the_worker_at_its_confirm_and_its_payouts_end(market):
+def test_an_escrow_wakes_the_worker_at_its_confirm_and_its_payout_s_end_carries_it_on(market):
     worker, ctx = market.worker, market.ctx
     woken: list[str] = []
     wake = worker.wake
@@ -27,6 +28,9 @@ def test_an_escrow_wakes_the_worker_at_its_confirm_and_its_payouts_end(market):
     worker.wake = ctx.wake_worker = counted
     for mode in ctx.modes.values():
         mode.wake = counted
+    carried: list[int] = []
+    carry_on = ctx.carry_on
+    ctx.carry_on = lambda order_id, step: (carried.append(order_id), carry_on(order_id, step))
     buyer, seller = market.buyer(), market.seller()
     order = market.funded_order(buyer, seller, 21_000)
     oid = order["id"]
@@ -38,5 +42,6 @@ def test_an_escrow_wakes_the_worker_at_its_confirm_and_its_payouts_end(market):
     wait_for(lambda: not worker._driving, timeout=10, what="the release's drive to end")
 
     assert funded == [], funded
-    assert sorted(woken) == ["_committed", "ended"], woken
+    assert woken == ["_committed"], woken
+    assert carried == [oid]
     assert buyer.order(oid)["payouts"][0]["status"] == "SUCCEEDED"
