@@ -12,7 +12,8 @@ the order every 0.2 s (``--waits poll``).
 
 The baseline, on the same cluster in the same run, is raw LND: the seller's
 node adds an invoice and the buyer's node pays it through the hub, with the
-same concurrency. A raw payment crosses buyer -> hub -> seller; an escrow
+same concurrency, half of the payments before the escrows and half after them
+(each half is reported too). A raw payment crosses buyer -> hub -> seller; an escrow
 updates the same two channels (the hold, its settle, then the payout), adding
 one invoice and a later settle, so its ceiling is near the raw rate. CPU is
 measured in both phases, for every process (the app, each LND, bitcoind), so
@@ -109,7 +110,19 @@ def _timed_pool(n: int, concurrency: int, one: Callable[[int], None],
         list(pool.map(timed, range(n)))
     wall = time.monotonic() - t0
     return {"done": len(latencies), "failed": len(errors), "wall_s": round(wall, 2),
-            "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5]}
+            "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5],
+            "latencies": latencies, "wall": wall}
+
+
+def _joined(*runs: dict) -> dict:
+    """Runs of one kind of work as one: their successes over their summed time, their latencies
+    pooled."""
+    latencies = [t for run in runs for t in run["latencies"]]
+    wall = sum(run["wall"] for run in runs)
+    errors = [e for run in runs for e in run["errors"]]
+    return {"done": len(latencies), "failed": sum(run["failed"] for run in runs), "wall_s": round(wall, 2),
+            "per_s": round(len(latencies) / wall, 2) if wall else 0.0, **percentiles(latencies),
+            "errors": errors[:5], "latencies": latencies, "wall": wall}
 
 
 def _wait_state(party, order_id: int, state: str, waits: str, timeout: float = 120) -> None:
@@ -262,10 +275,11 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
                 **{f"lnd-{n}": node.daemon.pid for n, node in cluster.nodes.items()}}
         if database_pid is not None:  # the server and its backends, with the app's cost, not the raw payments'
             pids["postgres"] = database_pid
-        progress(f"raw LND invoice+pay: {raw} payments, {concurrency} at a time")
         nodes = {k: p for k, p in pids.items() if k not in ("app", "postgres")}
-        baseline, raw_cpu = _cpu_during(nodes, lambda: _timed_pool(raw, concurrency, market.raw_payment,
-                                                                     progress, "raw"))
+        # The raw baseline in two halves, one before the escrows and one after them: a baseline run
+        # only before moved with whatever the machine and the fresh nodes did then (a raw payment's
+        # CPU ranged 0.048-0.067 s across six runs of 2026-12-07), and the ratios with it.
+        halves = [_raw(market, nodes, raw - raw // 2, concurrency, progress, "before the escrows")]
         floored = _floor(market, nodes, floor, concurrency, progress, floor_hold_s)
         progress(f"escrows through the app: {escrows}, {concurrency} at a time")
         evidence.wait_quiet(cluster, set())  # the raw payments' last commitment updates, then the balances
@@ -284,12 +298,17 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         cpu["bench-client"] = _own_cpu_s() - bench0
         progress("oracle: judging every escrow on node truth")
         verdict = judge(world, market, balances_before, started_at)
+        if raw // 2:
+            evidence.wait_quiet(cluster, set())
+            halves.append(_raw(market, nodes, raw // 2, concurrency, progress, "after the escrows"))
     finally:
         world.stop_app()
         if not attach:
             cluster.stop()
     done = max(1, figures["done"])
     cpu_escrow = sum(v for k, v in cpu.items() if k != "bench-client") / done
+    baseline = _joined(*(run for run, _cpu, _when in halves))
+    raw_cpu = {k: sum(half_cpu[k] for _run, half_cpu, _when in halves) for k in halves[0][1]}
     cpu_raw = sum(raw_cpu.values()) / max(1, baseline["done"])
     if floored.get("escrows_per_s") and baseline["per_s"]:  # the most any app could reach here
         floored["ratio_to_raw"] = round(floored["escrows_per_s"] / baseline["per_s"], 3)
@@ -329,7 +348,11 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "baseline": {"what": "raw LND: seller addinvoice + buyer SendPaymentV2 through the hub",
                      "payments": baseline["done"], "failed": baseline["failed"],
                      "payments_per_s": baseline["per_s"], "p50_s": baseline["p50_s"], "p99_s": baseline["p99_s"],
-                     "errors": baseline["errors"]},
+                     "errors": baseline["errors"],
+                     # the two halves apart: how far the nodes' own pace moved across the run
+                     "halves": [{"when": when, "payments": run["done"], "payments_per_s": run["per_s"],
+                                 "cpu_s_per_payment_total": round(sum(half_cpu.values()) / max(1, run["done"]), 4)}
+                                for run, half_cpu, when in halves]},
         "ratio": round(figures["per_s"] / baseline["per_s"], 3) if baseline["per_s"] else None,
         "floor": floored,
         # the app's rate and CPU beside the floor's: what the app itself costs over the nodes' own work
@@ -340,6 +363,14 @@ def _run(env: ClusterEnv, escrows: int, concurrency: int, raw: int | None, topol
         "concurrency": concurrency, "price_sats": PRICE_SATS, "topology": cluster.topology.name,
         "run_dir": str(run_dir), "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
+
+
+def _raw(market: Market, nodes: dict, n: int, concurrency: int, progress: Callable[[str], None],
+         when: str) -> tuple[dict, dict, str]:
+    """``n`` raw payments: their figures, the nodes' CPU meanwhile, and ``when`` they ran."""
+    progress(f"raw LND invoice+pay, {when}: {n} payments, {concurrency} at a time")
+    figures, cpu = _cpu_during(nodes, lambda: _timed_pool(n, concurrency, market.raw_payment, progress, "raw"))
+    return figures, cpu, when
 
 
 def _cpu_during(pids: dict, run: Callable[[], dict]) -> tuple[dict, dict]:

@@ -21,6 +21,12 @@ def test_run_escrow_bench_settles_every_escrow_and_reports_ratio(tmp_path):
     assert (result["escrows"], result["failed"]) == (6, 0), result["errors"]
     assert (result["baseline"]["payments"], result["baseline"]["failed"]) == (6, 0), result["baseline"]["errors"]
     assert result["ratio"] == round(result["escrows_per_s"] / result["baseline"]["payments_per_s"], 3)
+    # the baseline ran in two halves, before the escrows and after them, and is reported as one
+    halves = result["baseline"]["halves"]
+    assert [(h["when"], h["payments"]) for h in halves] == [("before the escrows", 3), ("after the escrows", 3)]
+    assert all(h["cpu_s_per_payment_total"] > 0 for h in halves)
+    assert result["cpu_s_per_raw_payment_total"] == pytest.approx(
+        sum(h["cpu_s_per_payment_total"] for h in halves) / 2, abs=0.0002)
     assert result["p50_s"] <= result["p99_s"]
     # the buyers were told FUNDED and RELEASED by the app's stream, open since before each order:
     # an order is read only by a wait's fallback look (after 2 s with no word), never before it
