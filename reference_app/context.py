@@ -29,7 +29,7 @@ class AppContext:
     # The worker sets this, so a payment that ends on the node's loop is acted on at once.
     wake_worker: Callable[[], None] = lambda: None
     # ... and this: ``carry_on(order_id, step)`` runs ``step(height)`` as a pass of the worker's over
-    # the order, on the calling thread (Worker.carry_on). With no worker running, nothing is run.
+    # the order, on its drive pool (Worker.carry_on). With no worker running, nothing is run.
     carry_on: Callable[[int, Callable[[int | None], object]], None] = lambda order_id, step: None
     # Payouts this process sent and has not yet seen end (payout id -> order id): services/payouts.py
     payouts_in_flight: dict[int, int] = field(default_factory=dict)

@@ -159,24 +159,26 @@ class Worker:
             if not self.shares.mine(order_id):
                 continue
             mode = self.ctx.modes.get(mode_name)
-            if payouts.in_flight_here(self.ctx, order_id):  # its payment's end wakes us
+            if payouts.in_flight_here(self.ctx, order_id):  # its payment's end carries it on, or wakes us
                 continue
             if mode is not None and self._claim(order_id):
                 self._pool.submit(self._drive, order_id, functools.partial(mode.drive, order_id), height)
 
     def carry_on(self, order_id: int, step: Callable[[int | None], object]) -> None:
-        """Run ``step(height)`` as a pass over the order, now, on the calling thread: a payout of the
-        order ended here (payouts._send), and the mode records the outcome on the order as its last
-        pass read it. Without it, the end woke the worker, whose tick selected the pending orders,
-        and a pass read the order again to record the release: two statements and two thread
-        hand-offs an escrow. If a pass over the order is running, or the worker has stopped, the
-        worker's next tick sees to the order instead."""
+        """Run ``step(height)`` as a pass over the order, now: a payout of the order ended here
+        (payouts._send), and the mode records the outcome on the order as its last pass read it.
+        Without it, the end woke the worker, whose tick selected the pending orders, and a pass
+        read the order again to record the release: two statements an escrow, and a tick. The
+        step runs on the drive pool, not on the calling thread (the hub client's callbacks): a
+        split's other payout may still need a node call, which must not hold up other payments'
+        ends. If a pass over the order is running, or the worker has stopped, the worker's next
+        tick sees to the order instead."""
         if self._stop.is_set():
             return
         if not self._claim(order_id):
             self.wake()
             return
-        self._drive(order_id, step, self.height)
+        self._pool.submit(self._drive, order_id, step, self.height)
 
     def _claim(self, order_id: int) -> bool:
         """One pass over an order at a time: False if one is running."""

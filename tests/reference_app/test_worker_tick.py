@@ -3,7 +3,10 @@ and height once an interval, and no more often; what woke it is carried out on e
 
 from __future__ import annotations
 
+import threading
+
 from reference_app.worker import Worker
+from regtest_cluster.waiting import wait_for
 
 
 def test_woken_ticks_look_for_due_deadlines_once_an_interval_and_drive_every_time(api):
@@ -29,8 +32,8 @@ def test_woken_ticks_look_for_due_deadlines_once_an_interval_and_drive_every_tim
 
 
 def test_carry_on_runs_a_step_as_the_order_s_one_pass_at_a_time_or_leaves_it_to_the_next_tick(api):
-    """A payout's end carries its order on (Worker.carry_on): the step runs at once on the calling
-    thread, as a pass over the order; while another pass over it runs, or once the worker has
+    """A payout's end carries its order on (Worker.carry_on): the step runs at once on the drive
+    pool, as a pass over the order; while another pass over it runs, or once the worker has
     stopped, it does not run, and the worker's tick (woken, or its clock) sees to the order."""
     ctx = api.app.state.ctx
     ctx.modes = {}
@@ -38,22 +41,26 @@ def test_carry_on_runs_a_step_as_the_order_s_one_pass_at_a_time_or_leaves_it_to_
     assert ctx.carry_on == worker.carry_on
     ran, woken = [], []
     worker.wake = lambda: woken.append(True)
+    me = threading.get_ident()
     try:
         worker.height = 321
+        ctx.carry_on(7, lambda height: ran.append((height, threading.get_ident() != me)))
+        wait_for(lambda: ran and not worker._driving, timeout=10, what="the step")
+        assert ran == [(321, True)] and not woken  # on a drive thread, not the caller's
+        assert worker._claim(7)  # a pass over order 7 is running now
         ctx.carry_on(7, lambda height: ran.append(height))
-        assert ran == [321] and not woken and worker._claim(7)  # done, and its claim let go
-        ctx.carry_on(7, lambda height: ran.append(height))  # a pass over order 7 is running
-        assert ran == [321] and woken == [True]
+        assert woken == [True]
         worker._drive(7, lambda height: None, 321)  # that pass ends
+        assert len(ran) == 1
         failing = []
 
         def fails(height):
             failing.append(height)
             raise RuntimeError("the node went away")
         ctx.carry_on(7, fails)  # a step that fails is counted, logged and let go, as a tick's pass
-        assert failing == [321] and worker.errors == 1 and worker._claim(7)
-        worker._drive(7, lambda height: None, 321)
+        wait_for(lambda: failing and not worker._driving, timeout=10, what="the failing step")
+        assert failing == [321] and worker.errors == 1
     finally:
         worker.stop()
     ctx.carry_on(7, lambda height: ran.append(height))  # stopped: nothing runs
-    assert ran == [321]
+    assert len(ran) == 1
