@@ -43,9 +43,10 @@ def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
 
 
 def test_a_payout_s_end_records_the_release_on_the_record_its_pass_read(market, monkeypatch):
-    """Once the seller's payout SUCCEEDED, its end carries the order on at once (ctx.carry_on, as
-    the worker runs it): the release is recorded on the record the pass that sent the payout read,
-    and the order is not read again; nothing waits for the worker's next pass."""
+    """Once the seller's payout SUCCEEDED, its end carries the order on at once (ctx.carry_on; the
+    worker runs the step on its drive pool, this test on the calling thread): the release is
+    recorded on the record the pass that sent the payout read, and the order is not read again;
+    nothing waits for the worker's next pass."""
     buyer, seller = market.buyer(), market.seller()
     oid = market.funded_order(buyer, seller, 20_000)["id"]
     market.worker.stop()  # no pass but the one below, and what the payout's end carries on
