@@ -9,11 +9,10 @@ newline-delimited ``{"result": ...}`` objects.
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import ssl
-import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +22,7 @@ import httpx
 
 from ..daemon import Daemon, ProcessDaemon
 from ..waiting import wait_for
+from .thread_clients import PerThread
 
 
 def b64(data: bytes) -> str:
@@ -52,19 +52,20 @@ _HUNG_UP = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetErro
 
 
 class _ThreadConnections:
-    """Kept-alive ``http.client`` connections to one node, one for each calling thread: for the
-    app's client of a seller's own node, which the worker's drive threads share. No pool is
-    shared between threads, so none can close a connection under another (httpcore's pool can:
-    encode/httpcore#1110). And a request costs a third of httpx's CPU: a payout invoice fetched
-    through httpx was 7.6 % of the app's CPU in an escrow (py-spy, ``bench escrow``), and a
-    request 1.9 ms of a thread's CPU against 0.66 ms here, TLS included. Single requests only."""
+    """Kept-alive ``http.client`` connections to one node, one for each calling thread
+    (``thread_clients.PerThread``): for the app's client of a seller's own node, which the
+    worker's drive threads share. No pool is shared between threads, so none can close a
+    connection under another (httpcore's pool can: encode/httpcore#1110). And a request costs a
+    third of httpx's CPU: a payout invoice fetched through httpx was 7.6 % of the app's CPU in an
+    escrow (py-spy, ``bench escrow``), and a request 1.9 ms of a thread's CPU against 0.66 ms
+    here, TLS included. Single requests only."""
 
     def __init__(self, base_url: str, tls: ssl.SSLContext, timeout: float, headers: dict[str, str]) -> None:
         parts = urlsplit(base_url)
-        self._host, self._port, self._prefix = parts.hostname, parts.port or 443, parts.path.rstrip("/")
-        self._tls, self._timeout, self._headers = tls, timeout, {**headers, "Content-Type": "application/json"}
-        self._local = threading.local()
-        self._open: weakref.WeakSet[http.client.HTTPSConnection] = weakref.WeakSet()
+        self._prefix = parts.path.rstrip("/")
+        self._headers = {**headers, "Content-Type": "application/json"}
+        self._connections = PerThread(functools.partial(http.client.HTTPSConnection, parts.hostname,
+                                                        parts.port or 443, context=tls, timeout=timeout))
         self._closed = False
 
     def request(self, method: str, path: str, body: bytes | None, params: dict | None) -> tuple[int, str]:
@@ -74,37 +75,28 @@ class _ThreadConnections:
             raise RuntimeError("the client has been closed")
         target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         for again in (True, False):
-            connection = getattr(self._local, "connection", None)
-            kept = connection is not None
-            if not kept:
-                connection = self._local.connection = http.client.HTTPSConnection(
-                    self._host, self._port, context=self._tls, timeout=self._timeout)
-                self._open.add(connection)
+            kept = self._connections.peek() is not None
+            connection = self._connections.get()
             try:
                 connection.request(method, target, body=body, headers=self._headers)
                 response = connection.getresponse()
                 text = response.read().decode()
             except _HUNG_UP:
-                self._drop(connection)
+                self._connections.drop()
                 if kept and again:
                     continue
                 raise
             except BaseException:
-                self._drop(connection)
+                self._connections.drop()
                 raise
             if response.will_close:
-                self._drop(connection)
+                self._connections.drop()
             return response.status, text
         raise AssertionError("unreachable")
 
-    def _drop(self, connection: http.client.HTTPSConnection) -> None:
-        connection.close()
-        self._local.connection = None
-
     def close(self) -> None:
         self._closed = True
-        for connection in list(self._open):
-            connection.close()
+        self._connections.close()
 
 
 class LndRest:

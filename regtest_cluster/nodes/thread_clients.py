@@ -16,27 +16,50 @@ node keeps an ``http.client`` connection for each of its drive threads (``lnd._T
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
+from typing import Callable, Generic, TypeVar
 
 import httpx
 
+T = TypeVar("T")  # anything with close()
 
-class ThreadClients:
-    def __init__(self, **client_options) -> None:
-        """``client_options``: what each thread's ``httpx.Client`` is made with."""
-        self._options = client_options
+
+class PerThread(Generic[T]):
+    """One ``make()`` for each calling thread, kept while the thread lives; ``close`` closes
+    every one still open."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
         self._local = threading.local()
-        self._open: weakref.WeakSet[httpx.Client] = weakref.WeakSet()
+        self._open: weakref.WeakSet[T] = weakref.WeakSet()
 
-    def get(self) -> httpx.Client:
-        """The calling thread's client, made at its first call."""
-        client = getattr(self._local, "client", None)
+    def peek(self) -> T | None:
+        """The calling thread's, if it has made one (and not dropped it)."""
+        return getattr(self._local, "client", None)
+
+    def get(self) -> T:
+        """The calling thread's, made at its first call."""
+        client = self.peek()
         if client is None:
-            client = self._local.client = httpx.Client(**self._options)
+            client = self._local.client = self._make()
             self._open.add(client)
         return client
+
+    def drop(self) -> None:
+        """Close the calling thread's and forget it: its next ``get`` makes another."""
+        client = self.peek()
+        if client is not None:
+            client.close()
+            self._local.client = None
 
     def close(self) -> None:
         for client in list(self._open):
             client.close()
+
+
+class ThreadClients(PerThread[httpx.Client]):
+    def __init__(self, **client_options) -> None:
+        """``client_options``: what each thread's ``httpx.Client`` is made with."""
+        super().__init__(functools.partial(httpx.Client, **client_options))
