@@ -108,19 +108,18 @@ def _timed_pool(n: int, concurrency: int, one: Callable[[int], None],
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=label) as pool:
         list(pool.map(timed, range(n)))
-    wall = time.monotonic() - t0
-    return {"done": len(latencies), "failed": len(errors), "wall_s": round(wall, 2),
-            "per_s": round(len(latencies) / wall, 2), **percentiles(latencies), "errors": errors[:5],
-            "latencies": latencies, "wall": wall}
+    return _figures(latencies, len(errors), errors, time.monotonic() - t0)
 
 
 def _joined(*runs: dict) -> dict:
     """Runs of one kind of work as one: their successes over their summed time, their latencies
     pooled."""
-    latencies = [t for run in runs for t in run["latencies"]]
-    wall = sum(run["wall"] for run in runs)
-    errors = [e for run in runs for e in run["errors"]]
-    return {"done": len(latencies), "failed": sum(run["failed"] for run in runs), "wall_s": round(wall, 2),
+    return _figures([t for run in runs for t in run["latencies"]], sum(run["failed"] for run in runs),
+                    [e for run in runs for e in run["errors"]], sum(run["wall"] for run in runs))
+
+
+def _figures(latencies: list[float], failed: int, errors: list[str], wall: float) -> dict:
+    return {"done": len(latencies), "failed": failed, "wall_s": round(wall, 2),
             "per_s": round(len(latencies) / wall, 2) if wall else 0.0, **percentiles(latencies),
             "errors": errors[:5], "latencies": latencies, "wall": wall}
 

@@ -288,10 +288,7 @@ def _send(ctx: AppContext, payout_id: int, order_id: int, request: str, payment_
         finally:
             with _inflight_lock:
                 ctx.payouts_in_flight.pop(payout_id, None)
-            if status != "SUCCEEDED" or on_success is None:
-                ctx.wake_worker()
-        if status == "SUCCEEDED" and on_success is not None:
-            on_success()
+            (on_success if status == "SUCCEEDED" and on_success else ctx.wake_worker)()
 
     ctx.hub.pay(request, timeout_s=ctx.settings.payout_timeout_s, fee_limit_sats=fee_limit, on_done=ended)
     return "IN_FLIGHT"
