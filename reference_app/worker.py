@@ -42,6 +42,7 @@ class Worker:
         self._lock = threading.Lock()
         self.height: int | None = None
         self._timed_at = float("-inf")  # when guardian and deadlines last looked (monotonic)
+        self._timed_height: int | None = None  # ... and at which height
         self.errors = 0
         for mode in ctx.modes.values():
             mode.wake = self.wake
@@ -66,10 +67,15 @@ class Worker:
             mode.stop()
         if self._thread:
             self._thread.join(timeout=10)
+        self.ctx.stop_following()
         self.shares.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def _new_block(self, _height: int) -> None:
+        """A block came (the hub's block stream): what it made due is looked for at once."""
         self._wake.set()
 
     def _committed(self, order_ids: set[int]) -> None:
@@ -105,6 +111,7 @@ class Worker:
         woken = False
         while not self._stop.is_set():
             try:
+                self.ctx.follow_blocks(self._new_block)  # again, if the stream ended (a hub restarted)
                 self.tick(fresh_height=not woken)
             except Exception:  # a bad tick must not kill the worker; it retries next tick
                 self.errors += 1
@@ -114,22 +121,26 @@ class Worker:
 
     # --- one pass
     def tick(self, fresh_height: bool = True) -> None:
-        """One pass. A tick on the clock asks the hub for the height; a tick woken by a commit
-        (several an escrow) takes the height read at most ``AppContext.TIP_MAX_AGE_S`` ago: what
-        came due by the chain is then acted on at most that much later, never earlier.
+        """One pass. The height is the one the hub's block stream pushed (``AppContext.
+        follow_blocks``; a running worker reopens it if it ended), and each block wakes it. While no
+        stream runs, a tick on the clock asks the hub for the height, and a tick woken by a
+        commit (several an escrow) takes the height read at most ``AppContext.TIP_MAX_AGE_S``
+        ago: what came due by the chain is then acted on at most that much later, never earlier.
 
-        A woken tick is for what woke it (an outcome to carry out, a mode's news): it looks
-        for what came due by time or height (guardian, deadlines) only if the last look was an
-        interval ago. Under load the worker is woken many times an interval, and never waits
-        out a clock tick: these two selections then ran on every wake, a read session each."""
-        if fresh_height or not self.ctx.hub:
-            self.height = holds.block_height(self.ctx.hub) if self.ctx.hub else self.ctx.tip()
-            self.ctx.note_tip(self.height)
+        A woken tick is for what woke it (an outcome to carry out, a mode's news, a block): it
+        looks for what came due by time or height (guardian, deadlines) only if the height
+        changed, or the last look was an interval ago. Under load the worker is woken many times
+        an interval, and never waits out a clock tick: these two selections then ran on every
+        wake, a read session each."""
+        ctx = self.ctx
+        if ctx.hub is not None and fresh_height and not ctx.tip_pushed:
+            self.height = holds.block_height(ctx.hub)
+            ctx.note_tip(self.height)
         else:
-            self.height = self.ctx.tip()
+            self.height = ctx.tip()
         now = time.monotonic()
-        if fresh_height or now - self._timed_at >= self.interval:
-            self._timed_at = now
+        if fresh_height or self.height != self._timed_height or now - self._timed_at >= self.interval:
+            self._timed_at, self._timed_height = now, self.height
             self.guardian(self.height)
             self.deadlines(self.height)
         for mode in self.ctx.modes.values():

@@ -10,7 +10,10 @@ a thread:
 - ``watch_invoice`` follows one invoice through SubscribeSingleInvoice as a task on the
   loop; thousands of held invoices cost thousands of coroutines, not threads;
 - ``pay`` sends through SendPaymentV2 and returns a future at once; a payment the payee
-  holds for hours waits on the loop, not in the caller's pool.
+  holds for hours waits on the loop, not in the caller's pool;
+- ``watch_blocks`` follows the node's chain tip through ChainNotifier's
+  RegisterBlockEpochNtfn: a caller that needs the height is told of each block instead of
+  asking GetInfo again and again.
 
 Callbacks run on a small fixed pool (``callback_threads``), so they may block (database
 work) without stalling the loop.
@@ -39,6 +42,8 @@ from google.protobuf.internal import type_checkers
 from google.protobuf.json_format import MessageToDict
 
 from .lnd import LndError
+from .lnrpc import chainnotifier_pb2 as chain
+from .lnrpc import chainnotifier_pb2_grpc as chain_grpc
 from .lnrpc import invoices_pb2 as inv
 from .lnrpc import invoices_pb2_grpc as inv_grpc
 from .lnrpc import lightning_pb2 as ln
@@ -155,7 +160,7 @@ class _Loop:
 
 @dataclass
 class Watch:
-    """A running invoice subscription; ``cancel()`` ends it."""
+    """A running subscription (an invoice's, or the chain's blocks: no hash); ``cancel()`` ends it."""
 
     payment_hash: bytes
     task: Future = field(repr=False)
@@ -210,6 +215,7 @@ class LndGrpc:
             self._channel = grpc.aio.secure_channel(host, credentials, options=options)
             self._inv = inv_grpc.InvoicesStub(self._channel)
             self._router = router_grpc.RouterStub(self._channel)
+            self._chain = chain_grpc.ChainNotifierStub(self._channel)
 
         asyncio.run_coroutine_threadsafe(connect(), self._loop).result()
 
@@ -352,6 +358,31 @@ class LndGrpc:
                 await loop.run_in_executor(self._callbacks, on_error, error)
 
         return Watch(payment_hash, asyncio.run_coroutine_threadsafe(follow(), self._loop))
+
+    # --- the chain
+    def watch_blocks(self, on_block: Callable[[int], None], on_error: Callable[[Exception], None]) -> Watch:
+        """Follow the node's chain tip: ``on_block(height)`` for the tip when the stream opens (lnd
+        sends it first), then for each block connected, stale ones included (the latest is the
+        node's tip). ``on_block`` runs on the streams' loop itself, not the callback pool: it must
+        only note the height and return. ``on_error`` gets the error, on the callback pool, when
+        the stream ends for any reason but cancel() (a node that restarts ends it)."""
+        async def follow() -> None:
+            loop = asyncio.get_running_loop()
+            self._count("RegisterBlockEpochNtfn")
+            stream = self._chain.RegisterBlockEpochNtfn(chain.BlockEpoch(), metadata=self._metadata)
+            error: Exception = LndError(self.name, "RegisterBlockEpochNtfn", 0, "the node ended the block stream")
+            try:
+                async for epoch in stream:
+                    on_block(epoch.height)
+            except grpc.aio.AioRpcError as exc:
+                error = self._error("RegisterBlockEpochNtfn", exc)
+            except Exception as exc:  # noqa: BLE001 (on_block failed: the caller falls back)
+                error = exc
+            finally:
+                stream.cancel()
+            await loop.run_in_executor(self._callbacks, on_error, error)
+
+        return Watch(b"", asyncio.run_coroutine_threadsafe(follow(), self._loop))
 
     # --- payments
     def decodepayreq(self, payment_request: str) -> dict:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import shutil
+import socket
 import threading
 import time
 
 import pytest
 
 from regtest_cluster.nodes.lnd import LndError
+from regtest_cluster.nodes.lnd_grpc import LndGrpc
 from regtest_cluster.nodes.lnrpc import regen
 
 pytestmark = pytest.mark.cluster
@@ -36,6 +39,39 @@ def test_grpc_agrees_with_rest(cluster):
     with pytest.raises(LndError) as refused:
         hub.grpc.decodepayreq("lnbcrt1notaninvoice")
     assert refused.value.status == 500 and refused.value.call == "DecodePayReq"
+
+
+def test_the_block_stream_sends_the_tip_then_each_block_and_nothing_after_cancel(cluster):
+    hub = cluster.node("hub")
+    heights: queue.Queue[int] = queue.Queue()
+    errors: list[Exception] = []
+    watch = hub.grpc.watch_blocks(heights.put, errors.append)
+    try:
+        tip = heights.get(timeout=30)  # the tip first, before any block is mined
+        assert tip == hub.grpc.height()
+        cluster.mine(2)
+        assert [heights.get(timeout=30), heights.get(timeout=30)] == [tip + 1, tip + 2]
+    finally:
+        watch.cancel()
+    time.sleep(0.5)
+    assert watch.done and errors == []  # cancel() ends it quietly
+
+
+def test_a_block_stream_that_cannot_open_says_why(cluster):
+    hub = cluster.node("hub")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LndGrpc("gone", f"127.0.0.1:{port}", hub.macaroon_path.read_bytes().hex(), hub.tls_cert, timeout=5)
+    errors: queue.Queue[Exception] = queue.Queue()
+    try:
+        watch = client.watch_blocks(lambda height: pytest.fail(f"a block from nowhere: {height}"), errors.put)
+        error = errors.get(timeout=30)
+        assert isinstance(error, LndError) and error.status == 0 and error.call == "RegisterBlockEpochNtfn", error
+        assert f"127.0.0.1:{port}" in error.message
+        assert watch.done
+    finally:
+        client.close()
 
 
 @pytest.mark.allow_log(r"incorrect_payment_details|IncorrectOrUnknownPaymentDetails")

@@ -6,7 +6,8 @@
 The protos come from the Go module cache (``go mod download`` fetches lnd at the pinned
 version from the module proxy, as the LND build does); grpcio-tools (the ``dev`` extra)
 compiles them. Only the services the app calls are generated: lnrpc (Lightning),
-invoicesrpc (hold invoices) and routerrpc (payments).
+invoicesrpc (hold invoices), routerrpc (payments) and chainrpc's ChainNotifier (the chain's
+height, pushed).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pathlib import Path
 from regtest_cluster.provision.lnd import LND_VERSION
 
 HERE = Path(__file__).resolve().parent
-PROTOS = ("lightning.proto", "invoicesrpc/invoices.proto", "routerrpc/router.proto")
+PROTOS = ("lightning.proto", "invoicesrpc/invoices.proto", "routerrpc/router.proto", "chainrpc/chainnotifier.proto")
 GENERATED = ("lightning_pb2.py", "lightning_pb2_grpc.py", "invoices_pb2.py", "invoices_pb2_grpc.py",
-             "router_pb2.py", "router_pb2_grpc.py")
+             "router_pb2.py", "router_pb2_grpc.py", "chainnotifier_pb2.py", "chainnotifier_pb2_grpc.py")
 
 
 class RegenError(RuntimeError):
@@ -53,7 +54,7 @@ def generate(into: Path, version: str = LND_VERSION) -> None:
     except ImportError:
         raise RegenError("grpcio-tools is missing: pip install 'escrowlab[dev]'") from None
     rpc = lnd_source(version) / "lnrpc"
-    includes = [rpc, rpc / "invoicesrpc", rpc / "routerrpc", Path(protoc.__file__).parent / "_proto"]
+    includes = [rpc, rpc / "invoicesrpc", rpc / "routerrpc", rpc / "chainrpc", Path(protoc.__file__).parent / "_proto"]
     args = ["protoc", *(f"-I{p}" for p in includes), f"--python_out={into}", f"--grpc_python_out={into}",
             *(Path(p).name for p in PROTOS)]  # each found on its own -I
     if protoc.main(args) != 0:
