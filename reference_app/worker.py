@@ -78,12 +78,20 @@ class Worker:
         """A block came (the hub's block stream): what it made due is looked for at once."""
         self._wake.set()
 
-    def _committed(self, order_ids: set[int]) -> None:
-        """A commit moved these orders to an outcome pending: wake, or tell their owners."""
-        if any(self.shares.mine(order_id) for order_id in order_ids):
-            self.wake()
-        for order_id in order_ids:
-            self.shares.tell(order_id, OUTCOME)
+    def _committed(self, noted: set[tuple[int, str]]) -> None:
+        """A commit moved these orders (id, escrow mode) to an outcome pending: carry out this
+        process's own at once, each as a pass of the worker's (``carry_on``), and tell the owners
+        of the others. The commit used to wake the worker, whose tick selected the pending orders
+        to find this one: a thread woken, a statement and a tick for each escrow's confirm."""
+        for order_id, mode_name in noted:
+            if not self.shares.mine(order_id):
+                self.shares.tell(order_id, OUTCOME)
+                continue
+            mode = self.ctx.modes.get(mode_name)
+            if mode is None or payouts.in_flight_here(self.ctx, order_id):
+                self.wake()  # as drive_pending would: its payment's end carries it on, or the tick sees
+                continue
+            self.carry_on(order_id, functools.partial(mode.drive, order_id))
 
     def _heard(self, what: str, ident: int) -> None:
         """Another app process committed something for an order this one owns (``ident`` is the
@@ -176,14 +184,15 @@ class Worker:
                 self._pool.submit(self._drive, order_id, functools.partial(mode.drive, order_id), height)
 
     def carry_on(self, order_id: int, step: Callable[[int | None], object]) -> None:
-        """Run ``step(height)`` as a pass over the order, now: a payout of the order ended here
-        (payouts._send), and the mode records the outcome on the order as its last pass read it.
+        """Run ``step(height)`` as a pass over the order, now: a commit moved it to an outcome
+        pending (``_committed``: the mode's drive), or a payout of the order ended here
+        (payouts._send: the mode records the outcome on the order as its last pass read it).
         Without it, the end woke the worker, whose tick selected the pending orders, and a pass
         read the order again to record the release: two statements an escrow, and a tick. The
-        step runs on the drive pool, not on the calling thread (the hub client's callbacks): a
-        split's other payout may still need a node call, which must not hold up other payments'
-        ends. If a pass over the order is running, or the worker has stopped, the worker's next
-        tick sees to the order instead."""
+        step runs on the drive pool, not on the calling thread (the event loop, the hub client's
+        callbacks): a split's other payout may still need a node call, which must not hold up
+        other payments' ends. If a pass over the order is running, or the worker has stopped,
+        the worker's next tick sees to the order instead."""
         if self._stop.is_set():
             return
         if not self._claim(order_id):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from escrow_protocol.formulas import PPM, fee_sats
 
 from ..context import AppContext
-from ..store.db import Prepared
+from ..store.db import Prepared, PreparedUpdate
 from ..store.models import Dispute, DisputeMessage, Listing, Order, OrderEvent, Payout, User
 from . import holds, policy, records, transitions
 from .accounts import Principal
@@ -52,6 +52,13 @@ def _ordering(session: Session, listing_id: int, buyer_id: int) -> _Ordering | N
     return None if row is None else _Ordering(*row)
 
 
+# A new order's claim on its listing's stock, a compare-and-swap on what is left: prepared, as the
+# UPDATE built and run through SQLAlchemy was 2.7 % of the app's CPU in bench escrow (py-spy).
+_QUANTITY = bindparam("quantity", type_=_LISTINGS.c.stock.type)
+_TAKE_STOCK = PreparedUpdate(
+    update(_LISTINGS).where(_LISTINGS.c.id == bindparam("listing_id", type_=_LISTINGS.c.id.type),
+                            _LISTINGS.c.stock >= _QUANTITY)
+    .values(stock=_LISTINGS.c.stock - _QUANTITY, updated_at=bindparam("now", type_=_LISTINGS.c.updated_at.type)))
 # another order shipped with the same courier and tracking number
 _CLASH = Prepared(select(_ORDERS.c.id).where(_ORDERS.c.courier == bindparam("courier"),
                                              _ORDERS.c.tracking_number == bindparam("tracking"),
@@ -82,10 +89,8 @@ def create(ctx: AppContext, session: Session, buyer: User | Principal, listing_i
     if not s.min_price_sats <= price <= s.max_price_sats:
         raise ValidationFailed(f"order total {price} sats is outside {s.min_price_sats}..{s.max_price_sats}",
                                field="quantity")
-    taken = session.connection().execute(update(_LISTINGS).where(_LISTINGS.c.id == listing_id,
-                                                                 _LISTINGS.c.stock >= quantity)
-                                         .values(stock=_LISTINGS.c.stock - quantity))
-    if taken.rowcount != 1:
+    taken = _TAKE_STOCK.run(session, {"listing_id": listing_id, "quantity": quantity, "now": transitions.now()})
+    if taken != 1:
         raise Conflict(f"listing {listing_id} has fewer than {quantity} in stock")
     order = records.insert(session, listing_id=listing_id, buyer_id=buyer.id, seller_id=found.seller_id,
                            quantity=quantity, escrow_mode=found.escrow_mode, state=S.CREATED.value,

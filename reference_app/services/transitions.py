@@ -132,8 +132,8 @@ def apply(session: Session, settings: Settings, order: OrderRecord, event: E, ac
         setattr(order, key, value)
     _EVENT.rows(session, {"order_id": order.id, "event": event.value, "from_state": current.value,
                           "to_state": target.value, "actor": actor, "height": height, "detail": detail})
-    if target in PENDING:  # the worker carries it out: wake it (or the order's owner) once this commits
-        note_after_commit(session, WAKE_ORDERS, order.id)
+    if target in PENDING:  # the worker carries it out (or the order's owner) once this commits
+        note_after_commit(session, WAKE_ORDERS, (order.id, order.escrow_mode))
     if target != current:
         text = f"Order #{order.id}: {MESSAGES.get(target, target.value)}"
         kind = f"order.{target.value.lower()}"

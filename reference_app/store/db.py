@@ -20,7 +20,7 @@ import weakref
 import zlib
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 import anyio
 from sqlalchemy import Engine, Insert, Select, Update, bindparam, create_engine, event, update
@@ -257,15 +257,15 @@ DATABASE = "escrowlab_database"  # in every session's info: the Database it came
 _CURSOR = "escrowlab_prepared_cursor"  # in a pooled connection's info: Prepared's cursor on it
 READER = "escrowlab_reader"  # in a read session's info (write=False): it is closed, never committed
 WROTE_ALONE = "escrowlab_wrote_alone"  # in a write session's info: an INSERT of it committed by itself
-# What a write session notes for after its commit (in its info, a set of ids each), for
+# What a write session notes for after its commit (in its info, a set each), for
 # ``Database.on_commit``: nothing is told of a change that then rolls back.
-WAKE_ORDERS = "wake_orders"      # orders moved to an outcome pending: the worker carries them out
-NOTIFIED_USERS = "notified_users"    # users a notification was written to: their open streams
+WAKE_ORDERS = "wake_orders"      # (order id, escrow mode) moved to an outcome pending: the worker carries it out
+NOTIFIED_USERS = "notified_users"    # ids of users a notification was written to: their open streams
 
 
-def note_after_commit(session: Session, key: str, *ids: int) -> None:
-    """Tell ``Database.on_commit[key]`` about ``ids`` once this write session commits."""
-    session.info.setdefault(key, set()).update(ids)
+def note_after_commit(session: Session, key: str, *items: Hashable) -> None:
+    """Tell ``Database.on_commit[key]`` about ``items`` once this write session commits."""
+    session.info.setdefault(key, set()).update(items)
 
 
 AT_COMMIT = "escrowlab_at_commit"  # in a write session's info: inserts held to its commit (insert_at_commit)
@@ -910,7 +910,7 @@ class Database:
             event.listen(self._writers, "after_rollback", _forget_held)
         # who hears, after a write session commits, what it noted (note_after_commit): the worker
         # the orders it must carry out (WAKE_ORDERS), the streams their users (NOTIFIED_USERS)
-        self.on_commit: dict[str, Callable[[set[int]], None]] = {}
+        self.on_commit: dict[str, Callable[[set[Any]], None]] = {}
         # each event loop thread's reader connection (loop_connection), and all of them for dispose
         self._loop_held = threading.local()
         self._loop_connections: weakref.WeakSet[_ReaderConnection] = weakref.WeakSet()

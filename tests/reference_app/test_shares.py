@@ -146,10 +146,11 @@ def test_a_worker_drives_only_its_share_and_tells_the_owners_of_the_rest(api):
 
         theirs = [order_id for order_id in ids if order_id % 2 == 1]
         worker._wake.clear()
-        worker._committed({theirs[0]})  # the owner is told, this worker sleeps on
+        worker._committed({(theirs[0], "recorder")})  # the owner is told, this worker sleeps on
         assert heard.wait_for(1) == [(OUTCOME, theirs[0])] and not worker._wake.is_set()
-        worker._committed({theirs[1], mine[0]})
-        assert worker._wake.is_set()
+        worker._committed({(theirs[1], "recorder"), (mine[0], "recorder")})  # its own: driven at once
+        assert mode.done.acquire(timeout=5) and mode.driven[len(mine):] == [mine[0]]
+        assert heard.wait_for(2)[1] == (OUTCOME, theirs[1]) and not worker._wake.is_set()
 
         worker._created(theirs[2])
         worker._created(mine[1])

@@ -15,6 +15,7 @@ import functools
 import logging
 import threading
 import time
+from typing import Callable, Sequence
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -30,6 +31,8 @@ from ..faults import planted
 from ..lifecycle import FUNDED_STATES, PENDING, E, S
 from ..accounts import Principal
 from ..records import OrderRecord
+
+Payouts = Sequence[tuple[int, str]]  # an order's payouts as a pass knows them: (payout id, status)
 
 log = logging.getLogger("escrowlab.ln_hold")
 RECONCILE_EVERY_S = 2.0    # holds whose watch ended (a broken stream, a restart) are looked up this often
@@ -255,12 +258,21 @@ class LnHoldMode:
             update_rows(session, _HOLDS, {"order_id": order.id}, {"lnd_state": truth.state})
         return truth.state
 
-    def _paid(self, order: OrderRecord) -> bool:
+    def _paid(self, order: OrderRecord, known: Payouts | None = None) -> bool:
         """Whether the order's payouts have all SUCCEEDED; tries those that have not. A payment that
-        ends SUCCEEDED later takes the order's next step at once, on this record (``carry_on``)."""
-        made = payouts.ensure(self.ctx, order)  # a payout read as SUCCEEDED there is never tried again
-        then = functools.partial(self.ctx.carry_on, order.id, functools.partial(self._step, order))
-        done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats, then) == "SUCCEEDED"
+        ends SUCCEEDED later takes the order's next step at once, on this record (``carry_on``),
+        knowing the order's payouts as this pass left them with that one SUCCEEDED (``known``):
+        if that is all of them, the step reads none (a release's one payout was read again)."""
+        if known is not None and all(status == "SUCCEEDED" for _pid, status in known):
+            made = known
+        else:
+            made = payouts.ensure(self.ctx, order)  # a payout read as SUCCEEDED there is never tried again
+
+        def then(ended: int) -> Callable[[], None]:
+            now_known = tuple((pid, "SUCCEEDED" if pid == ended else status) for pid, status in made)
+            return functools.partial(self.ctx.carry_on, order.id,
+                                     functools.partial(self._step, order, known=now_known))
+        done = all(status == "SUCCEEDED" or payouts.attempt(self.ctx, pid, order.fee_sats, then(pid)) == "SUCCEEDED"
                    for pid, status in made)
         if done and planted(self.ctx.settings, "double_payout"):
             done = all(payouts.attempt(self.ctx, pid, order.fee_sats) == "SUCCEEDED" for pid, _status in made)
@@ -276,29 +288,30 @@ class LnHoldMode:
         cancelled instead of settling is recorded on the order read again."""
         return self._step(_load(self.ctx, order_id), height)
 
-    def _step(self, order: OrderRecord, height: int | None) -> str:
+    def _step(self, order: OrderRecord, height: int | None, known: Payouts | None = None) -> str:
         """``drive``'s step on ``order`` as a pass read it: by ``drive``, or by the pass that sent
-        a payout which has now SUCCEEDED (``_paid``). The record is then as that pass left it (the
-        hold it settled included); if the order has changed since, the compare-and-swap in
-        ``finish`` refuses the step and the worker's next tick reads the order afresh."""
+        a payout which has now SUCCEEDED (``_paid``, which gives it the order's payouts as that
+        pass knows them: ``known``). The record is then as that pass left it (the hold it settled
+        included); if the order has changed since, the compare-and-swap in ``finish`` refuses the
+        step and the worker's next tick reads the order afresh."""
         ctx, order_id = self.ctx, order.id
         state, done = S(order.state), None
         if state == S.HELD_IN_CUSTODY:
             self._settled(order, height)
         elif state == S.RELEASE_PENDING:
             faults.point("after_claim_release", ctx.settings.fault_points)
-            if self._settled(order, height) and self._paid(order):
+            if self._settled(order, height) and self._paid(order, known):
                 done = finish(ctx, order_id, E.RELEASED, height,
                               f"seller paid {order.price_sats - order.fee_sats} sats", order)
         elif state == S.SPLIT_PENDING:
-            if self._settled(order, height) and self._paid(order):
+            if self._settled(order, height) and self._paid(order, known):
                 done = finish(ctx, order_id, E.SPLIT_DONE, height, "both parties paid", order)
         elif state == S.REFUND_PENDING:
             final = order.hold.lnd_state if order.hold.lnd_state == "SETTLED" else self._cancelled(order)
             if final == "CANCELED":
                 done = finish(ctx, order_id, E.REFUNDED, height,
                               "hold invoice cancelled: the buyer's HTLC is failed back", order)
-            elif final == "SETTLED" and self._paid(order):
+            elif final == "SETTLED" and self._paid(order, known):
                 done = finish(ctx, order_id, E.REFUNDED, height, f"buyer repaid {order.price_sats} sats from custody",
                               order)
         return done or order.state

@@ -19,6 +19,7 @@ from tests.helpers import record_statements
 pytestmark = pytest.mark.cluster
 
 ORDER_READ = re.compile(r"^\s*SELECT\b.*\bFROM orders\b", re.IGNORECASE | re.DOTALL)
+PAYOUTS_READ = re.compile(r"^\s*SELECT\b.*\bFROM payouts\b", re.IGNORECASE | re.DOTALL)
 
 
 def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
@@ -45,8 +46,9 @@ def test_a_pass_over_a_release_reads_the_order_once(market, monkeypatch):
 def test_a_payout_s_end_records_the_release_on_the_record_its_pass_read(market, monkeypatch):
     """Once the seller's payout SUCCEEDED, its end carries the order on at once (ctx.carry_on; the
     worker runs the step on its drive pool, this test on the calling thread): the release is
-    recorded on the record the pass that sent the payout read, and the order is not read again;
-    nothing waits for the worker's next pass."""
+    recorded on the record the pass that sent the payout read, and neither the order nor its
+    payouts are read again (the step knows the one payout it needs SUCCEEDED); nothing waits
+    for the worker's next pass."""
     buyer, seller = market.buyer(), market.seller()
     oid = market.funded_order(buyer, seller, 20_000)["id"]
     market.worker.stop()  # no pass but the one below, and what the payout's end carries on
@@ -63,6 +65,7 @@ def test_a_payout_s_end_records_the_release_on_the_record_its_pass_read(market, 
 
     assert carried == [(oid, "RELEASED")]
     assert order_reads(seen[:first_pass]) == 1 and order_reads(seen[first_pass:]) == 0, seen
+    assert [s for s in seen[first_pass:] if PAYOUTS_READ.match(s)] == [], seen[first_pass:]
     view = buyer.order(oid)
     assert view["state"] == "RELEASED" and view["payouts"][0]["status"] == "SUCCEEDED"
 
