@@ -48,6 +48,7 @@ class AppContext:
     # The hub's block stream (follow_blocks), while it runs; while it has told a height, that
     # height is the tip, at any age (_tip_pushed).
     _blocks: object | None = None
+    _blocks_token: object | None = None  # the running stream's; a stopped one's callbacks find another
     _blocks_ended_at: float = float("-inf")
     _blocks_retry_s: float = 1.0
     _tip_pushed: bool = False
@@ -110,15 +111,20 @@ class AppContext:
             if running or time.monotonic() - self._blocks_ended_at < self._blocks_retry_s:
                 return
             self._blocks_ended_at = time.monotonic()  # (an open that fails at once waits as well)
+            token = self._blocks_token = object()
 
             def pushed(height: int) -> None:
                 with self._tip_lock:
+                    if self._blocks_token is not token:  # stopped meanwhile: its block is not the tip
+                        return
                     self._tip, self._tip_pushed = (time.monotonic(), height), True
                     self._blocks_retry_s = self.BLOCKS_RETRY_S
                 on_block(height)
 
             def ended(exc: Exception) -> None:
                 with self._tip_lock:
+                    if self._blocks_token is not token:
+                        return
                     if not self._tip_pushed:  # it ended before a height came: wait longer next time
                         self._blocks_retry_s = min(2 * self._blocks_retry_s, self.BLOCKS_RETRY_MAX_S)
                     self._tip_pushed, self._blocks_ended_at = False, time.monotonic()
@@ -133,7 +139,7 @@ class AppContext:
     def stop_following(self) -> None:
         """End the block stream; the height is asked again from now on."""
         with self._tip_lock:
-            blocks, self._blocks, self._tip_pushed = self._blocks, None, False
+            blocks, self._blocks, self._blocks_token, self._tip_pushed = self._blocks, None, None, False
         if blocks is not None:
             blocks.cancel()
 

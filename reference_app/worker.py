@@ -198,7 +198,11 @@ class Worker:
         if not self._claim(order_id):
             self.wake()
             return
-        self._pool.submit(self._drive, order_id, step, self.height)
+        try:
+            self._pool.submit(self._drive, order_id, step, self.height)
+        except RuntimeError:  # stopping: the pool shut down since (the commit that called must not fail)
+            with self._lock:
+                self._driving.discard(order_id)
 
     def _claim(self, order_id: int) -> bool:
         """One pass over an order at a time: False if one is running."""

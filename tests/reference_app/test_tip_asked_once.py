@@ -119,5 +119,11 @@ def test_a_pushed_height_is_the_tip_at_any_age_and_the_hub_is_asked_again_once_t
     hub.push(707)
     assert ctx.tip() == 707 and hub.asked == 2 and blocks[-1] == 707
 
+    on_block, on_error, watch = hub.streams[-1]
     ctx.stop_following()
-    assert hub.streams[-1][2].cancelled and not ctx.tip_pushed
+    assert watch.cancelled and not ctx.tip_pushed
+    on_block(708)  # a block the stopped stream was already handing over: not the tip
+    on_error(RuntimeError("cancelled"))
+    assert not ctx.tip_pushed and blocks[-1] == 707 and ctx.tip() == 707 and hub.asked == 2
+    monkeypatch.setattr(time, "monotonic", lambda: later + 4 * AppContext.BLOCKS_RETRY_S + AppContext.TIP_MAX_AGE_S)
+    assert ctx.tip() == 700 and hub.asked == 3  # no longer pushed: a second on, asked

@@ -64,3 +64,6 @@ def test_carry_on_runs_a_step_as_the_order_s_one_pass_at_a_time_or_leaves_it_to_
         worker.stop()
     ctx.carry_on(7, lambda height: ran.append(height))  # stopped: nothing runs
     assert len(ran) == 1
+    worker._stop.clear()  # a commit that called just as the worker stopped: its pool is shut down
+    ctx.carry_on(7, lambda height: ran.append(height))  # nothing runs, nothing raises into the commit
+    assert len(ran) == 1 and not worker._driving

@@ -17,6 +17,7 @@ import pytest
 from regtest_cluster.nodes.lnd import LndError
 from regtest_cluster.nodes.lnd_grpc import LndGrpc
 from regtest_cluster.nodes.lnrpc import regen
+from regtest_cluster.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -69,7 +70,7 @@ def test_a_block_stream_that_cannot_open_says_why(cluster):
         error = errors.get(timeout=30)
         assert isinstance(error, LndError) and error.status == 0 and error.call == "RegisterBlockEpochNtfn", error
         assert f"127.0.0.1:{port}" in error.message
-        assert watch.done
+        wait_for(lambda: watch.done, timeout=10, what="the stream's task to end after its error")
     finally:
         client.close()
 
