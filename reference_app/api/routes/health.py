@@ -17,6 +17,9 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
             node.update(reachable=True, block_height=int(info["block_height"]), pubkey=info["identity_pubkey"])
         except Exception as exc:  # health reports, it does not fail
             node.update(reachable=False, error=str(exc))
+        # whether the hub's block stream keeps this process's height current; false while the
+        # height is asked instead (no stream yet, a hub restarting, an lnd without chainrpc)
+        node["height_pushed"] = ctx.tip_pushed
     # Work done since start by the process that answers, for benchmarks (queries and node calls
     # per escrow; with several app processes, the wakes it sent to the owners of other orders
     # and the rings to the others' notification streams, and those it could not deliver); never reset.

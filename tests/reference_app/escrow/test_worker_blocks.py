@@ -16,6 +16,7 @@ pytestmark = pytest.mark.cluster
 def test_an_idle_worker_asks_no_height_and_a_block_brings_it_to_the_new_height_unasked(market):
     worker, ctx = market.worker, market.ctx
     wait_for(lambda: ctx.tip_pushed, timeout=10, what="the hub's block stream to push the tip")
+    assert market.http.get("/health").json()["node"]["height_pushed"] is True  # what an operator sees
     asked = ctx.hub.calls_by_method.get("GetInfo", 0)
     ticks, tick = [], worker.tick
     worker.tick = lambda fresh_height=True: (ticks.append(fresh_height), tick(fresh_height))[1]
