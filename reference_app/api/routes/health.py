@@ -18,7 +18,8 @@ def health(ctx: AppContext = Depends(get_ctx)) -> dict:
         except Exception as exc:  # health reports, it does not fail
             node.update(reachable=False, error=str(exc))
         # whether the hub's block stream keeps this process's height current; false while the
-        # height is asked instead (no stream yet, a hub restarting, an lnd without chainrpc)
+        # height is asked instead (no stream yet, a hub restarting, an lnd without chainrpc, or a
+        # process whose worker runs elsewhere: `escrowlab app worker` follows the blocks there)
         node["height_pushed"] = ctx.tip_pushed
     # Work done since start by the process that answers, for benchmarks (queries and node calls
     # per escrow; with several app processes, the wakes it sent to the owners of other orders
